@@ -1,0 +1,35 @@
+"""The `bidsnet` console command: one sub-command per library module that has a `main(argv)`."""
+
+import importlib
+import sys
+
+# Sub-command -> (module, one-line help). Modules are imported only when their command runs,
+# so `bidsnet masks` does not pay for torch start-up of unrelated parts.
+COMMANDS = {
+    "masks": ("bidsnet_lib.masks", "write the fixed evaluation mask set"),
+    "model": ("bidsnet_lib.model", "parameter summary of the presets"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: bidsnet COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()]
+    lines.append("\n`bidsnet COMMAND --help` for a command's options.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"bidsnet: unknown command {command!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

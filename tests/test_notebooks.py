@@ -1,0 +1,63 @@
+"""Course conventions every notebook keeps (execution itself is `pytest --nbval-lax notebooks`)."""
+
+import re
+
+import pytest
+from conftest import NOTEBOOKS, cell_tags, read_notebook
+
+from bidsnet_lib.colab import REPO_URL, SETUP_CELL
+
+EXPECTED = [
+    "01_masks",
+    "02_cnn_stream",
+    "03_fast_attention",
+    "04_bfi_sff",
+    "05_losses",
+    "06_training",
+    "07_evaluation",
+]
+ids = [p.stem for p in NOTEBOOKS]
+
+
+def test_course_order_has_no_gaps():
+    present = [stem for stem in EXPECTED if stem in ids]
+    assert present == EXPECTED[: len(present)], f"notebooks present: {ids}"
+    assert all(re.fullmatch(r"\d\d_[a-z0-9_]+", stem) for stem in ids), ids
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_first_markdown_cell_has_badge_and_module(path):
+    first = read_notebook(path).cells[0]
+    assert first.cell_type == "markdown"
+    badge = f"{REPO_URL.replace('https://github.com/', 'https://colab.research.google.com/github/')}/blob/main/notebooks/{path.name}"
+    assert badge in first.source, f"{path.name}: Colab badge must link to {badge}"
+    assert "bidsnet_lib" in first.source, f"{path.name}: first cell must name the module it builds"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_first_code_cell_is_the_colab_setup(path):
+    code = [c for c in read_notebook(path).cells if c.cell_type == "code"]
+    assert code[0].source == SETUP_CELL, f"{path.name}: first code cell must be colab.SETUP_CELL"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_parameters_cell_reads_small_mode(path):
+    params = [c for c in read_notebook(path).cells if "parameters" in cell_tags(c)]
+    assert len(params) == 1, f"{path.name}: exactly one cell tagged 'parameters'"
+    assert 'SMALL = os.environ.get("BIDSNET_SMALL", "0") == "1"' in params[0].source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_notebook_checks_itself_and_ends_with_exercises(path):
+    cells = read_notebook(path).cells
+    code = "\n".join(c.source for c in cells if c.cell_type == "code")
+    assert re.search(r"^\s*assert ", code, re.M), f"{path.name}: no assert cell"
+    exercises = [c for c in cells if "exercise" in cell_tags(c)]
+    assert 2 <= len(exercises) <= 4, f"{path.name}: {len(exercises)} exercises, expected 2-4"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_committed_without_outputs(path):
+    for cell in read_notebook(path).cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{path.name} has outputs"
