@@ -6,6 +6,7 @@ import sys
 # Sub-command -> (module, one-line help). Modules are imported only when their command runs,
 # so `bidsnet masks` does not pay for torch start-up of unrelated parts.
 COMMANDS = {
+    "demo": ("bidsnet_lib.demo", "the demo on shipped photos, pictures in outputs/"),
     "masks": ("bidsnet_lib.masks", "write the fixed evaluation mask set"),
     "model": ("bidsnet_lib.model", "parameter summary of the presets"),
 }
