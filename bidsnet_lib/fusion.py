@@ -27,10 +27,11 @@ class Align(nn.Module):
     Resampling is fixed (average pooling down, bilinear up) and the learned part is the 1x1
     convolution, as in Conformer's feature coupling unit (Peng et al., 2021): alignment adds few
     parameters, average pooling low-passes before it decimates (no aliasing), and bilinear
-    upsampling paints no checkerboard. The convolution and the GroupNorm always run at the lower
-    of the two resolutions, where they are cheapest; 1x1 convolution and bilinear interpolation
-    are both linear per pixel, so the order changes nothing but the cost. The norm puts the
-    two streams' features on one scale before they are fused.
+    upsampling paints no checkerboard. The convolution and the GroupNorm run at the lower of the
+    two resolutions, where they are cheapest: a 1x1 convolution commutes with average pooling
+    and with bilinear interpolation (both average pixels with weights summing to 1), so only the
+    norm's statistics see the lower resolution. The norm puts the two streams' features on one
+    scale before they are fused.
     """
 
     def __init__(self, in_channels: int, out_channels: int, scale: float = 1.0):

@@ -1,0 +1,305 @@
+"""BIDS-Net: the CNN and Transformer U-streams, joined by BFI at every scale, and its config.
+
+Assembled in ``notebooks/04_bfi_sff.ipynb`` from the CNN stream (``bidsnet_lib.cnn``, notebook
+02), the Transformer stream (``bidsnet_lib.attention``, notebook 03) and the fusion modules
+(``bidsnet_lib.fusion``). ``python -m bidsnet_lib.model --summary`` prints the parameter counts of
+the presets and the ablation variants.
+
+Data flow for an (H, W) input, S scales and the Transformer at 1/d of the CNN's resolution:
+
+    [image * (1 - mask), mask]            (B, 4, H, W)
+    CNN stem / Transformer stem           (B, c_0, H, W)            (B, t_0, H/d, W/d)
+    scale s: encoder stages, then BFI     (B, c_s, H/2^s, W/2^s)    (B, t_s, H/(d 2^s), W/(d 2^s))
+             the fused pair is the skip of scale s, then both streams downsample
+    bottleneck: both bottlenecks, BFI     (B, c_S, H/2^S, W/2^S)    (B, t_S, ...)
+    decoders, each with its own skips     (B, c_0, H, W)            (B, t_0, H/d, W/d)
+    Transformer output aligned to (H, W), concatenated, refined, projected, sigmoid -> (B, 3, H, W)
+"""
+
+import argparse
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bidsnet_lib.attention import ATTENTIONS, FastAttention, TransformerStream
+from bidsnet_lib.cnn import CNNStream, PreActResBlock, check_positive_int, group_norm
+from bidsnet_lib.fusion import BFI, FUSIONS, INTERACTIONS, Align
+
+_TUPLE_FIELDS = ("channel_mults", "cnn_depths", "trans_depths")
+
+
+@dataclass(frozen=True)
+class BIDSNetConfig:
+    """Everything that shapes a BIDS-Net; the defaults are the ``paper()`` preset.
+
+    Stream widths at scale s: ``width * channel_mults[s]`` channels in total, a ``cnn_share`` of
+    them in the CNN stream and the rest in the Transformer stream (the paper finds an equal
+    split best). ``channel_mults`` has one entry per encoder scale plus the bottleneck's, so
+    ``num_scales = len(cnn_depths) = len(channel_mults) - 1``. Inputs are padded to a multiple of
+    ``stride = 2**num_scales * trans_downsample``. The Transformer stream runs at
+    1/``trans_downsample`` of the CNN's resolution; its FastAttention draws ``nb_features``
+    (orthogonal if ``ortho``) random features and redraws them every ``redraw_interval`` training
+    calls (``None``: never). ``attention``, ``fusion``, ``interaction`` and ``cnn_share`` are the
+    paper's ablations; ``dataclasses.replace(config, fusion="add")`` builds one.
+    """
+
+    width: int = 64
+    cnn_share: float = 0.5
+    channel_mults: tuple[int, ...] = (1, 2, 4, 8)
+    cnn_depths: tuple[int, ...] = (2, 2, 2)
+    trans_depths: tuple[int, ...] = (1, 2, 2)
+    cnn_bottleneck_depth: int = 2
+    trans_bottleneck_depth: int = 2
+    heads: int = 4
+    dim_head: int = 32
+    trans_downsample: int = 2
+    attention: str = "favor"
+    nb_features: int = 72
+    ortho: bool = True
+    redraw_interval: int | None = 1000
+    fusion: str = "sff"
+    interaction: str = "bidirectional"
+    sff_reduction: int = 4
+
+    def __post_init__(self):
+        for name in _TUPLE_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, list | tuple) or not value:
+                raise ValueError(f"{name} must be a non-empty tuple of ints, got {value!r}")
+            for i, v in enumerate(value):
+                check_positive_int(f"{name}[{i}]", v)
+            object.__setattr__(self, name, tuple(value))  # lists from JSON become tuples
+        for name in ("width", "cnn_bottleneck_depth", "trans_bottleneck_depth", "heads",
+                     "dim_head", "trans_downsample", "nb_features", "sff_reduction"):
+            check_positive_int(name, getattr(self, name))
+        if self.redraw_interval is not None:
+            check_positive_int("redraw_interval", self.redraw_interval)
+        if not isinstance(self.ortho, bool):
+            raise ValueError(f"ortho must be a bool, got {self.ortho!r}")
+        if isinstance(self.cnn_share, bool) or not isinstance(self.cnn_share, int | float) \
+                or not 0 < self.cnn_share < 1:
+            raise ValueError(f"cnn_share must be a float strictly between 0 and 1, got {self.cnn_share!r}")
+        if len(self.trans_depths) != len(self.cnn_depths):
+            raise ValueError(
+                f"cnn_depths and trans_depths need one entry per scale each, got "
+                f"{len(self.cnn_depths)} and {len(self.trans_depths)}"
+            )
+        if len(self.channel_mults) != len(self.cnn_depths) + 1:
+            raise ValueError(
+                f"channel_mults needs num_scales + 1 = {len(self.cnn_depths) + 1} entries (scales + "
+                f"bottleneck), got {len(self.channel_mults)}: {self.channel_mults}"
+            )
+        for name, value, choices in (("attention", self.attention, ATTENTIONS),
+                                     ("fusion", self.fusion, FUSIONS),
+                                     ("interaction", self.interaction, INTERACTIONS)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+        for s, (c, t) in enumerate(zip(self.cnn_widths, self.trans_widths, strict=True)):
+            if c < 1 or t < 1:
+                raise ValueError(
+                    f"cnn_share={self.cnn_share} leaves a stream empty at scale {s} "
+                    f"({c} CNN + {t} Transformer channels); pick a share nearer 0.5 or a larger width"
+                )
+
+    @property
+    def num_scales(self) -> int:
+        return len(self.cnn_depths)
+
+    @property
+    def cnn_widths(self) -> tuple[int, ...]:
+        return tuple(round(self.width * m * self.cnn_share) for m in self.channel_mults)
+
+    @property
+    def trans_widths(self) -> tuple[int, ...]:
+        return tuple(self.width * m - c for m, c in zip(self.channel_mults, self.cnn_widths, strict=True))
+
+    @property
+    def stride(self) -> int:
+        """Inputs are padded to a multiple of this; it is also the smallest accepted side."""
+        return 2**self.num_scales * self.trans_downsample
+
+    @classmethod
+    def paper(cls) -> "BIDSNetConfig":
+        """For training at 256x256 on a 16 GB Colab T4 with mixed precision, batch 8.
+
+        Streams of 32/64/128/256 channels (8.4 M parameters). One 256x256 sample keeps about
+        0.9 GB of activations for the backward pass under autocast (1.3 GB in fp32), measured
+        with saved-tensor hooks: batch 8 needs about 7 GB, which leaves room on a T4 for the
+        discriminator and the VGG of the perceptual loss. The Transformer's first scale has one
+        block only: it attends over 128x128 tokens, the costliest place in the network.
+        """
+        return cls()
+
+    @classmethod
+    def small(cls) -> "BIDSNetConfig":
+        """For CPU: tests, notebooks and a demo checkpoint trained on 2 cores in about an hour.
+
+        Streams of 16/32/64/64 channels, one block each (0.75 M parameters); a training step
+        (forward and backward) at 128x128, batch 4, takes about 0.3 s on 2 idle CPU cores.
+        """
+        return cls(width=32, channel_mults=(1, 2, 4, 4), cnn_depths=(1, 1, 1), trans_depths=(1, 1, 1),
+                   cnn_bottleneck_depth=1, trans_bottleneck_depth=1, heads=2, dim_head=16)
+
+    def to_dict(self) -> dict:
+        """Plain data (ints, floats, strings, lists) for checkpoints and JSON."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BIDSNetConfig":
+        """The config ``to_dict`` wrote; missing keys take the defaults, unknown keys are an error."""
+        if not isinstance(data, dict):
+            raise TypeError(f"data must be a dict, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown BIDSNetConfig keys {unknown}; expected some of {sorted(known)}")
+        return cls(**data)
+
+
+def ablation_variants(base: BIDSNetConfig) -> dict[str, BIDSNetConfig]:
+    """The paper's ablations of ``base``, one field changed at a time, keyed by a short name."""
+    variants = {f"fusion={f}": dataclasses.replace(base, fusion=f) for f in FUSIONS if f != base.fusion}
+    variants.update({f"interaction={i}": dataclasses.replace(base, interaction=i)
+                     for i in INTERACTIONS if i != base.interaction})
+    variants.update({f"cnn_share={s}": dataclasses.replace(base, cnn_share=s) for s in (0.25, 0.75)})
+    variants.update({f"attention={a}": dataclasses.replace(base, attention=a)
+                     for a in ATTENTIONS if a != base.attention})
+    return variants
+
+
+def check_inputs(image: torch.Tensor, mask: torch.Tensor, min_size: int = 1) -> None:
+    """Raise ValueError/TypeError unless image is (B, 3, H, W) in [0, 1] and mask (B, 1, H, W) in {0, 1}."""
+    for name, x in (("image", image), ("mask", mask)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if image.dim() != 4 or image.shape[1] != 3:
+        raise ValueError(f"image must be (B, 3, H, W), got shape {tuple(image.shape)}")
+    if not image.is_floating_point():
+        raise ValueError(f"image must be a float tensor in [0, 1], got dtype {image.dtype}")
+    if mask.dim() != 4 or mask.shape[1] != 1:
+        raise ValueError(f"mask must be (B, 1, H, W), got shape {tuple(mask.shape)}")
+    if mask.shape[0] != image.shape[0] or mask.shape[-2:] != image.shape[-2:]:
+        raise ValueError(
+            f"mask shape {tuple(mask.shape)} does not match image shape {tuple(image.shape)}; "
+            f"expected ({image.shape[0]}, 1, {image.shape[2]}, {image.shape[3]})"
+        )
+    if image.shape[0] == 0:
+        raise ValueError(f"image holds an empty batch, shape {tuple(image.shape)}; expected B >= 1")
+    height, width = image.shape[-2:]
+    if height < min_size or width < min_size:
+        raise ValueError(f"image is {height}x{width}; both sides must be at least {min_size} pixels")
+    # One reduction and one device sync for the three value checks: min and max propagate NaN.
+    low, high = torch.stack(torch.aminmax(image)).tolist()
+    if math.isnan(low) or math.isnan(high):
+        raise ValueError("image contains NaN; expected values in [0, 1]")
+    if low < 0 or high > 1:
+        raise ValueError(f"image values span [{low:.4g}, {high:.4g}]; expected values in [0, 1]")
+    if mask.dtype != torch.bool and not ((mask == 0) | (mask == 1)).all():
+        raise ValueError("mask must be binary (0 = known, 1 = hole); got values other than 0 and 1")
+
+
+def composite(pred: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The prediction inside the hole (mask = 1) and the image, bit for bit, everywhere else."""
+    if pred.shape != image.shape:
+        raise ValueError(f"pred shape {tuple(pred.shape)} must equal image shape {tuple(image.shape)}")
+    check_inputs(image, mask)
+    # A select, not pred * mask + image * (1 - mask): the arithmetic version rounds known pixels.
+    return torch.where(mask.bool(), pred.to(image.dtype), image)
+
+
+class BIDSNet(nn.Module):
+    """The Bidirectional Interaction Dual-Stream Network: ``model(image, mask) -> prediction``."""
+
+    def __init__(self, config: BIDSNetConfig):
+        super().__init__()
+        if not isinstance(config, BIDSNetConfig):
+            raise TypeError(f"config must be a BIDSNetConfig, got {type(config).__name__}")
+        self.config = config
+        cw, tw, d = config.cnn_widths, config.trans_widths, config.trans_downsample
+        # Both stems see the masked image and the mask: 3 + 1 channels.
+        self.cnn = CNNStream(4, cw, (*config.cnn_depths, config.cnn_bottleneck_depth))
+        self.trans = TransformerStream(
+            4, tw, (*config.trans_depths, config.trans_bottleneck_depth), heads=config.heads,
+            dim_head=config.dim_head, attention=config.attention, nb_features=config.nb_features,
+            ortho=config.ortho, redraw_interval=config.redraw_interval, patch=d,
+        )
+        # One BFI per encoder scale, the last one at the bottleneck.
+        self.bfi = nn.ModuleList(
+            BFI(cw[s], tw[s], d, config.fusion, config.interaction, config.sff_reduction)
+            for s in range(config.num_scales + 1)
+        )
+        self.trans_up = Align(tw[0], tw[0], d)
+        self.refine = PreActResBlock(cw[0] + tw[0], cw[0] + tw[0])
+        self.head = nn.Sequential(group_norm(cw[0] + tw[0]), nn.SiLU(), nn.Conv2d(cw[0] + tw[0], 3, 3, padding=1))
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        stride = self.config.stride
+        check_inputs(image, mask, min_size=stride)
+        height, width = image.shape[-2:]
+        mask = mask.to(image.dtype)
+        x = torch.cat([image * (1 - mask), mask], dim=1)  # (B, 4, H, W), holes zeroed
+        # Reflection continues the image across the border, so the padding looks like content.
+        x = F.pad(x, (0, -width % stride, 0, -height % stride), mode="reflect")  # (B, 4, H', W')
+
+        cnn, trans = self.cnn, self.trans
+        c, t = cnn.stem(x), trans.stem(x)  # (B, c_0, H', W'), (B, t_0, H'/d, W'/d)
+        skips = []
+        for s in range(self.config.num_scales):
+            c, t = self.bfi[s](cnn.encoder[s](c), trans.encoder[s](t))
+            skips.append((c, t))
+            c, t = cnn.downsample[s](c), trans.downsample[s](t)  # half the resolution
+        c, t = self.bfi[-1](cnn.bottleneck(c), trans.bottleneck(t))
+        for s in reversed(range(self.config.num_scales)):
+            skip_c, skip_t = skips[s]
+            c = cnn.decoder[s](cnn.merge[s](torch.cat([cnn.upsample[s](c), skip_c], dim=1)))
+            t = trans.decoder[s](trans.merge[s](torch.cat([trans.upsample[s](t), skip_t], dim=1)))
+        h = torch.cat([c, self.trans_up(t)], dim=1)  # (B, c_0 + t_0, H', W')
+        out = torch.sigmoid(self.head(self.refine(h)))  # (B, 3, H', W')
+        return out[..., :height, :width]
+
+    def redraw_features(self) -> None:
+        """Draw new random features in every FastAttention (no-op with exact attention)."""
+        for module in self.modules():
+            if isinstance(module, FastAttention):
+                module.redraw_features()
+
+
+def count_parameters(model: BIDSNet) -> dict[str, int]:
+    """Trainable parameters in total and per part: CNN stream, Transformer stream, fusion, head."""
+    parts = {"cnn": model.cnn, "transformer": model.trans, "fusion": model.bfi,
+             "head": nn.ModuleList([model.trans_up, model.refine, model.head])}
+    counts = {name: sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
+    return {"total": sum(p.numel() for p in model.parameters()), **counts}
+
+
+def summary_table(configs: dict[str, BIDSNetConfig]) -> str:
+    """A text table of ``count_parameters`` for each named config."""
+    columns = ("total", "cnn", "transformer", "fusion", "head")
+    name_width = max(len("config"), *(len(n) for n in configs))
+    lines = [f"{'config':<{name_width}}" + "".join(f"{c:>13}" for c in columns)]
+    for name, config in configs.items():
+        counts = count_parameters(BIDSNet(config))
+        lines.append(f"{name:<{name_width}}" + "".join(f"{counts[c]:>13,}" for c in columns))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bidsnet model", description="BIDS-Net parameter counts.")
+    parser.add_argument("--summary", action="store_true",
+                        help="parameter counts of the presets and the ablation variants (the default)")
+    parser.parse_args(argv)
+    configs = {}
+    for preset, config in (("paper", BIDSNetConfig.paper()), ("small", BIDSNetConfig.small())):
+        configs[preset] = config
+        configs.update({f"{preset} {n}": v for n, v in ablation_variants(config).items()})
+    print(summary_table(configs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""Tests of bidsnet_lib.model: the config, BIDS-Net end to end, input checks, composite, summary."""
+
+import dataclasses
+import itertools
+import json
+
+import pytest
+import torch
+
+from bidsnet_lib.attention import FastAttention
+from bidsnet_lib.fusion import FUSIONS, INTERACTIONS, SFF
+from bidsnet_lib.model import (
+    ATTENTIONS,
+    BIDSNet,
+    BIDSNetConfig,
+    ablation_variants,
+    check_inputs,
+    composite,
+    count_parameters,
+    main,
+)
+
+# Two scales, a few channels: every code path of the full model at a fraction of small()'s cost.
+TINY = BIDSNetConfig(width=8, channel_mults=(1, 2, 2), cnn_depths=(1, 1), trans_depths=(1, 1),
+                     cnn_bottleneck_depth=1, trans_bottleneck_depth=1, heads=1, dim_head=8, nb_features=16)
+
+
+def _inputs(batch=2, height=16, width=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(batch, 3, height, width, generator=g)
+    mask = (torch.rand(batch, 1, height, width, generator=g) > 0.6).float()
+    return image, mask
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return BIDSNet(TINY)
+
+
+@pytest.mark.parametrize("height,width", [(67, 45), (16, 16), (8, 23)])
+def test_output_shape_equals_input_shape_and_lies_in_unit_range(tiny_model, height, width):
+    image, mask = _inputs(1, height, width)
+    out = tiny_model(image, mask)
+    assert out.shape == image.shape
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_prediction_ignores_pixels_under_the_hole(tiny_model):
+    image, mask = _inputs()
+    tampered = torch.where(mask.bool(), torch.rand_like(image), image)
+    tiny_model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(tiny_model(image, mask), tiny_model(tampered, mask))
+
+
+VARIANTS = list(itertools.product(FUSIONS, INTERACTIONS, (0.25, 0.5), ATTENTIONS))
+
+
+@pytest.mark.parametrize("fusion,interaction,share,attention", VARIANTS)
+def test_every_variant_runs_and_every_parameter_gets_a_gradient(fusion, interaction, share, attention):
+    config = dataclasses.replace(TINY, fusion=fusion, interaction=interaction, cnn_share=share, attention=attention)
+    model = BIDSNet(config)
+    image, mask = _inputs(2, 16, 16)
+    out = model(image, mask)
+    assert out.shape == image.shape and torch.isfinite(out).all()
+    out.mean().backward()
+    stale = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert stale == []
+    # A gradient that is exactly zero everywhere would mean a parameter cut off from the loss.
+    assert [n for n, p in model.named_parameters() if not p.grad.abs().sum() > 0] == []
+
+
+def test_composite_keeps_known_pixels_bit_exactly():
+    image, mask = _inputs(2, 9, 11)
+    pred = torch.rand_like(image)
+    out = composite(pred, image, mask)
+    known, hole = ~mask.bool().expand_as(image), mask.bool().expand_as(image)
+    assert torch.equal(out[known], image[known])
+    assert torch.equal(out[hole], pred[hole])
+    assert torch.equal(composite(pred, image, mask.bool()), out)
+
+
+def test_composite_rejects_mismatched_prediction():
+    image, mask = _inputs()
+    with pytest.raises(ValueError, match=r"pred shape \(2, 3, 8, 8\) must equal image shape \(2, 3, 16, 16\)"):
+        composite(torch.rand(2, 3, 8, 8), image, mask)
+
+
+def test_eval_mode_is_deterministic(tiny_model):
+    image, mask = _inputs()
+    tiny_model.eval()
+    with torch.no_grad():
+        assert torch.equal(tiny_model(image, mask), tiny_model(image, mask))
+
+
+def test_batch_elements_do_not_interact(tiny_model):
+    image, mask = _inputs(3)
+    tiny_model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(tiny_model(image, mask)[1:2], tiny_model(image[1:2], mask[1:2]))
+
+
+def test_bf16_autocast_forward_is_finite(tiny_model):
+    image, mask = _inputs()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = tiny_model(image, mask)
+    assert out.shape == image.shape and torch.isfinite(out.float()).all()
+
+
+def test_sff_weights_are_kept_after_a_forward():
+    model = BIDSNet(TINY)
+    model(*_inputs(2))
+    sffs = [m for m in model.modules() if isinstance(m, SFF)]
+    assert len(sffs) == 2 * (TINY.num_scales + 1)  # both directions at every scale and the bottleneck
+    assert all(m.last_weights is not None and m.last_weights.shape == (2, 2, m.channels) for m in sffs)
+
+
+def test_redraw_features_reaches_every_fast_attention(monkeypatch):
+    model = BIDSNet(TINY)
+    count = sum(isinstance(m, FastAttention) for m in model.modules())
+    assert count > 0
+    calls = []
+    monkeypatch.setattr(FastAttention, "redraw_features", lambda self: calls.append(self))
+    model.redraw_features()
+    assert len(calls) == count
+
+
+def test_small_preset_runs():
+    model = BIDSNet(BIDSNetConfig.small()).eval()
+    image, mask = _inputs(1, 64, 64)
+    with torch.no_grad():
+        assert model(image, mask).shape == image.shape
+
+
+def test_paper_preset_builds_runs_and_is_larger():
+    paper = BIDSNet(BIDSNetConfig.paper()).eval()
+    counts, small_counts = count_parameters(paper), count_parameters(BIDSNet(BIDSNetConfig.small()))
+    assert counts["total"] == sum(p.numel() for p in paper.parameters())
+    assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
+    assert 2e6 < counts["total"] < 50e6 and small_counts["total"] < counts["total"] / 4
+    with torch.no_grad():
+        assert paper(*_inputs(1, 64, 64)).shape == (1, 3, 64, 64)
+
+
+def test_equal_split_balances_the_streams():
+    config = BIDSNetConfig.paper()
+    assert config.cnn_widths == config.trans_widths == (32, 64, 128, 256)
+    skewed = dataclasses.replace(config, cnn_share=0.25)
+    assert [c + t for c, t in zip(skewed.cnn_widths, skewed.trans_widths, strict=True)] == [64, 128, 256, 512]
+    assert skewed.cnn_widths == (16, 32, 64, 128)
+
+
+def test_stride_and_minimum_size(tiny_model):
+    assert TINY.stride == 2**2 * 2 and BIDSNetConfig.paper().stride == 16
+    assert tiny_model(*_inputs(1, 8, 8)).shape == (1, 3, 8, 8)
+    with pytest.raises(ValueError, match="image is 7x12; both sides must be at least 8 pixels"):
+        tiny_model(*_inputs(1, 7, 12))
+
+
+@pytest.mark.parametrize("downsample", [1, 4])
+def test_other_transformer_resolutions_and_bool_masks(downsample):
+    model = BIDSNet(dataclasses.replace(TINY, trans_downsample=downsample))
+    image, mask = _inputs(1, 19, 21)
+    assert model(image, mask.bool()).shape == image.shape
+
+
+def test_state_dict_and_config_rebuild_the_same_model(tiny_model):
+    rebuilt = BIDSNet(BIDSNetConfig.from_dict(tiny_model.config.to_dict()))
+    rebuilt.load_state_dict(tiny_model.state_dict())  # strict: same names and shapes, buffers too
+    image, mask = _inputs()
+    tiny_model.eval(), rebuilt.eval()
+    with torch.no_grad():
+        assert torch.equal(rebuilt(image, mask), tiny_model(image, mask))
+
+
+def _bad(**changes):
+    image, mask = _inputs(2, 16, 16)
+    return changes.get("image", image), changes.get("mask", mask)
+
+
+BAD_INPUTS = {
+    "rank": (_bad(image=torch.rand(3, 16, 16)), r"image must be \(B, 3, H, W\), got shape \(3, 16, 16\)"),
+    "channels": (_bad(image=torch.rand(2, 4, 16, 16)), r"image must be \(B, 3, H, W\), got shape \(2, 4, 16, 16\)"),
+    "mask channels": (_bad(mask=torch.zeros(2, 3, 16, 16)), r"mask must be \(B, 1, H, W\), got shape \(2, 3, 16, 16\)"),
+    "mismatch": (_bad(mask=torch.zeros(2, 1, 16, 8)), r"mask shape \(2, 1, 16, 8\) does not match image shape \(2, 3, 16, 16\); expected \(2, 1, 16, 16\)"),
+    "batch": (_bad(mask=torch.zeros(1, 1, 16, 16)), r"does not match image shape"),
+    "non-binary": (_bad(mask=torch.full((2, 1, 16, 16), 0.5)), r"mask must be binary \(0 = known, 1 = hole\)"),
+    "above 1": (_bad(image=torch.full((2, 3, 16, 16), 255.0)), r"image values span \[255, 255\]; expected values in \[0, 1\]"),
+    "below 0": (_bad(image=torch.full((2, 3, 16, 16), -0.5)), r"image values span \[-0.5, -0.5\]"),
+    "nan": (_bad(image=torch.full((2, 3, 16, 16), float("nan"))), "image contains NaN"),
+    "integer": (_bad(image=torch.zeros(2, 3, 16, 16, dtype=torch.uint8)), "image must be a float tensor in \\[0, 1\\], got dtype torch.uint8"),
+    "empty batch": ((torch.rand(0, 3, 16, 16), torch.zeros(0, 1, 16, 16)), r"image holds an empty batch, shape \(0, 3, 16, 16\); expected B >= 1"),
+    "too small": ((torch.rand(1, 3, 4, 16), torch.zeros(1, 1, 4, 16)), "image is 4x16; both sides must be at least 8"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_inputs_raise_value_error_naming_the_problem(tiny_model, case):
+    (image, mask), match = BAD_INPUTS[case]
+    with pytest.raises(ValueError, match=match):
+        tiny_model(image, mask)
+
+
+def test_non_tensor_inputs_raise_type_error():
+    with pytest.raises(TypeError, match="mask must be a torch.Tensor, got list"):
+        check_inputs(torch.rand(1, 3, 8, 8), [[0]])
+    with pytest.raises(TypeError, match="config must be a BIDSNetConfig, got dict"):
+        BIDSNet(TINY.to_dict())
+
+
+@pytest.mark.parametrize("config", [BIDSNetConfig.paper(), BIDSNetConfig.small(), TINY], ids=["paper", "small", "tiny"])
+def test_config_round_trips_through_plain_data(config):
+    data = json.loads(json.dumps(config.to_dict()))
+    assert BIDSNetConfig.from_dict(data) == config
+
+
+def test_config_from_dict_rejects_unknown_keys():
+    with pytest.raises(ValueError, match=r"unknown BIDSNetConfig keys \['depth'\]; expected some of \["):
+        BIDSNetConfig.from_dict({**TINY.to_dict(), "depth": 3})
+    with pytest.raises(TypeError, match="data must be a dict, got list"):
+        BIDSNetConfig.from_dict([])
+
+
+@pytest.mark.parametrize(
+    "changes,match",
+    [
+        ({"width": 0}, "width must be a positive int, got 0"),
+        ({"cnn_share": 1.0}, "cnn_share must be a float strictly between 0 and 1, got 1.0"),
+        ({"cnn_share": 0.01}, "leaves a stream empty at scale 0"),
+        ({"fusion": "mul"}, r"fusion must be one of \['add', 'concat', 'sff'\], got 'mul'"),
+        ({"interaction": "both"}, r"interaction must be one of \[.*'bidirectional'.*\], got 'both'"),
+        ({"attention": "linear"}, r"attention must be one of \['favor', 'softmax'\], got 'linear'"),
+        ({"channel_mults": (1, 2)}, r"channel_mults needs num_scales \+ 1 = 3 entries"),
+        ({"trans_depths": (1,)}, "cnn_depths and trans_depths need one entry per scale each, got 2 and 1"),
+        ({"cnn_depths": ()}, "cnn_depths must be a non-empty tuple of ints"),
+        ({"cnn_depths": (1, 0)}, r"cnn_depths\[1\] must be a positive int, got 0"),
+        ({"redraw_interval": 0}, "redraw_interval must be a positive int, got 0"),
+        ({"ortho": "yes"}, "ortho must be a bool, got 'yes'"),
+        ({"nb_features": 0}, "nb_features must be a positive int, got 0"),
+    ],
+)
+def test_config_rejects_bad_values(changes, match):
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(TINY, **changes)
+
+
+def test_config_is_frozen_and_takes_lists():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TINY.width = 16
+    assert dataclasses.replace(TINY, cnn_depths=[2, 2]).cnn_depths == (2, 2)
+
+
+def test_ablation_variants_change_one_field_each():
+    variants = ablation_variants(TINY)
+    assert len(variants) == (len(FUSIONS) - 1) + (len(INTERACTIONS) - 1) + 2 + (len(ATTENTIONS) - 1)
+    for config in variants.values():
+        differing = [f.name for f in dataclasses.fields(TINY) if getattr(config, f.name) != getattr(TINY, f.name)]
+        assert len(differing) == 1
+
+
+def test_summary_prints_every_preset_and_variant(capsys):
+    assert main(["--summary"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["config", "total", "cnn", "transformer", "fusion", "head"]
+    names = [line.split()[0] + " " + line.split()[1] for line in lines[1:]]
+    assert "paper interaction=none" in names and "small attention=softmax" in names
+    assert len(lines) == 1 + 2 * (1 + len(ablation_variants(TINY)))
