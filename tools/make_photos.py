@@ -14,7 +14,8 @@ then run, from the repository root:
     .venv/bin/python tools/make_photos.py /path/to/x          # the extracted tree
     .venv/bin/python tools/make_photos.py /path/to/*.deb      # or the .deb files (needs dpkg-deb)
 
-Every photo is resized so its short side is 512 px (aspect kept) and stored as JPEG quality 92.
+Every photo is resized so its short side is 512 px (aspect kept) and stored as JPEG quality 92
+(4:4:4 chroma).
 The split is by source photo, stratified by source package with a fixed seed, so the output is
 the same on every run.
 """
@@ -95,55 +96,88 @@ def _matplotlib(file_name: str) -> Callable[[], np.ndarray]:
 # Photos shipped in Python packages: (photo, loader returning an RGB uint8 array (H, W, 3)).
 PACKAGED: list[tuple[Photo, Callable[[], np.ndarray]]] = [
     (
-        Photo("skimage_astronaut", "scikit-image", "skimage.data.astronaut()",
-              "NASA (photograph of Eileen Collins)", "public domain",
-              "skimage.data.astronaut docstring: NASA Great Images database, no known copyright "
-              "restrictions, released into the public domain"),
+        Photo(
+            "skimage_astronaut",
+            "scikit-image",
+            "skimage.data.astronaut()",
+            "NASA (photograph of Eileen Collins)",
+            "public domain",
+            "skimage.data.astronaut docstring: NASA Great Images database, no known copyright "
+            "restrictions, released into the public domain",
+        ),
         _skimage("astronaut"),
     ),
     (
-        Photo("skimage_chelsea", "scikit-image", "skimage.data.chelsea()",
-              "Stefan van der Walt", "CC0-1.0",
-              "skimage.data.chelsea docstring: CC0 by the photographer (Stefan van der Walt)"),
+        Photo(
+            "skimage_chelsea",
+            "scikit-image",
+            "skimage.data.chelsea()",
+            "Stefan van der Walt",
+            "CC0-1.0",
+            "skimage.data.chelsea docstring: CC0 by the photographer (Stefan van der Walt)",
+        ),
         _skimage("chelsea"),
     ),
     (
-        Photo("skimage_coffee", "scikit-image", "skimage.data.coffee()",
-              "Rachel Michetti (courtesy of Pikolo Espresso Bar)", "CC0-1.0",
-              "skimage.data.coffee docstring: CC0 by the photographer (Rachel Michetti)"),
+        Photo(
+            "skimage_coffee",
+            "scikit-image",
+            "skimage.data.coffee()",
+            "Rachel Michetti (courtesy of Pikolo Espresso Bar)",
+            "CC0-1.0",
+            "skimage.data.coffee docstring: CC0 by the photographer (Rachel Michetti)",
+        ),
         _skimage("coffee"),
     ),
     (
-        Photo("skimage_rocket", "scikit-image", "skimage.data.rocket()",
-              "SpaceX (launch of DSCOVR on Falcon 9)", "public domain",
-              "skimage.data.rocket docstring: captured by SpaceX and released in the public "
-              "domain"),
+        Photo(
+            "skimage_rocket",
+            "scikit-image",
+            "skimage.data.rocket()",
+            "SpaceX (launch of DSCOVR on Falcon 9)",
+            "public domain",
+            "skimage.data.rocket docstring: captured by SpaceX and released in the public domain",
+        ),
         _skimage("rocket"),
     ),
     (
-        Photo("sklearn_china", "scikit-learn", "sklearn.datasets.load_sample_image('china.jpg')",
-              "danielbuechele (Flickr)", "CC-BY-2.0",
-              "sklearn/datasets/images/README.txt: creative commons licence "
-              "https://creativecommons.org/licenses/by/2.0/, "
-              "https://www.flickr.com/photos/danielbuechele/6061409035/"),
+        Photo(
+            "sklearn_china",
+            "scikit-learn",
+            "sklearn.datasets.load_sample_image('china.jpg')",
+            "danielbuechele (Flickr)",
+            "CC-BY-2.0",
+            "sklearn/datasets/images/README.txt: creative commons licence "
+            "https://creativecommons.org/licenses/by/2.0/, "
+            "https://www.flickr.com/photos/danielbuechele/6061409035/",
+        ),
         _sklearn("china.jpg"),
     ),
     (
-        Photo("sklearn_flower", "scikit-learn", "sklearn.datasets.load_sample_image('flower.jpg')",
-              "vultilion (Flickr)", "CC-BY-2.0",
-              "sklearn/datasets/images/README.txt: creative commons licence "
-              "https://creativecommons.org/licenses/by/2.0/, "
-              "https://www.flickr.com/photos/vultilion/6056698931/ (the README's attribution "
-              "line repeats 'danielbuechele', but its source link is vultilion's photostream)"),
+        Photo(
+            "sklearn_flower",
+            "scikit-learn",
+            "sklearn.datasets.load_sample_image('flower.jpg')",
+            "vultilion (Flickr)",
+            "CC-BY-2.0",
+            "sklearn/datasets/images/README.txt: creative commons licence "
+            "https://creativecommons.org/licenses/by/2.0/, "
+            "https://www.flickr.com/photos/vultilion/6056698931/ (the README's attribution "
+            "line repeats 'danielbuechele', but its source link is vultilion's photostream)",
+        ),
         _sklearn("flower.jpg"),
     ),
     (
-        Photo("matplotlib_grace_hopper", "matplotlib",
-              "matplotlib mpl-data/sample_data/grace_hopper.jpg",
-              "U.S. Navy (photograph of Commodore Grace M. Hopper)", "public domain",
-              "matplotlib ships no licence text for sample_data; the image was added as a public "
-              "domain replacement (matplotlib pull request #1599); it is a U.S. Navy photograph "
-              "(Naval History and Heritage Command), a work of the U.S. federal government"),
+        Photo(
+            "matplotlib_grace_hopper",
+            "matplotlib",
+            "matplotlib mpl-data/sample_data/grace_hopper.jpg",
+            "U.S. Navy (photograph of Commodore Grace M. Hopper)",
+            "public domain",
+            "matplotlib ships no licence text for sample_data; the image was added as a public "
+            "domain replacement (matplotlib pull request #1599); it is a U.S. Navy photograph "
+            "(Naval History and Heritage Command), a work of the U.S. federal government",
+        ),
         _matplotlib("grace_hopper.jpg"),
     ),
 ]
@@ -151,7 +185,8 @@ PACKAGED: list[tuple[Photo, Callable[[], np.ndarray]]] = [
 # Photographs of lomiri-wallpapers-{16.04,20.04} (20.04.0-2), chosen by looking at each
 # wallpaper; the Debian copyright file is checked against these authors and licences at build
 # time. Skipped as renders or graphics, not photographs: Fossa_by_Jasper_Roks,
-# Infinite-Sea_by_Aury88 (photo composited into a drawn gradient), Painting-Colors_by__herobrine7gamer,
+# Infinite-Sea_by_Aury88 (photo composited into a drawn gradient),
+# Painting-Colors_by__herobrine7gamer,
 # analogpattern_by_Peter_Nerlich, umang_by_Abhishek_Mudgal, warty-final-ubuntu.
 LOMIRI: dict[str, tuple[str, str]] = {
     "Bridge_by_Sander_Klootwijk.jpg": ("Sander Klootwijk", "CC-BY-SA-4.0"),
@@ -171,7 +206,7 @@ LOMIRI: dict[str, tuple[str, str]] = {
 }
 APT_HINT = (
     "fetch it with: apt-get download lomiri-wallpapers lomiri-wallpapers-16.04 "
-    "lomiri-wallpapers-20.04 && for f in *.deb; do dpkg -x \"$f\" x; done  (then pass x)"
+    'lomiri-wallpapers-20.04 && for f in *.deb; do dpkg -x "$f" x; done  (then pass x)'
 )
 
 
@@ -212,8 +247,10 @@ def parse_debian_copyright(text: str) -> dict[str, tuple[str, str, str]]:
 
 def _extract_debs(debs: list[Path], into: Path) -> Path:
     if shutil.which("dpkg-deb") is None:
-        raise SystemExit("dpkg-deb is needed to unpack .deb files; extract them yourself and "
-                         "pass the directory instead. " + APT_HINT)
+        raise SystemExit(
+            "dpkg-deb is needed to unpack .deb files; extract them yourself and "
+            "pass the directory instead. " + APT_HINT
+        )
     for deb in debs:
         subprocess.run(["dpkg-deb", "-x", str(deb), str(into)], check=True)
     return into
@@ -224,20 +261,25 @@ def find_lomiri(root: Path) -> tuple[dict[str, Path], dict[str, tuple[str, str, 
     backgrounds = root / "usr" / "share" / "backgrounds"
     docs = sorted((root / "usr" / "share" / "doc").glob("lomiri-wallpapers*/copyright"))
     if not backgrounds.is_dir() or not docs:
-        raise SystemExit(f"{root} holds no extracted lomiri-wallpapers tree (expected "
-                         f"usr/share/backgrounds/ and usr/share/doc/lomiri-wallpapers*/copyright); "
-                         + APT_HINT)
+        raise SystemExit(
+            f"{root} holds no extracted lomiri-wallpapers tree (expected "
+            f"usr/share/backgrounds/ and usr/share/doc/lomiri-wallpapers*/copyright); " + APT_HINT
+        )
     copyright_ = parse_debian_copyright(docs[0].read_text(encoding="utf-8"))
     files = {}
     for name, (author, licence) in LOMIRI.items():
         path = backgrounds / name
         if not path.is_file():
-            raise SystemExit(f"missing {path}: the photos come from lomiri-wallpapers-16.04 and "
-                             f"-20.04, extract all three packages into one tree; " + APT_HINT)
+            raise SystemExit(
+                f"missing {path}: the photos come from lomiri-wallpapers-16.04 and "
+                f"-20.04, extract all three packages into one tree; " + APT_HINT
+            )
         _, holder, deb_licence = copyright_.get(name, ("", "", ""))
         if deb_licence != licence or author.replace('"', "") not in holder.replace('"', ""):
-            raise SystemExit(f"{name}: Debian copyright says {holder!r} / {deb_licence!r}, this "
-                             f"script records {author!r} / {licence!r}; update LOMIRI first")
+            raise SystemExit(
+                f"{name}: Debian copyright says {holder!r} / {deb_licence!r}, this "
+                f"script records {author!r} / {licence!r}; update LOMIRI first"
+            )
         files[name] = path
     changelog = root / "usr" / "share" / "doc" / "lomiri-wallpapers" / "changelog.Debian.gz"
     version = "unknown version"
@@ -256,17 +298,22 @@ def lomiri_photos(root: Path) -> list[tuple[Photo, Callable[[], np.ndarray]]]:
         # The upstream folder (16.04/ or 20.04/) names the binary package that ships the file.
         series = Path(upstream_path).parts[0]
         stem = "lomiri_" + re.sub(r"[^a-z0-9]+", "_", Path(name).stem.lower()).strip("_")
-        photo = Photo(stem, "lomiri-wallpapers",
-                      f"Debian lomiri-wallpapers-{series} {version}: /usr/share/backgrounds/{name}",
-                      author, licence,
-                      f"debian/copyright of lomiri-wallpapers ({upstream_path}): Copyright "
-                      f"{' '.join(holder.split())}; License {licence}")
+        photo = Photo(
+            stem,
+            "lomiri-wallpapers",
+            f"Debian lomiri-wallpapers-{series} {version}: /usr/share/backgrounds/{name}",
+            author,
+            licence,
+            f"debian/copyright of lomiri-wallpapers ({upstream_path}): Copyright "
+            f"{' '.join(holder.split())}; License {licence}",
+        )
         out.append((photo, lambda p=path: _read_rgb(p)))
     return out
 
 
-def assign_splits(photos: list[Photo], test_fraction: float = TEST_FRACTION,
-                  seed: int = SEED) -> dict[str, str]:
+def assign_splits(
+    photos: list[Photo], test_fraction: float = TEST_FRACTION, seed: int = SEED
+) -> dict[str, str]:
     """Split by photo, stratified by source package: largest-remainder test counts per group."""
     groups: dict[str, list[str]] = {}
     for p in photos:
@@ -276,7 +323,9 @@ def assign_splits(photos: list[Photo], test_fraction: float = TEST_FRACTION,
     counts = {g: int(q) for g, q in quotas.items()}
     # Hand the remaining test slots to the groups with the largest fractional parts, so the test
     # split spans several sources instead of whichever one a global shuffle favoured.
-    for g in sorted(quotas, key=lambda g: (counts[g] - quotas[g], g))[: n_test - sum(counts.values())]:
+    for g in sorted(quotas, key=lambda g: (counts[g] - quotas[g], g))[
+        : n_test - sum(counts.values())
+    ]:
         counts[g] += 1
     rng = np.random.default_rng(seed)
     split = {}
@@ -294,7 +343,7 @@ def licences_markdown(rows: list[dict[str, str]], photos: dict[str, Photo]) -> s
         "",
         "Written by `tools/make_photos.py`; do not edit by hand. Every photo below was resized "
         f"(short side {SHORT_SIDE} px, aspect kept) and re-encoded as JPEG quality {JPEG_QUALITY} "
-        "by that script; nothing else was changed. The resized versions keep the licence of the "
+        "(4:4:4 chroma) by that script; nothing else was changed. The resized versions keep the licence of the "
         "original (for CC BY-SA originals that is required: ShareAlike).",
         "",
         "| File | Source | Author | Licence |",
@@ -337,17 +386,35 @@ def build(lomiri_root: Path, out_dir: Path, licences_path: Path) -> list[dict[st
     for photo, load in sorted(sources, key=lambda s: (split[s[0].name], s[0].name)):
         rgb = load()  # (H, W, 3) uint8
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"{photo.source}: expected an RGB uint8 image, got "
-                             f"{rgb.shape} {rgb.dtype}")
+            raise ValueError(
+                f"{photo.source}: expected an RGB uint8 image, got {rgb.shape} {rgb.dtype}"
+            )
         small = resize_short_side(rgb)
         rel = f"{split[photo.name]}/{photo.name}.jpg"
-        ok = cv2.imwrite(str(out_dir / rel), cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
-                         [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        # Full-resolution chroma (4:4:4): the default 4:2:0 blurs colour edges, which is exactly
+        # where inpainting metrics look.
+        ok = cv2.imwrite(
+            str(out_dir / rel),
+            cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
+            [
+                cv2.IMWRITE_JPEG_QUALITY,
+                JPEG_QUALITY,
+                cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+            ],
+        )
         if not ok:
             raise OSError(f"could not write {out_dir / rel}")
-        rows.append({"file": rel, "split": split[photo.name], "source": photo.source,
-                     "author": photo.author, "licence": photo.licence,
-                     "original_size": f"{rgb.shape[1]}x{rgb.shape[0]}"})
+        rows.append(
+            {
+                "file": rel,
+                "split": split[photo.name],
+                "source": photo.source,
+                "author": photo.author,
+                "licence": photo.licence,
+                "original_size": f"{rgb.shape[1]}x{rgb.shape[0]}",
+            }
+        )
     with open(out_dir / "manifest.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
         writer.writeheader()
@@ -358,8 +425,12 @@ def build(lomiri_root: Path, out_dir: Path, licences_path: Path) -> list[dict[st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("lomiri", nargs="+", type=Path,
-                        help="extracted lomiri-wallpapers tree, or the three .deb files")
+    parser.add_argument(
+        "lomiri",
+        nargs="+",
+        type=Path,
+        help="extracted lomiri-wallpapers tree, or the three .deb files",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "images")
     parser.add_argument("--licences", type=Path, default=ROOT / "data" / "LICENSES.md")
     args = parser.parse_args(argv)
