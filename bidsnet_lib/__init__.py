@@ -2,13 +2,13 @@
 
 import os
 
-import torch
-
 __version__ = "0.1.0"
 
 
-def default_device() -> torch.device:
-    """The GPU when there is one (Colab), the CPU otherwise."""
+def default_device():
+    """The GPU when there is one (Colab), the CPU otherwise (a torch.device)."""
+    import torch  # here, not at the top: `bidsnet masks` and the mask benchmark need no torch
+
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

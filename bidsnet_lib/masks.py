@@ -1,0 +1,752 @@
+"""Inpainting masks: Mask Set I (irregular, by hole-ratio bin), Mask Set II (LaMa's large masks),
+external mask folders, and the fixed evaluation set shipped in ``data/masks``.
+
+Taught in ``notebooks/01_masks.ipynb``. Convention everywhere: 1 = hole (missing), 0 = known. A
+mask is a (H, W) ``uint8`` array of 0/1, or a float tensor (B, 1, H, W) once it meets a model.
+
+Command line (also ``bidsnet masks ...``)::
+
+    python -m bidsnet_lib.masks write --out data/masks --size 256 --seed 0 --per-bin 10 --per-preset 20
+    python -m bidsnet_lib.masks gallery --photos data/images/test --out outputs
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import numbers
+import os
+import re
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+RATIO_BINS = ((0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5), (0.5, 0.6))
+MIN_SIZE = 32  # smallest side: below it a brush stroke is wider than a bin's worth of pixels
+MASK_EXTENSIONS = (".png", ".jpg", ".jpeg")
+EVAL_PRESETS = ("thin", "medium", "thick")  # LaMa evaluates on these; "train" is for training
+
+
+# ----------------------------------------------------------------------------- input checks
+def _check_size(height, width) -> tuple[int, int]:
+    for name, value in (("height", height), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if value < MIN_SIZE:
+            raise ValueError(f"{name} must be at least {MIN_SIZE} pixels, got {value}")
+    return int(height), int(width)
+
+
+def _check_rng(rng) -> np.random.Generator:
+    if rng is None:
+        return np.random.default_rng()
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"rng must be a numpy.random.Generator or None, got {type(rng).__name__}"
+            " (make one with numpy.random.default_rng(seed))"
+        )
+    return rng
+
+
+def _check_bin(ratio_bin, name: str = "ratio_bin") -> tuple[float, float]:
+    if isinstance(ratio_bin, str | bytes) or not isinstance(ratio_bin, Sequence) or len(ratio_bin) != 2:
+        raise TypeError(f"{name} must be a pair (low, high) of fractions, got {ratio_bin!r}")
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in ratio_bin):
+        raise TypeError(f"{name} must hold two numbers, got {ratio_bin!r}")
+    low, high = float(ratio_bin[0]), float(ratio_bin[1])
+    if not (0.0 <= low <= 1.0 and 0.0 <= high <= 1.0):
+        raise ValueError(f"{name} must lie inside [0, 1] (fractions, not percent), got {ratio_bin!r}")
+    if low >= high:
+        raise ValueError(f"{name} must be (low, high) with low < high, got {ratio_bin!r}")
+    return low, high
+
+
+def _check_fraction(value, name: str, low: float = 0.0, high: float = 1.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not low < value <= high:
+        raise ValueError(f"{name} must be in ({low}, {high}], got {value}")
+    return float(value)
+
+
+def _check_threshold(threshold) -> float:
+    threshold = _check_fraction(threshold, "threshold")
+    if threshold >= 1:
+        raise ValueError(f"threshold must be in (0, 1) (a fraction of full scale), got {threshold}")
+    return threshold
+
+
+def _check_canvas(canvas) -> None:
+    if not isinstance(canvas, np.ndarray) or canvas.ndim != 2 or canvas.dtype != np.uint8:
+        got = f"{canvas.dtype} {canvas.shape}" if isinstance(canvas, np.ndarray) else type(canvas).__name__
+        raise TypeError(f"canvas must be a (H, W) uint8 numpy array, got {got}")
+
+
+def bin_name(ratio_bin) -> str:
+    """Folder name of a ratio bin: (0.1, 0.2) -> '10-20'."""
+    low, high = _check_bin(ratio_bin)
+    return f"{round(low * 100)}-{round(high * 100)}"
+
+
+def in_bin(ratio: float, ratio_bin) -> bool:
+    """A ratio lies in bin (low, high) when low <= ratio < high, so the bins tile [0, 1)."""
+    low, high = _check_bin(ratio_bin)
+    return low <= ratio < high
+
+
+def _bin_counts(low: float, high: float, n: int) -> tuple[int, int]:
+    """Smallest and largest hole-pixel count k with low <= k / n < high."""
+    k_low = math.ceil(low * n)
+    while k_low > 0 and (k_low - 1) / n >= low:  # float rounding in low * n
+        k_low -= 1
+    while k_low / n < low:
+        k_low += 1
+    k_high = math.ceil(high * n) - 1
+    while (k_high + 1) / n < high:
+        k_high += 1
+    while k_high >= 0 and k_high / n >= high:
+        k_high -= 1
+    return k_low, k_high
+
+
+# ----------------------------------------------------------------------------- hole ratio
+def hole_ratio(mask) -> float:
+    """Fraction of hole pixels (value 1) in a 0/1 mask: a numpy array or torch tensor, any shape."""
+    if hasattr(mask, "detach"):  # torch tensor, without importing torch here
+        mask = mask.detach().cpu().numpy()
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"mask must be a numpy array or torch tensor, got {type(mask).__name__}")
+    if mask.size == 0:
+        raise ValueError(f"mask must not be empty, got shape {mask.shape}")
+    holes = np.count_nonzero(mask)
+    if mask.dtype != bool and holes != np.count_nonzero(mask == 1):
+        other = mask[(mask != 0) & (mask != 1)].flat[0]
+        raise ValueError(
+            f"mask must hold only 0 and 1 (1 = hole), got a value {other}"
+            " (a 0/255 image? binarise it with binarize_mask)"
+        )
+    return holes / mask.size
+
+
+# ----------------------------------------------------------------------------- building blocks
+def draw_stroke(canvas, rng, *, max_vertices=10, max_step=0.15, max_width=0.08, max_turn=1.5, value=1):
+    """Draw one free-form brush stroke into `canvas` (in place) and return its vertices (n, 2) as (x, y).
+
+    The stroke is a random walk: a start point, then n - 1 segments whose heading turns by up to
+    `max_turn` radians at each joint. Lengths are fractions of the canvas's short side.
+    """
+    _check_canvas(canvas)
+    rng = _check_rng(rng)
+    height, width = canvas.shape
+    side = min(height, width)
+    n = int(rng.integers(2, max_vertices + 1))
+    brush = max(1, round(rng.uniform(0.2, 1.0) * max_width * side))  # pixels
+    start = rng.random(2) * (width, height)  # (x, y) anywhere on the canvas
+    heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.uniform(-max_turn, max_turn, n - 1))  # (n-1,)
+    steps = rng.uniform(0.2, 1.0, n - 1) * max_step * side  # (n-1,) pixels
+    points = np.empty((n, 2))
+    points[0] = start
+    points[1:, 0] = start[0] + np.cumsum(steps * np.cos(heading))
+    points[1:, 1] = start[1] + np.cumsum(steps * np.sin(heading))
+    points = np.round(points).astype(np.int32)
+    # OpenCV caps every thick segment with a disc, so the joints come out round. Points off the
+    # canvas are fine: OpenCV clips the drawing.
+    cv2.polylines(canvas, [points], False, value, brush)
+    return points
+
+
+def draw_polygon(canvas, rng, *, max_vertices=10, max_radius=0.2, value=1):
+    """Fill one random polygon into `canvas` (in place) and return its vertices (n, 2) as (x, y).
+
+    Vertices sit at sorted random angles around a centre, at random distances, so the polygon is
+    simple (star-shaped about its centre) however jagged. `max_radius` is a fraction of the short side.
+    """
+    _check_canvas(canvas)
+    rng = _check_rng(rng)
+    height, width = canvas.shape
+    n = int(rng.integers(3, max_vertices + 1))
+    centre = rng.random(2) * (width, height)  # (x, y) anywhere on the canvas
+    radius = rng.uniform(0.3, 1.0) * max_radius * min(height, width)  # pixels
+    angles = np.sort(rng.uniform(0, 2 * np.pi, n))  # (n,)
+    radii = radius * rng.uniform(0.3, 1.0, n)  # (n,)
+    points = np.empty((n, 2))
+    points[:, 0] = centre[0] + radii * np.cos(angles)
+    points[:, 1] = centre[1] + radii * np.sin(angles)
+    points = np.round(points).astype(np.int32)
+    cv2.fillPoly(canvas, [points], value)
+    return points
+
+
+def rotate_flip(mask, rng, *, rotate=True, flip=True):
+    """Rotate a mask by a random angle about its centre and flip it left-right / up-down (p = 1/2 each).
+
+    Nearest-neighbour keeps it binary; corners that rotate in from outside take the mirrored
+    content (reflect border) rather than coming in empty, so a rotated mask has no blank corners.
+    """
+    if not isinstance(mask, np.ndarray) or mask.ndim != 2:
+        raise TypeError(f"mask must be a (H, W) numpy array, got {getattr(mask, 'shape', type(mask).__name__)}")
+    rng = _check_rng(rng)
+    height, width = mask.shape
+    if rotate:
+        matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), rng.uniform(0, 360), 1.0)
+        mask = cv2.warpAffine(
+            mask, matrix, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT_101
+        )
+    if flip:
+        if rng.random() < 0.5:
+            mask = mask[:, ::-1]
+        if rng.random() < 0.5:
+            mask = mask[::-1]
+    return np.ascontiguousarray(mask)
+
+
+# ----------------------------------------------------------------------------- Mask Set I
+@dataclass(frozen=True)
+class IrregularMaskParams:
+    """Shape of Mask Set I's strokes and polygons; lengths are fractions of the image's short side."""
+
+    stroke_vertices: int = 10  # a stroke has 2..stroke_vertices vertices
+    stroke_step: float = 0.15  # longest segment
+    stroke_width: float = 0.08  # widest brush
+    stroke_turn: float = 1.5  # radians a stroke may turn at a joint
+    polygon_proba: float = 0.2  # chance a shape is a polygon rather than a stroke
+    polygon_vertices: int = 10  # a polygon has 3..polygon_vertices vertices
+    polygon_radius: float = 0.2  # largest polygon radius
+    rotate: bool = True
+    flip: bool = True
+
+    def __post_init__(self):
+        for name, low in (("stroke_vertices", 2), ("polygon_vertices", 3)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        for name in ("stroke_step", "stroke_width", "stroke_turn", "polygon_radius"):
+            _check_fraction(getattr(self, name), name, 0.0, math.inf)
+        if not isinstance(self.polygon_proba, numbers.Real) or not 0.0 <= self.polygon_proba <= 1.0:
+            raise ValueError(f"polygon_proba must be in [0, 1], got {self.polygon_proba}")
+
+
+def _draw_shape(canvas, rng, params: IrregularMaskParams, shrink: float, value: int) -> None:
+    # Erasing (value 0) uses strokes only: an eraser polygon would bite straight-edged gaps out.
+    if value == 1 and rng.random() < params.polygon_proba:
+        draw_polygon(canvas, rng, max_vertices=params.polygon_vertices,
+                     max_radius=params.polygon_radius * shrink, value=value)
+    else:
+        draw_stroke(canvas, rng, max_vertices=params.stroke_vertices, max_step=params.stroke_step * shrink,
+                    max_width=params.stroke_width * shrink, max_turn=params.stroke_turn, value=value)
+
+
+_SHAPE_TRIES = 300  # shape-level tries before the pixel-level finish; enough that it almost never runs
+
+
+def _settle(canvas, rng, params, k_low: int, k_high: int) -> np.ndarray:
+    """Add shapes while fewer than k_low pixels are holes, erase while more than k_high.
+
+    A shape that would jump past the far end of [k_low, k_high] is undone and the next shapes are
+    smaller, so the count closes in on the range instead of oscillating. If shapes alone have not
+    landed after _SHAPE_TRIES, single pixels on the hole's edge finish the job: the loop always ends.
+    """
+    shrink = 1.0
+    count = cv2.countNonZero(canvas)
+    for _ in range(_SHAPE_TRIES):
+        if k_low <= count <= k_high:
+            return canvas
+        value = 1 if count < k_low else 0
+        trial = canvas.copy()
+        _draw_shape(trial, rng, params, shrink, value)
+        new = cv2.countNonZero(trial)
+        if (value == 1 and new <= k_high) or (value == 0 and new >= k_low):
+            canvas, count = trial, new
+        else:
+            shrink *= 0.7
+    return _settle_pixels(canvas, rng, k_low, k_high)
+
+
+def _settle_pixels(canvas, rng, k_low: int, k_high: int) -> np.ndarray:
+    """Flip just enough pixels on the hole's edge (grow or shrink it) to land in [k_low, k_high]."""
+    kernel = np.ones((3, 3), np.uint8)
+    while True:
+        count = cv2.countNonZero(canvas)
+        if count < k_low:
+            need, value, edge = k_low - count, 1, cv2.dilate(canvas, kernel) - canvas
+        elif count > k_high:
+            need, value, edge = count - k_high, 0, canvas - cv2.erode(canvas, kernel)
+        else:
+            return canvas
+        ys, xs = np.nonzero(edge)
+        if len(ys) == 0:  # an empty or full canvas has no edge yet
+            ys, xs = np.nonzero(canvas != value)
+        pick = rng.permutation(len(ys))[:need]
+        canvas[ys[pick], xs[pick]] = value
+
+
+def irregular_mask(height, width, ratio_bin=(0.1, 0.2), rng=None, *, params=None) -> np.ndarray:
+    """Mask Set I: brush strokes and polygons, rotated and flipped, whose hole ratio lies in `ratio_bin`.
+
+    Always in the bin (low <= ratio < high), never by rejection: shapes are drawn until the hole
+    count reaches a target drawn uniformly inside the bin (within a twentieth of the bin), the mask
+    is rotated and flipped, and then shapes are added or erased until the count is back inside
+    (see `_settle`). Returns (H, W) uint8 0/1.
+    """
+    height, width = _check_size(height, width)
+    low, high = _check_bin(ratio_bin)
+    rng = _check_rng(rng)
+    params = IrregularMaskParams() if params is None else params
+    if not isinstance(params, IrregularMaskParams):
+        raise TypeError(f"params must be an IrregularMaskParams or None, got {type(params).__name__}")
+    k_low, k_high = _bin_counts(low, high, height * width)
+    if k_low > k_high:
+        raise ValueError(f"ratio_bin {ratio_bin!r} is narrower than one pixel of a {height}x{width} mask")
+    canvas = np.zeros((height, width), np.uint8)
+    # Aim at a narrow window above a point drawn inside the bin, so ratios spread evenly over the
+    # bin instead of piling up at one edge.
+    target = int(rng.integers(k_low, k_high + 1))
+    canvas = _settle(canvas, rng, params, target, min(k_high, target + (k_high - k_low) // 20))
+    if params.rotate or params.flip:
+        canvas = rotate_flip(canvas, rng, rotate=params.rotate, flip=params.flip)
+    return _settle(canvas, rng, params, k_low, k_high)
+
+
+# ----------------------------------------------------------------------------- Mask Set II
+@dataclass(frozen=True)
+class LargeMaskPreset:
+    """LaMa's large-mask sampling parameters, in pixels at 256x256 (scaled with the short side).
+
+    Field names follow LaMa's configs. As in LaMa, `irregular_proba` and `box_proba` are weights:
+    each mask is either strokes or boxes, boxes with probability box_proba / (irregular_proba + box_proba).
+    """
+
+    max_angle: int  # a segment's angle is 0.01 + randint(max_angle) radians
+    max_len: int  # a segment's length is 10 + randint(max_len)
+    max_width: int  # a segment's width is 5 + randint(max_width)
+    min_times: int  # strokes per mask: min_times..max_times
+    max_times: int
+    irregular_proba: float = 1.0
+    box_proba: float = 0.0
+    margin: int = 0  # boxes keep this far from the border
+    bbox_min_size: int = 0  # box sides: bbox_min_size..bbox_max_size
+    bbox_max_size: int = 0
+    box_min_times: int = 0  # boxes per mask: box_min_times..box_max_times
+    box_max_times: int = 0
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = numbers.Real if f.name.endswith("proba") else numbers.Integral
+            if isinstance(value, bool) or not isinstance(value, kind) or value < 0:
+                raise ValueError(f"{f.name} must be {'a number' if kind is numbers.Real else 'an int'} >= 0, "
+                                 f"got {value!r}")
+        if self.max_angle < 1 or self.max_len < 1 or self.max_width < 1 or self.min_times < 1:
+            raise ValueError("max_angle, max_len, max_width and min_times must be >= 1")
+        if self.irregular_proba + self.box_proba <= 0:
+            raise ValueError("irregular_proba + box_proba must be > 0")
+        if self.min_times > self.max_times:
+            raise ValueError(f"min_times {self.min_times} > max_times {self.max_times}")
+        if self.box_proba > 0 and not (
+            1 <= self.box_min_times <= self.box_max_times and 1 <= self.bbox_min_size <= self.bbox_max_size
+        ):
+            raise ValueError("with box_proba > 0, need 1 <= box_min_times <= box_max_times and "
+                             "1 <= bbox_min_size <= bbox_max_size")
+
+
+# LaMa's configs/data_gen/random_{thin,medium,thick}_256.yaml, and its training masks.
+LARGE_MASK_PRESETS = {
+    "thin": LargeMaskPreset(max_angle=4, max_len=40, max_width=10, min_times=4, max_times=50),
+    "medium": LargeMaskPreset(max_angle=4, max_len=100, max_width=50, min_times=4, max_times=5,
+                              box_proba=0.3, margin=0, bbox_min_size=10, bbox_max_size=50,
+                              box_min_times=1, box_max_times=5),
+    "thick": LargeMaskPreset(max_angle=4, max_len=200, max_width=100, min_times=1, max_times=5,
+                             box_proba=0.3, margin=10, bbox_min_size=30, bbox_max_size=150,
+                             box_min_times=1, box_max_times=3),
+    "train": LargeMaskPreset(max_angle=4, max_len=200, max_width=100, min_times=1, max_times=5,
+                             box_proba=1.0, margin=10, bbox_min_size=30, bbox_max_size=150,
+                             box_min_times=1, box_max_times=4),
+}
+
+
+def draw_lama_strokes(canvas, rng, preset: LargeMaskPreset) -> None:
+    """LaMa's irregular strokes, in place: each a chain of 1-5 thick segments from a random start."""
+    height, width = canvas.shape
+    scale = min(height, width) / 256
+    # The published range min_times..max_times. (LaMa's own wrapper happens to allow one stroke more.)
+    for i in range(int(rng.integers(preset.min_times, preset.max_times + 1))):
+        x, y = int(rng.integers(width)), int(rng.integers(height))
+        for _ in range(1 + int(rng.integers(5))):
+            # Whole radians plus 0.01: LaMa's strokes turn in coarse steps; every other stroke mirrors.
+            angle = 0.01 + int(rng.integers(preset.max_angle))
+            if i % 2 == 0:
+                angle = 2 * np.pi - angle
+            length = (10 + int(rng.integers(preset.max_len))) * scale
+            brush = max(1, round((5 + int(rng.integers(preset.max_width))) * scale))
+            end_x = min(max(int(x + length * np.sin(angle)), 0), width)
+            end_y = min(max(int(y + length * np.cos(angle)), 0), height)
+            cv2.line(canvas, (x, y), (end_x, end_y), 1, brush)
+            x, y = end_x, end_y
+
+
+def draw_lama_boxes(canvas, rng, preset: LargeMaskPreset) -> None:
+    """LaMa's random boxes, in place, at least `margin` from the border."""
+    height, width = canvas.shape
+    scale = min(height, width) / 256
+    margin = round(preset.margin * scale)
+    low = max(1, round(preset.bbox_min_size * scale))
+    high = max(low, min(round(preset.bbox_max_size * scale), height - 2 * margin, width - 2 * margin))
+    for _ in range(int(rng.integers(preset.box_min_times, preset.box_max_times + 1))):
+        box_w, box_h = int(rng.integers(low, high + 1)), int(rng.integers(low, high + 1))
+        x = int(rng.integers(margin, width - margin - box_w + 1))
+        y = int(rng.integers(margin, height - margin - box_h + 1))
+        canvas[y : y + box_h, x : x + box_w] = 1
+
+
+_LARGE_TRIES = 1000  # rejection tries before giving up on max_hole_ratio
+
+
+def large_mask(height, width, preset="thick", rng=None, max_hole_ratio=None) -> np.ndarray:
+    """Mask Set II: LaMa's large masks (strokes or boxes) with a named or custom preset.
+
+    `max_hole_ratio=0.5` rejects and redraws masks covering more than half the image, as LaMa's
+    evaluation sets do. Returns (H, W) uint8 0/1.
+    """
+    height, width = _check_size(height, width)
+    if isinstance(preset, str):
+        if preset not in LARGE_MASK_PRESETS:
+            raise ValueError(f"preset must be one of {sorted(LARGE_MASK_PRESETS)}, got {preset!r}")
+        preset = LARGE_MASK_PRESETS[preset]
+    elif not isinstance(preset, LargeMaskPreset):
+        raise TypeError(f"preset must be a name or a LargeMaskPreset, got {type(preset).__name__}")
+    rng = _check_rng(rng)
+    if max_hole_ratio is not None:
+        max_hole_ratio = _check_fraction(max_hole_ratio, "max_hole_ratio")
+    p_box = preset.box_proba / (preset.irregular_proba + preset.box_proba)
+    for _ in range(_LARGE_TRIES):
+        canvas = np.zeros((height, width), np.uint8)
+        if rng.random() < p_box:
+            draw_lama_boxes(canvas, rng, preset)
+        else:
+            draw_lama_strokes(canvas, rng, preset)
+        if max_hole_ratio is None or cv2.countNonZero(canvas) <= max_hole_ratio * canvas.size:
+            return canvas
+    raise ValueError(f"max_hole_ratio {max_hole_ratio} rejected {_LARGE_TRIES} masks in a row; "
+                     "this preset almost never draws masks that small")
+
+
+# ----------------------------------------------------------------------------- external masks
+def binarize_mask(image, threshold=0.5, invert=False, channel_tolerance=0.25, name="mask") -> np.ndarray:
+    """Turn a loaded mask image into (H, W) uint8 0/1, with 1 = hole.
+
+    Pixel values are read as fractions of full scale (255 for uint8, 65535 for uint16, 1 for bool
+    or float); a pixel is a hole when its value > `threshold` (default 0.5: > 127 of 255), so
+    anti-aliased edges split at half grey. `invert=True` is for sets where white = known. A colour
+    image must be grey: if its channels differ by more than `channel_tolerance` (a fraction of full
+    scale; JPEG noise stays well below) anywhere, ValueError. A fourth (alpha) channel is ignored.
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{name}: image must be a numpy array, got {type(image).__name__}")
+    threshold = _check_threshold(threshold)
+    channel_tolerance = _check_fraction(channel_tolerance, "channel_tolerance")
+    if image.dtype == bool:
+        full = 1.0
+    elif image.dtype in (np.uint8, np.uint16):
+        full = float(np.iinfo(image.dtype).max)
+    elif image.dtype.kind == "f":
+        full = 1.0
+        if image.size and (image.min() < 0 or image.max() > 1):
+            raise ValueError(f"{name}: a float mask must lie in [0, 1], got [{image.min()}, {image.max()}]")
+    else:
+        raise TypeError(f"{name}: mask dtype must be bool, uint8, uint16 or float, got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] in (1, 3, 4):
+        colour = image[:, :, :3].astype(np.float32)
+        spread = colour.max(axis=2) - colour.min(axis=2)
+        disagree = int(np.count_nonzero(spread > channel_tolerance * full))
+        if disagree:
+            raise ValueError(f"{name}: colour channels disagree at {disagree} pixels (a mask must be grey; "
+                             f"channel_tolerance={channel_tolerance})")
+        image = colour.mean(axis=2)
+    elif image.ndim != 2:
+        raise ValueError(f"{name}: mask must be (H, W) or (H, W, 1|3|4), got shape {image.shape}")
+    holes = image.astype(np.float32) > threshold * full
+    return (holes != invert).astype(np.uint8)
+
+
+def _parse_size(size) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    pair = (size, size) if isinstance(size, numbers.Integral) else size
+    if (isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pair)):
+        raise TypeError(f"size must be None, an int or (height, width), got {size!r}")
+    if min(pair) < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def read_mask_file(path, threshold=0.5, invert=False, channel_tolerance=0.25) -> np.ndarray:
+    """Read one PNG/JPG mask file as (H, W) uint8 0/1 (see `binarize_mask` for the threshold)."""
+    path = Path(path)
+    try:
+        data = np.fromfile(path, np.uint8)  # np.fromfile + imdecode also reads non-ASCII paths
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except (OSError, cv2.error) as err:
+        raise ValueError(f"cannot read mask file {path}: {err}") from err
+    if image is None:
+        raise ValueError(f"cannot read mask file {path}: empty or not an image OpenCV can decode")
+    return binarize_mask(image, threshold, invert, channel_tolerance, name=str(path))
+
+
+class MaskFolder:
+    """Masks from a folder of PNG/JPG files (searched recursively, sorted by path), as (H, W) uint8 0/1.
+
+    Each file is binarised with `binarize_mask` (hole = value > `threshold` of full scale; `invert`
+    for sets where white = known), resized to `size` with nearest neighbour, then randomly rotated
+    and/or flipped when `rotate`/`flip` are on.
+    """
+
+    def __init__(self, root, size=None, *, threshold=0.5, invert=False, rotate=False, flip=False,
+                 rng=None, channel_tolerance=0.25):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ValueError(f"root must be a folder of mask images, got {str(self.root)!r} (no such folder)")
+        self.paths = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in MASK_EXTENSIONS and p.is_file())
+        if not self.paths:
+            raise ValueError(f"mask folder {str(self.root)!r} holds no {'/'.join(MASK_EXTENSIONS)} files")
+        self.size = _parse_size(size)
+        self.threshold = _check_threshold(threshold)
+        self.invert = bool(invert)
+        self.rotate, self.flip = bool(rotate), bool(flip)
+        self.rng = _check_rng(rng)
+        self.channel_tolerance = _check_fraction(channel_tolerance, "channel_tolerance")
+        self._ratios: list[float] | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> np.ndarray:
+        """Mask `index`, binarised and resized but not augmented: (H, W) uint8 0/1."""
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"index must be an int, got {type(index).__name__}")
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} masks")
+        mask = read_mask_file(self.paths[index], self.threshold, self.invert, self.channel_tolerance)
+        if self.size is not None and mask.shape != self.size:
+            mask = cv2.resize(mask, (self.size[1], self.size[0]), interpolation=cv2.INTER_NEAREST)
+        return mask
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        mask = self.load(index)
+        if self.rotate or self.flip:
+            mask = rotate_flip(mask, self.rng, rotate=self.rotate, flip=self.flip)
+        return mask
+
+    def ratios(self) -> list[float]:
+        """Hole ratio of every mask (before augmentation), read once and cached."""
+        if self._ratios is None:
+            self._ratios = [hole_ratio(self.load(i)) for i in range(len(self))]
+        return list(self._ratios)
+
+    def by_bin(self, bins=RATIO_BINS) -> dict[tuple[float, float], list[int]]:
+        """Indices of the masks in each ratio bin (low <= ratio < high); masks in no bin are left out."""
+        bins = [_check_bin(b, "bins") for b in bins]
+        groups = {b: [] for b in bins}
+        for index, ratio in enumerate(self.ratios()):
+            for low, high in bins:
+                if low <= ratio < high:
+                    groups[(low, high)].append(index)
+        return groups
+
+
+# ----------------------------------------------------------------------------- tensors, pictures
+def masks_to_tensor(masks):
+    """(H, W) mask, (B, H, W) array or list of (H, W) masks -> float32 torch tensor (B, 1, H, W)."""
+    import torch  # only here: the generators above need no torch
+
+    stacked = np.stack(masks) if isinstance(masks, list | tuple) else np.asarray(masks)
+    if stacked.ndim == 2:
+        stacked = stacked[None]
+    if stacked.ndim != 3:
+        raise ValueError(f"masks must be (H, W), (B, H, W) or a list of (H, W), got shape {stacked.shape}")
+    hole_ratio(stacked)  # checks the values are 0/1
+    return torch.from_numpy(stacked.astype(np.float32))[:, None]  # (B, 1, H, W)
+
+
+def overlay_mask(image, mask, color=(255, 255, 255), alpha=1.0) -> np.ndarray:
+    """Paint the holes of `mask` (H, W) over an RGB uint8 `image` (H, W, 3): what the network sees."""
+    if image.shape[:2] != mask.shape:
+        raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} must have the same height and width")
+    holes = mask.astype(bool)[:, :, None]  # (H, W, 1)
+    painted = (1 - alpha) * image + alpha * np.asarray(color, np.float32)
+    return np.where(holes, painted, image).astype(np.uint8)
+
+
+def square_photo(image, size: int) -> np.ndarray:
+    """Centre-crop an RGB photo to a square and resize it to (size, size, 3)."""
+    height, width = image.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    crop = image[top : top + side, left : left + side]
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def read_photo(path) -> np.ndarray:
+    """Read a photo as RGB uint8 (H, W, 3)."""
+    image = cv2.imdecode(np.fromfile(Path(path), np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read photo {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def mask_gallery(photos, out_dir, rng=None, *, size=256, columns=4) -> list[Path]:
+    """Write `masks_set1.png` (a row per ratio bin) and `masks_set2.png` (a row per LaMa preset).
+
+    `photos` are paths or RGB uint8 arrays (cycled over the columns); each tile is a photo with a
+    mask's holes painted white and the mask's hole ratio above it. Returns the two paths written.
+    """
+    from matplotlib.figure import Figure  # no pyplot: works headless, leaves no global state
+
+    if isinstance(photos, str | os.PathLike) or not isinstance(photos, Sequence) or not photos:
+        raise ValueError("photos must be a non-empty list of paths or RGB arrays")
+    rng = _check_rng(rng)
+    tiles = [square_photo(read_photo(p) if isinstance(p, str | os.PathLike) else p, size) for p in photos]
+    rows = {
+        "masks_set1.png": [(f"Set I {bin_name(b)} %", lambda b=b: irregular_mask(size, size, b, rng))
+                           for b in RATIO_BINS],
+        "masks_set2.png": [(f"Set II {name}", lambda name=name: large_mask(size, size, name, rng))
+                           for name in LARGE_MASK_PRESETS],
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for filename, makers in rows.items():
+        fig = Figure(figsize=(2.2 * columns + 0.6, 2.3 * len(makers)), layout="constrained")
+        axes = fig.subplots(len(makers), columns, squeeze=False)
+        for row, (label, make) in enumerate(makers):
+            for col in range(columns):
+                mask = make()
+                ax = axes[row, col]
+                ax.imshow(overlay_mask(tiles[(row * columns + col) % len(tiles)], mask))
+                ax.set_title(f"{hole_ratio(mask):.0%} hole", fontsize=9)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            axes[row, 0].set_ylabel(label, fontsize=10)
+        fig.savefig(out_dir / filename, dpi=100)
+        written.append(out_dir / filename)
+    return written
+
+
+# ----------------------------------------------------------------------------- the shipped set
+def _png_bytes(mask: np.ndarray) -> bytes:
+    ok, buffer = cv2.imencode(".png", mask * np.uint8(255), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode a PNG")
+    return buffer.tobytes()
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_eval_set(out, size=256, seed=0, per_bin=10, per_preset=20, presets=EVAL_PRESETS) -> list[Path]:
+    """Write the fixed evaluation masks as 0/255 PNGs (255 = hole) plus a README; returns the PNG paths.
+
+    ``out/set1/<10-20>/NNN.png``: Mask Set I, `per_bin` masks per bin of RATIO_BINS.
+    ``out/set2/<preset>/NNN.png``: Mask Set II, `per_preset` masks per preset, masks over 50 %
+    rejected as in LaMa's evaluation. Mask NNN of bin or preset number g in set s is drawn with
+    ``numpy.random.default_rng([seed, s, g, NNN])``, so a file does not depend on which others are
+    written, and the same seed rewrites the same bytes. Old NNN.png files in the set folders are
+    removed first.
+    """
+    out = Path(out)
+    for name, value in (("size", size), ("seed", seed), ("per_bin", per_bin), ("per_preset", per_preset)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    _check_size(size, size)
+    for name in presets:
+        if name not in LARGE_MASK_PRESETS:
+            raise ValueError(f"presets must be names from {sorted(LARGE_MASK_PRESETS)}, got {name!r}")
+    # (set folder, group folder, set number, group number, count, mask maker)
+    groups = [("set1", bin_name(b), 1, g, per_bin, lambda rng, b=b: irregular_mask(size, size, b, rng))
+              for g, b in enumerate(RATIO_BINS)]
+    groups += [("set2", name, 2, list(LARGE_MASK_PRESETS).index(name), per_preset,
+                lambda rng, name=name: large_mask(size, size, name, rng, 0.5)) for name in presets]
+    for old in sorted(out.glob("set[12]/*/*.png")):
+        if re.fullmatch(r"\d{3}\.png", old.name):
+            old.unlink()
+    written = []
+    for set_name, group, set_number, group_number, count, make in groups:
+        folder = out / set_name / group
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            mask = make(np.random.default_rng([seed, set_number, group_number, i]))
+            path = folder / f"{i:03d}.png"
+            _write_bytes(path, _png_bytes(mask))
+            written.append(path)
+    command = (f"python -m bidsnet_lib.masks write --out {shlex.quote(str(out))} --size {size} --seed {seed}"
+               f" --per-bin {per_bin} --per-preset {per_preset}")
+    if tuple(presets) != EVAL_PRESETS:
+        command += f" --presets {' '.join(presets)}"
+    readme = f"""# Fixed evaluation masks
+
+Written by
+
+    {command}
+
+from `bidsnet_lib/masks.py`; the same command rewrites these files byte for byte
+(`tests/test_masks.py` checks it). Every file is a {size}x{size} 8-bit PNG: 255 = hole, 0 = known.
+
+- `set1/<low>-<high>/NNN.png`: Mask Set I (irregular strokes and polygons, rotated and flipped),
+  {per_bin} masks per hole-ratio bin; a mask in `set1/10-20/` has 10 % <= hole ratio < 20 %.
+- `set2/<preset>/NNN.png`: Mask Set II (LaMa's large masks), {per_preset} masks for each of the presets
+  {', '.join(presets)}; masks covering more than 50 % are redrawn, as in LaMa's evaluation.
+
+Mask NNN of bin b (0 = 10-20, ..., 4 = 50-60) in set1 comes from
+`numpy.random.default_rng([seed, 1, b, NNN])`; mask NNN of preset p (0 = thin, 1 = medium,
+2 = thick, 3 = train) in set2 from `numpy.random.default_rng([seed, 2, p, NNN])`.
+"""
+    _write_bytes(out / "README.md", readme.encode())
+    return written
+
+
+def main(argv=None, prog="python -m bidsnet_lib.masks") -> int:
+    """Command line: `write` the fixed evaluation set, or draw a `gallery` over photos. Returns the exit code."""
+    parser = argparse.ArgumentParser(prog=prog, description="Inpainting masks (1 = hole).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    write = commands.add_parser("write", help="write the fixed evaluation mask set as 0/255 PNGs")
+    write.add_argument("--out", default="data/masks", help="output folder (default: data/masks)")
+    write.add_argument("--size", type=int, default=256, help="mask side in pixels (default: 256)")
+    write.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    write.add_argument("--per-bin", type=int, default=10, help="Set I masks per ratio bin (default: 10)")
+    write.add_argument("--per-preset", type=int, default=20, help="Set II masks per preset (default: 20)")
+    write.add_argument("--presets", nargs="+", default=list(EVAL_PRESETS), choices=sorted(LARGE_MASK_PRESETS),
+                       help="Set II presets to write (default: thin medium thick)")
+    gallery = commands.add_parser("gallery", help="draw Set I and Set II masks over photos")
+    gallery.add_argument("--photos", default="data/images/test", help="folder of photos (default: data/images/test)")
+    gallery.add_argument("--out", default="outputs", help="output folder (default: outputs)")
+    gallery.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    gallery.add_argument("--size", type=int, default=256, help="tile side in pixels (default: 256)")
+    gallery.add_argument("--columns", type=int, default=4, help="tiles per row (default: 4)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "write":
+            paths = write_eval_set(args.out, args.size, args.seed, args.per_bin, args.per_preset, tuple(args.presets))
+            print(f"wrote {len(paths)} masks and README.md to {args.out}")
+        else:
+            photos = sorted(p for p in Path(args.photos).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+            if not photos:
+                raise ValueError(f"--photos {args.photos!r} holds no .jpg/.png photos")
+            for path in mask_gallery(photos, args.out, np.random.default_rng(args.seed),
+                                     size=args.size, columns=args.columns):
+                print(f"wrote {path}")
+    except (ValueError, TypeError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
