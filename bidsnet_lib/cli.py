@@ -9,6 +9,7 @@ COMMANDS = {
     "demo": ("bidsnet_lib.demo", "the demo on shipped photos, pictures in outputs/"),
     "masks": ("bidsnet_lib.masks", "write the fixed evaluation mask set"),
     "model": ("bidsnet_lib.model", "parameter summary of the presets"),
+    "inpaint": ("bidsnet_lib.inference", "inpaint a photo, or a folder of photos with masks"),
 }
 
 

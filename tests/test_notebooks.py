@@ -15,13 +15,13 @@ EXPECTED = [
     "05_losses",
     "06_training",
     "07_evaluation",
+    "08_demo",
 ]
 ids = [p.stem for p in NOTEBOOKS]
 
 
-def test_course_order_has_no_gaps():
-    present = [stem for stem in EXPECTED if stem in ids]
-    assert present == EXPECTED[: len(present)], f"notebooks present: {ids}"
+def test_course_is_complete_and_ordered():
+    assert ids == EXPECTED, f"notebooks present: {ids}"
     assert all(re.fullmatch(r"\d\d_[a-z0-9_]+", stem) for stem in ids), ids
 
 

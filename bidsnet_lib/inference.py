@@ -1,0 +1,449 @@
+"""Inpaint any photo with a trained BIDS-Net: ``Inpainter`` and the ``bidsnet inpaint`` command.
+
+Used by ``notebooks/08_demo.ipynb`` (draw a mask, inpaint). The network works at a fixed working
+resolution (the size it was trained at, 256 by default), so a photo of any size goes through it
+the way users of inpainting tools expect:
+
+1. the holes are split into groups whose surroundings overlap (connected components, merged);
+2. each group gets a crop: its bounding box plus a margin of context, grown to at least the
+   working size so that a small hole is inpainted at full resolution (sharp), and shrunk to the
+   working size only when the hole itself is larger (then the hole is upscaled back);
+3. every crop is padded to working size x working size, all crops of all images run in batches;
+4. only the hole pixels of each group are pasted back: known pixels stay bit for bit.
+
+Command line (also ``bidsnet inpaint ...``)::
+
+    python -m bidsnet_lib.inference IMAGE MASK -o OUT.png
+    python -m bidsnet_lib.inference --images DIR --masks DIR -o OUT_DIR   # pairs by file stem
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from bidsnet_lib.masks import binarize_mask
+
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "bidsnet_small.pt"
+MASK_THRESHOLD = 0.5  # a mask pixel is a hole when its value > this fraction of full scale
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MAX_GROUPS = 64  # more separate holes than this (speckle) are inpainted as one union crop
+
+
+# ----------------------------------------------------------------------------- input forms
+def _open(path, name: str) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{name}: no such file {str(path)!r}")
+    try:
+        with Image.open(path) as pil:
+            pil.load()
+            # Phones store rotation as EXIF; a mask painted in any viewer follows the rotated view.
+            return ImageOps.exif_transpose(pil)
+    except (OSError, Image.DecompressionBombError) as err:
+        raise ValueError(f"{name}: {str(path)!r} is not an image this program can read ({err})") from err
+
+
+def load_image(image, name: str = "image") -> np.ndarray:
+    """A uint8 array (H, W), (H, W, 1|3|4), a PIL image or a path -> RGB uint8 (H, W, 3).
+
+    Grey images are repeated over the three channels; an alpha channel is dropped.
+    """
+    if isinstance(image, str | os.PathLike):
+        image = _open(image, name)
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB") if image.mode not in ("RGB", "L") else image)
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{name} must be a uint8 numpy array, a PIL image or a path, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise TypeError(f"{name} must have dtype uint8 (0..255), got {image.dtype}; "
+                        "for floats in [0, 1] pass (x * 255).round().astype(np.uint8)")
+    if image.ndim == 3 and image.shape[2] in (1, 3, 4):
+        image = image[:, :, :3]
+    elif image.ndim != 2:
+        raise ValueError(f"{name} must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {image.shape}")
+    if min(image.shape[:2]) < 1:
+        raise ValueError(f"{name} is empty, shape {image.shape}")
+    if image.ndim == 2 or image.shape[2] == 1:
+        image = np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2)
+    return np.ascontiguousarray(image)  # (H, W, 3)
+
+
+def load_mask(mask, name: str = "mask") -> np.ndarray:
+    """A mask (1 = hole) as array, PIL image or path -> (H, W) uint8 0/1.
+
+    Accepted values: bool; integers that are only 0 and 1; 0..255 (uint8) or 0..65535 (uint16)
+    grey levels, anti-aliased edges included; floats in [0, 1]. A pixel is a hole when its value
+    is above ``MASK_THRESHOLD`` = 0.5 of full scale (> 127 for uint8). Colour masks must be grey.
+    """
+    if isinstance(mask, str | os.PathLike):
+        mask = _open(mask, name)
+    if isinstance(mask, Image.Image):
+        if mask.mode not in ("1", "L", "RGB", "RGBA", "I;16"):
+            mask = mask.convert("L")
+        mask = np.asarray(mask)
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, a PIL image or a path, got {type(mask).__name__}")
+    if mask.dtype.kind in "ui" and mask.size and mask.min() >= 0 and mask.max() <= 1:
+        mask = mask.astype(bool)  # 0/1 integers: without this, 1 would read as 1/255 of full scale
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[:, :, 0]
+    return binarize_mask(mask, threshold=MASK_THRESHOLD, name=name)
+
+
+def _pair(image, mask, index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    suffix = "" if index is None else f"[{index}]"
+    rgb = load_image(image, f"image{suffix}")
+    holes = load_mask(mask, f"mask{suffix}")
+    if holes.shape != rgb.shape[:2]:
+        raise ValueError(f"mask{suffix} is {holes.shape[0]}x{holes.shape[1]} but image{suffix} is "
+                         f"{rgb.shape[0]}x{rgb.shape[1]} (height x width); they must match")
+    return rgb, holes
+
+
+# ----------------------------------------------------------------------------- crop planning
+@dataclass(frozen=True)
+class Crop:
+    """One model input cut from an image: rows top:top+height, columns left:left+width."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    own: np.ndarray  # (height, width) bool: the hole pixels this crop pastes back
+
+
+def _context_box(box, margin: float, min_margin: int) -> tuple[int, int, int, int]:
+    """A box (y0, x0, y1, x1) widened by its context margin on every side."""
+    y0, x0, y1, x1 = box
+    pad = max(min_margin, round(margin * max(y1 - y0, x1 - x0)))
+    return y0 - pad, x0 - pad, y1 + pad, x1 + pad
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _fit(start: int, end: int, least: int, limit: int) -> tuple[int, int]:
+    """Grow [start, end) about its centre to at least `least` long, then slide it inside [0, limit)."""
+    length = min(max(end - start, least), limit)
+    start = (start + end) // 2 - length // 2
+    start = min(max(start, 0), limit - length)
+    return start, start + length
+
+
+def plan_crops(holes: np.ndarray, work_size: int, margin: float = 0.5, min_margin: int = 16) -> list[Crop]:
+    """Split the holes of a (H, W) 0/1 mask into crops (see the module docstring); [] when no hole.
+
+    Holes whose context boxes (bounding box + `margin` x its longer side, at least `min_margin`
+    pixels) overlap share a crop; each hole pixel belongs to exactly one crop's `own`.
+    """
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(holes.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return []
+    boxes = [(s[cv2.CC_STAT_TOP], s[cv2.CC_STAT_LEFT], s[cv2.CC_STAT_TOP] + s[cv2.CC_STAT_HEIGHT],
+              s[cv2.CC_STAT_LEFT] + s[cv2.CC_STAT_WIDTH]) for s in stats[1:]]
+    groups = [[i + 1] for i in range(count - 1)]  # component labels (0 is the background)
+    if len(groups) > MAX_GROUPS:
+        groups = [list(range(1, count))]
+        boxes = [(min(b[0] for b in boxes), min(b[1] for b in boxes),
+                  max(b[2] for b in boxes), max(b[3] for b in boxes))]
+    contexts = [_context_box(b, margin, min_margin) for b in boxes]
+    i = 0
+    while i < len(groups):  # merge until no two context boxes overlap
+        j = next((j for j in range(len(groups)) if j != i and _overlap(contexts[i], contexts[j])), None)
+        if j is None:
+            i += 1
+            continue
+        a, b = boxes[i], boxes[j]
+        boxes[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+        contexts[i] = _context_box(boxes[i], margin, min_margin)
+        groups[i] += groups[j]
+        for items in (boxes, contexts, groups):
+            del items[j]
+        i = 0  # the grown box may now reach groups already checked
+    height, width = holes.shape
+    crops = []
+    for box, group in zip(boxes, groups, strict=True):
+        y0, x0, y1, x1 = _context_box(box, margin, min_margin)
+        top, bottom = _fit(max(y0, 0), min(y1, height), work_size, height)
+        left, right = _fit(max(x0, 0), min(x1, width), work_size, width)
+        own = np.isin(labels[top:bottom, left:right], group)
+        crops.append(Crop(int(top), int(left), int(bottom - top), int(right - left), own))
+    return crops
+
+
+# ----------------------------------------------------------------------------- the inpainter
+class Inpainter:
+    """Inpaint photos of any size with a model ``model(image, mask) -> (B, 3, H, W)`` in [0, 1].
+
+    `model` is a ``BIDSNet`` (or any callable on (B, 3, H, W) images and (B, 1, H, W) masks, such
+    as ``bidsnet_lib.baselines.make_baseline("telea")``). `work_size` is the side of the square the
+    model sees (its training size; a multiple of the model's stride). `margin` is the context kept
+    around a hole, as a fraction of its size. `label` names the model wherever results are shown.
+    """
+
+    def __init__(self, model, *, work_size: int = 256, device=None, batch_size: int = 8,
+                 margin: float = 0.5, label: str = "BIDS-Net"):
+        if not callable(model):
+            raise TypeError(f"model must be a BIDSNet or a callable model(image, mask), got {type(model).__name__}")
+        stride = getattr(getattr(model, "config", None), "stride", 1)
+        if isinstance(work_size, bool) or not isinstance(work_size, int) or work_size < stride \
+                or work_size % stride:
+            raise ValueError(f"work_size must be a positive multiple of the model's stride {stride}, got {work_size!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if not isinstance(margin, int | float) or isinstance(margin, bool) or margin < 0:
+            raise ValueError(f"margin must be a number >= 0, got {margin!r}")
+        if isinstance(model, torch.nn.Module):
+            first = next(model.parameters(), None)
+            self.device = torch.device(device) if device is not None else (
+                first.device if first is not None else torch.device("cpu"))
+            model = model.to(self.device).eval()
+        else:
+            self.device = torch.device("cpu" if device is None else device)
+        self.model = model
+        self.work_size, self.batch_size, self.margin, self.label = work_size, batch_size, float(margin), label
+
+    @classmethod
+    def from_checkpoint(cls, path=None, device=None, **kwargs) -> Inpainter:
+        """Load an inference checkpoint; no `path`: the shipped ``data/checkpoints/bidsnet_small.pt``."""
+        from bidsnet_lib.checkpoint import load_inference_model
+
+        if path is None:
+            if not SHIPPED_CHECKPOINT.is_file():
+                raise FileNotFoundError(
+                    f"the shipped checkpoint {SHIPPED_CHECKPOINT} is missing: use a clone of the course "
+                    "repository (it ships data/checkpoints/bidsnet_small.pt), or train one with "
+                    "`bidsnet train`, export it and pass its path")
+            path = SHIPPED_CHECKPOINT
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint: no such file {str(path)!r}")
+        model, meta = load_inference_model(path, device=device)
+        kwargs.setdefault("work_size", int(meta.get("image_size", 256)) if isinstance(meta, dict) else 256)
+        kwargs.setdefault("label", f"BIDS-Net ({path.name})")
+        return cls(model, device=device, **kwargs)
+
+    def inpaint(self, image, mask):
+        """Fill the holes of one image (uint8 (H, W, 3) out, known pixels unchanged); lists -> list."""
+        if isinstance(image, list | tuple):
+            return self.inpaint_many(image, mask)
+        return self._inpaint_pairs([_pair(image, mask)])[0]
+
+    def inpaint_many(self, images, masks) -> list[np.ndarray]:
+        """`inpaint` for equally long sequences of images and masks, with the crops of all in batches."""
+        if not isinstance(images, list | tuple) or not isinstance(masks, list | tuple):
+            raise TypeError(f"images and masks must be lists, got {type(images).__name__} and {type(masks).__name__}")
+        if len(images) != len(masks):
+            raise ValueError(f"images and masks must be equally long, got {len(images)} images and {len(masks)} masks")
+        return self._inpaint_pairs([_pair(img, m, i) for i, (img, m) in enumerate(zip(images, masks, strict=True))])
+
+    def _inpaint_pairs(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """Inpaint checked (RGB (H, W, 3), holes (H, W)) pairs."""
+        outputs = [rgb.copy() for rgb, _ in pairs]
+        jobs = [(i, crop) for i, (_, holes) in enumerate(pairs)
+                for crop in plan_crops(holes, self.work_size, self.margin)]
+        for start in range(0, len(jobs), self.batch_size):
+            batch = jobs[start : start + self.batch_size]
+            inputs = [self._model_input(*pairs[i], crop) for i, crop in batch]
+            image = torch.from_numpy(np.stack([x for x, _, _ in inputs])).permute(0, 3, 1, 2)  # (N, 3, S, S)
+            mask = torch.from_numpy(np.stack([m for _, m, _ in inputs]))[:, None]  # (N, 1, S, S)
+            with torch.inference_mode():
+                pred = self.model(image.to(self.device), mask.to(self.device))  # (N, 3, S, S)
+            pred = pred.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # (N, S, S, 3)
+            for (i, crop), (_, _, size), p in zip(batch, inputs, pred, strict=True):
+                self._paste(outputs[i], crop, p[: size[0], : size[1]])
+        return outputs
+
+    def _model_input(self, rgb, holes, crop: Crop):
+        """The crop scaled to fit the working square and padded to it: (S, S, 3), (S, S), (h, w)."""
+        s = self.work_size
+        window = (slice(crop.top, crop.top + crop.height), slice(crop.left, crop.left + crop.width))
+        patch = rgb[window].astype(np.float32) / 255  # (h, w, 3)
+        # Every hole in the window is hidden, the crop's own and any other group's alike.
+        hole = holes[window].astype(np.float32)  # (h, w)
+        scale = min(1.0, s / max(crop.height, crop.width))
+        if scale < 1:
+            size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
+            patch = np.clip(cv2.resize(patch, size, interpolation=cv2.INTER_AREA), 0, 1)  # float overshoot
+            # A pixel touched by a hole counts as hole, so no removed content leaks into the context.
+            hole = (cv2.resize(hole, size, interpolation=cv2.INTER_AREA) > 0).astype(np.float32)
+        h, w = hole.shape
+        # Reflect both, so a hole near the border is mirrored as a hole, not as known content.
+        patch = cv2.copyMakeBorder(patch, 0, s - h, 0, s - w, cv2.BORDER_REFLECT)  # (S, S, 3)
+        hole = cv2.copyMakeBorder(hole, 0, s - h, 0, s - w, cv2.BORDER_REFLECT)  # (S, S)
+        return patch, hole, (h, w)
+
+    @staticmethod
+    def _paste(out, crop: Crop, pred) -> None:
+        """Write the prediction (h, w, 3) in [0, 1] into `out` at the crop's own hole pixels only."""
+        if pred.shape[:2] != (crop.height, crop.width):
+            pred = cv2.resize(pred, (crop.width, crop.height), interpolation=cv2.INTER_CUBIC)
+        pixels = np.clip(np.rint(pred * 255), 0, 255).astype(np.uint8)  # (height, width, 3)
+        region = out[crop.top : crop.top + crop.height, crop.left : crop.left + crop.width]
+        region[crop.own] = pixels[crop.own]
+
+
+# ----------------------------------------------------------------------------- command line
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit status 2, like every other bad input
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _image_files(folder: Path, name: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise ValueError(f"{name}: no such folder {str(folder)!r}")
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS:
+            if path.stem in files:
+                raise ValueError(f"{name}: {files[path.stem].name} and {path.name} share the stem "
+                                 f"{path.stem!r}; pairing by stem needs one file per stem")
+            files[path.stem] = path
+    if not files:
+        raise ValueError(f"{name}: folder {str(folder)!r} holds no {'/'.join(IMAGE_EXTENSIONS)} files")
+    return files
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """(width, height) as displayed (EXIF rotation applied), read from the header alone."""
+    try:
+        with Image.open(path) as pil:
+            width, height = pil.size
+            rotated = pil.getexif().get(ImageOps.ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+    except (OSError, Image.DecompressionBombError) as err:
+        raise ValueError(f"{str(path)!r} is not an image this program can read ({err})") from err
+    return (height, width) if rotated else (width, height)
+
+
+def _check_strict(holes: np.ndarray, name: str) -> None:
+    if not holes.any() or holes.all():
+        raise ValueError(f"{name} is all {'hole' if holes.all() else 'known'} (--strict wants a mask "
+                         "with both holes and known pixels)")
+
+
+def _save(rgb: np.ndarray, path: Path) -> None:
+    """Write to a temporary file beside `path`, then rename: a failure leaves no partial file."""
+    fmt = Image.registered_extensions()[path.suffix.lower()]
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            Image.fromarray(rgb).save(stream, format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _same(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+
+
+def _run_single(args, inpainter_for) -> None:
+    image, mask, out = Path(args.image), Path(args.mask), Path(args.out)
+    if out.suffix.lower() not in Image.registered_extensions() or out.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise ValueError(f"-o {out}: unknown image extension {out.suffix!r}; use one of {', '.join(IMAGE_EXTENSIONS)}")
+    for source in (image, mask):
+        if _same(out, source):
+            raise ValueError(f"-o {out} is an input file; refusing to overwrite it")
+    rgb, holes = _pair(image, mask)
+    if args.strict:
+        _check_strict(holes, f"mask {mask}")
+    result = inpainter_for().inpaint(rgb, holes)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _save(result, out)
+
+
+def _run_folder(args, inpainter_for) -> None:
+    from tqdm.auto import tqdm
+
+    images_dir, masks_dir, out_dir = Path(args.images), Path(args.masks), Path(args.out)
+    for name, folder in (("--images", images_dir), ("--masks", masks_dir)):
+        if _same(out_dir, folder):
+            raise ValueError(f"-o {out_dir} is the {name} folder; refusing to write over inputs")
+    images, masks = _image_files(images_dir, "--images"), _image_files(masks_dir, "--masks")
+    missing = sorted(set(images) - set(masks))
+    if missing:
+        raise ValueError(f"--masks {masks_dir} has no mask for {len(missing)} image(s): "
+                         f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+    stems = sorted(images)
+    for stem in stems:  # headers only: a non-image or a size mismatch fails before the model loads
+        if _header_size(images[stem]) != _header_size(masks[stem]):
+            w, h = _header_size(masks[stem])
+            iw, ih = _header_size(images[stem])
+            raise ValueError(f"mask {masks[stem]} is {h}x{w} but image {images[stem]} is {ih}x{iw} "
+                             "(height x width); they must match")
+    inpainter = inpainter_for()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Everything is written into a temporary folder first and moved only when all succeeded.
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        with tqdm(total=len(stems), unit="image", desc="inpaint") as bar:
+            for start in range(0, len(stems), inpainter.batch_size):
+                chunk = stems[start : start + inpainter.batch_size]
+                pairs = [_pair(images[s], masks[s]) for s in chunk]
+                if args.strict:
+                    for stem, (_, holes) in zip(chunk, pairs, strict=True):
+                        _check_strict(holes, f"mask {masks[stem]}")
+                results = inpainter.inpaint_many([p[0] for p in pairs], [p[1] for p in pairs])
+                for stem, result in zip(chunk, results, strict=True):
+                    _save(result, staging / f"{stem}.png")
+                bar.update(len(chunk))
+        if not out_dir.exists():
+            os.replace(staging, out_dir)
+        else:
+            for stem in stems:
+                os.replace(staging / f"{stem}.png", out_dir / f"{stem}.png")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None, prog: str = "bidsnet inpaint") -> int:
+    parser = _Parser(prog=prog, description="Inpaint the holes (white = hole) of a mask in a photo, "
+                     "or of every image in a folder paired with the mask of the same file stem.")
+    parser.add_argument("image", nargs="?", help="photo to inpaint")
+    parser.add_argument("mask", nargs="?", help="mask of the same size; pixels > 50%% grey are holes")
+    parser.add_argument("--images", help="folder of photos (folder mode)")
+    parser.add_argument("--masks", help="folder of masks named like the photos (folder mode)")
+    parser.add_argument("-o", "--out", required=True, help="output image file, or folder in folder mode (PNGs)")
+    parser.add_argument("--checkpoint", help="inference checkpoint (default: the shipped one)")
+    parser.add_argument("--strict", action="store_true", help="refuse masks that are all hole or all known")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    try:  # argparse exits on bad usage (status 2) and --help (0); main returns the status instead
+        args = parser.parse_args(argv)
+        folder = args.images is not None or args.masks is not None
+        if folder and (args.image or args.mask):
+            parser.error("give either IMAGE MASK or --images DIR --masks DIR, not both")
+        if folder and (args.images is None or args.masks is None):
+            parser.error("folder mode needs both --images DIR and --masks DIR")
+        if not folder and (args.image is None or args.mask is None):
+            parser.error("give IMAGE MASK -o OUT, or --images DIR --masks DIR -o DIR")
+    except SystemExit as stop:
+        return int(stop.code or 0)
+
+    def inpainter_for() -> Inpainter:
+        from bidsnet_lib import default_device
+
+        return Inpainter.from_checkpoint(args.checkpoint, device=args.device or default_device())
+
+    try:
+        (_run_folder if folder else _run_single)(args, inpainter_for)
+    except (ValueError, TypeError, OSError, Image.DecompressionBombError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="python -m bidsnet_lib.inference"))

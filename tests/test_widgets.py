@@ -1,0 +1,231 @@
+"""bidsnet_lib.widgets: the painting logic driven by synthetic pointer events, and the widget tool."""
+
+import datetime
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from bidsnet_lib.widgets import (
+    InpaintDemo,
+    MaskPainter,
+    blend,
+    overlay_png,
+    read_photo,
+    shipped_photos,
+)
+
+
+def distance_to_segment(height, width, a, b) -> np.ndarray:
+    """Distance of every pixel centre to the segment a-b, (height, width)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(float)
+    (ax, ay), (bx, by) = a, b
+    dx, dy = bx - ax, by - ay
+    t = np.clip(((xx - ax) * dx + (yy - ay) * dy) / max(dx * dx + dy * dy, 1e-9), 0, 1)
+    return np.hypot(xx - (ax + t * dx), yy - (ay + t * dy))
+
+
+# ----------------------------------------------------------------------------- MaskPainter
+def test_throttled_pointer_events_paint_a_gapless_stroke():
+    painter = MaskPainter(100, 200, brush_size=10)
+    # A fast drag: the browser delivered only three samples, 90 px apart.
+    painter.pointer_down(10, 50)
+    painter.pointer_move(100, 50)
+    painter.pointer_move(190, 80)
+    assert not painter.mask.any(), "nothing is painted before pointer-up"
+    painter.pointer_up()
+    mask = painter.mask
+    near = np.minimum(distance_to_segment(100, 200, (10, 50), (100, 50)),
+                      distance_to_segment(100, 200, (100, 50), (190, 80)))
+    assert mask[near <= 3.5].all(), "gaps along the stroke"
+    assert not mask[near >= 6.5].any(), "paint beyond the brush radius"
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 1}
+
+
+def test_a_click_paints_a_round_dot_of_the_brush_size():
+    painter = MaskPainter(64, 64, brush_size=20)
+    painter.pointer_down(32, 32)
+    painter.pointer_up()
+    disk = np.hypot(*np.mgrid[-32:32, -32:32]) <= 10
+    assert abs(int(painter.mask.sum()) - int(disk.sum())) < 0.1 * disk.sum()
+    assert painter.mask[32, 32] == 1 and painter.mask[32, 32 + 12] == 0
+
+
+def test_hover_and_stray_pointer_up_paint_nothing():
+    painter = MaskPainter(32, 32)
+    painter.pointer_move(5, 5)
+    painter.pointer_up()
+    assert not painter.mask.any() and not painter.can_undo
+
+
+def test_eraser_undo_and_clear():
+    painter = MaskPainter(50, 50, brush_size=8)
+    painter.stroke([(5, 25), (45, 25)])
+    painted = painter.mask
+    painter.erase = True
+    painter.stroke([(25, 0), (25, 49)])
+    erased = painter.mask
+    assert erased[25, 25] == 0 and erased[25, 5] == 1 and erased.sum() < painted.sum()
+    painter.clear()
+    assert not painter.mask.any()
+    assert painter.undo()
+    np.testing.assert_array_equal(painter.mask, erased)
+    assert painter.undo()
+    np.testing.assert_array_equal(painter.mask, painted)
+    assert painter.undo() and not painter.mask.any()
+    assert not painter.undo(), "nothing left to undo"
+
+
+def test_stroke_arguments_override_the_painter_settings():
+    painter = MaskPainter(40, 40, brush_size=2)
+    painter.stroke([(20, 20)], size=16)
+    assert painter.mask[20, 27] == 1
+    painter.stroke([(20, 20)], size=4, erase=True)
+    assert painter.mask[20, 20] == 0 and painter.mask[20, 27] == 1
+
+
+def test_undo_stack_is_capped():
+    painter = MaskPainter(20, 20, max_undo=3)
+    for x in range(6):
+        painter.stroke([(x * 3, 10)])
+    assert sum(painter.undo() for _ in range(10)) == 3
+
+
+def test_points_outside_the_image_are_clipped():
+    painter = MaskPainter(20, 30, brush_size=4)
+    painter.stroke([(-50, 10), (80, 10)])
+    assert painter.mask[10].all()
+
+
+def test_bad_strokes_are_refused():
+    painter = MaskPainter(20, 20)
+    with pytest.raises(ValueError, match="at least one"):
+        painter.stroke([])
+    with pytest.raises(ValueError, match="finite"):
+        painter.stroke([(float("nan"), 3)])
+    with pytest.raises(ValueError, match=r"pair of numbers \(x, y\), got 'ab'"):
+        painter.stroke(["ab"])
+    with pytest.raises(ValueError, match="size must be an int >= 1, got 0"):
+        painter.stroke([(1, 1)], size=0)
+    with pytest.raises(ValueError, match="height must be an int >= 1, got 0"):
+        MaskPainter(0, 5)
+
+
+def test_overlay_is_transparent_outside_the_mask():
+    mask = np.zeros((6, 8), np.uint8)
+    mask[2:4, 3:6] = 1
+    rgba = np.asarray(Image.open(io.BytesIO(overlay_png(mask))))
+    assert rgba.shape == (6, 8, 4)
+    np.testing.assert_array_equal(rgba[:, :, 3] > 0, mask.astype(bool))
+    image = np.full((6, 8, 3), 50, np.uint8)
+    shown = blend(image, mask)
+    np.testing.assert_array_equal(shown[mask == 0], image[mask == 0])
+    assert (shown[mask == 1, 0] > 50).all()
+
+
+# ----------------------------------------------------------------------------- photos
+def test_shipped_photos_fall_back_to_skimage(tmp_path):
+    photos = shipped_photos(tmp_path)
+    assert "astronaut" in photos
+    assert read_photo(photos["astronaut"], max_side=100).shape == (100, 100, 3)
+
+
+def test_read_photo_accepts_uploaded_bytes():
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((30, 60, 3), np.uint8)).save(buffer, format="PNG")
+    assert read_photo(memoryview(buffer.getvalue()), max_side=20).shape == (10, 20, 3)
+    with pytest.raises(ValueError, match="not an image"):
+        read_photo(b"plain text")
+
+
+# ----------------------------------------------------------------------------- InpaintDemo
+class GreyFill:
+    """A stand-in inpainter: holes become grey, known pixels stay."""
+
+    label = "grey fill (test)"
+
+    def inpaint(self, image, mask):
+        out = image.copy()
+        out[mask.astype(bool)] = 128
+        return out
+
+
+def photos():
+    rng = np.random.default_rng(0)
+    return {"noise": rng.integers(0, 100, (60, 80, 3), dtype=np.uint8),
+            "flat": np.full((40, 50, 3), 30, np.uint8)}
+
+
+@pytest.mark.parametrize("canvas", [True, False], ids=["anywidget", "sliders"])
+def test_demo_paints_undoes_and_inpaints(canvas, tmp_path):
+    demo = InpaintDemo(GreyFill(), photos(), canvas=canvas, brush_size=6, record_dir=tmp_path)
+    assert "grey fill (test)" in demo.title.value
+    if canvas:
+        # What the browser sends on pointer-up.
+        demo._on_canvas_message(demo.canvas, {"event": "stroke", "points": [[10, 30], [70, 30]],
+                                              "size": 6, "erase": False}, [])
+        assert demo.canvas.overlay == overlay_png(demo.mask)
+        demo.size.value = 11
+        assert demo.canvas.brush_size == 11 and demo.painter.brush_size == 11
+    else:
+        demo.x.value, demo.y.value = 10, 30
+        demo.dot_button.click()
+        demo.x.value = 70
+        demo.line_button.click()
+    assert demo.mask[30, 10:71].all() and demo.mask.sum() < 0.3 * demo.mask.size
+    state = np.load(tmp_path / "state.npz")
+    np.testing.assert_array_equal(state["mask"], demo.mask)
+    demo.run_button.click()
+    holes = demo.mask.astype(bool)
+    np.testing.assert_array_equal(demo.result[~holes], demo.image[~holes])
+    assert (demo.result[holes] == 128).all()
+    state = np.load(tmp_path / "state.npz")
+    np.testing.assert_array_equal(state["result"], demo.result)
+    demo.clear_button.click()
+    assert not demo.mask.any()
+    demo.undo_button.click()
+    assert demo.mask[30, 40] == 1
+    demo.mode.value = "eraser"
+    demo.stroke([(40, 30)], size=20)
+    assert demo.mask[30, 40] == 0
+    demo.undo_button.click()
+    assert demo.mask[30, 40] == 1
+
+
+def test_demo_photo_choice_and_upload_reset_the_mask():
+    demo = InpaintDemo(GreyFill(), photos(), canvas=True)
+    demo.stroke([(5, 5)])
+    demo.choose.value = "flat"
+    assert demo.image.shape == (40, 50, 3) and not demo.mask.any()
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((300, 200, 3), 9, np.uint8)).save(buffer, format="JPEG")
+    demo.max_side = 150
+    demo.upload.value = ({"name": "mine.jpg", "type": "image/jpeg", "size": len(buffer.getvalue()),
+                          "content": memoryview(buffer.getvalue()), "last_modified": datetime.datetime(2024, 1, 1)},)
+    assert demo.image.shape == (150, 100, 3) and demo.mask.shape == (150, 100)
+    demo.upload.value = ({"name": "bad.jpg", "type": "image/jpeg", "size": 4,
+                          "content": memoryview(b"nope"), "last_modified": datetime.datetime(2024, 1, 1)},)
+    assert "could not open bad.jpg" in demo.status.value and demo.image.shape == (150, 100, 3)
+
+
+def test_a_bad_canvas_message_goes_to_the_status_line():
+    demo = InpaintDemo(GreyFill(), photos(), canvas=True)
+    demo._on_canvas_message(demo.canvas, {"event": "stroke", "points": [], "size": 5, "erase": False}, [])
+    assert "stroke ignored" in demo.status.value and not demo.mask.any()
+
+
+def test_demo_arguments_are_checked():
+    with pytest.raises(TypeError, match="inpainter must have an inpaint"):
+        InpaintDemo(object(), photos())
+    with pytest.raises(ValueError, match="photos must name at least one"):
+        InpaintDemo(GreyFill(), {})
+
+
+def test_demo_mask_matches_an_opencv_reference_stroke():
+    demo = InpaintDemo(GreyFill(), photos(), canvas=True, brush_size=9)
+    demo.stroke([(10, 10), (60, 40)])
+    reference = np.zeros((60, 80), np.uint8)
+    cv2.line(reference, (10, 10), (60, 40), 1, thickness=9)
+    assert (demo.mask >= reference).all()  # the stroke covers at least OpenCV's own thick line
