@@ -1,0 +1,372 @@
+"""Training and validation data: photos from image folders, each paired with an inpainting mask.
+
+Used by ``bidsnet_lib.train`` (taught in ``notebooks/06_training.ipynb``, which also gives the
+Colab recipe for Places2, CelebA-HQ and Paris StreetView from Google Drive or your own folder).
+
+- :class:`InpaintingDataset` (``train=True``): random square crop (a random share of the short
+  side, resized to ``size``), horizontal flips, and a mask drawn from a weighted mix of Mask Set
+  I bins, Mask Set II presets and an optional external mask folder (:mod:`bidsnet_lib.masks`).
+- :func:`fixed_validation_set` (``train=False``): centre crops paired with the shipped fixed
+  masks in ``data/masks`` in a fixed order, so validation numbers compare across runs.
+
+Every random choice of item ``i`` comes from ``numpy.random.default_rng([seed, epoch, i])``: the
+same item whichever DataLoader worker draws it, and again after a resume (call
+:meth:`InpaintingDataset.set_epoch` before each epoch, as with ``DistributedSampler``).
+Items are ``{"image": (3, size, size) float in [0, 1], "mask": (1, size, size) float 0/1 (1 =
+hole), "mask_source": str, "index": int}``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from bidsnet_lib import masks
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+# The repository's shipped evaluation masks (present in a clone or an editable install).
+DEFAULT_MASKS_DIR = Path(__file__).resolve().parents[1] / "data" / "masks"
+# Half Set I (bins 10-60 % equally, as PConv-style irregular holes) and half LaMa's training
+# masks (Set II "train"): the paper evaluates on both kinds, so the model trains on both.
+DEFAULT_MASK_MIX = {"set1": 0.5, "set2/train": 0.5}
+CHECKS = ("header", "full", "none")
+_ORIENTATION = 0x0112  # EXIF tag
+
+
+def mask_sources() -> list[str]:
+    """Keys a mask mix may use: "set1" (any bin), "set1/<bin>", "set2/<preset>", "folder"."""
+    bins = [f"set1/{masks.bin_name(b)}" for b in masks.RATIO_BINS]
+    return ["set1", *bins, *(f"set2/{p}" for p in masks.LARGE_MASK_PRESETS), "folder"]
+
+
+def load_rgb(path) -> Image.Image:
+    """Open an image file as RGB (see :func:`to_rgb`)."""
+    with Image.open(path) as image:
+        return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """EXIF rotation applied, grey replicated, alpha composited on WHITE, as an RGB image.
+
+    White, because transparent pixels in web images and cut-outs are shown on white pages, and
+    the colour stored under them is often arbitrary; black would paint dark halos and regions.
+    """
+    if image.getexif().get(_ORIENTATION, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def find_images(
+    roots, check: str = "header", on_error: str = "skip"
+) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Image files under ``roots`` (recursive, sorted; .jpg/.jpeg/.png/.webp any case), checked.
+
+    ``check``: "header" opens each file (cheap: reads the header only), "full" decodes it
+    (catches truncated files, slow on big sets), "none" trusts the names. Unreadable files are
+    dropped with one warning naming the count and the first ones (``on_error="skip"``) or raise
+    ValueError listing them (``"raise"``). Returns (good paths, [(bad path, reason)]).
+    """
+    if check not in CHECKS:
+        raise ValueError(f"check: got {check!r}, expected one of {CHECKS}")
+    if on_error not in ("skip", "raise"):
+        raise ValueError(f"on_error: got {on_error!r}, expected 'skip' or 'raise'")
+    if isinstance(roots, str | os.PathLike):
+        roots = [roots]
+    if not isinstance(roots, Sequence) or not roots:
+        raise TypeError(f"roots: got {roots!r}, expected a folder path or a non-empty list of them")
+    paths = []
+    for root in roots:
+        if not isinstance(root, str | os.PathLike):
+            raise TypeError(f"roots: got an entry {root!r}, expected folder paths")
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise ValueError(f"roots: {str(root)!r} is not a folder (absolute: {root.resolve()})")
+        found = sorted(
+            p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        )
+        if not found:
+            raise ValueError(
+                f"roots: folder {str(root)!r} holds no {'/'.join(IMAGE_EXTENSIONS)} files (searched recursively)"
+            )
+        paths += found
+    good, bad = [], []
+    for path in paths:
+        reason = None if check == "none" else _unreadable(path, full=check == "full")
+        if reason is None:
+            good.append(path)
+        else:
+            bad.append((path, reason))
+    if bad:
+        listing = "\n".join(f"  {p}: {r}" for p, r in bad[:10]) + (
+            "\n  ..." if len(bad) > 10 else ""
+        )
+        if on_error == "raise" or not good:
+            raise ValueError(f"{len(bad)} of {len(paths)} image files cannot be read:\n{listing}")
+        warnings.warn(
+            f"skipping {len(bad)} of {len(paths)} image files that cannot be read:\n{listing}",
+            stacklevel=2,
+        )
+    return good, bad
+
+
+def _unreadable(path: Path, full: bool) -> str | None:
+    """Why ``path`` is not a readable image, or None."""
+    try:
+        with Image.open(path) as image:
+            if full:
+                image.load()
+    except Exception as error:  # PIL raises OSError, SyntaxError, ValueError… for bad files
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+class InpaintingDataset(torch.utils.data.Dataset):
+    """Photos from one or more folders, each with a mask; see the module docstring.
+
+    Training (``train=True``): a square crop whose side is a random share ``crop_scale`` of the
+    short side (never under ``size`` source pixels; photos smaller than ``size`` are first
+    upscaled, aspect kept), resized to ``size``, flipped left-right with probability 0.5 when
+    ``flip``; the mask comes from ``mask_mix`` ({source: weight}, sources in
+    :func:`mask_sources`; "folder" needs ``mask_folder``). Validation (``train=False``): short
+    side resized to ``size``, centre crop, no flip, item ``k`` = image ``k % n_images`` with
+    fixed mask ``k % n_masks`` from ``masks_dir`` (groups ``set1/<bin>``, ``set2/<preset>``,
+    optionally only ``mask_groups``); ``len`` = the larger count, so every mask is used.
+    """
+
+    def __init__(
+        self,
+        roots,
+        size: int = 256,
+        *,
+        train: bool = True,
+        mask_mix: Mapping[str, float] | None = None,
+        mask_folder=None,
+        masks_dir=None,
+        mask_groups: Sequence[str] | None = None,
+        crop_scale: tuple[float, float] = (0.5, 1.0),
+        flip: bool = True,
+        seed: int = 0,
+        check: str = "header",
+        on_error: str = "skip",
+    ):
+        if (
+            isinstance(size, bool)
+            or not isinstance(size, numbers.Integral)
+            or size < masks.MIN_SIZE
+        ):
+            raise ValueError(f"size: got {size!r}, expected an int >= {masks.MIN_SIZE}")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"seed: got {seed!r}, expected an int >= 0")
+        low, high = _check_crop_scale(crop_scale)
+        self.paths, self.skipped = find_images(roots, check=check, on_error=on_error)
+        self.size, self.train, self.flip, self.seed = int(size), bool(train), bool(flip), int(seed)
+        self.crop_scale = (low, high)
+        self.epoch = 0
+        self.load_failures = 0  # files that passed the check but failed to decode (per process)
+        if self.train:
+            self.mask_mix = _check_mask_mix(
+                DEFAULT_MASK_MIX if mask_mix is None else mask_mix, mask_folder
+            )
+            self.mask_folder = (
+                None if mask_folder is None else masks.MaskFolder(mask_folder, size=self.size)
+            )
+            self.fixed_masks = []
+        else:
+            if mask_mix is not None or mask_folder is not None:
+                raise ValueError(
+                    "mask_mix / mask_folder: only for train=True; validation uses the fixed masks in masks_dir"
+                )
+            self.fixed_masks = _fixed_masks(
+                DEFAULT_MASKS_DIR if masks_dir is None else Path(masks_dir), mask_groups, self.size
+            )
+
+    def __len__(self) -> int:
+        return len(self.paths) if self.train else max(len(self.paths), len(self.fixed_masks))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw new crops, flips and masks for ``epoch``: call it before creating the epoch's
+        DataLoader iterator (workers copy the dataset then; with ``persistent_workers=True``
+        they would keep the old epoch)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+            raise ValueError(f"epoch: got {epoch!r}, expected an int >= 0")
+        self.epoch = int(epoch)
+
+    def __getitem__(self, index: int) -> dict:
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"index: got {type(index).__name__}, expected an int")
+        if not 0 <= index < len(self):
+            raise IndexError(f"index: got {index}, expected 0 <= index < {len(self)}")
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        image = self._image(index, rng)  # (size, size, 3) uint8
+        if self.train:
+            mask, source = self._draw_mask(rng)
+        else:
+            source, folder, mask_index = self.fixed_masks[index % len(self.fixed_masks)]
+            mask = folder.load(mask_index)
+        return {
+            "image": torch.from_numpy(
+                np.divide(image.transpose(2, 0, 1), np.float32(255), order="C")
+            ),  # (3, size, size)
+            "mask": torch.from_numpy(mask.astype(np.float32))[None],  # (1, size, size)
+            "mask_source": source,
+            "index": int(index),
+        }
+
+    def _image(self, index: int, rng: np.random.Generator) -> np.ndarray:
+        """The crop of image ``index``; a file that fails to decode is skipped with a warning."""
+        n = len(self.paths)
+        for attempt in range(min(n, 10)):
+            path = self.paths[(index + attempt) % n]
+            try:
+                return self._crop(path, rng)
+            except Exception as error:  # truncated data found only now: never kill the worker
+                self.load_failures += 1
+                warnings.warn(
+                    f"skipping unreadable image {path} ({type(error).__name__}: {error}); "
+                    f"{self.load_failures} such files so far in this process",
+                    stacklevel=2,
+                )
+        raise RuntimeError(f"{min(n, 10)} image files in a row failed to decode, the last {path}")
+
+    def _crop(self, path: Path, rng: np.random.Generator) -> np.ndarray:
+        size = self.size
+        with Image.open(path) as lazy:
+            turned = lazy.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)  # shown rotated 90°
+            width, height = lazy.size[::-1] if turned else lazy.size  # as shown, after EXIF
+            short = min(width, height)
+            if self.train:
+                # Crop side in source pixels: a share of the short side, at least `size` (no
+                # upsampling) unless the photo is smaller than `size` (then all of the short side).
+                low = max(self.crop_scale[0], min(1.0, size / short))
+                high = max(low, self.crop_scale[1])
+                side = short * rng.uniform(low, high)
+                left, top = rng.uniform(0, width - side), rng.uniform(0, height - side)
+                flip = self.flip and rng.random() < 0.5
+            else:
+                side, flip = short, False
+                left, top = (width - side) / 2, (height - side) / 2
+            # JPEG: decode at 1/2, 1/4 or 1/8 scale when the crop stays at least `size` wide.
+            scale = size / side
+            lazy.draft(
+                lazy.mode, (math.ceil(lazy.size[0] * scale), math.ceil(lazy.size[1] * scale))
+            )
+            image = to_rgb(lazy)
+        f = image.size[0] / width  # the draft's reduction
+        box = (left * f, top * f, (left + side) * f, (top + side) * f)
+        crop = image.resize((size, size), Image.Resampling.BICUBIC, box=box)
+        if flip:
+            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return np.array(crop, dtype=np.uint8)  # a writable copy for torch
+
+    def _draw_mask(self, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        names = list(self.mask_mix)
+        source = names[rng.choice(len(names), p=list(self.mask_mix.values()))]
+        size = self.size
+        if source == "folder":
+            mask = self.mask_folder.load(int(rng.integers(len(self.mask_folder))))
+            return masks.rotate_flip(mask, rng), source
+        kind, _, name = source.partition("/")
+        if kind == "set2":
+            return masks.large_mask(size, size, name, rng), source
+        if not name:  # "set1": any bin, equally often
+            name = masks.bin_name(masks.RATIO_BINS[rng.integers(len(masks.RATIO_BINS))])
+        ratio_bin = next(b for b in masks.RATIO_BINS if masks.bin_name(b) == name)
+        return masks.irregular_mask(size, size, ratio_bin, rng), f"set1/{name}"
+
+
+def fixed_validation_set(
+    roots, masks_dir=None, size: int = 256, mask_groups=None, **kwargs
+) -> InpaintingDataset:
+    """Centre crops of the photos in ``roots`` paired in a fixed order with the shipped masks.
+
+    ``masks_dir`` defaults to the repository's ``data/masks``; ``mask_groups`` picks groups such
+    as ``["set1/40-50", "set2/thick"]`` (default: all). Same items on every call and machine.
+    """
+    return InpaintingDataset(
+        roots, size, train=False, masks_dir=masks_dir, mask_groups=mask_groups, **kwargs
+    )
+
+
+def _check_crop_scale(crop_scale) -> tuple[float, float]:
+    ok = isinstance(crop_scale, Sequence) and len(crop_scale) == 2
+    ok = ok and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in crop_scale)
+    if not ok or not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+        raise ValueError(
+            f"crop_scale: got {crop_scale!r}, expected (low, high) with 0 < low <= high <= 1"
+        )
+    return float(crop_scale[0]), float(crop_scale[1])
+
+
+def _check_mask_mix(mix, mask_folder) -> dict[str, float]:
+    """{source: weight} -> {source: probability}, sources checked against :func:`mask_sources`."""
+    if not isinstance(mix, Mapping) or not mix:
+        raise TypeError(
+            f"mask_mix: got {mix!r}, expected a non-empty dict {{source: weight}}, e.g. {DEFAULT_MASK_MIX}"
+        )
+    valid = mask_sources()
+    for key, weight in mix.items():
+        if key not in valid:
+            raise ValueError(f"mask_mix: unknown source {key!r}, expected keys from {valid}")
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, numbers.Real)
+            or not math.isfinite(weight)
+            or weight < 0
+        ):
+            raise ValueError(
+                f"mask_mix: weight of {key!r} is {weight!r}, expected a finite number >= 0"
+            )
+    total = sum(mix.values())
+    if total <= 0:
+        raise ValueError(f"mask_mix: weights sum to {total}, expected > 0")
+    if mix.get("folder", 0) > 0 and mask_folder is None:
+        raise ValueError(
+            "mask_mix: 'folder' has weight > 0 but mask_folder is None; pass the folder of mask images"
+        )
+    return {key: weight / total for key, weight in mix.items() if weight > 0}
+
+
+def _fixed_masks(
+    masks_dir: Path, mask_groups, size: int
+) -> list[tuple[str, masks.MaskFolder, int]]:
+    """[(group, folder, index)] over ``masks_dir/set{1,2}/<group>/*.png``, in a fixed order."""
+    hint = f"write them with: python -m bidsnet_lib.masks write --out {masks_dir}"
+    if not masks_dir.is_dir():
+        raise ValueError(f"masks_dir: {str(masks_dir)!r} is not a folder of fixed masks; {hint}")
+    found = {
+        f"{d.parent.name}/{d.name}": d for d in sorted(masks_dir.glob("set[12]/*")) if d.is_dir()
+    }
+    if mask_groups is None:
+        groups = list(found)
+    else:
+        if isinstance(mask_groups, str) or not isinstance(mask_groups, Sequence):
+            raise TypeError(
+                f"mask_groups: got {mask_groups!r}, expected a list such as ['set1/10-20']"
+            )
+        groups = list(mask_groups)
+        missing = [g for g in groups if g not in found]
+        if missing:
+            raise ValueError(
+                f"mask_groups: {missing} not found in {masks_dir}; it holds {list(found)}"
+            )
+    if not groups:
+        raise ValueError(
+            f"masks_dir: {str(masks_dir)!r} holds no set1/<bin> or set2/<preset> folders; {hint}"
+        )
+    items = []
+    for group in groups:
+        folder = masks.MaskFolder(found[group], size=size)
+        items += [(group, folder, i) for i in range(len(folder))]
+    return items

@@ -1,0 +1,571 @@
+"""The training losses of BIDS-Net: pixel L1, adversarial, VGG-19 perceptual and style.
+
+Taught in ``notebooks/05_losses.ipynb``. The generator minimises
+
+    L = w_valid·L_valid + w_hole·L_hole + w_adv·L_adv + w_perc·L_perc + w_style·L_style
+
+(:class:`GeneratorLoss`); a spectral-norm PatchGAN (:class:`PatchDiscriminator`) is trained
+against it with :func:`discriminator_loss`. Masks follow the course convention: 1 = hole.
+
+Pretrained VGG-19 weights are loaded only when asked (:func:`load_vgg19_features`); offline they
+fail at once, naming the file to place and where. A random backbone needs ``weights="random"``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+# ----------------------------------------------------------------------------------------------
+# Pixel reconstruction
+
+
+def pixel_l1(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """L1 on hole and on valid pixels, each summed and divided by ALL elements B·C·H·W (as PConv).
+
+    Dividing by all elements, not by the hole's own pixel count, keeps PConv's published weights
+    (hole 6, valid 1) meaningful and makes a bigger hole weigh more. Returns (hole, valid).
+    """
+    _check_images(pred=pred, target=target, mask=mask)
+    mask = mask.to(pred.dtype)  # bool masks too
+    error = (pred - target).abs()  # (B, 3, H, W)
+    count = error.numel()
+    hole = (error * mask).sum() / count
+    valid = (error * (1 - mask)).sum() / count
+    return hole, valid
+
+
+# ----------------------------------------------------------------------------------------------
+# VGG-19 features, perceptual and style losses
+
+# torchvision's VGG-19 ("E"): conv widths per block. Indices of ``vgg19().features`` follow from it.
+_VGG19_BLOCKS = (
+    (64, 64),
+    (128, 128),
+    (256, 256, 256, 256),
+    (512, 512, 512, 512),
+    (512, 512, 512, 512),
+)
+
+
+def _vgg19_layer_names() -> list[str]:
+    """Names of ``torchvision.models.vgg19().features`` children in order: conv1_1, relu1_1, …"""
+    names = []
+    for block, widths in enumerate(_VGG19_BLOCKS, start=1):
+        for i in range(1, len(widths) + 1):
+            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
+        names.append(f"pool{block}")
+    return names
+
+
+VGG19_LAYERS = _vgg19_layer_names()
+# EdgeConnect's choice, which its weights (perceptual 0.1, style 250) were tuned with.
+PERCEPTUAL_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+STYLE_LAYERS = ("relu2_2", "relu3_4", "relu4_4", "relu5_2")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"  # VGG19_Weights.IMAGENET1K_V1
+VGG19_FILE = VGG19_URL.rsplit("/", 1)[-1]
+
+
+class VGG19Features(nn.Module):
+    """Frozen VGG-19 trunk up to the deepest requested layer; maps [0, 1] RGB to named ReLU maps.
+
+    ``weights_source`` says where the weights came from ("imagenet", "file:<path>" or "random");
+    the trainer stores it in checkpoint metadata so a random backbone is never mistaken later.
+    """
+
+    def __init__(self, layers=PERCEPTUAL_LAYERS + STYLE_LAYERS, weights_source: str = "random"):
+        super().__init__()
+        unknown = [name for name in layers if name not in VGG19_LAYERS]
+        if not layers or unknown:
+            raise ValueError(f"layers: got {list(layers)!r}, expected names from {VGG19_LAYERS}")
+        self.layers = tuple(dict.fromkeys(layers))  # ordered, no repeats
+        depth = max(VGG19_LAYERS.index(name) for name in self.layers) + 1
+        modules, in_ch = [], 3
+        for name in VGG19_LAYERS[:depth]:
+            if name.startswith("conv"):
+                out_ch = _VGG19_BLOCKS[int(name[4]) - 1][int(name[6:]) - 1]
+                modules.append(nn.Conv2d(in_ch, out_ch, 3, padding=1))
+                in_ch = out_ch
+            elif name.startswith("relu"):
+                modules.append(nn.ReLU())
+            else:
+                modules.append(nn.MaxPool2d(2, 2))
+        self.body = nn.Sequential(*modules)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.weights_source = weights_source
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, 3, H, W) in [0, 1] -> {layer name: (B, C_l, H_l, W_l)}."""
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"image: got shape {tuple(image.shape)}, expected (B, 3, H, W)")
+        x = (image - self.mean) / self.std  # ImageNet statistics, as VGG-19 was trained
+        wanted, out = set(self.layers), {}
+        for name, module in zip(VGG19_LAYERS, self.body, strict=False):
+            x = module(x)
+            if name in wanted:
+                out[name] = x
+        return out
+
+
+def _hub_checkpoint_dir() -> Path:
+    # Looked up on each call, so TORCH_HOME / torch.hub.set_dir (and tests) take effect.
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _download_reachable(timeout: float = 2.0) -> bool:
+    """Can we open a connection to download.pytorch.org? Seconds at most, never a long hang."""
+    if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
+        return True  # a proxy decides; the download itself reports failure
+    try:
+        with socket.create_connection(("download.pytorch.org", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _missing_weights_message(reason: str) -> str:
+    return (
+        f"VGG-19 ImageNet weights are needed for the perceptual and style losses, but {reason}.\n"
+        f"  Either place the file {VGG19_FILE} (download it elsewhere from {VGG19_URL}, 548 MB)\n"
+        f"  in the directory {_hub_checkpoint_dir()}/ (torch.hub's cache; set TORCH_HOME to move it),\n"
+        f"  or pass the path of a torchvision vgg19 state dict: vgg_weights='/path/to/vgg19.pth',\n"
+        f"  or, knowing the losses then carry no ImageNet meaning, vgg_weights='random'."
+    )
+
+
+def _features_state_dict(
+    state: object, source: str, model: VGG19Features
+) -> dict[str, torch.Tensor]:
+    """Keys of ``model.body`` from a full torchvision vgg19 state dict or its ``features`` part."""
+    if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
+        raise ValueError(
+            f"{source}: expected a VGG-19 state dict (str -> tensor), got {type(state).__name__}"
+        )
+    wanted = model.body.state_dict()
+    found, unexpected = {}, []
+    for key, value in state.items():
+        if key.startswith("classifier."):
+            continue  # the ImageNet classifier head; the losses use conv features only
+        name = key.removeprefix("features.")
+        index = name.split(".", 1)[0]
+        if not index.isdigit() or not isinstance(value, torch.Tensor):
+            unexpected.append(key)
+        elif name in wanted:
+            found[name] = value
+        elif int(index) < len(model.body):
+            unexpected.append(key)  # e.g. batch-norm keys of vgg19_bn
+        # deeper layers than the losses need are ignored
+    missing = [k for k in wanted if k not in found]
+    if unexpected or missing:
+        raise ValueError(
+            f"{source}: not a torchvision vgg19 (no batch norm) state dict; "
+            f"unexpected keys {unexpected[:5]}, missing keys {missing[:5]} "
+            f"(expected 'features.N.weight'/'features.N.bias', optionally 'classifier.*')"
+        )
+    for name, value in found.items():
+        if value.shape != wanted[name].shape:
+            raise ValueError(
+                f"{source}: key features.{name} has shape {tuple(value.shape)}, "
+                f"expected {tuple(wanted[name].shape)} (torchvision vgg19)"
+            )
+    return found
+
+
+def _load_file(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated / foreign files
+        raise ValueError(
+            f"{path}: cannot be read as a torch state dict ({type(error).__name__}: {error})"
+        ) from None
+
+
+def load_vgg19_features(
+    weights: str | os.PathLike = "imagenet", layers=PERCEPTUAL_LAYERS + STYLE_LAYERS
+) -> VGG19Features:
+    """A frozen VGG-19 feature extractor.
+
+    ``weights``: "imagenet" (torchvision's IMAGENET1K_V1: torch.hub's cached file, or a download
+    when download.pytorch.org is reachable), a path to a torchvision vgg19 state dict (full or
+    only its ``features.*`` keys), or "random" (explicit only; warns and records
+    ``weights_source="random"``). Missing weights raise at once; nothing falls back silently.
+    """
+    if not isinstance(weights, str | os.PathLike):
+        raise TypeError(
+            f"weights: got {type(weights).__name__}, expected 'imagenet', 'random' or a file path"
+        )
+    # Built in a forked RNG with a fixed seed: a random backbone is the same every run, and
+    # building one never moves the caller's RNG (a trainer's resume stays exact).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = VGG19Features(layers)
+        if weights == "random":
+            for module in model.body:
+                if isinstance(module, nn.Conv2d):  # torchvision's VGG initialisation
+                    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                    nn.init.zeros_(module.bias)
+    if weights == "random":
+        warnings.warn(
+            "VGG-19 with RANDOM weights (vgg_weights='random'): the perceptual and style losses do "
+            "not measure ImageNet features; fine for tests and CPU demos, not for real training.",
+            RandomWeightsWarning,
+            stacklevel=2,
+        )
+        model.weights_source = "random"
+        return model
+    if weights == "imagenet":
+        cached = _hub_checkpoint_dir() / VGG19_FILE
+        if cached.is_file():
+            state = _load_file(cached)
+        elif not _download_reachable():
+            raise FileNotFoundError(
+                _missing_weights_message(
+                    "the cache has no copy and download.pytorch.org cannot be reached"
+                )
+            )
+        else:
+            try:
+                state = torch.hub.load_state_dict_from_url(
+                    VGG19_URL, progress=True, check_hash=True, map_location="cpu"
+                )
+            except Exception as error:
+                reason = f"the download failed ({type(error).__name__}: {error})"
+                raise FileNotFoundError(_missing_weights_message(reason)) from None
+        source, label = str(cached), "imagenet"
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"weights: {str(weights)!r} is neither 'imagenet', 'random' nor an existing file "
+                f"(looked for {path.resolve()})"
+            )
+        state, source, label = _load_file(path), str(path), f"file:{path.resolve()}"
+    model.body.load_state_dict(_features_state_dict(state, source, model))
+    model.weights_source = label
+    return model
+
+
+class RandomWeightsWarning(UserWarning):
+    """A loss network runs with random weights (asked for explicitly)."""
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C): F Fᵀ / (C·H·W), computed in float32 (fp16 overflows here)."""
+    b, c, h, w = features.shape
+    f = features.float().reshape(b, c, h * w)
+    return f @ f.transpose(1, 2) / (c * h * w)
+
+
+def perceptual_loss(feats_pred: dict, feats_target: dict, layers=PERCEPTUAL_LAYERS) -> torch.Tensor:
+    """Σ_l mean |φ_l(pred) − φ_l(target)| over the given layers (EdgeConnect: weight 1 each)."""
+    return sum(F.l1_loss(feats_pred[name], feats_target[name]) for name in layers)
+
+
+def style_loss(feats_pred: dict, feats_target: dict, layers=STYLE_LAYERS) -> torch.Tensor:
+    """Σ_l mean |G(φ_l(pred)) − G(φ_l(target))| with G the normalised Gram matrix."""
+    return sum(
+        F.l1_loss(gram_matrix(feats_pred[name]), gram_matrix(feats_target[name])) for name in layers
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Adversarial: spectral-norm PatchGAN, non-saturating (or hinge) loss, R1, mask-aware labels
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN (pix2pix's 70×70 for n_layers=3) with spectral norm on every conv, no norm layers.
+
+    Input: the image and, when ``with_mask`` (default), the mask as a 4th channel — as DeepFill
+    v2's SN-PatchGAN: the hole's place is no secret at test time, so the critic may spend its
+    capacity judging the hole's content against its surroundings rather than finding it; the real
+    image is shown with the same mask, so the mask alone tells nothing. Output: (B, 1, h, w)
+    logits, one per overlapping patch of ``receptive_field`` pixels.
+    """
+
+    def __init__(
+        self, in_channels: int = 3, with_mask: bool = True, channels: int = 64, n_layers: int = 3
+    ):
+        super().__init__()
+        for name, value in (
+            ("in_channels", in_channels),
+            ("channels", channels),
+            ("n_layers", n_layers),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: got {value!r}, expected a positive int")
+        self.with_mask = with_mask
+        # (kernel, stride, padding) of each conv: n_layers halvings, then two stride-1 convs.
+        self.geometry = [(4, 2, 1)] * n_layers + [(4, 1, 1), (4, 1, 1)]
+        widths = [channels * min(2**i, 8) for i in range(n_layers + 1)] + [1]
+        layers, in_ch = [], in_channels + int(with_mask)
+        for (k, s, p), out_ch in zip(self.geometry, widths, strict=True):
+            layers.append(spectral_norm(nn.Conv2d(in_ch, out_ch, k, s, p)))
+            if out_ch != 1:
+                layers.append(nn.LeakyReLU(0.2))
+            in_ch = out_ch
+        self.net = nn.Sequential(*layers)
+
+    @property
+    def receptive_field(self) -> int:
+        """Side in pixels of the input patch each output logit sees."""
+        field = 1
+        for k, s, _ in reversed(self.geometry):
+            field = field * s + (k - s)
+        return field
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, H, W) image [+ (B, 1, H, W) mask] -> (B, 1, h, w) patch logits."""
+        if self.with_mask:
+            if mask is None:
+                raise ValueError(
+                    "mask: got None, but this discriminator was built with with_mask=True"
+                )
+            image = torch.cat([image, mask.to(image.dtype)], dim=1)  # (B, C+1, H, W)
+        return self.net(image)
+
+
+def fake_labels(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) hole mask -> (B, 1, h, w): the share of hole pixels under each patch logit.
+
+    The mask is area-averaged onto the logit grid, so a logit is labelled by the image cell it
+    sits over (soft labels at the hole's edge), LaMa-style. Not by its whole receptive field:
+    70-pixel fields touch some hole almost everywhere, which would label every patch fake.
+    """
+    return F.adaptive_avg_pool2d(mask.to(logits.dtype), logits.shape[-2:])
+
+
+# name -> (loss on logits the critic should call real, on logits it should call fake, the
+# generator's loss on its own fakes), each per patch.
+GAN_LOSSES = {
+    # -log σ(x), -log(1 - σ(x)), -log σ(x): EdgeConnect's and LaMa's choice; pairs with R1.
+    "nonsaturating": (lambda x: F.softplus(-x), F.softplus, lambda x: F.softplus(-x)),
+    # max(0, 1 - x), max(0, 1 + x), -x: SN-PatchGAN's (DeepFill v2) choice.
+    "hinge": (lambda x: F.relu(1 - x), lambda x: F.relu(1 + x), lambda x: -x),
+}
+
+
+def discriminator_loss(
+    D: PatchDiscriminator,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    mask: torch.Tensor,
+    config: LossConfig | None = None,
+) -> tuple[torch.Tensor, dict]:
+    """The critic's loss: real patches → real, fake patches → fake, plus ``config.r1``·E‖∇ₓ Σ D(x)‖².
+
+    With ``config.mask_aware_labels`` (LaMa's idea) a fake patch is called fake in proportion to
+    the hole under it (:func:`fake_labels`) and real elsewhere: outside the hole a composite *is*
+    the real photo, and asking the critic to call it fake there only teaches it noise. R1 is
+    taken on the real images.
+
+    ``fake`` is the composited output; it is detached here. Returns (loss, logs of detached
+    0-dim tensors). Call with gradients enabled: R1 differentiates through D.
+    """
+    config = config or LossConfig()
+    _check_images(real=real, fake=fake, mask=mask)
+    as_real, as_fake, _ = GAN_LOSSES[config.gan_loss]
+    real = real.detach().requires_grad_(config.r1 > 0)
+    logits_real = D(real, mask)  # (B, 1, h, w)
+    logits_fake = D(fake.detach(), mask)
+    loss_real = as_real(logits_real).mean()
+    if config.mask_aware_labels:
+        fake_label = fake_labels(mask, logits_fake)  # (B, 1, h, w), 1 = over the hole
+        loss_fake = (
+            fake_label * as_fake(logits_fake) + (1 - fake_label) * as_real(logits_fake)
+        ).mean()
+    else:
+        loss_fake = as_fake(logits_fake).mean()
+    total = loss_real + loss_fake
+    logs = {
+        "d_real": loss_real,
+        "d_fake": loss_fake,
+        "d_logit_real": logits_real.mean(),
+        "d_logit_fake": logits_fake.mean(),
+    }
+    if config.r1 > 0:
+        (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
+        penalty = grad.pow(2).flatten(1).sum(1).mean()
+        total = total + config.r1 * penalty
+        logs["r1"] = penalty
+    logs["d_total"] = total
+    return total, {k: v.detach() for k, v in logs.items()}
+
+
+def generator_adversarial_loss(
+    D: PatchDiscriminator, fake: torch.Tensor, mask: torch.Tensor, gan_loss: str = "nonsaturating"
+) -> torch.Tensor:
+    """The generator's adversarial term, mean over patches: softplus(−D) (non-saturating) or −D (hinge)."""
+    if gan_loss not in GAN_LOSSES:
+        raise ValueError(f"gan_loss: got {gan_loss!r}, expected one of {sorted(GAN_LOSSES)}")
+    logits = D(fake, mask)  # (B, 1, h, w)
+    return GAN_LOSSES[gan_loss][2](logits).mean()
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration and the generator's total loss
+
+
+@dataclass
+class LossConfig:
+    """Loss weights and choices. Defaults, with their provenance (each used as published):
+
+    - ``valid`` 1, ``hole`` 6: Liu et al. 2018 (Partial Convolutions), with their normalisation —
+      errors summed over the region, divided by all elements (see :func:`pixel_l1`).
+    - ``perceptual`` 0.1, ``style`` 250: Nazeri et al. 2019 (EdgeConnect), with their layers
+      (:data:`PERCEPTUAL_LAYERS`, :data:`STYLE_LAYERS`), L1 means, Gram/(C·H·W), on the raw output.
+    - ``adversarial`` 0.1: EdgeConnect (non-saturating loss, spectral-norm PatchGAN).
+    - ``r1`` 0.001: Suvorov et al. 2022 (LaMa), squared gradient norm of the summed patch logits.
+    - ``gan_loss`` "nonsaturating" (or "hinge"); ``mask_aware_labels`` True (LaMa): the critic
+      calls fake only the patches over the hole (:func:`fake_labels`).
+    - ``vgg_weights``: "imagenet", a state-dict path, or "random" (explicit; see
+      :func:`load_vgg19_features`).
+    """
+
+    valid: float = 1.0
+    hole: float = 6.0
+    adversarial: float = 0.1
+    perceptual: float = 0.1
+    style: float = 250.0
+    r1: float = 0.001
+    gan_loss: str = "nonsaturating"
+    mask_aware_labels: bool = True
+    vgg_weights: str = "imagenet"
+
+    def __post_init__(self):
+        for name in ("valid", "hole", "adversarial", "perceptual", "style", "r1"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ValueError(f"{name}: got {value!r}, expected a finite number >= 0")
+        if not isinstance(self.mask_aware_labels, bool):
+            raise TypeError(
+                f"mask_aware_labels: got {self.mask_aware_labels!r}, expected True or False"
+            )
+        if self.gan_loss not in GAN_LOSSES:
+            raise ValueError(
+                f"gan_loss: got {self.gan_loss!r}, expected one of {sorted(GAN_LOSSES)}"
+            )
+        if not isinstance(self.vgg_weights, str | os.PathLike):
+            raise TypeError(
+                f"vgg_weights: got {type(self.vgg_weights).__name__}, expected 'imagenet', 'random' or a path"
+            )
+        self.vgg_weights = os.fspath(self.vgg_weights)  # plain data in checkpoints
+
+    @classmethod
+    def paper(cls) -> LossConfig:
+        """The defaults, with ImageNet VGG-19 weights (Colab)."""
+        return cls()
+
+    @classmethod
+    def small(cls) -> LossConfig:
+        """The same weights on a random VGG-19 (CPU demos and tests without the 548 MB file)."""
+        return cls(vgg_weights="random")
+
+    @classmethod
+    def pixel_only(cls) -> LossConfig:
+        """Hole/valid L1 only: no VGG, no discriminator (overfitting checks, quick CPU runs)."""
+        return cls(adversarial=0.0, perceptual=0.0, style=0.0, r1=0.0)
+
+    def term_weights(self) -> dict[str, float]:
+        """Weight of each named generator term, keyed as in :class:`GeneratorLoss`'s logs."""
+        return {
+            "valid": self.valid,
+            "hole": self.hole,
+            "adversarial": self.adversarial,
+            "perceptual": self.perceptual,
+            "style": self.style,
+        }
+
+
+class GeneratorLoss(nn.Module):
+    """The generator's weighted sum; VGG-19 is loaded only if a perceptual or style weight is > 0.
+
+    ``forward(pred, comp, target, mask, discriminator)`` with images (B, 3, H, W) in [0, 1] and
+    mask (B, 1, H, W): L1 on the raw ``pred``; perceptual and style on ``pred`` (EdgeConnect);
+    adversarial on the composite ``comp`` (what the critic is trained on). Returns (total, logs):
+    the unweighted terms and "total", as detached 0-dim tensors.
+    """
+
+    def __init__(self, config: LossConfig | None = None, vgg: VGG19Features | None = None):
+        super().__init__()
+        if config is not None and not isinstance(config, LossConfig):
+            raise TypeError(f"config: got {type(config).__name__}, expected a LossConfig")
+        self.config = config or LossConfig()
+        needs_vgg = self.config.perceptual > 0 or self.config.style > 0
+        if not needs_vgg:
+            self.vgg = None
+        else:
+            self.vgg = vgg if vgg is not None else load_vgg19_features(self.config.vgg_weights)
+            missing = set(PERCEPTUAL_LAYERS + STYLE_LAYERS) - set(self.vgg.layers)
+            if missing:
+                raise ValueError(f"vgg: lacks the layers {sorted(missing)} the losses use")
+
+    @property
+    def weights_source(self) -> str | None:
+        """Where the VGG-19 weights came from (for checkpoint metadata); None without VGG."""
+        return None if self.vgg is None else self.vgg.weights_source
+
+    def forward(self, pred, comp, target, mask, discriminator: PatchDiscriminator | None = None):
+        _check_images(pred=pred, comp=comp, target=target, mask=mask)
+        cfg = self.config
+        terms = {}
+        terms["hole"], terms["valid"] = pixel_l1(pred, target, mask)
+        if cfg.adversarial > 0:
+            if discriminator is None:
+                raise ValueError(
+                    "discriminator: got None, but config.adversarial > 0 (use LossConfig.pixel_only() or pass D)"
+                )
+            terms["adversarial"] = generator_adversarial_loss(
+                discriminator, comp, mask, cfg.gan_loss
+            )
+        if self.vgg is not None:
+            feats_pred = self.vgg(pred)
+            with torch.no_grad():
+                feats_target = self.vgg(target)
+            if cfg.perceptual > 0:
+                terms["perceptual"] = perceptual_loss(feats_pred, feats_target)
+            if cfg.style > 0:
+                terms["style"] = style_loss(feats_pred, feats_target)
+        weights = cfg.term_weights()
+        total = sum(weights[name] * value for name, value in terms.items())
+        logs = {name: value.detach() for name, value in terms.items()}
+        logs["total"] = total.detach()
+        return total, logs
+
+
+def _check_images(**tensors: torch.Tensor) -> None:
+    """Images (B, 3, H, W) and a mask (B, 1, H, W) of the same B, H, W."""
+    reference = None
+    for name, t in tensors.items():
+        channels = 1 if name == "mask" else 3
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: got {type(t).__name__}, expected a torch.Tensor")
+        if t.dim() != 4 or t.shape[1] != channels:
+            raise ValueError(f"{name}: got shape {tuple(t.shape)}, expected (B, {channels}, H, W)")
+        size = (t.shape[0], *t.shape[2:])
+        if reference is not None and size != reference[1]:
+            raise ValueError(
+                f"{name}: got shape {tuple(t.shape)}, but {reference[0]} has B, H, W = {reference[1]}"
+            )
+        reference = reference or (name, size)

@@ -1,0 +1,309 @@
+"""bidsnet_lib.data: folders, colour conversion, crops, flips, mask mix, determinism, errors."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bidsnet_lib import masks
+from bidsnet_lib.data import (
+    DEFAULT_MASKS_DIR,
+    InpaintingDataset,
+    find_images,
+    fixed_validation_set,
+    load_rgb,
+    mask_sources,
+)
+
+
+def save(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode).save(path)
+    return path
+
+
+def noise(height, width, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """Images at several depths, extensions in mixed case, and files that must be ignored."""
+    root = tmp_path / "photos"
+    save(root / "a.jpg", noise(200, 300, 1))
+    save(root / "sub" / "b.PNG", noise(64, 64, 2))
+    save(root / "sub" / "deeper" / "c.webp", noise(50, 40, 3))
+    save(root / "d.JPEG", noise(120, 90, 4))
+    (root / "notes.txt").write_text("not an image")
+    save(root / "e.gif", noise(40, 40, 5))
+    return root
+
+
+@pytest.fixture
+def square(tmp_path):
+    """One 64×64 PNG: with size 64 and crop_scale (1, 1) a training crop is the whole image."""
+    return save(tmp_path / "square" / "x.png", noise(64, 64, 7)).parent
+
+
+def test_find_images_recursive_and_case_insensitive(tree):
+    paths, bad = find_images(tree)
+    names = [p.relative_to(tree).as_posix() for p in paths]
+    assert names == ["a.jpg", "d.JPEG", "sub/b.PNG", "sub/deeper/c.webp"] and bad == []
+    both, _ = find_images([tree / "sub", str(tree / "sub" / "deeper")])
+    assert len(both) == 3  # one list per root, concatenated in the order given
+
+
+def test_grayscale_and_rgba_become_rgb(tmp_path):
+    grey = load_rgb(save(tmp_path / "g.png", np.full((8, 8), 90, np.uint8), "L"))
+    assert grey.mode == "RGB" and np.all(np.asarray(grey) == 90)
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = 200  # red under every pixel
+    rgba[:4, :, 3] = 0  # top half fully transparent
+    rgba[4:, :, 3] = 128  # bottom half half-transparent
+    out = np.asarray(load_rgb(save(tmp_path / "t.png", rgba, "RGBA"))).astype(int)
+    assert np.all(out[:4] == 255)  # composited on white, not black, and not the hidden red
+    np.testing.assert_allclose(out[4:, :, 0], 200 * 128 / 255 + 255 * 127 / 255, atol=1)
+    np.testing.assert_allclose(out[4:, :, 1], 255 * 127 / 255, atol=1)
+
+
+def test_dataset_items_from_grey_rgba_and_exif_rotated_files(tmp_path):
+    root = tmp_path / "mixed"
+    save(root / "g.png", np.full((40, 40), 90, np.uint8), "L")
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    save(root / "t.png", rgba, "RGBA")  # fully transparent: white
+    tall = np.zeros((80, 40, 3), np.uint8)
+    tall[:, :20] = 255  # stored 40 wide × 80 tall, left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90° clockwise: 80 wide × 40 tall, top half white
+    root.mkdir(exist_ok=True)
+    Image.fromarray(tall).save(root / "r.jpg", exif=exif, quality=95)
+    assert load_rgb(root / "r.jpg").size == (80, 40)
+    val = InpaintingDataset(root, size=32, train=False, masks_dir=DEFAULT_MASKS_DIR)
+    grey, rotated, white = (val[i]["image"] for i in range(3))  # sorted: g, r, t
+    assert torch.allclose(grey, torch.full_like(grey, 90 / 255), atol=1e-6)
+    assert torch.all(white == 1)
+    # The centre crop of the shown (landscape) photo: white above, black below.
+    assert rotated[:, :12].mean() > 0.95 and rotated[:, -12:].mean() < 0.05
+
+
+def test_jpeg_draft_decoding_crops_the_same_region(tmp_path):
+    y, x = np.mgrid[0:384, 0:512]
+    smooth = np.stack([x / 2, y / 1.5, (x + y) / 3.5], -1).astype(np.uint8)  # 512 × 384 ramps
+    path = save(tmp_path / "big" / "b.jpg", smooth)
+    val = InpaintingDataset(path.parent, size=64, train=False, masks_dir=DEFAULT_MASKS_DIR)
+    with Image.open(path) as full:  # no draft: decode everything, then crop and resize
+        reference = full.convert("RGB").resize(
+            (64, 64), Image.Resampling.BICUBIC, box=(64, 0, 448, 384)
+        )
+    expected = torch.from_numpy(np.array(reference)).permute(2, 0, 1) / 255
+    assert (val[0]["image"] - expected).abs().mean() < 0.02
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_every_item_has_the_training_size(tree, tmp_path, train):
+    masks_dir = tmp_path / "masks"
+    save(masks_dir / "set1" / "10-20" / "000.png", np.zeros((32, 32), np.uint8))
+    kwargs = {"train": True} if train else {"train": False, "masks_dir": masks_dir}
+    ds = InpaintingDataset(tree, size=48, **kwargs)
+    for i in range(len(ds)):  # 300×200, 64×64, 40×50 (smaller than 48: upscaled), 90×120
+        item = ds[i]
+        assert item["image"].shape == (3, 48, 48) and item["image"].dtype == torch.float32
+        assert item["mask"].shape == (1, 48, 48)
+        assert 0 <= item["image"].min() and item["image"].max() <= 1
+        assert set(item["mask"].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_small_image_is_upscaled_keeping_aspect(tmp_path):
+    ramp = np.zeros((80, 40, 3), np.uint8)  # 40 wide, 80 tall; brightness grows left to right
+    ramp[:] = np.linspace(0, 255, 40).astype(np.uint8)[None, :, None]
+    root = save(tmp_path / "ramp" / "r.png", ramp).parent
+    ds = InpaintingDataset(root, size=64, flip=False)
+    for epoch in range(5):
+        ds.set_epoch(epoch)
+        row = ds[0]["image"][0, 32]
+        # The whole width (short side) is in the crop: dark left edge, bright right edge.
+        assert row[0] < 0.05 and row[-1] > 0.95
+
+
+def test_large_image_crop_scale_bounds(tmp_path):
+    root = save(tmp_path / "big" / "b.png", noise(256, 384)).parent
+    for scale in [(0.25, 0.25), (1.0, 1.0)]:
+        ds = InpaintingDataset(root, size=64, crop_scale=scale, flip=False)
+        assert ds[0]["image"].shape == (3, 64, 64)
+    with pytest.raises(ValueError, match=r"crop_scale: got \(0.0, 1.0\), expected \(low, high\)"):
+        InpaintingDataset(root, size=64, crop_scale=(0.0, 1.0))
+
+
+def test_flips_happen_about_half_the_time(square):
+    ds = InpaintingDataset(square, size=64, crop_scale=(1.0, 1.0), mask_mix={"set2/thick": 1})
+    original = torch.from_numpy(np.array(Image.open(square / "x.png"))).permute(2, 0, 1) / 255
+    flipped = 0
+    for epoch in range(40):
+        ds.set_epoch(epoch)
+        image = ds[0]["image"]
+        if torch.allclose(image, original.flip(-1), atol=1e-6):
+            flipped += 1
+        else:
+            torch.testing.assert_close(image, original)  # otherwise exactly the photo
+    assert 10 <= flipped <= 30
+    no_flip = InpaintingDataset(square, size=64, crop_scale=(1.0, 1.0), flip=False)
+    assert all(torch.equal(no_flip[0]["image"], original) for _ in range(3))
+
+
+def test_mask_mix_probabilities_and_sources(square, tmp_path):
+    folder = tmp_path / "ext"
+    block = np.zeros((40, 40), np.uint8)
+    block[10:30, 10:30] = 255
+    save(folder / "m.png", block)
+    mix = {"set1/30-40": 1, "set2/thin": 2, "folder": 1}
+    ds = InpaintingDataset(square, size=32, mask_mix=mix, mask_folder=folder)
+    counts = {"set1/30-40": 0, "set2/thin": 0, "folder": 0}
+    for epoch in range(400):
+        ds.set_epoch(epoch)
+        item = ds[0]
+        counts[item["mask_source"]] += 1
+        if item["mask_source"] == "set1/30-40":
+            assert 0.3 <= item["mask"].mean().item() < 0.4  # Set I masks lie in their bin
+    shares = {k: v / 400 for k, v in counts.items()}
+    assert abs(shares["set1/30-40"] - 0.25) < 0.07 and abs(shares["set2/thin"] - 0.5) < 0.07
+    assert abs(shares["folder"] - 0.25) < 0.07
+
+
+def test_default_mix_uses_every_set1_bin(square):
+    ds = InpaintingDataset(square, size=32)
+    seen = set()
+    for epoch in range(80):
+        ds.set_epoch(epoch)
+        seen.add(ds[0]["mask_source"])
+    assert seen == {f"set1/{masks.bin_name(b)}" for b in masks.RATIO_BINS} | {"set2/train"}
+
+
+def test_bad_mask_mix_is_named(square):
+    with pytest.raises(
+        ValueError, match=r"mask_mix: unknown source 'set3', expected keys from \['set1'"
+    ):
+        InpaintingDataset(square, size=32, mask_mix={"set3": 1})
+    with pytest.raises(ValueError, match="'folder' has weight > 0 but mask_folder is None"):
+        InpaintingDataset(square, size=32, mask_mix={"folder": 1})
+    with pytest.raises(ValueError, match="mask_mix: weight of 'set1' is -1"):
+        InpaintingDataset(square, size=32, mask_mix={"set1": -1})
+    with pytest.raises(ValueError, match="mask_mix: weights sum to 0"):
+        InpaintingDataset(square, size=32, mask_mix={"set1": 0})
+    assert "set2/train" in mask_sources() and "set1/50-60" in mask_sources()
+
+
+def test_items_are_deterministic_per_seed_epoch_index(tree):
+    a, b = InpaintingDataset(tree, size=32), InpaintingDataset(tree, size=32)
+    for i in range(len(a)):
+        assert torch.equal(a[i]["image"], b[i]["image"]) and torch.equal(a[i]["mask"], b[i]["mask"])
+    first = a[1]
+    assert torch.equal(a[1]["mask"], first["mask"])  # reading again changes nothing
+    a.set_epoch(1)
+    assert not torch.equal(a[1]["mask"], first["mask"])
+    other_seed = InpaintingDataset(tree, size=32, seed=5)
+    assert not torch.equal(other_seed[1]["mask"], first["mask"])
+    with pytest.raises(ValueError, match="epoch: got -1"):
+        a.set_epoch(-1)
+
+
+def test_dataloader_with_two_workers_matches_one_process(tree):
+    ds = InpaintingDataset(tree, size=32)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2)
+    batches = list(loader)
+    assert [b["image"].shape for b in batches] == [(2, 3, 32, 32)] * 2
+    direct = torch.stack([ds[i]["mask"] for i in range(len(ds))])
+    torch.testing.assert_close(torch.cat([b["mask"] for b in batches]), direct)
+
+
+def test_fixed_validation_set_is_fixed_and_centre_cropped(tmp_path):
+    root = save(tmp_path / "val" / "v.png", noise(60, 90)).parent
+    save(root / "w.png", noise(64, 64, 9))
+    val = fixed_validation_set(root, size=48)  # the shipped data/masks
+    n_masks = sum(1 for _ in DEFAULT_MASKS_DIR.glob("set[12]/*/*.png"))
+    assert len(val) == max(2, n_masks) and n_masks >= 50
+    again = fixed_validation_set(root, size=48)
+    for k in (0, 1, len(val) - 1):
+        assert torch.equal(val[k]["image"], again[k]["image"]) and torch.equal(
+            val[k]["mask"], again[k]["mask"]
+        )
+    assert val[0]["mask_source"] == "set1/10-20" and val[len(val) - 1]["mask_source"].startswith(
+        "set2/"
+    )
+    centre = Image.open(root / "v.png").resize(
+        (48, 48), Image.Resampling.BICUBIC, box=(15, 0, 75, 60)
+    )
+    expected = torch.from_numpy(np.array(centre)).permute(2, 0, 1) / 255
+    torch.testing.assert_close(val[0]["image"], expected)  # centre crop, no flip
+    val.set_epoch(3)
+    assert torch.equal(val[0]["image"], expected)  # epochs change nothing in validation
+    mask_file = sorted((DEFAULT_MASKS_DIR / "set2" / "thick").glob("*.png"))[1]
+    only_thick = fixed_validation_set(root, size=256, mask_groups=["set2/thick"])
+    assert {only_thick[k]["mask_source"] for k in range(len(only_thick))} == {"set2/thick"}
+    np.testing.assert_array_equal(only_thick[1]["mask"][0].numpy(), masks.read_mask_file(mask_file))
+
+
+def test_validation_errors_name_the_masks_folder(tree, tmp_path):
+    with pytest.raises(
+        ValueError,
+        match=f"masks_dir: '{tmp_path / 'nope'}' is not a folder.*bidsnet_lib.masks write",
+    ):
+        fixed_validation_set(tree, masks_dir=tmp_path / "nope")
+    with pytest.raises(ValueError, match=r"mask_groups: \['set1/90-99'\] not found"):
+        fixed_validation_set(tree, mask_groups=["set1/90-99"])
+    with pytest.raises(ValueError, match="mask_mix / mask_folder: only for train=True"):
+        InpaintingDataset(tree, train=False, mask_mix={"set1": 1})
+
+
+def test_corrupt_files_reported_with_their_path(tree):
+    (tree / "broken.jpg").write_bytes(b"this is not a jpeg")
+    with pytest.raises(ValueError, match=r"1 of 5 image files cannot be read:\n  .*broken.jpg"):
+        InpaintingDataset(tree, on_error="raise")
+    with pytest.warns(
+        UserWarning, match=r"skipping 1 of 5 image files that cannot be read:\n  .*broken.jpg"
+    ):
+        ds = InpaintingDataset(tree, size=32)
+    assert len(ds) == 4 and ds.skipped[0][0] == tree / "broken.jpg"
+
+
+def test_truncated_file_found_late_is_skipped_not_fatal(tmp_path):
+    root = tmp_path / "t"
+    good = save(root / "b_good.jpg", noise(64, 64))
+    data = good.read_bytes()
+    (root / "a_cut.jpg").write_bytes(data[: len(data) // 3])  # header intact, data cut
+    assert find_images(root)[1] == []  # a header check cannot see it ...
+    with pytest.raises(ValueError, match="a_cut.jpg"):
+        find_images(root, check="full", on_error="raise")  # ... a full decode can
+    ds = InpaintingDataset(root, size=32)
+    with pytest.warns(UserWarning, match=r"skipping unreadable image .*a_cut.jpg.*1 such files"):
+        item = ds[0]
+    assert item["image"].shape == (3, 32, 32) and ds.load_failures == 1
+
+
+def test_empty_and_missing_folders_are_named(tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "sub" / "readme.txt").write_text("x")
+    with pytest.raises(
+        ValueError, match=f"roots: folder '{tmp_path / 'empty'}' holds no .jpg/.jpeg/.png/.webp"
+    ):
+        InpaintingDataset(tmp_path / "empty")
+    with pytest.raises(ValueError, match=f"roots: '{tmp_path / 'missing'}' is not a folder"):
+        InpaintingDataset([tmp_path / "missing"])
+    with pytest.raises(TypeError, match="roots: got"):
+        InpaintingDataset([])
+    with pytest.raises(ValueError, match="size: got 16, expected an int >= 32"):
+        InpaintingDataset(tmp_path, size=16)
+    with pytest.raises(ValueError, match="check: got 'deep'"):
+        find_images(tmp_path, check="deep")
+
+
+def test_only_unreadable_files_is_an_error_even_when_skipping(tmp_path):
+    root = tmp_path / "bad"
+    root.mkdir()
+    (root / "x.png").write_bytes(b"")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning first: straight to the error
+        with pytest.raises(ValueError, match=r"1 of 1 image files cannot be read:\n  .*x.png"):
+            InpaintingDataset(root)

@@ -1,0 +1,458 @@
+"""bidsnet_lib.losses: toy values, zero on identical inputs, VGG loading errors, gradients."""
+
+import math
+import socket
+import time
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.models import vgg as tv_vgg
+
+from bidsnet_lib import losses
+from bidsnet_lib.losses import (
+    VGG19_FILE,
+    GeneratorLoss,
+    LossConfig,
+    PatchDiscriminator,
+    RandomWeightsWarning,
+    discriminator_loss,
+    fake_labels,
+    generator_adversarial_loss,
+    gram_matrix,
+    load_vgg19_features,
+    perceptual_loss,
+    pixel_l1,
+    style_loss,
+)
+
+
+def random_vgg(**kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        return load_vgg19_features("random", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    return random_vgg()
+
+
+@pytest.fixture
+def batch():
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 32, 32, generator=g)
+    pred = torch.rand(2, 3, 32, 32, generator=g)
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, 8:20, 10:26] = 1
+    return pred, target, mask
+
+
+@pytest.fixture
+def torchvision_features():
+    """torchvision's own VGG-19 ``features`` (random init), the reference for keys and indices."""
+    torch.manual_seed(1)
+    return tv_vgg.make_layers(tv_vgg.cfgs["E"])
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """An empty torch.hub cache in tmp_path, no network, and a trap on any download attempt."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def no_network(*args, **kwargs):
+        raise OSError("offline (test)")
+
+    def trap(*args, **kwargs):
+        pytest.fail("load_vgg19_features tried to download while offline")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", trap)
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    return tmp_path / "hub" / "checkpoints"
+
+
+# ---------------------------------------------------------------------------------------------
+# Pixel L1
+
+
+def test_pixel_l1_hand_computed_2x2():
+    target = torch.zeros(1, 3, 2, 2)
+    pred = torch.zeros(1, 3, 2, 2)
+    pred[0, :, 0, 0] = 1.0  # hole pixel, error 1 in 3 channels
+    pred[0, :, 1, 1] = -0.5  # valid pixel, error 0.5 in 3 channels
+    mask = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    hole, valid = pixel_l1(pred, target, mask)
+    # Both divided by all 12 elements (PConv's normalisation), not by their own pixel counts.
+    assert hole.item() == pytest.approx(3 * 1.0 / 12)
+    assert valid.item() == pytest.approx(3 * 0.5 / 12)
+
+
+def test_pixel_l1_zero_for_identical_and_accepts_bool_mask(batch):
+    _, target, mask = batch
+    hole, valid = pixel_l1(target, target, mask.bool())
+    assert hole.item() == 0 and valid.item() == 0
+
+
+def test_pixel_l1_rejects_bad_shapes(batch):
+    pred, target, mask = batch
+    with pytest.raises(
+        ValueError, match=r"mask: got shape \(2, 3, 32, 32\), expected \(B, 1, H, W\)"
+    ):
+        pixel_l1(pred, target, target)
+    with pytest.raises(ValueError, match="target: got shape .* but pred has B, H, W"):
+        pixel_l1(pred, target[:, :, :16], mask)
+    with pytest.raises(TypeError, match="pred: got ndarray"):
+        pixel_l1(pred.numpy(), target, mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gram, perceptual, style
+
+
+def test_gram_matrix_hand_computed():
+    f = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])  # (1, C=2, H=1, W=2)
+    expected = torch.tensor([[[5.0, 11.0], [11.0, 25.0]]]) / (2 * 1 * 2)
+    torch.testing.assert_close(gram_matrix(f), expected)
+
+
+def test_gram_matrix_is_float32_under_half_inputs():
+    f = torch.full((1, 4, 8, 8), 300.0, dtype=torch.float16)  # 300² · 64 overflows fp16
+    g = gram_matrix(f)
+    assert g.dtype == torch.float32 and torch.isfinite(g).all()
+
+
+def test_style_and_perceptual_hand_computed():
+    a = {"x": torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])}
+    b = {"x": torch.zeros(1, 2, 1, 2)}
+    # Gram of a is [[5, 11], [11, 25]] / 4; of b zero; L1 mean over 4 entries = 52 / 16.
+    assert style_loss(a, b, layers=("x",)).item() == pytest.approx(52 / 16)
+    assert perceptual_loss(a, b, layers=("x",)).item() == pytest.approx(10 / 4)
+
+
+def test_vgg_features_shapes_and_zero_losses_for_identical(vgg, batch):
+    _, target, _ = batch
+    feats = vgg(target)
+    assert set(feats) == set(losses.PERCEPTUAL_LAYERS + losses.STYLE_LAYERS)
+    assert feats["relu1_1"].shape == (2, 64, 32, 32)
+    assert feats["relu5_2"].shape == (2, 512, 2, 2)
+    assert perceptual_loss(feats, vgg(target)).item() == 0
+    assert style_loss(feats, vgg(target)).item() == 0
+
+
+def test_vgg_matches_torchvision_indices(torchvision_features, tmp_path, batch):
+    path = tmp_path / "features.pth"
+    torch.save(torchvision_features.state_dict(), path)  # bare "N.weight" keys
+    ours = load_vgg19_features(path)
+    _, target, _ = batch
+    x = (target - ours.mean) / ours.std
+    reference = torchvision_features[:30](x)  # index 29 = relu5_1
+    torch.testing.assert_close(ours(target)["relu5_1"], reference)
+
+
+def test_vgg_unknown_layer_is_named():
+    with pytest.raises(ValueError, match=r"layers: got \['relu9_1'\]"):
+        random_vgg(layers=("relu9_1",))
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading VGG-19 weights
+
+
+def test_imagenet_offline_fails_fast_naming_file_dir_and_flags(offline):
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError) as info:
+        load_vgg19_features("imagenet")
+    assert time.perf_counter() - start < 1.0
+    message = str(info.value)
+    assert VGG19_FILE in message and VGG19_FILE == "vgg19-dcbb9e9d.pth"
+    assert str(offline) in message
+    assert "vgg_weights='random'" in message and "vgg_weights='/path/to/vgg19.pth'" in message
+    assert info.value.__cause__ is None and info.value.__context__ is None  # no urllib traceback
+
+
+def test_imagenet_failed_download_hides_urllib(offline, monkeypatch):
+    import urllib.error
+
+    def failing(*args, **kwargs):
+        raise urllib.error.URLError("name resolution failed")
+
+    monkeypatch.setattr(losses, "_download_reachable", lambda: True)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", failing)
+    with pytest.raises(FileNotFoundError, match="download failed") as info:
+        load_vgg19_features("imagenet")
+    assert VGG19_FILE in str(info.value) and info.value.__suppress_context__
+
+
+def test_imagenet_uses_cached_file_without_network(offline, torchvision_features):
+    offline.mkdir(parents=True)
+    full = {f"features.{k}": v for k, v in torchvision_features.state_dict().items()}
+    full["classifier.0.weight"] = torch.zeros(3)  # a classifier head is ignored
+    torch.save(full, offline / VGG19_FILE)
+    model = load_vgg19_features("imagenet")
+    assert model.weights_source == "imagenet"
+    torch.testing.assert_close(model.body[0].weight, torchvision_features[0].weight)
+
+
+def test_state_dict_path_full_and_features_only(tmp_path, torchvision_features):
+    features_only = {f"features.{k}": v for k, v in torchvision_features.state_dict().items()}
+    for name, state in (
+        ("features.pth", features_only),
+        ("full.pth", {**features_only, "classifier.6.bias": torch.zeros(1000)}),
+    ):
+        torch.save(state, tmp_path / name)
+        model = load_vgg19_features(str(tmp_path / name))
+        assert model.weights_source == f"file:{(tmp_path / name).resolve()}"
+        torch.testing.assert_close(model.body[28].weight, torchvision_features[28].weight)
+        assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_bad_paths_and_bad_state_dicts_name_the_file(tmp_path, torchvision_features):
+    with pytest.raises(
+        FileNotFoundError, match="'imagnet' is neither 'imagenet', 'random' nor an existing file"
+    ):
+        load_vgg19_features("imagnet")
+    wrong_keys = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, wrong_keys)
+    with pytest.raises(ValueError, match=f"{wrong_keys}: not a torchvision vgg19.*conv1.weight"):
+        load_vgg19_features(wrong_keys)
+    state = torchvision_features.state_dict()
+    state["10.weight"] = torch.zeros(256, 128, 1, 1)
+    wrong_shape = tmp_path / "shape.pth"
+    torch.save(state, wrong_shape)
+    with pytest.raises(
+        ValueError, match=rf"{wrong_shape}: key features.10.weight has shape \(256, 128, 1, 1\)"
+    ):
+        load_vgg19_features(wrong_shape)
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=f"{garbage}: cannot be read as a torch state dict"):
+        load_vgg19_features(garbage)
+    with pytest.raises(TypeError, match="weights: got int"):
+        load_vgg19_features(3)
+
+
+def test_random_backbone_warns_records_and_is_reproducible():
+    before = torch.get_rng_state()
+    with pytest.warns(RandomWeightsWarning, match="RANDOM weights"):
+        a = load_vgg19_features("random")
+    assert torch.equal(before, torch.get_rng_state())  # the caller's RNG is untouched
+    assert a.weights_source == "random"
+    torch.testing.assert_close(a.body[0].weight, random_vgg().body[0].weight)
+
+
+# ---------------------------------------------------------------------------------------------
+# Discriminator and adversarial losses
+
+
+class ConstantCritic(PatchDiscriminator):
+    """Logits fixed at `value` (shape of the real critic's output): for hand-computed losses."""
+
+    def __init__(self, value):
+        super().__init__(channels=4)
+        self.value = value
+
+    def forward(self, image, mask=None):
+        return super().forward(image, mask) * 0 + self.value
+
+
+class LinearCritic(PatchDiscriminator):
+    """D(x) = Σ w·x, one logit per image: R1's penalty is then exactly ‖w‖²."""
+
+    def __init__(self, w):
+        super().__init__(with_mask=False, channels=4)
+        self.w = w
+
+    def forward(self, image, mask=None):
+        return (image * self.w).sum(dim=(1, 2, 3)).view(-1, 1, 1, 1)
+
+
+def test_discriminator_shape_and_receptive_field():
+    D = PatchDiscriminator()
+    assert D.receptive_field == 70  # pix2pix's 70×70 PatchGAN
+    logits = D(torch.rand(2, 3, 256, 256), torch.zeros(2, 1, 256, 256))
+    assert logits.shape == (2, 1, 30, 30)
+    assert PatchDiscriminator(n_layers=2, with_mask=False)(torch.rand(1, 3, 64, 64)).shape == (
+        1,
+        1,
+        14,
+        14,
+    )
+    assert any("parametrizations" in name for name, _ in D.named_parameters())  # spectral norm
+    with pytest.raises(ValueError, match="mask: got None"):
+        D(torch.rand(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="channels: got 0"):
+        PatchDiscriminator(channels=0)
+
+
+def test_fake_labels_are_the_hole_share_under_each_logit():
+    logits = torch.zeros(1, 1, 4, 4)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., :, :16] = 1  # left half is hole
+    mask[..., 0:8, 16:20] = 1  # half of the cell at row 0, column 2
+    expected = torch.tensor([[1, 1, 0.5, 0]] + [[1, 1, 0, 0]] * 3).view(1, 1, 4, 4)
+    torch.testing.assert_close(fake_labels(mask, logits), expected)
+    D = PatchDiscriminator(channels=4)
+    logits = D(torch.rand(2, 3, 64, 64), torch.zeros(2, 1, 64, 64))
+    assert fake_labels(torch.ones(2, 1, 64, 64), logits).shape == logits.shape == (2, 1, 6, 6)
+
+
+@pytest.mark.parametrize("gan_loss", ["nonsaturating", "hinge"])
+def test_discriminator_loss_hand_computed(gan_loss, batch):
+    _, target, mask = batch
+    cfg = LossConfig(gan_loss=gan_loss, r1=0.0, mask_aware_labels=False)
+    loss, logs = discriminator_loss(ConstantCritic(0.0), target, target, mask, cfg)
+    expected = 2 * math.log(2) if gan_loss == "nonsaturating" else 2.0
+    assert loss.item() == pytest.approx(expected)
+    assert "r1" not in logs and logs["d_total"].item() == pytest.approx(expected)
+    # A critic sure of the right answer has near-zero (hinge: exactly zero) loss on that side.
+    assert discriminator_loss(ConstantCritic(10.0), target, target, mask, cfg)[1]["d_real"] < 1e-4
+    assert discriminator_loss(ConstantCritic(-10.0), target, target, mask, cfg)[1]["d_fake"] < 1e-4
+
+
+def test_mask_aware_labels_call_unseen_patches_real(batch):
+    _, target, mask = batch
+    cfg = LossConfig(r1=0.0)
+    D = ConstantCritic(5.0)  # says "real" everywhere
+    _, aware = discriminator_loss(D, target, target, torch.zeros_like(mask), cfg)
+    _, classic = discriminator_loss(
+        D, target, target, torch.zeros_like(mask), LossConfig(r1=0.0, mask_aware_labels=False)
+    )
+    assert aware["d_fake"].item() == pytest.approx(
+        F.softplus(torch.tensor(-5.0)).item()
+    )  # no hole: all real
+    assert classic["d_fake"].item() == pytest.approx(F.softplus(torch.tensor(5.0)).item())
+    half = torch.zeros_like(mask)
+    half[..., :16] = 1  # labels: 1 over the left half, 0 over the right
+    _, logs = discriminator_loss(D, target, target, half, cfg)
+    expected = 0.5 * (F.softplus(torch.tensor(5.0)) + F.softplus(torch.tensor(-5.0)))
+    assert logs["d_fake"].item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_r1_penalty_equals_squared_weight_norm(batch):
+    _, target, mask = batch
+    w = torch.randn(1, 3, 32, 32)
+    cfg = LossConfig(r1=0.5, mask_aware_labels=False)
+    loss, logs = discriminator_loss(LinearCritic(w), target, target, mask, cfg)
+    assert logs["r1"].item() == pytest.approx(w.pow(2).sum().item(), rel=1e-5)
+    assert loss.item() == pytest.approx(
+        logs["d_real"].item() + logs["d_fake"].item() + 0.5 * logs["r1"].item(), rel=1e-5
+    )
+
+
+def test_discriminator_loss_gradients_reach_critic_not_generator(batch):
+    pred, target, mask = batch
+    pred = pred.clone().requires_grad_(True)
+    comp = pred * mask + target * (1 - mask)
+    D = PatchDiscriminator(channels=8, n_layers=2)
+    loss, logs = discriminator_loss(D, target, comp, mask)
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in D.parameters())
+    assert pred.grad is None  # the fake is detached
+    assert math.isfinite(logs["r1"].item()) and logs["r1"].item() >= 0
+    assert logs["d_total"].item() == pytest.approx(2 * math.log(2), abs=0.1)  # near chance at init
+
+
+@pytest.mark.parametrize("gan_loss", ["nonsaturating", "hinge"])
+def test_generator_adversarial_loss_values_and_gradient(gan_loss, batch):
+    pred, target, mask = batch
+    value = generator_adversarial_loss(ConstantCritic(2.0), target, mask, gan_loss)
+    expected = F.softplus(torch.tensor(-2.0)).item() if gan_loss == "nonsaturating" else -2.0
+    assert value.item() == pytest.approx(expected)
+    pred = pred.clone().requires_grad_(True)
+    D = PatchDiscriminator(channels=8, n_layers=2)
+    generator_adversarial_loss(D, pred * mask + target * (1 - mask), mask, gan_loss).backward()
+    assert pred.grad[mask.expand_as(pred) == 1].abs().sum() > 0
+    assert (
+        pred.grad[mask.expand_as(pred) == 0].abs().sum() == 0
+    )  # the composite's known part is fixed
+    with pytest.raises(ValueError, match="gan_loss: got 'wgan'"):
+        generator_adversarial_loss(D, pred, mask, "wgan")
+
+
+# ---------------------------------------------------------------------------------------------
+# Config and GeneratorLoss
+
+
+def test_config_defaults_presets_and_validation():
+    cfg = LossConfig()
+    assert (cfg.valid, cfg.hole, cfg.adversarial, cfg.perceptual, cfg.style, cfg.r1) == (
+        1,
+        6,
+        0.1,
+        0.1,
+        250,
+        0.001,
+    )
+    assert cfg.vgg_weights == "imagenet" and LossConfig.paper() == cfg
+    assert LossConfig.small().vgg_weights == "random"
+    assert LossConfig.small().style == cfg.style
+    assert LossConfig.pixel_only().term_weights() == {
+        "valid": 1,
+        "hole": 6,
+        "adversarial": 0,
+        "perceptual": 0,
+        "style": 0,
+    }
+    with pytest.raises(ValueError, match=r"hole: got -1, expected a finite number >= 0"):
+        LossConfig(hole=-1)
+    with pytest.raises(ValueError, match="style: got nan"):
+        LossConfig(style=float("nan"))
+    with pytest.raises(
+        ValueError, match=r"gan_loss: got 'lsgan', expected one of \['hinge', 'nonsaturating'\]"
+    ):
+        LossConfig(gan_loss="lsgan")
+    with pytest.raises(TypeError, match="vgg_weights: got NoneType"):
+        LossConfig(vgg_weights=None)
+    with pytest.raises(TypeError, match="mask_aware_labels: got 'yes'"):
+        LossConfig(mask_aware_labels="yes")
+
+
+def test_generator_loss_pixel_only_never_loads_vgg(monkeypatch, batch):
+    monkeypatch.setattr(losses, "load_vgg19_features", lambda *a, **k: pytest.fail("VGG loaded"))
+    loss = GeneratorLoss(LossConfig.pixel_only())
+    pred, target, mask = batch
+    total, logs = loss(pred, pred, target, mask)
+    assert loss.weights_source is None and set(logs) == {"hole", "valid", "total"}
+    assert total.item() == pytest.approx(6 * logs["hole"].item() + logs["valid"].item())
+
+
+def test_generator_loss_zero_for_identical_without_critic(vgg, batch):
+    _, target, mask = batch
+    loss = GeneratorLoss(LossConfig(adversarial=0.0, vgg_weights="random"), vgg=vgg)
+    total, logs = loss(target, target, target, mask)
+    assert total.item() == 0 and set(logs) == {"hole", "valid", "perceptual", "style", "total"}
+
+
+def test_generator_loss_total_is_weighted_sum_and_gradients_flow(vgg, batch):
+    pred, target, mask = batch
+    pred = pred.clone().requires_grad_(True)
+    cfg = LossConfig.small()
+    loss = GeneratorLoss(cfg, vgg=vgg)
+    D = PatchDiscriminator(channels=8, n_layers=2)
+    comp = pred * mask + target * (1 - mask)
+    total, logs = loss(pred, comp, target, mask, D)
+    weights = cfg.term_weights()
+    assert set(logs) == set(weights) | {"total"} and loss.weights_source == "random"
+    expected = sum(weights[k] * logs[k] for k in weights)
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    total.backward()
+    assert pred.grad is not None and torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+    assert all(p.grad is None for p in vgg.parameters())  # frozen
+    with pytest.raises(ValueError, match="discriminator: got None, but config.adversarial > 0"):
+        loss(pred, comp, target, mask)
+    with pytest.raises(ValueError, match=r"comp: got shape \(2, 1, 32, 32\)"):
+        loss(pred, mask, target, mask, D)
+    with pytest.raises(ValueError, match=r"vgg: lacks the layers \['relu2_2'"):
+        GeneratorLoss(
+            cfg, vgg=random_vgg(layers=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"))
+        )
+    with pytest.raises(TypeError, match="config: got dict"):
+        GeneratorLoss({"hole": 6})
+
+
+def test_generator_loss_loads_the_configured_weights(offline):
+    with pytest.raises(FileNotFoundError, match=VGG19_FILE):
+        GeneratorLoss(LossConfig())
