@@ -208,7 +208,7 @@ def composite(pred: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> to
     if pred.shape != image.shape:
         raise ValueError(f"pred shape {tuple(pred.shape)} must equal image shape {tuple(image.shape)}")
     check_inputs(image, mask)
-    # A select, not pred * mask + image * (1 - mask): the arithmetic version rounds known pixels.
+    # A select, not pred * mask + image * (1 - mask): a NaN or inf in pred would leak into known pixels.
     return torch.where(mask.bool(), pred.to(image.dtype), image)
 
 
