@@ -9,6 +9,8 @@ COMMANDS = {
     "demo": ("bidsnet_lib.demo", "the demo on shipped photos, pictures in outputs/"),
     "masks": ("bidsnet_lib.masks", "write the fixed evaluation mask set"),
     "model": ("bidsnet_lib.model", "parameter summary of the presets"),
+    "train": ("bidsnet_lib.train", "train BIDS-Net (torchrun -m bidsnet_lib.train for several processes)"),
+    "export": ("bidsnet_lib.checkpoint", "write a small inference checkpoint from a training run"),
     "inpaint": ("bidsnet_lib.inference", "inpaint a photo, or a folder of photos with masks"),
 }
 

@@ -263,8 +263,10 @@ class InpaintingDataset(torch.utils.data.Dataset):
                 lazy.mode, (math.ceil(lazy.size[0] * scale), math.ceil(lazy.size[1] * scale))
             )
             image = to_rgb(lazy)
-        f = image.size[0] / width  # the draft's reduction
-        box = (left * f, top * f, (left + side) * f, (top + side) * f)
+        # The draft's reduction, per axis: JPEG rounds each axis on its own (767x512 at 1/4 is
+        # 192x128), and one factor for both could push the box past the image's edge.
+        fx, fy = image.size[0] / width, image.size[1] / height
+        box = (left * fx, top * fy, min((left + side) * fx, image.size[0]), min((top + side) * fy, image.size[1]))
         crop = image.resize((size, size), Image.Resampling.BICUBIC, box=box)
         if flip:
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)

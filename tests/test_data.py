@@ -307,3 +307,15 @@ def test_only_unreadable_files_is_an_error_even_when_skipping(tmp_path):
         warnings.simplefilter("error")  # no warning first: straight to the error
         with pytest.raises(ValueError, match=r"1 of 1 image files cannot be read:\n  .*x.png"):
             InpaintingDataset(root)
+
+
+@pytest.mark.parametrize("size", [32, 64, 96, 128])
+@pytest.mark.parametrize("train", [True, False])
+def test_shipped_jpegs_crop_at_every_draft_scale(size, train):
+    # JPEG drafts round each axis on its own (767x512 at 1/4 is 192x128); no photo may be skipped.
+    shipped = Path(__file__).resolve().parents[1] / "data" / "images"
+    dataset = InpaintingDataset([shipped / "train", shipped / "test"], size=size, train=train, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for index in range(len(dataset)):
+            assert dataset[index]["image"].shape == (3, size, size)

@@ -1,0 +1,750 @@
+"""Training BIDS-Net: the GAN loop, its config, logs, checkpoints that resume exactly, torchrun.
+
+Taught in ``notebooks/06_training.ipynb``. One step (:meth:`Trainer.train_step`):
+
+1. the generator G predicts the holes: ``pred = G(image, mask)``; ``comp`` keeps known pixels;
+2. the critic D (a spectral-norm PatchGAN) learns real patches from generated ones
+   (``losses.discriminator_loss``, in float32);
+3. G minimises ``losses.GeneratorLoss`` (hole/valid L1, adversarial, optionally perceptual and
+   style), with gradient clipping and, on CUDA, float16 autocast with a GradScaler;
+4. an exponential moving average (EMA) of G's weights is updated; it is what validation, sample
+   grids and ``bidsnet export`` use, since averaging smooths the step-to-step jitter of a GAN.
+
+Exact resume: each item's crop, flip and mask depend only on (seed, epoch, index) (see
+``bidsnet_lib.data``), the order of items on (seed, epoch, rank) through ``DistributedSampler``,
+and the position in that stream on the step; a checkpoint holds the weights, both optimisers,
+the scaler, every process's RNG states and the attention redraw counters. So K steps, a kill,
+and a resume for K more give the very weights of 2K steps in one go (tested on CPU).
+
+Several processes: ``torchrun --nproc_per_node=N -m bidsnet_lib.train --data DIR --out runs/x``
+runs DistributedDataParallel (NCCL on GPUs, gloo on CPU); ``batch_size`` is per process, so the
+global batch is N times larger. Only rank 0 logs, draws the bar and writes files.
+
+Run directory: ``latest.pt`` (+ ``step_NNNNNNN.pt`` milestones), ``metrics.jsonl`` (one JSON
+object a line), ``samples/step_NNNNNNN.png`` (rows: input, mask, output, target), ``config.json``.
+"""
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+import random
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torchvision.utils import make_grid, save_image
+from tqdm.auto import tqdm
+
+import bidsnet_lib
+from bidsnet_lib.attention import FastAttention
+from bidsnet_lib.checkpoint import TRAIN_FORMAT, load_checkpoint, save_checkpoint
+from bidsnet_lib.data import DEFAULT_MASK_MIX, InpaintingDataset, fixed_validation_set
+from bidsnet_lib.losses import GeneratorLoss, LossConfig, PatchDiscriminator, discriminator_loss
+from bidsnet_lib.metrics import psnr
+from bidsnet_lib.model import BIDSNet, BIDSNetConfig, composite
+
+# Fields a resumed run may change; any other difference would make it a different experiment.
+RESUME_OVERRIDABLE = ("steps", "log_every", "sample_every", "validate_every", "checkpoint_every",
+                      "keep_every", "num_workers")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a training run; the defaults are the ``paper()`` preset.
+
+    ``batch_size`` is per process. Intervals are in steps; 0 turns sampling, validation or
+    milestones off (``latest.pt`` is still written every ``checkpoint_every`` steps and at the
+    end). ``val_data`` empty: validate on centre crops of ``data`` (this measures fitting;
+    give held-out photos for generalisation). ``amp``: float16 autocast + GradScaler on CUDA;
+    ``cpu_bf16``: bfloat16 autocast on CPU. ``deterministic`` asks PyTorch for deterministic
+    kernels (process-wide) and is what makes a resumed run bit-identical on CUDA.
+    """
+
+    model: BIDSNetConfig = field(default_factory=BIDSNetConfig.paper)
+    loss: LossConfig = field(default_factory=LossConfig.paper)
+    data: tuple[str, ...] = ()
+    val_data: tuple[str, ...] = ()
+    mask_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MASK_MIX))
+    mask_folder: str | None = None
+    size: int = 256
+    batch_size: int = 8
+    steps: int = 100_000
+    lr_g: float = 2e-4
+    lr_d: float = 2e-5
+    betas: tuple[float, float] = (0.5, 0.999)
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    d_channels: int = 64
+    d_layers: int = 3
+    amp: bool = True
+    cpu_bf16: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    log_every: int = 50
+    sample_every: int = 1000
+    validate_every: int = 2000
+    checkpoint_every: int = 1000
+    keep_every: int = 10_000
+    val_size: int = 64
+    num_workers: int = 2
+
+    def __post_init__(self):
+        if not isinstance(self.model, BIDSNetConfig):
+            raise TypeError(f"model: got {type(self.model).__name__}, expected a BIDSNetConfig")
+        if not isinstance(self.loss, LossConfig):
+            raise TypeError(f"loss: got {type(self.loss).__name__}, expected a LossConfig")
+        for name in ("data", "val_data"):
+            value = getattr(self, name)
+            if isinstance(value, str | os.PathLike):
+                value = (value,)
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str | os.PathLike) for v in value):
+                raise TypeError(f"{name}: got {value!r}, expected a list of folder paths")
+            setattr(self, name, tuple(os.fspath(v) for v in value))  # plain data in checkpoints
+        if not isinstance(self.mask_mix, dict):
+            raise TypeError(f"mask_mix: got {self.mask_mix!r}, expected a dict {{source: weight}}")
+        if self.mask_folder is not None:
+            self.mask_folder = os.fspath(self.mask_folder)
+        minimums = {"size": 32, "batch_size": 1, "steps": 1, "d_channels": 1, "d_layers": 1,
+                    "log_every": 1, "checkpoint_every": 1, "val_size": 1, "sample_every": 0,
+                    "validate_every": 0, "keep_every": 0, "num_workers": 0, "seed": 0}
+        for name, low in minimums.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name}: got {value!r}, expected an int >= {low}")
+        for name in ("lr_g", "lr_d"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+                raise ValueError(f"{name}: got {value!r}, expected a number > 0")
+        for name, high in (("grad_clip", math.inf), ("ema_decay", 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < high:
+                raise ValueError(f"{name}: got {value!r}, expected a number >= 0 and < {high}")
+        if (not isinstance(self.betas, list | tuple) or len(self.betas) != 2
+                or not all(isinstance(b, int | float) and 0 <= b < 1 for b in self.betas)):
+            raise ValueError(f"betas: got {self.betas!r}, expected two numbers in [0, 1)")
+        self.betas = tuple(float(b) for b in self.betas)
+        for name in ("amp", "cpu_bf16", "deterministic"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name}: got {getattr(self, name)!r}, expected True or False")
+
+    @classmethod
+    def paper(cls) -> "TrainConfig":
+        """Colab GPU: paper model at 256 px, batch 8, ImageNet VGG-19 losses, float16 autocast."""
+        return cls()
+
+    @classmethod
+    def small(cls) -> "TrainConfig":
+        """CPU: small model at 64 px, batch 4, L1 + adversarial only (no VGG-19, see the notebook).
+
+        VGG-19 through the output (forward and backward) more than doubles a CPU step (batch 4,
+        64 px, one thread: 0.29 s -> 0.66 s), and a random VGG, the only one offline, measures
+        nothing perceptual; so the perceptual and style weights are 0 here (``loss=`` or
+        ``--perceptual 0.1 --style 250`` turn them on).
+        """
+        return cls(model=BIDSNetConfig.small(), loss=LossConfig(perceptual=0.0, style=0.0),
+                   size=64, batch_size=4, steps=2000, lr_g=5e-4, lr_d=5e-5, d_channels=32,
+                   amp=False, log_every=10, sample_every=100, validate_every=200, checkpoint_every=100,
+                   keep_every=0, val_size=8, num_workers=0)
+
+    def to_dict(self) -> dict:
+        """Plain data (ints, floats, strings, lists, dicts) for checkpoints and JSON."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data.update(model=self.model.to_dict(), loss=dataclasses.asdict(self.loss), data=list(self.data),
+                    val_data=list(self.val_data), betas=list(self.betas), mask_mix=dict(self.mask_mix))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """The config ``to_dict`` wrote; unknown keys are an error."""
+        if not isinstance(data, dict):
+            raise TypeError(f"data: got {type(data).__name__}, expected a dict")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {unknown}; expected some of {sorted(known)}")
+        data = dict(data)
+        if "model" in data:
+            data["model"] = BIDSNetConfig.from_dict(data["model"])
+        if "loss" in data:
+            data["loss"] = LossConfig(**data["loss"])
+        return cls(**data)
+
+
+PRESETS = {"small": TrainConfig.small, "paper": TrainConfig.paper}
+
+
+# ----------------------------------------------------------------------------------------------
+# Data order: an endless, resumable stream of (epoch, index) keys
+
+
+class EpochSampler(Sampler):
+    """Endless ``(epoch, index)`` keys for one process, from its sample number ``start`` on.
+
+    Epoch e is ``DistributedSampler``'s shuffled shard of this rank (seeded by ``seed`` and e),
+    so where the stream stands is a function of one number: resuming at step s starts at sample
+    ``s * batch_size``. The epoch travels with the index because DataLoader workers hold copies
+    of the dataset, which an epoch set on the main process's copy would not reach.
+    """
+
+    def __init__(self, n: int, *, seed: int = 0, rank: int = 0, world_size: int = 1, start: int = 0):
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n: got {n!r}, expected the dataset length, an int >= 1")
+        if not isinstance(start, int) or start < 0:
+            raise ValueError(f"start: got {start!r}, expected an int >= 0")
+        self.shard = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+        self.start = start
+
+    def __iter__(self):
+        epoch, skip = divmod(self.start, len(self.shard))
+        while True:
+            self.shard.set_epoch(epoch)
+            for index in itertools.islice(iter(self.shard), skip, None):
+                yield epoch, index
+            epoch, skip = epoch + 1, 0
+
+
+class EpochItems(Dataset):
+    """``dataset[(epoch, index)]``: the item ``index`` of ``epoch`` as {"image", "mask"} only."""
+
+    def __init__(self, dataset: InpaintingDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        epoch, index = key
+        self.dataset.set_epoch(epoch)
+        item = self.dataset[index]
+        return {"image": item["image"], "mask": item["mask"]}
+
+
+# ----------------------------------------------------------------------------------------------
+# EMA, RNG states, digests, sample grids, the metrics log
+
+
+def ema_decay(step: int, decay: float) -> float:
+    """The EMA decay at ``step``: ``min(decay, (1 + step) / (10 + step))``.
+
+    The warm-up lets the average follow the fast early changes (0.1 at step 0, 0.5 at step 8)
+    instead of staying near the random initial weights for ~1/(1 - decay) steps.
+    """
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema ← decay·ema + (1 − decay)·model for parameters; buffers (attention features) copied."""
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p.detach(), 1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+        e.copy_(b)
+
+
+def rng_state(device: torch.device) -> dict:
+    """This process's RNG states as tensors and plain data (loadable with weights_only=True)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def weights_digest(*modules: torch.nn.Module) -> str:
+    """SHA-256 of the exact bits of the modules' state dicts: equal digests, equal weights."""
+    digest = hashlib.sha256()
+    for module in modules:
+        for name, tensor in module.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+@torch.no_grad()
+def sample_grid(model: torch.nn.Module, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(3, H', W') grid in [0, 1]; one row per image: input (hole white), mask, output, target."""
+    comp = composite(model(image, mask).float(), image, mask)  # (B, 3, H, W)
+    shown = image * (1 - mask) + mask  # the hole painted white, as the model's input lacks it
+    tiles = torch.stack([shown, mask.expand_as(image), comp, image], dim=1)  # (B, 4, 3, H, W)
+    return make_grid(tiles.flatten(0, 1).cpu(), nrow=4, padding=2, pad_value=1.0)
+
+
+def spread_items(length: int, n_images: int, count: int) -> list[int]:
+    """``count`` indices of a fixed validation set (item k = photo k % n_images with mask
+    k % n_masks): photo j % n_images for the j-th pick, masks spread evenly over the set."""
+    picks = []
+    for j in range(min(count, length)):
+        target = round(j * length / min(count, length))  # evenly spread positions: mask variety
+        k = target - target % n_images + j % n_images  # the nearby index showing photo j % n
+        picks.append(k - n_images if k >= length else k)
+    return picks
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    """The rows of ``run_dir/metrics.jsonl`` (training rows have "g_total", validation "val_psnr")."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"run_dir: {path} does not exist (no run has logged there)")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def redraw_counters(model: torch.nn.Module) -> dict[str, int]:
+    """Calls since each FastAttention last drew its features: not in the state_dict, so saved apart."""
+    return {name: m.calls_since_redraw for name, m in model.named_modules() if isinstance(m, FastAttention)}
+
+
+# ----------------------------------------------------------------------------------------------
+# The trainer
+
+
+class Trainer:
+    """A training run in ``out_dir``: build with a config, then ``train()``; see the module docstring.
+
+    ``resume=True`` continues the run in ``out_dir`` from ``latest.pt``; ``config`` must equal the
+    saved one except for :data:`RESUME_OVERRIDABLE` fields (e.g. a larger ``steps``). Without
+    ``resume`` an ``out_dir`` that already holds a run is refused rather than overwritten.
+    """
+
+    def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = False,
+                 device: str | torch.device | None = None, progress: bool = True):
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config: got {type(config).__name__}, expected a TrainConfig")
+        if not config.data:
+            raise ValueError("config.data: got no folders, expected at least one folder of training photos")
+        self.config, self.out_dir, self.progress = config, Path(out_dir), progress
+        self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        self.is_main = self.rank == 0
+        self.device = torch.device(device) if device is not None else _process_device()
+        if self.device.type == "cuda" and self.device.index is None:  # DDP needs the index
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        checkpoint = self._checkpoint_to_resume() if resume else self._check_fresh()
+
+        # The losses first: a missing VGG-19 file fails here, before minutes of other set-up.
+        self.loss_fn = GeneratorLoss(config.loss).to(self.device)
+        _seed_everything(config.seed)
+        if config.deterministic:
+            # Process-wide; CUDA also needs CUBLAS_WORKSPACE_CONFIG set before its first matmul.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = not config.deterministic  # fixed input size: tune once
+
+        self.generator = BIDSNet(config.model).to(self.device)
+        self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=config.betas)
+        self.discriminator = self.opt_d = None
+        if config.loss.adversarial > 0:
+            self.discriminator = PatchDiscriminator(channels=config.d_channels, n_layers=config.d_layers).to(self.device)
+            self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d, betas=config.betas)
+        self.fp16 = config.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.fp16)
+        self.step = 0
+        if checkpoint is not None:
+            self._load_state(checkpoint)
+
+        self.g_train, self.d_train = self.generator, self.discriminator  # what forward/backward use
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.g_train = DistributedDataParallel(self.generator, device_ids=ids)
+            if self.discriminator is not None:
+                self.d_train = DistributedDataParallel(self.discriminator, device_ids=ids)
+
+        common = dict(size=config.size, seed=config.seed)
+        self.train_set = InpaintingDataset(config.data, train=True, mask_mix=config.mask_mix,
+                                           mask_folder=config.mask_folder, **common)
+        # (V, 3, S, S) and (V, 1, S, S): loaded once, on rank 0 only (the others never validate).
+        self.val_images, self.val_masks = self._validation_items() if self.is_main else (None, None)
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+            if checkpoint is not None:
+                self._truncate_log(self.step)
+        if checkpoint is not None:  # last, after everything that drew random numbers at set-up
+            self._restore_rng(checkpoint["rng"])
+
+    # -- set-up helpers ------------------------------------------------------------------------
+
+    def _check_fresh(self) -> None:
+        latest = self.out_dir / "latest.pt"
+        if latest.exists():
+            raise ValueError(f"out_dir: {self.out_dir} already holds a run ({latest}); pass resume=True "
+                             f"(--resume) to continue it, or choose another out_dir")
+
+    def _checkpoint_to_resume(self) -> dict:
+        latest = self.out_dir / "latest.pt"
+        if not latest.exists():
+            raise FileNotFoundError(f"out_dir: no checkpoint {latest} to resume from; drop resume "
+                                    f"(--resume) to start a new run there")
+        checkpoint = load_checkpoint(latest, TRAIN_FORMAT)
+        saved = TrainConfig.from_dict(checkpoint["config"])
+        changed = [f.name for f in dataclasses.fields(TrainConfig)
+                   if f.name not in RESUME_OVERRIDABLE and getattr(saved, f.name) != getattr(self.config, f.name)]
+        if changed:
+            raise ValueError(f"config: differs from the run in {latest} in {changed}; a resumed run may "
+                             f"change only {list(RESUME_OVERRIDABLE)} (start a new run for other changes)")
+        return checkpoint
+
+    def _load_state(self, checkpoint: dict) -> None:
+        self.generator.load_state_dict(checkpoint["model"])
+        self.ema.load_state_dict(checkpoint["ema"])
+        self.opt_g.load_state_dict(checkpoint["opt_g"])
+        if self.discriminator is not None:
+            self.discriminator.load_state_dict(checkpoint["discriminator"])
+            self.opt_d.load_state_dict(checkpoint["opt_d"])
+        if checkpoint["scaler"]:  # empty when written without float16 (e.g. on a CPU)
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        for name, module in self.generator.named_modules():
+            if isinstance(module, FastAttention):
+                module.calls_since_redraw = checkpoint["redraw_calls"][name]
+        self.step = checkpoint["step"]
+
+    def _restore_rng(self, states: list[dict]) -> None:
+        if len(states) == self.world_size:
+            set_rng_state(states[self.rank], self.device)
+        else:
+            warnings.warn(f"the checkpoint was written by {len(states)} processes, this run has "
+                          f"{self.world_size}: the run continues, but not bit-identically", stacklevel=3)
+            _seed_everything(self.config.seed + self.step + self.rank)
+
+    def _validation_items(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``val_size`` fixed items: the photos in turn, each with a mask from across the set."""
+        cfg = self.config
+        full = fixed_validation_set(cfg.val_data or cfg.data, size=cfg.size, seed=cfg.seed)
+        items = [full[k] for k in spread_items(len(full), len(full.paths), cfg.val_size)]
+        return torch.stack([it["image"] for it in items]), torch.stack([it["mask"] for it in items])
+
+    def autocast(self):
+        """float16 autocast on CUDA (``amp``), bfloat16 on CPU (``cpu_bf16``), else nothing."""
+        if self.fp16:
+            return torch.autocast("cuda", dtype=torch.float16)
+        if self.device.type == "cpu" and self.config.cpu_bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- one step --------------------------------------------------------------------------------
+
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One critic update, then one generator update and the EMA; returns detached 0-dim logs."""
+        cfg = self.config
+        image = batch["image"].to(self.device, non_blocking=True)  # (B, 3, S, S) in [0, 1]
+        mask = batch["mask"].to(self.device, non_blocking=True)  # (B, 1, S, S), 1 = hole
+        clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        with self.autocast():
+            pred = self.g_train(image, mask)  # (B, 3, S, S)
+        comp = composite(pred, image, mask)  # float32, known pixels exact: what the critic judges
+        logs = {}
+        if self.discriminator is not None:
+            # float32 on purpose: R1 differentiates through D twice, where float16 overflows.
+            self.discriminator.requires_grad_(True)
+            d_loss, d_logs = discriminator_loss(self.d_train, image, comp, mask, cfg.loss)
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            logs["d_grad_norm"] = torch.nn.utils.clip_grad_norm_(self.discriminator.parameters(), clip)
+            self.opt_d.step()
+            # Frozen for G's step: G's loss reaches G through D's input, and D's weights keep
+            # no stale gradients. G's step calls the bare module: D's DDP expects its own backward.
+            self.discriminator.requires_grad_(False)
+            logs.update(d_logs)
+        with self.autocast():
+            g_loss, g_logs = self.loss_fn(pred, comp, image, mask, self.discriminator)
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(g_loss).backward()
+        self.scaler.unscale_(self.opt_g)  # clip the true gradients, not the scaled ones
+        logs["g_grad_norm"] = torch.nn.utils.clip_grad_norm_(self.generator.parameters(), clip)
+        self.scaler.step(self.opt_g)  # skipped when the scaled gradients overflowed
+        self.scaler.update()
+        update_ema(self.ema, self.generator, ema_decay(self.step, cfg.ema_decay))
+        logs.update({("g_total" if k == "total" else k): v for k, v in g_logs.items()})
+        return {k: v.detach().float() for k, v in logs.items()}
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def loader(self) -> DataLoader:
+        """Training batches from the current step on (each process its own shard)."""
+        cfg = self.config
+        sampler = EpochSampler(len(self.train_set), seed=cfg.seed, rank=self.rank,
+                               world_size=self.world_size, start=self.step * cfg.batch_size)
+        # Its own generator: creating an iterator then leaves the global RNG untouched.
+        return DataLoader(EpochItems(self.train_set), batch_size=cfg.batch_size, sampler=sampler,
+                          num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
+                          generator=torch.Generator().manual_seed(cfg.seed))
+
+    def train(self, until: int | None = None) -> dict:
+        """Train up to step ``until`` (default ``config.steps``), then checkpoint; returns the last
+        log row. Logs, samples, validation and checkpoints follow the config's intervals."""
+        cfg = self.config
+        until = cfg.steps if until is None else until
+        if not isinstance(until, int) or until < self.step:
+            raise ValueError(f"until: got {until!r}, expected an int >= the current step {self.step}")
+        bar = tqdm(total=until, initial=self.step, desc="train", dynamic_ncols=True,
+                   disable=not (self.is_main and self.progress))
+        batches = iter(self.loader())
+        self.generator.train()
+        if self.is_main and cfg.validate_every and self.step == 0:  # the untrained baseline
+            self._write_row({"step": 0, "val_psnr": self.validate()})
+        sums, count, tick, row = {}, 0, time.perf_counter(), {}
+        while self.step < until:
+            logs = self.train_step(next(batches))
+            self.step += 1
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0) + v
+            count += 1
+            if self.step % cfg.log_every == 0 or self.step == until:
+                now = time.perf_counter()
+                row = self._log_row(sums, count, now - tick)
+                sums, count, tick = {}, 0, now
+                bar.set_postfix(g=f"{row['g_total']:.3f}", hole=f"{row['hole']:.3f}",
+                                **({"d": f"{row['d_total']:.3f}"} if "d_total" in row else {}))
+            if self.is_main and cfg.sample_every and (self.step % cfg.sample_every == 0 or self.step == until):
+                self.write_samples()
+            if self.is_main and cfg.validate_every and (self.step % cfg.validate_every == 0 or self.step == until):
+                self._write_row({"step": self.step, "val_psnr": self.validate()})
+            if self.step % cfg.checkpoint_every == 0 or self.step == until:
+                self.save_checkpoint()
+            bar.update(1)
+        bar.close()
+        del batches  # stops DataLoader workers
+        self._check_ranks_agree()
+        return row
+
+    def _log_row(self, sums: dict, count: int, seconds: float) -> dict:
+        names = sorted(sums)
+        means = torch.stack([sums[k] for k in names]) / count
+        if self.world_size > 1:
+            dist.all_reduce(means)  # every rank's mean, averaged: the logged loss is the global one
+            means /= self.world_size
+        row = {"step": self.step, **dict(zip(names, means.tolist(), strict=True)),
+               "steps_per_s": count / seconds, "lr_g": self.opt_g.param_groups[0]["lr"]}
+        self._write_row(row)
+        return row
+
+    def _write_row(self, row: dict) -> None:
+        if self.is_main:
+            with open(self.out_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop rows logged after ``step``: a resumed run re-logs those steps."""
+        path = self.out_dir / "metrics.jsonl"
+        if path.is_file():
+            rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+            path.write_text("".join(line + "\n" for line in rows))
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean PSNR (dB) of the EMA generator's composites on the fixed-mask validation items."""
+        values = []
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            for image, mask in zip(self.val_images.split(self.config.batch_size),
+                                   self.val_masks.split(self.config.batch_size), strict=True):
+                image, mask = image.to(self.device), mask.to(self.device)
+                values.append(psnr(composite(self.ema(image, mask), image, mask), image))
+        return torch.cat(values).mean().item()
+
+    def write_samples(self) -> Path:
+        """Save the sample grid of the first 4 validation items (EMA weights) to ``samples/``."""
+        image, mask = self.val_images[:4].to(self.device), self.val_masks[:4].to(self.device)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            grid = sample_grid(self.ema, image, mask)
+        path = self.out_dir / "samples" / f"step_{self.step:07d}.png"
+        path.parent.mkdir(exist_ok=True)
+        save_image(grid, path)
+        return path
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def state(self) -> dict:
+        """The training checkpoint's payload (gathers every rank's RNG state: call on all ranks)."""
+        states = [rng_state(self.device)]
+        if self.world_size > 1:
+            states = [None] * self.world_size
+            dist.all_gather_object(states, rng_state(self.device))
+        d = self.discriminator
+        return {
+            "step": self.step, "model": self.generator.state_dict(), "ema": self.ema.state_dict(),
+            "discriminator": None if d is None else d.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": None if d is None else self.opt_d.state_dict(),
+            "scaler": self.scaler.state_dict(), "config": self.config.to_dict(), "rng": states,
+            "redraw_calls": redraw_counters(self.generator),
+            "meta": {"vgg_weights": self.loss_fn.weights_source or "none (perceptual and style off)",
+                     "data": list(self.config.data), "image_size": self.config.size,
+                     "world_size": self.world_size, "samples_per_rank": self.step * self.config.batch_size,
+                     "torch": str(torch.__version__), "bidsnet_lib_version": bidsnet_lib.__version__},
+        }
+
+    def save_checkpoint(self) -> Path | None:
+        """Write ``latest.pt`` atomically (and a milestone every ``keep_every`` steps) on rank 0."""
+        state = self.state()
+        if not self.is_main:
+            return None
+        if self.config.keep_every and self.step % self.config.keep_every == 0:
+            save_checkpoint(state, self.out_dir / f"step_{self.step:07d}.pt", TRAIN_FORMAT)
+        return save_checkpoint(state, self.out_dir / "latest.pt", TRAIN_FORMAT)
+
+    def _check_ranks_agree(self) -> None:
+        """Log every rank's weight digest; DDP keeps them equal, unequal ones mean a broken run."""
+        digest = weights_digest(*(m for m in (self.generator, self.discriminator) if m is not None))
+        digests = [digest]
+        if self.world_size > 1:
+            digests = [None] * self.world_size
+            dist.all_gather_object(digests, digest)
+        self._write_row({"step": self.step, "weights_sha256": digests})
+        if len(set(digests)) > 1:
+            warnings.warn(f"processes hold different weights after step {self.step}: {digests}", stacklevel=2)
+
+
+def _process_device() -> torch.device:
+    """This process's GPU under torchrun (LOCAL_RANK), else ``bidsnet_lib.default_device()``."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line: bidsnet train / python -m bidsnet_lib.train / torchrun -m bidsnet_lib.train
+
+# flag dest -> TrainConfig field ("loss.x" for LossConfig fields)
+FLAG_FIELDS = {
+    "data": "data", "val_data": "val_data", "steps": "steps", "batch_size": "batch_size",
+    "size": "size", "lr_g": "lr_g", "lr_d": "lr_d", "grad_clip": "grad_clip", "ema_decay": "ema_decay",
+    "seed": "seed", "deterministic": "deterministic", "amp": "amp", "cpu_bf16": "cpu_bf16",
+    "num_workers": "num_workers", "log_every": "log_every", "sample_every": "sample_every",
+    "validate_every": "validate_every", "checkpoint_every": "checkpoint_every",
+    "keep_every": "keep_every", "val_size": "val_size", "mask_folder": "mask_folder",
+    "mask_mix": "mask_mix", "vgg_weights": "loss.vgg_weights", "perceptual": "loss.perceptual",
+    "style": "loss.style", "adversarial": "loss.adversarial", "hole": "loss.hole", "valid": "loss.valid",
+    "r1": "loss.r1",
+}
+
+
+def _mask_mix(text: str) -> dict[str, float]:
+    """"set1=0.5,set2/train=0.5" -> {"set1": 0.5, "set2/train": 0.5}."""
+    try:
+        return {k.strip(): float(v) for k, v in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SOURCE=WEIGHT[,SOURCE=WEIGHT...], got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bidsnet train",
+        description="Train BIDS-Net (also: torchrun --nproc_per_node=N -m bidsnet_lib.train ...). "
+                    "Flags override the preset's TrainConfig fields.",
+    )
+    p.add_argument("--preset", choices=sorted(PRESETS), help="config preset of a new run (default small)")
+    p.add_argument("--data", nargs="+", metavar="DIR", help="folders of training photos (recursive)")
+    p.add_argument("--out", required=True, metavar="DIR", help="run directory, e.g. runs/NAME")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest.pt")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the GPU if any)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("TrainConfig fields")
+    g.add_argument("--val-data", nargs="+", metavar="DIR", help="held-out photos (default: --data)")
+    for flag, kind in (("steps", int), ("batch-size", int), ("size", int), ("lr-g", float), ("lr-d", float),
+                       ("grad-clip", float), ("ema-decay", float), ("seed", int), ("num-workers", int),
+                       ("log-every", int), ("sample-every", int), ("validate-every", int),
+                       ("checkpoint-every", int), ("keep-every", int), ("val-size", int)):
+        g.add_argument(f"--{flag}", type=kind, metavar=kind.__name__.upper())
+    for flag in ("deterministic", "amp", "cpu-bf16"):
+        g.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction)
+    g.add_argument("--mask-folder", metavar="DIR", help="external masks (use with --mask-mix folder=W)")
+    g.add_argument("--mask-mix", type=_mask_mix, metavar="SRC=W,...", help="e.g. set1=0.5,set2/train=0.5")
+    g = p.add_argument_group("LossConfig fields")
+    g.add_argument("--vgg-weights", metavar="imagenet|random|PATH",
+                   help="VGG-19 weights for the perceptual and style losses")
+    for flag in ("perceptual", "style", "adversarial", "hole", "valid", "r1"):
+        g.add_argument(f"--{flag}", type=float, metavar="W", help=f"weight of the {flag} term")
+    return p
+
+
+def config_from_args(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
+    """``base`` with every flag that was given written onto its field."""
+    top, loss = {}, {}
+    for dest, name in FLAG_FIELDS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            if name.startswith("loss."):
+                loss[name[5:]] = value
+            else:
+                top[name] = tuple(value) if isinstance(value, list) else value
+    config = dataclasses.replace(base, loss=dataclasses.replace(base.loss, **loss), **top)
+    if args.vgg_weights is not None and config.loss.perceptual == 0 and config.loss.style == 0:
+        raise ValueError(f"--vgg-weights {args.vgg_weights}: no effect, the perceptual and style weights "
+                         f"are 0 (the small preset's choice); add e.g. --perceptual 0.1 --style 250")
+    return config
+
+
+def read_run_config(out_dir: str | os.PathLike) -> TrainConfig:
+    """The config saved in ``out_dir/latest.pt`` (memory-mapped: the weights are not read)."""
+    return TrainConfig.from_dict(load_checkpoint(Path(out_dir) / "latest.pt", TRAIN_FORMAT, mmap=True)["config"])
+
+
+def init_distributed() -> bool:
+    """Join torchrun's process group (NCCL on GPUs, gloo on CPU); False when run alone."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return False
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.resume and args.preset:
+        parser.error("--preset starts a new run; --resume continues with the run's own config")
+    distributed = init_distributed()
+    try:
+        try:
+            base = read_run_config(args.out) if args.resume else PRESETS[args.preset or "small"]()
+            config = config_from_args(args, base)
+            trainer = Trainer(config, args.out, resume=args.resume, device=args.device,
+                              progress=not args.no_progress)
+        except (FileNotFoundError, ValueError, TypeError) as error:
+            # Bad flags, a missing folder, missing VGG-19 weights: the message is the whole story.
+            print(f"bidsnet train: error: {error}", file=sys.stderr)
+            return 2
+        start, first = time.perf_counter(), trainer.step
+        trainer.train()
+        if trainer.is_main:
+            seconds = time.perf_counter() - start
+            print(f"trained steps {first}-{trainer.step} in {seconds:.1f} s "
+                  f"({(trainer.step - first) / seconds:.2f} steps/s, {trainer.world_size} process(es)); "
+                  f"checkpoint {trainer.out_dir / 'latest.pt'}")
+        return 0
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""bidsnet_lib.train: config, data order, EMA, a step that learns, exact resume, torchrun, the CLI."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+from skimage import transform
+
+from bidsnet_lib import losses
+from bidsnet_lib.checkpoint import (
+    INFERENCE_FORMAT,
+    TRAIN_FORMAT,
+    export_inference,
+    load_checkpoint,
+    load_inference_model,
+)
+from bidsnet_lib.losses import LossConfig
+from bidsnet_lib.model import BIDSNetConfig
+from bidsnet_lib.train import (
+    PRESETS,
+    EpochSampler,
+    TrainConfig,
+    Trainer,
+    build_parser,
+    config_from_args,
+    ema_decay,
+    main,
+    read_metrics,
+    read_run_config,
+    sample_grid,
+    spread_items,
+    update_ema,
+    weights_digest,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+# One scale, a few channels, features redrawn every 2 calls (so resume must restore the counters).
+TINY = BIDSNetConfig(width=8, channel_mults=(1, 2), cnn_depths=(1,), trans_depths=(1,), cnn_bottleneck_depth=1,
+                     trans_bottleneck_depth=1, heads=1, dim_head=8, nb_features=8, redraw_interval=2)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> tuple[str, str]:
+    """Folders of small real photos (PNG): (train, validation)."""
+    root = tmp_path_factory.mktemp("photos")
+    (root / "train").mkdir()
+    (root / "val").mkdir()
+    for i, name in enumerate(("astronaut", "chelsea", "coffee", "rocket", "coins")):
+        Image.fromarray(getattr(skdata, name)()).convert("RGB").resize((96, 80)).save(root / "train" / f"{i}.png")
+    Image.fromarray(skdata.camera()).convert("RGB").resize((64, 64)).save(root / "val" / "camera.png")
+    return str(root / "train"), str(root / "val")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: these tiny models gain nothing from two, and on a shared 2-core
+    machine two threads spin-waiting on each other make a step 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def deterministic_restored():
+    """The trainer's deterministic flag is process-wide: put it back for the other tests."""
+    enabled, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def tiny_config(photos, **changes) -> TrainConfig:
+    base = dataclasses.replace(
+        TrainConfig.small(), model=TINY, size=32, batch_size=2, steps=6, data=(photos[0],), val_data=(photos[1],),
+        d_channels=8, d_layers=2, log_every=2, sample_every=3, validate_every=3, checkpoint_every=100,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+# ------------------------------------------------------------------------------ config
+
+
+def test_presets_are_valid_and_the_small_one_skips_vgg():
+    small, paper = TrainConfig.small(), TrainConfig.paper()
+    assert small.model == BIDSNetConfig.small() and paper.model == BIDSNetConfig.paper()
+    assert small.loss.perceptual == small.loss.style == 0 and small.loss.adversarial > 0
+    assert paper.loss.perceptual > 0 and paper.loss.vgg_weights == "imagenet"
+    assert small.size < paper.size and small.num_workers == 0 and paper.amp
+    assert set(PRESETS) == {"small", "paper"}
+
+
+def test_config_round_trips_through_json():
+    config = dataclasses.replace(TrainConfig.small(), data=("a", "b"), mask_mix={"set1": 1.0})
+    plain = json.loads(json.dumps(config.to_dict()))
+    assert TrainConfig.from_dict(plain) == config
+    with pytest.raises(ValueError, match=r"unknown TrainConfig keys \['colour'\]"):
+        TrainConfig.from_dict({**plain, "colour": 1})
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"batch_size": 0}, "batch_size: got 0, expected an int >= 1"),
+    ({"size": 16}, "size: got 16, expected an int >= 32"),
+    ({"lr_g": -1.0}, "lr_g: got -1.0, expected a number > 0"),
+    ({"ema_decay": 1.0}, "ema_decay: got 1.0, expected a number >= 0 and < 1"),
+    ({"betas": (0.5,)}, r"betas: got \(0.5,\), expected two numbers in \[0, 1\)"),
+    ({"sample_every": -1}, "sample_every: got -1, expected an int >= 0"),
+])
+def test_bad_config_values_are_named(changes, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(TrainConfig.small(), **changes)
+
+
+def test_bad_config_types_are_named():
+    with pytest.raises(TypeError, match="model: got dict, expected a BIDSNetConfig"):
+        TrainConfig(model={})
+    with pytest.raises(TypeError, match="data: got 3, expected a list of folder paths"):
+        TrainConfig(data=3)
+    with pytest.raises(TypeError, match="amp: got 'yes', expected True or False"):
+        TrainConfig(amp="yes")
+    assert TrainConfig(data="photos").data == ("photos",)
+
+
+# ------------------------------------------------------------------------------ pieces
+
+
+def test_sampler_resumes_mid_epoch_and_shards_each_epoch():
+    full = EpochSampler(10, seed=3)
+    stream = [next(it) for it in [iter(full)] for _ in range(35)]
+    resumed = EpochSampler(10, seed=3, start=13)
+    assert [k for _, k in zip(range(22), resumed, strict=False)] == stream[13:]
+    assert sorted(i for e, i in stream if e == 1) == list(range(10))  # an epoch is a permutation
+    assert [i for e, i in stream if e == 0] != [i for e, i in stream if e == 1]  # reshuffled
+    ranks = [EpochSampler(10, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    firsts = [[i for _, (_, i) in zip(range(5), s, strict=False)] for s in ranks]
+    assert sorted(firsts[0] + firsts[1]) == list(range(10))
+    with pytest.raises(ValueError, match="start: got -1"):
+        EpochSampler(10, start=-1)
+
+
+def test_ema_decay_warms_up_and_the_update_is_a_lerp():
+    assert ema_decay(0, 0.999) == pytest.approx(0.1) and ema_decay(8, 0.999) == pytest.approx(0.5)
+    assert ema_decay(10**6, 0.999) == 0.999
+    ema, model = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    expected = 0.9 * ema.weight.detach().clone() + 0.1 * model.weight.detach()
+    update_ema(ema, model, 0.9)
+    torch.testing.assert_close(ema.weight.detach(), expected)
+
+
+def test_weights_digest_sees_one_changed_bit():
+    model = torch.nn.Linear(3, 2)
+    before = weights_digest(model)
+    with torch.no_grad():
+        model.bias[0] = torch.nextafter(model.bias[0], torch.tensor(1.0))
+    assert weights_digest(model) != before and len(before) == 64
+
+
+def test_validation_picks_show_every_photo_with_masks_from_across_the_set():
+    picks = spread_items(110, 4, 8)
+    assert [k % 4 for k in picks] == [0, 1, 2, 3, 0, 1, 2, 3] and len(set(picks)) == 8
+    assert max(picks) > 90 and all(0 <= k < 110 for k in picks)
+    assert spread_items(5, 5, 8) == [0, 1, 2, 3, 4]
+
+
+def test_sample_grid_has_four_columns():
+    model = lambda image, mask: torch.zeros_like(image)  # noqa: E731
+    grid = sample_grid(model, torch.rand(2, 3, 16, 16), torch.ones(2, 1, 16, 16))
+    assert grid.shape == (3, 2 * 18 + 2, 4 * 18 + 2)
+
+
+# ------------------------------------------------------------------------------ training
+
+
+def test_the_generator_overfits_one_image(photos, tmp_path):
+    pixel_only = LossConfig(adversarial=0.0, perceptual=0.0, style=0.0, r1=0.0)
+    trainer = Trainer(tiny_config(photos, loss=pixel_only, batch_size=1), tmp_path, progress=False)
+    assert trainer.discriminator is None
+    photo = transform.resize(skdata.chelsea(), (32, 32), anti_aliasing=True).astype(np.float32)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:20, 10:24] = 1
+    batch = {"image": torch.from_numpy(photo).permute(2, 0, 1)[None], "mask": mask}
+    holes = [trainer.train_step(batch)["hole"].item() for _ in range(100)]
+    assert np.mean(holes[-10:]) <= 0.5 * holes[0], (holes[0], holes[-10:])
+
+
+def test_a_run_writes_logs_samples_validation_and_a_checkpoint(photos, tmp_path):
+    trainer = Trainer(tiny_config(photos), tmp_path, progress=False)
+    last = trainer.train()
+    rows = read_metrics(tmp_path)
+    train_rows = [r for r in rows if "g_total" in r]
+    assert [r["step"] for r in train_rows] == [2, 4, 6] and last == train_rows[-1]
+    assert {"hole", "valid", "adversarial", "d_total", "r1", "g_grad_norm", "steps_per_s"} <= set(last)
+    val = [r["val_psnr"] for r in rows if "val_psnr" in r]
+    assert [r["step"] for r in rows if "val_psnr" in r] == [0, 3, 6]  # 0: the untrained baseline
+    assert all(10 < v < 60 for v in val)
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step_0000003.png", "step_0000006.png"]
+    saved = load_checkpoint(tmp_path / "latest.pt", TRAIN_FORMAT)
+    assert saved["step"] == 6 and saved["opt_d"] is not None and len(saved["rng"]) == 1
+    assert saved["meta"]["vgg_weights"].startswith("none") and saved["meta"]["image_size"] == 32
+    assert json.loads((tmp_path / "config.json").read_text()) == trainer.config.to_dict()
+    assert read_run_config(tmp_path) == trainer.config
+
+
+def test_k_steps_kill_and_resume_equal_2k_steps(photos, tmp_path, monkeypatch, deterministic_restored):
+    config = tiny_config(photos, deterministic=True, checkpoint_every=3, sample_every=0)
+    straight = Trainer(config, tmp_path / "straight", progress=False)
+    straight.train()
+
+    # Killed during step 5: step 4 already changed the weights in memory, checkpoint 3 is on disk.
+    real_step, calls = Trainer.train_step, []
+
+    def dies_in_step_five(self, batch):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_step(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", dies_in_step_five)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, tmp_path / "killed", progress=False).train()
+    monkeypatch.undo()
+    resumed = Trainer(config, tmp_path / "killed", resume=True, progress=False)
+    assert resumed.step == 3
+    resumed.train()
+
+    for name in ("generator", "ema", "discriminator"):
+        a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{name} differs after resume"
+    assert resumed.opt_g.state_dict()["state"][0]["step"] == 6
+    logged = [r["step"] for r in read_metrics(tmp_path / "killed") if "g_total" in r]
+    assert logged == [2, 4, 6]  # the log continues without the rows of the lost steps
+
+
+def test_dataloader_workers_do_not_change_the_batches(photos, tmp_path):
+    weights = []
+    for workers in (0, 2):
+        config = tiny_config(photos, steps=3, num_workers=workers, validate_every=0, sample_every=0)
+        trainer = Trainer(config, tmp_path / f"w{workers}", progress=False)
+        trainer.train()
+        weights.append(trainer.generator.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_resume_guards(photos, tmp_path):
+    config = tiny_config(photos, steps=2, validate_every=0, sample_every=0)
+    with pytest.raises(FileNotFoundError, match="no checkpoint .*latest.pt to resume from"):
+        Trainer(config, tmp_path, resume=True)
+    Trainer(config, tmp_path, progress=False).train()
+    with pytest.raises(ValueError, match="already holds a run"):
+        Trainer(config, tmp_path)
+    with pytest.raises(ValueError, match=r"differs from the run .* in \['lr_g'\]"):
+        Trainer(dataclasses.replace(config, lr_g=0.5), tmp_path, resume=True)
+    longer = Trainer(dataclasses.replace(config, steps=3), tmp_path, resume=True, progress=False)
+    longer.train()
+    assert longer.step == 3
+    with pytest.raises(ValueError, match="until: got 1, expected an int >= the current step 3"):
+        longer.train(until=1)
+
+
+def test_bfloat16_autocast_on_the_cpu_trains(photos, tmp_path):
+    trainer = Trainer(tiny_config(photos, cpu_bf16=True, steps=2, validate_every=0, sample_every=0), tmp_path,
+                      progress=False)
+    with trainer.autocast():
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
+    row = trainer.train()
+    assert np.isfinite(row["g_total"]) and np.isfinite(row["d_total"])
+    assert all(p.dtype == torch.float32 for p in trainer.generator.parameters())  # master weights stay fp32
+
+
+def test_a_random_vgg_is_recorded_in_the_checkpoint(photos, tmp_path):
+    loss = LossConfig(perceptual=0.1, style=250.0, vgg_weights="random")
+    with pytest.warns(losses.RandomWeightsWarning):
+        trainer = Trainer(tiny_config(photos, loss=loss, steps=1), tmp_path, progress=False)
+    row = trainer.train()
+    assert row["perceptual"] > 0 and row["style"] > 0
+    assert load_checkpoint(tmp_path / "latest.pt")["meta"]["vgg_weights"] == "random"
+
+
+def test_export_of_a_trained_run_loads_for_inference(photos, tmp_path):
+    trainer = Trainer(tiny_config(photos, steps=2, validate_every=0, sample_every=0), tmp_path / "run", progress=False)
+    trainer.train()
+    out = export_inference(tmp_path / "run", tmp_path / "model.pt")
+    assert load_checkpoint(out, INFERENCE_FORMAT)["meta"]["step"] == 2
+    model, meta = load_inference_model(out, device="cpu")
+    image, mask = trainer.val_images[:2], trainer.val_masks[:2]
+    with torch.no_grad():
+        torch.testing.assert_close(model(image, mask), trainer.ema(image, mask), rtol=0, atol=5e-3)
+    assert meta["image_size"] == 32
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def test_flags_map_onto_the_dataclass():
+    args = build_parser().parse_args([
+        "--data", "a", "b", "--out", "runs/x", "--steps", "9", "--batch-size", "3", "--size", "48",
+        "--lr-g", "0.01", "--no-amp", "--deterministic", "--vgg-weights", "random", "--perceptual", "0.2",
+        "--mask-mix", "set1=1,set2/thin=3", "--keep-every", "5",
+    ])
+    config = config_from_args(args, TrainConfig.small())
+    assert config.data == ("a", "b") and config.steps == 9 and config.batch_size == 3 and config.size == 48
+    assert config.lr_g == 0.01 and config.amp is False and config.deterministic is True
+    assert config.loss.vgg_weights == "random" and config.loss.perceptual == 0.2
+    assert config.mask_mix == {"set1": 1.0, "set2/thin": 3.0} and config.keep_every == 5
+    assert config.lr_d == TrainConfig.small().lr_d  # untouched fields keep the preset's value
+    with pytest.raises(ValueError, match="--vgg-weights random: no effect"):
+        config_from_args(build_parser().parse_args(["--out", "x", "--vgg-weights", "random"]), TrainConfig.small())
+
+
+def test_missing_vgg_weights_is_the_message_a_user_sees(photos, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(losses, "_download_reachable", lambda timeout=2.0: False)
+    code = main(["--preset", "paper", "--data", photos[0], "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("bidsnet train: error: VGG-19 ImageNet weights are needed")
+    assert "vgg19-dcbb9e9d.pth" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+    assert main(["--data", photos[0], "--out", str(tmp_path / "r"), "--perceptual", "0.1",
+                 "--vgg-weights", str(tmp_path / "absent.pth")]) == 2
+    assert "absent.pth" in capsys.readouterr().err
+
+
+def test_cli_trains_resumes_and_refuses_mixed_flags(photos, tmp_path, capsys):
+    common = ["--data", photos[0], "--val-data", photos[1], "--out", str(tmp_path), "--size", "32",
+              "--batch-size", "1", "--no-progress", "--validate-every", "0", "--sample-every", "0"]
+    assert main([*common, "--steps", "1"]) == 0
+    assert "trained steps 0-1" in capsys.readouterr().out
+    assert main(["--out", str(tmp_path), "--resume", "--steps", "2", "--no-progress"]) == 0
+    assert "trained steps 1-2" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--resume", "--preset", "paper"])
+    assert "--preset starts a new run" in capsys.readouterr().err
+
+
+def test_two_process_gloo_torchrun_keeps_ranks_identical(photos, tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "bidsnet_lib.train", "--data", photos[0], "--val-data", photos[1], "--out", str(out),
+               "--steps", "4", "--size", "32", "--batch-size", "2", "--log-every", "2", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # Its own session, so that a hang kills torchrun's workers too, not only torchrun.
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                           cwd=ROOT, start_new_session=True)
+    try:
+        stdout, stderr = run.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        raise
+    assert run.returncode == 0, stderr[-3000:]
+    assert "2 process(es)" in stdout
+    rows = read_metrics(out)
+    digests = next(r["weights_sha256"] for r in rows if "weights_sha256" in r)
+    assert len(digests) == 2 and digests[0] == digests[1]
+    saved = load_checkpoint(out / "latest.pt")
+    assert saved["step"] == 4 and saved["meta"]["world_size"] == 2 and len(saved["rng"]) == 2
