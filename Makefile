@@ -15,10 +15,11 @@ $(STAMP): requirements-dev.txt pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m bidsnet_lib.demo --out outputs
 
-## Everything CI runs.
+## Everything CI runs. One torch thread: small-mode work is many tiny ops, and two threads that
+## share two busy cores spin-wait on each other (measured 2-10x slower under load).
 test: lint $(STAMP)
-	BIDSNET_SMALL=1 $(BIN)/pytest -q tests
-	BIDSNET_SMALL=1 $(BIN)/pytest -q --nbval-lax notebooks
+	OMP_NUM_THREADS=1 BIDSNET_SMALL=1 $(BIN)/pytest -q tests
+	OMP_NUM_THREADS=1 BIDSNET_SMALL=1 $(BIN)/pytest -q --nbval-lax notebooks
 
 lint: $(STAMP)
 	$(BIN)/nbstripout --verify notebooks/*.ipynb
@@ -30,6 +31,8 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/masks.py
+	$(BIN)/python bench/attention.py
+	$(BIN)/python bench/model.py
 
 clean:
 	rm -rf $(VENV) outputs

@@ -11,6 +11,7 @@ COMMANDS = {
     "model": ("bidsnet_lib.model", "parameter summary of the presets"),
     "train": ("bidsnet_lib.train", "train BIDS-Net (torchrun -m bidsnet_lib.train for several processes)"),
     "export": ("bidsnet_lib.checkpoint", "write a small inference checkpoint from a training run"),
+    "evaluate": ("bidsnet_lib.evaluate", "PSNR/SSIM/LPIPS/FID per mask group against Telea and NS"),
     "inpaint": ("bidsnet_lib.inference", "inpaint a photo, or a folder of photos with masks"),
 }
 

@@ -1,0 +1,771 @@
+"""Evaluate inpainting the way papers report it: PSNR, SSIM, LPIPS and FID per mask group, next to
+OpenCV's Telea and Navier–Stokes; the ``bidsnet evaluate`` command.
+
+Taught in ``notebooks/07_evaluation.ipynb``. The protocol, stated in every table it writes:
+
+- **Groups.** The shipped root ``data/masks`` gives one group per Mask Set I hole-ratio bin
+  (``set1/10-20`` ...) and one per Mask Set II preset (``set2/thin`` ...); any other folder of
+  masks is split into the Set I bins by each mask's hole ratio (``MaskFolder.by_bin``).
+- **Pairing.** Every mask of a group is paired with every photo, so a cell of the table averages
+  ``n = masks × photos`` images. No pairing is random; the seed only picks the example shown per
+  group in the picture grid (and seeds torch for any stochastic model).
+- **Resolution.** ``size=N``: each photo is centre-cropped to a square and resized to N×N, the
+  papers' protocol (256×256), and the model runs on the whole image (its forward pads to its
+  stride, so N need not be a multiple of it); ``bidsnet evaluate`` defaults to the size the
+  checkpoint was trained at. ``size=None`` (``--size native``): each photo at
+  its own size, every mask stretched to it (nearest neighbour), and the model through
+  ``bidsnet_lib.inference.Inpainter``, the crop-around-the-holes path ``bidsnet inpaint`` uses.
+- **Composited, 8-bit.** Every method's output keeps the known pixels of the input bit for bit and
+  is rounded to 8 bits, as a saved PNG would be; metrics compare it with the original photo.
+- **FID** is computed per group from that group's n images (real: the photos of its pairs;
+  generated: the outputs); with tens of images it is biased and only comparable at equal n, so
+  the count is in every row and a warning is issued.
+
+Command line (also ``bidsnet evaluate ...``)::
+
+    python -m bidsnet_lib.evaluate --checkpoint CKPT --images data/images/test --masks data/masks --out results/
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import re
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bidsnet_lib.baselines import make_baseline
+from bidsnet_lib.masks import (
+    EVAL_PRESETS,
+    LARGE_MASK_PRESETS,
+    MIN_SIZE,
+    RATIO_BINS,
+    MaskFolder,
+    bin_name,
+    hole_ratio,
+    overlay_mask,
+    square_photo,
+)
+from bidsnet_lib.metrics import (
+    FID_MIN_IMAGES,
+    FID_WEIGHTS_FILE,
+    FIDResult,
+    FIDSampleSizeWarning,
+    feature_statistics,
+    frechet_distance,
+    psnr,
+    ssim,
+)
+from bidsnet_lib.model import check_inputs, composite
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_IMAGES = ROOT / "data" / "images" / "test"
+SHIPPED_MASKS = ROOT / "data" / "masks"
+
+# metric key -> table header; the arrow says which way is better.
+METRICS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "fid": "FID ↓"}
+CSV_COLUMNS = ("set", "group", "hole_ratio", "method", "metric", "value", "std", "n", "note")
+SET_NAMES = {"set1": "Set I", "set2": "Set II"}
+_BIN_PATTERN = re.compile(r"^\d+-\d+$")
+
+
+# ----------------------------------------------------------------------------- inputs
+@dataclass
+class MaskGroup:
+    """The masks of one table row block: a Set I bin, a Set II preset or a bin of a folder."""
+
+    set_name: str  # "Set I", "Set II" or "folder"
+    name: str  # "10-20", "thick", ...
+    masks: list[np.ndarray]  # each (H, W) uint8 0/1
+    sources: list[str] = field(default_factory=list)  # file of each mask, when read from disk
+
+    def __post_init__(self):
+        if not isinstance(self.masks, list) or not self.masks:
+            got = "an empty list" if isinstance(self.masks, list) else type(self.masks).__name__
+            raise ValueError(f"masks of group {self.name!r}: got {got}; expected a non-empty list "
+                             "of (H, W) 0/1 arrays")
+        for i, m in enumerate(self.masks):
+            if not isinstance(m, np.ndarray) or m.ndim != 2:
+                raise ValueError(f"masks[{i}] of group {self.name!r}: got "
+                                 f"{getattr(m, 'shape', type(m).__name__)}; expected an (H, W) array")
+            hole_ratio(m)  # raises unless the values are 0/1
+
+    @property
+    def label(self) -> str:
+        return f"{self.set_name} {self.name}"
+
+
+def _read_group(folder: Path, set_name: str, limit: int | None) -> MaskGroup:
+    masks = MaskFolder(folder)
+    count = len(masks) if limit is None else min(limit, len(masks))
+    return MaskGroup(set_name, folder.name, [masks.load(i) for i in range(count)],
+                     [str(p) for p in masks.paths[:count]])
+
+
+def _subfolders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _bin_order(folder: Path) -> tuple[int, str]:
+    names = [bin_name(b) for b in RATIO_BINS]
+    return (names.index(folder.name) if folder.name in names else len(names), folder.name)
+
+
+def _preset_order(folder: Path) -> tuple[int, str]:
+    order = [*EVAL_PRESETS, *LARGE_MASK_PRESETS]
+    return (order.index(folder.name) if folder.name in order else len(order), folder.name)
+
+
+def load_mask_groups(source, limit: int | None = None) -> list[MaskGroup]:
+    """The mask groups of a folder: the shipped layout (``set1/<bin>``, ``set2/<preset>``), one
+    set's folder (``data/masks/set1``), or any folder of masks, split into hole-ratio bins.
+
+    ``limit`` keeps the first masks (sorted by path) of each group.
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit: got {limit!r}; expected None or an int >= 1")
+    root = Path(source)
+    if not root.is_dir():
+        raise ValueError(f"masks: no such folder {str(root)!r}; expected the shipped root data/masks, "
+                         "one of its sets, or a folder of mask images")
+    sets = [(root / key, name) for key, name in SET_NAMES.items() if (root / key).is_dir()]
+    if not sets and root.name in SET_NAMES:
+        sets = [(root, SET_NAMES[root.name])]
+    if not sets:  # a set's folder under another name: its subfolders are bins or presets
+        subs = _subfolders(root)
+        if subs and all(_BIN_PATTERN.match(p.name) for p in subs):
+            sets = [(root, "Set I")]
+        elif subs and all(p.name in LARGE_MASK_PRESETS for p in subs):
+            sets = [(root, "Set II")]
+    groups = []
+    for folder, set_name in sets:
+        order = _bin_order if set_name == "Set I" else _preset_order
+        groups += [_read_group(sub, set_name, limit) for sub in sorted(_subfolders(folder), key=order)]
+    if sets:
+        if not groups:
+            raise ValueError(f"masks: {str(root)!r} has set folders but no group subfolders in them")
+        return groups
+    # Any folder of masks (searched recursively): grouped by each mask's hole ratio.
+    folder = MaskFolder(root)
+    groups = []
+    for ratio_bin, indices in folder.by_bin().items():
+        kept = indices if limit is None else indices[:limit]
+        if kept:
+            groups.append(MaskGroup("folder", bin_name(ratio_bin), [folder.load(i) for i in kept],
+                                    [str(folder.paths[i]) for i in kept]))
+    if not groups:
+        ratios = folder.ratios()
+        raise ValueError(f"masks: none of the {len(folder)} masks in {str(root)!r} has a hole ratio in "
+                         f"the bins {[bin_name(b) for b in RATIO_BINS]} (%); theirs span "
+                         f"{min(ratios):.1%}..{max(ratios):.1%}")
+    return groups
+
+
+def load_photos(folder, size: int | None = None, limit: int | None = None) -> dict[str, np.ndarray]:
+    """Photos of a folder by file stem (sorted), RGB uint8: (size, size, 3) centre crops when
+    ``size`` is an int, their own (H, W, 3) when it is None."""
+    from bidsnet_lib.inference import IMAGE_EXTENSIONS, load_image
+
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIZE):
+        raise ValueError(f"size: got {size!r}; expected None (own size) or an int >= {MIN_SIZE}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit: got {limit!r}; expected None or an int >= 1")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"images: no such folder {str(folder)!r}")
+    paths = sorted(p for p in folder.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise ValueError(f"images: folder {str(folder)!r} holds no {'/'.join(IMAGE_EXTENSIONS)} files")
+    photos = {}
+    for path in paths[:limit]:
+        rgb = load_image(path, f"images: {path.name}")  # (H, W, 3)
+        if min(rgb.shape[:2]) < MIN_SIZE:
+            raise ValueError(f"images: {path.name} is {rgb.shape[0]}x{rgb.shape[1]}; expected both sides "
+                             f">= {MIN_SIZE}")
+        photos[path.stem] = rgb if size is None else square_photo(rgb, size)
+    return photos
+
+
+def fit_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A 0/1 mask resized to (H, W) with nearest neighbour, which keeps it binary."""
+    if mask.shape == tuple(shape):
+        return mask
+    return cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+
+
+# ----------------------------------------------------------------------------- methods
+class ModelMethod:
+    """A network ``model(image, mask) -> (B, 3, H, W)`` as a method: eval mode, no gradients,
+    composited (known pixels kept). Runs on the model's device; returns on the input's."""
+
+    def __init__(self, model: torch.nn.Module, name: str = "BIDS-Net"):
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model: got {type(model).__name__}; expected a torch.nn.Module")
+        self.model, self.name = model, name
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        first = next(self.model.parameters(), None)
+        device = image.device if first is None else first.device
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                pred = self.model(image.to(device), mask.to(device))  # (B, 3, H, W)
+        finally:
+            self.model.train(was_training)
+        return composite(pred.float().clamp(0, 1).to(image.device), image, mask)
+
+
+class InpainterMethod:
+    """An ``Inpainter`` (any image size: crops around the holes) as a method on tensors."""
+
+    def __init__(self, inpainter, name: str | None = None):
+        self.inpainter, self.name = inpainter, name or inpainter.label
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        check_inputs(image, mask)
+        rgb = (image * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
+        holes = mask[:, 0].to(torch.uint8).cpu().numpy()  # (B, H, W)
+        filled = self.inpainter.inpaint_many(list(rgb), list(holes))
+        out = torch.from_numpy(np.stack(filled)).permute(0, 3, 1, 2).to(image.device, image.dtype) / 255
+        return composite(out, image, mask)
+
+
+def as_method(model, name: str | None = None) -> Callable:
+    """A callable ``(image (B, 3, H, W), mask (B, 1, H, W)) -> composited (B, 3, H, W)``."""
+    from bidsnet_lib.inference import Inpainter
+
+    if isinstance(model, Inpainter):
+        return InpainterMethod(model, name)
+    if isinstance(model, torch.nn.Module):
+        return ModelMethod(model, name or "BIDS-Net")
+    if callable(model):
+        return model
+    raise TypeError(f"model: got {type(model).__name__}; expected a BIDSNet (nn.Module), an Inpainter, "
+                    "a callable (image, mask) -> image, or a dict of them by name")
+
+
+def _methods(model, label: str, baselines: Sequence[str], radius: int) -> dict[str, Callable]:
+    methods = {}
+    for key in baselines:
+        baseline = make_baseline(key, radius)
+        methods[baseline.name] = baseline
+    if isinstance(model, Mapping):
+        models = dict(model)
+    else:
+        models = {} if model is None else {label: model}
+    for name, m in models.items():
+        if name in methods:
+            raise ValueError(f"model name {name!r} is also a baseline's; expected distinct names")
+        methods[name] = as_method(m, name)
+    if not methods:
+        raise ValueError("nothing to evaluate: model is None and baselines is empty")
+    return methods
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class Example:
+    """One pair of a group and what every method made of it, all RGB uint8 (H, W, 3)."""
+
+    group: str
+    photo: str
+    mask_source: str
+    target: np.ndarray
+    mask: np.ndarray  # (H, W) 0/1
+    outputs: dict[str, np.ndarray]
+
+
+@dataclass
+class EvalResult:
+    """The long-format rows (``CSV_COLUMNS``) with what a table must state beside them."""
+
+    rows: list[dict]
+    methods: list[str]
+    metric_notes: dict[str, str]  # metric -> what was used, or "skipped: why"
+    protocol: str
+    examples: list[Example]
+
+    def value(self, group: str, method: str, metric: str) -> float:
+        """The value of one cell; ``group`` is a group's name ("10-20") or label ("Set I 10-20")."""
+        for row in self.rows:
+            if group in (row["group"], f"{row['set']} {row['group']}") and row["method"] == method \
+                    and row["metric"] == metric:
+                return row["value"]
+        raise KeyError(f"no row for group={group!r}, method={method!r}, metric={metric!r}")
+
+    @property
+    def groups(self) -> list[tuple[str, str, float, int]]:
+        """(set, group, mean hole ratio, n) in table order."""
+        seen = {}
+        for row in self.rows:
+            seen.setdefault((row["set"], row["group"]), (row["hole_ratio"], row["n"]))
+        return [(s, g, r, n) for (s, g), (r, n) in seen.items()]
+
+    @property
+    def computed_metrics(self) -> list[str]:
+        return [m for m in METRICS if not self.metric_notes[m].startswith("skipped")]
+
+    def write_csv(self, path) -> Path:
+        """``results.csv``: one row per (group, method, metric); skipped metrics have no value."""
+
+        def cell(v):
+            if isinstance(v, float):
+                return "" if math.isnan(v) else repr(v)
+            return v
+
+        def write(stream):
+            writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({k: cell(row[k]) for k in CSV_COLUMNS})
+
+        return _write_atomic(path, write)
+
+    def markdown(self) -> str:
+        """The table: a row per (group, method), a column per metric, notes saying how."""
+        fmt = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}", "fid": "{:.4g}"}
+        lines = [
+            f"Metrics on the composited output (known pixels kept from the input, holes filled by "
+            f"the method, rounded to 8 bits), against the original photo. {self.protocol}",
+            "",
+            "| Set | Group | Hole % | n | Method | " + " | ".join(METRICS.values()) + " |",
+            "|---|---|---:|---:|---|" + "---:|" * len(METRICS),
+        ]
+        cells = {(r["set"], r["group"], r["method"], r["metric"]): r["value"] for r in self.rows}
+        for set_name, group, ratio, n in self.groups:
+            for method in self.methods:
+                values = []
+                for metric in METRICS:
+                    v = cells[(set_name, group, method, metric)]
+                    values.append("skipped" if math.isnan(v) else fmt[metric].format(v))
+                lines.append(f"| {set_name} | {group} | {100 * ratio:.1f} | {n} | {method} | "
+                             + " | ".join(values) + " |")
+        lines.append("")
+        lines += [f"- {METRICS[m].split()[0]}: {note}" for m, note in self.metric_notes.items()]
+        return "\n".join(lines)
+
+    def figure(self):
+        """Each computed metric against the group's mean hole ratio: a line per method through the
+        Set I (or folder) bins, an open marker per Set II preset in the method's colour."""
+        from matplotlib.figure import Figure  # no pyplot: headless, no global state
+        from matplotlib.lines import Line2D
+
+        metrics = self.computed_metrics
+        fig = Figure(figsize=(4.2 * len(metrics), 3.6), layout="constrained")
+        axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+        colours = {m: f"C{i}" for i, m in enumerate(self.methods)}
+        presets = [g for s, g, _, _ in self.groups if s == "Set II"]
+        shapes = {g: "svD^<>ph"[i % 8] for i, g in enumerate(presets)}
+        for ax, metric in zip(axes, metrics, strict=True):
+            for method in self.methods:
+                points = [(r["set"], r["group"], r["hole_ratio"], r["value"]) for r in self.rows
+                          if r["method"] == method and r["metric"] == metric]
+                binned = sorted((x, y) for s, _, x, y in points if s != "Set II")
+                if binned:
+                    ax.plot(*zip(*binned, strict=True), "o-", color=colours[method])
+                for s, group, x, y in points:
+                    if s == "Set II":
+                        ax.plot(x, y, shapes[group], mfc="none", color=colours[method])
+            ax.set_xlabel("hole ratio (mean of the group)")
+            ax.set_title(METRICS[metric])
+            ax.xaxis.set_major_formatter(lambda x, _: f"{x:.0%}")
+            ax.grid(alpha=0.3)
+        handles = [Line2D([], [], color=colours[m], marker="o", label=m) for m in self.methods]
+        handles += [Line2D([], [], color="0.4", marker=shapes[g], mfc="none", ls="none",
+                           label=f"Set II {g}") for g in presets]
+        axes[-1].legend(handles=handles, fontsize=7)
+        return fig
+
+    def examples_figure(self):
+        """A row per group: input (holes white), mask, each method, target."""
+        from matplotlib.figure import Figure
+
+        columns = ["input", "mask", *self.methods, "target"]
+        rows = len(self.examples)
+        fig = Figure(figsize=(1.9 * len(columns), 2.0 * rows + 0.3), layout="constrained")
+        axes = fig.subplots(rows, len(columns), squeeze=False)
+        for r, (row, ex) in enumerate(zip(axes, self.examples, strict=True)):
+            tiles = [overlay_mask(ex.target, ex.mask), ex.mask * np.uint8(255),
+                     *(ex.outputs[m] for m in self.methods), ex.target]
+            for ax, tile, title in zip(row, tiles, columns, strict=True):
+                ax.imshow(tile, cmap="gray" if tile.ndim == 2 else None, vmin=0, vmax=255)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r == 0:  # column titles once, on top
+                    ax.set_title(title, fontsize=8)
+            row[0].set_ylabel(ex.group, fontsize=8)
+        return fig
+
+
+def _write_atomic(path, write: Callable) -> Path:
+    """Write a text file through a temporary file and a rename: never a half-written table."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
+            write(stream)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ----------------------------------------------------------------------------- evaluation
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(a).all():  # PSNR of a perfect fill is +inf: the mean is too, the spread is not
+        return float(a.mean()), math.nan
+    return float(a.mean()), float(a.std())
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return (x * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()  # (H, W, 3)
+
+
+def evaluate(model, images, mask_groups, *, label: str = "BIDS-Net", baselines=("telea", "ns"),
+             radius: int = 3, lpips=None, fid_features=None, skipped: Mapping[str, str] | None = None,
+             batch_size: int = 16, seed: int = 0, progress: bool = True,
+             protocol: str | None = None) -> EvalResult:
+    """Every metric for the model(s) and the baselines on every (mask, photo) pair of each group.
+
+    ``model``: a BIDSNet, an ``Inpainter``, any callable ``(image, mask) -> image`` on tensors, a
+    dict ``{name: one of those}``, or None (baselines only). ``images``: RGB uint8 (H, W, 3)
+    arrays, as a dict by name or a list. ``mask_groups``: ``MaskGroup``s (see
+    :func:`load_mask_groups`) or a dict ``{name: [masks]}``; masks are resized to each photo.
+    ``lpips``: a metric ``(pred, target) -> (B,)`` with a ``label`` (an ``LPIPSMetric``) or None;
+    ``fid_features``: a feature extractor ``images (B, 3, H, W) -> (B, D)`` or None. A metric
+    left None is reported as skipped, with the reason from ``skipped`` if given.
+    """
+    if isinstance(images, Mapping):
+        photos = dict(images)
+    elif isinstance(images, Sequence) and not isinstance(images, str):
+        photos = {f"image {i}": im for i, im in enumerate(images)}
+    else:
+        raise TypeError(f"images: got {type(images).__name__}; expected a dict or list of RGB uint8 arrays")
+    if not photos:
+        raise ValueError("images: got none; expected at least one photo")
+    for name, im in photos.items():
+        if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3 \
+                or min(im.shape[:2]) < MIN_SIZE:
+            raise ValueError(f"images[{name!r}]: got {getattr(im, 'dtype', type(im).__name__)} "
+                             f"{getattr(im, 'shape', '')}; expected RGB uint8 (H, W, 3), sides >= {MIN_SIZE}")
+    if isinstance(mask_groups, Mapping):
+        groups = [MaskGroup("masks", str(k), list(v)) for k, v in mask_groups.items()]
+    else:
+        groups = list(mask_groups)
+    if not groups or not all(isinstance(g, MaskGroup) for g in groups):
+        raise ValueError(f"mask_groups: got {groups!r:.80}; expected a non-empty list of MaskGroup "
+                         "or a dict {name: [masks]}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: got {batch_size!r}; expected an int >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed: got {seed!r}; expected an int >= 0")
+    if lpips is not None and not callable(lpips):
+        raise TypeError(f"lpips: got {type(lpips).__name__}; expected a metric (pred, target) -> (B,) or None")
+    if fid_features is not None and not callable(fid_features):
+        raise TypeError(f"fid_features: got {type(fid_features).__name__}; expected a feature "
+                        "extractor images (B, 3, H, W) -> (B, D) or None")
+    methods = _methods(model, label, baselines, radius)
+    skipped = dict(skipped or {})
+    notes = {"psnr": "10·log10(1/MSE) per image on [0, 1], averaged over the n images",
+             "ssim": "Gaussian window 11, σ 1.5, per image, averaged over the n images",
+             "lpips": getattr(lpips, "label", "LPIPS (custom metric)") if lpips is not None
+             else f"skipped: {skipped.get('lpips', 'not requested')}",
+             "fid": f"skipped: {skipped.get('fid', 'not requested')}"}
+    fid = None
+    if fid_features is not None:
+        fid_name = getattr(fid_features, "name", type(fid_features).__name__)
+        fid_comparable = bool(getattr(fid_features, "comparable", False))
+        fid = (fid_features, fid_name, fid_comparable)
+        notes["fid"] = (f"{fid_name}{'' if fid_comparable else ' (NOT comparable to published FID)'}"
+                        f"; per row from its n real and n generated images: below {FID_MIN_IMAGES} "
+                        "biased upwards, compare only at equal n")
+    shapes = {im.shape[:2] for im in photos.values()}
+    if protocol is None:
+        size = "x".join(map(str, next(iter(shapes)))) if len(shapes) == 1 else "their own sizes"
+        protocol = f"{len(photos)} photos at {size}."
+    protocol += (f" Each mask of a group is paired with each of the {len(photos)} photos: "
+                 f"n = masks × {len(photos)} per cell.")
+
+    names = list(photos)
+    total = sum(len(g.masks) for g in groups) * len(names)
+    rows, examples, few_fid = [], [], []
+    with torch.random.fork_rng(devices=[]), tqdm(total=total, unit="pair", desc="evaluate",
+                                                  disable=not progress) as bar:
+        torch.manual_seed(seed)
+        for g_index, group in enumerate(groups):
+            shown = int(np.random.default_rng([seed, g_index]).integers(len(names) * len(group.masks)))
+            run = _run_group(group, photos, methods, lpips, fid, batch_size, shown, bar)
+            examples.append(run["example"])
+            common = {"set": group.set_name, "group": group.name,
+                      "hole_ratio": float(np.mean(run["ratios"])), "n": len(run["ratios"])}
+            for name in methods:
+                for metric in METRICS:
+                    value, std, note = math.nan, math.nan, notes[metric]
+                    if metric == "fid" and fid is not None:
+                        result = _fid(run["features"]["real"], run["features"][name], fid)
+                        value, note = result.fid, result.label
+                        if result.n_fake < max(FID_MIN_IMAGES, result.feature_dim + 1):
+                            few_fid.append(result.n_fake)
+                    elif metric != "fid" and not note.startswith("skipped"):
+                        value, std = _mean_std(run["scores"][name][metric])
+                    rows.append({**common, "method": name, "metric": metric, "value": value,
+                                 "std": std, "note": "" if metric in ("psnr", "ssim") else note})
+    if few_fid:
+        warnings.warn(f"FID per group from {min(few_fid)} to {max(few_fid)} images: far below the "
+                      f"{FID_MIN_IMAGES} a stable estimate needs; biased upwards, compare only at "
+                      "equal n (stated in every row)", FIDSampleSizeWarning, stacklevel=2)
+    return EvalResult(rows, list(methods), notes, protocol, examples)
+
+
+def _batches(pairs: list[tuple[str, int]], photos: dict, batch_size: int):
+    """Consecutive pairs in batches of at most batch_size whose photos share one shape."""
+    batch = []
+    for pair in pairs:
+        if batch and (len(batch) == batch_size
+                      or photos[pair[0]].shape != photos[batch[0][0]].shape):
+            yield batch
+            batch = []
+        batch.append(pair)
+    if batch:
+        yield batch
+
+
+def _run_group(group: MaskGroup, photos: dict, methods: dict, lpips, fid, batch_size: int,
+               shown: int, bar) -> dict:
+    """Scores, FID features and hole ratios of every pair of a group, and pair ``shown``'s example."""
+    # Photo-major: at native size consecutive pairs share a photo, so batches have one shape.
+    pairs = [(p, m) for p in photos for m in range(len(group.masks))]
+    scores = {name: {"psnr": [], "ssim": [], "lpips": []} for name in methods}
+    features = {name: [] for name in ["real", *methods]}
+    ratios, example, done = [], None, 0
+    for batch in _batches(pairs, photos, batch_size):
+        shape = photos[batch[0][0]].shape[:2]
+        holes = [fit_mask(group.masks[m], shape) for _, m in batch]
+        for (p, m), h in zip(batch, holes, strict=True):
+            if not h.any():
+                source = group.sources[m] if group.sources else f"mask {m}"
+                raise ValueError(f"mask group {group.label}: {source} has no hole left at "
+                                 f"{shape[0]}x{shape[1]} (photo {p!r}); use a larger size")
+        ratios += [hole_ratio(h) for h in holes]
+        target = torch.from_numpy(np.stack([photos[p] for p, _ in batch]))
+        target = target.permute(0, 3, 1, 2).float() / 255  # (B, 3, H, W)
+        mask = torch.from_numpy(np.stack(holes)).float()[:, None]  # (B, 1, H, W)
+        if fid is not None:
+            features["real"].append(_features(fid[0], target))
+        outputs = {}
+        for name, method in methods.items():
+            out = method(target, mask)
+            if not isinstance(out, torch.Tensor) or out.shape != target.shape:
+                raise ValueError(f"method {name!r} returned {getattr(out, 'shape', type(out).__name__)}; "
+                                 f"expected a tensor {tuple(target.shape)}")
+            # Composited again (a custom callable might not) and rounded as a saved PNG would be.
+            out = composite((out.detach().float().clamp(0, 1) * 255).round() / 255, target, mask)
+            scores[name]["psnr"] += psnr(out, target).tolist()
+            scores[name]["ssim"] += ssim(out, target).tolist()
+            if lpips is not None:
+                scores[name]["lpips"] += lpips(out, target).flatten().tolist()
+            if fid is not None:
+                features[name].append(_features(fid[0], out))
+            outputs[name] = out
+        if done <= shown < done + len(batch):
+            i = shown - done
+            p, m = batch[i]
+            example = Example(group.label, p, group.sources[m] if group.sources else "",
+                              _to_uint8(target[i]), holes[i],
+                              {name: _to_uint8(o[i]) for name, o in outputs.items()})
+        done += len(batch)
+        bar.update(len(batch))
+    return {"scores": scores, "features": features, "ratios": ratios, "example": example}
+
+
+def _fid(real: list[np.ndarray], fake: list[np.ndarray], fid) -> FIDResult:
+    real, fake = np.concatenate(real), np.concatenate(fake)  # (n, D) each
+    _, name, comparable = fid
+    value = frechet_distance(*feature_statistics(real), *feature_statistics(fake))
+    return FIDResult(value, len(real), len(fake), real.shape[1], name, comparable)
+
+
+def _features(extractor, images: torch.Tensor) -> np.ndarray:
+    first = next(extractor.parameters(), None) if isinstance(extractor, torch.nn.Module) else None
+    with torch.inference_mode():
+        f = extractor(images if first is None else images.to(first.device))
+    if not isinstance(f, torch.Tensor) or f.dim() != 2 or f.shape[0] != images.shape[0]:
+        raise ValueError(f"fid_features returned {getattr(f, 'shape', type(f).__name__)} for "
+                         f"{images.shape[0]} images; expected a tensor ({images.shape[0]}, D)")
+    return f.detach().cpu().double().numpy()
+# ----------------------------------------------------------------------------- command line
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit status 2, like every other bad input
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _size(text: str) -> int | str:
+    if text == "native":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < MIN_SIZE:
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected an int >= {MIN_SIZE} or 'native'")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected an int >= 1")
+    return value
+
+
+def build_parser(prog: str = "bidsnet evaluate") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description=(
+        "PSNR, SSIM, LPIPS and FID of a checkpoint and of OpenCV's Telea and Navier-Stokes, per "
+        "mask group (Set I hole-ratio bins, Set II presets), on the composited outputs. Writes "
+        "results.csv, results.md, metrics_vs_hole_ratio.png and examples.png into --out."))
+    parser.add_argument("--checkpoint", required=True, help="inference (or training) checkpoint")
+    parser.add_argument("--images", default=str(SHIPPED_IMAGES),
+                        help="folder of test photos (default: the shipped data/images/test)")
+    parser.add_argument("--masks", default=str(SHIPPED_MASKS),
+                        help="the shipped root data/masks (every Set I bin and Set II preset), one "
+                             "set's folder, or any folder of masks (grouped by hole ratio); "
+                             "default: the shipped data/masks")
+    parser.add_argument("--out", required=True, help="folder for the results")
+    parser.add_argument("--size", type=_size, default=None,
+                        help="working resolution: centre square crops resized to SIZE x SIZE "
+                             "(default: the checkpoint's training size, else 256), or 'native': "
+                             "each photo at its own size, the model through bidsnet inpaint's crops")
+    parser.add_argument("--limit", type=_positive, default=None,
+                        help="only the first LIMIT masks of each group (quick runs)")
+    parser.add_argument("--seed", type=int, default=0, help="picks the examples shown; seeds torch")
+    parser.add_argument("--lpips", choices=("alex", "vgg", "off"), default="alex",
+                        help="LPIPS trunk (ImageNet weights needed: torch.hub cache or "
+                             "--lpips-weights), or off (reported as skipped)")
+    parser.add_argument("--lpips-weights", help="the torchvision ImageNet weight file of the trunk")
+    parser.add_argument("--random-lpips-backbone", action="store_true",
+                        help="a random LPIPS trunk: runs offline, NOT comparable to published LPIPS")
+    parser.add_argument("--fid-weights", help=f"FID's Inception-v3 weight file ({FID_WEIGHTS_FILE})")
+    parser.add_argument("--no-fid", action="store_true", help="skip FID (reported as skipped)")
+    parser.add_argument("--radius", type=_positive, default=3, help="Telea/NS neighbourhood radius")
+    parser.add_argument("--batch-size", type=_positive, default=16, help="pairs per forward pass")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    return parser
+
+
+def _metrics(args, device) -> tuple[object, object, dict[str, str]]:
+    """LPIPS and FID as asked; missing weight files fail here, before any work, naming the flags."""
+    from bidsnet_lib.metrics import LPIPSMetric, load_fid_inception
+
+    lpips, fid, skipped = None, None, {}
+    if args.lpips == "off":
+        skipped["lpips"] = "--lpips off"
+    else:
+        try:
+            lpips = LPIPSMetric(args.lpips, backbone_path=args.lpips_weights,
+                                random_backbone=args.random_lpips_backbone, device=device)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(
+                f"{error}\n  Here: --lpips-weights PATH, or --lpips off (LPIPS reported as skipped), "
+                "or --random-lpips-backbone (labelled NOT comparable).") from None
+    if args.no_fid:
+        skipped["fid"] = "--no-fid"
+    else:
+        try:
+            fid = load_fid_inception(args.fid_weights, device=device)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(
+                f"{error}\n  Here: --fid-weights PATH, or --no-fid (FID reported as skipped).") from None
+    return lpips, fid, skipped
+
+
+def _run(args) -> EvalResult:
+    from bidsnet_lib import default_device
+    from bidsnet_lib.checkpoint import load_inference_model
+    from bidsnet_lib.inference import Inpainter
+
+    checkpoint, out = Path(args.checkpoint), Path(args.out)
+    if not checkpoint.is_file():
+        raise ValueError(f"--checkpoint: no such file {str(checkpoint)!r}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out: {str(out)!r} is a file; expected a folder")
+    # Cheap checks first, then the weight files, then the model: every mistake fails in seconds.
+    load_photos(args.images, limit=1)
+    groups = load_mask_groups(args.masks, args.limit)
+    device = torch.device(args.device) if args.device else default_device()
+    lpips, fid, skipped = _metrics(args, device)
+    model, meta = load_inference_model(checkpoint, device=device)
+    trained = int(meta.get("image_size", 256)) if isinstance(meta, dict) else 256
+    size = trained if args.size is None else args.size
+    label = f"BIDS-Net ({checkpoint.name})"
+    if size == "native":
+        photos = load_photos(args.images)
+        method = Inpainter(model, work_size=trained, device=device, label=label)
+        protocol = (f"{len(photos)} photos of {args.images} at their own sizes; masks stretched to each "
+                    f"(nearest); the model through bidsnet inpaint's crops at {trained}x{trained}.")
+    else:
+        photos = load_photos(args.images, size)
+        method = model
+        protocol = (f"{len(photos)} photos of {args.images}, centre-cropped to a square and resized "
+                    f"to {size}x{size} (the checkpoint was trained at {trained}x{trained}).")
+    return evaluate({label: method}, photos, groups, radius=args.radius, lpips=lpips, fid_features=fid,
+                    skipped=skipped, batch_size=args.batch_size, seed=args.seed, protocol=protocol)
+
+
+def write_outputs(result: EvalResult, out) -> dict[str, Path]:
+    """results.csv, results.md, metrics_vs_hole_ratio.png and examples.png in folder ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": result.write_csv(out / "results.csv"),
+             "markdown": _write_atomic(out / "results.md", lambda f: f.write(result.markdown() + "\n"))}
+    for key, name, fig in (("figure", "metrics_vs_hole_ratio.png", result.figure()),
+                           ("examples", "examples.png", result.examples_figure())):
+        fig.savefig(out / name, dpi=100)
+        paths[key] = out / name
+    return paths
+
+
+def main(argv: list[str] | None = None, prog: str = "bidsnet evaluate") -> int:
+    parser = build_parser(prog)
+    try:  # argparse exits on bad usage (status 2) and --help (0); main returns the status instead
+        args = parser.parse_args(argv)
+        if args.random_lpips_backbone and args.lpips == "off":
+            parser.error("--random-lpips-backbone needs an LPIPS trunk (--lpips alex or vgg), not --lpips off")
+        if args.random_lpips_backbone and args.lpips_weights:
+            parser.error("--lpips-weights and --random-lpips-backbone exclude each other")
+        if args.no_fid and args.fid_weights:
+            parser.error("--fid-weights and --no-fid exclude each other")
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    from bidsnet_lib.checkpoint import CheckpointError
+
+    try:
+        result = _run(args)
+        paths = write_outputs(result, args.out)
+    except (ValueError, TypeError, OSError, CheckpointError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    print(result.markdown())
+    print("\nwrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="python -m bidsnet_lib.evaluate"))

@@ -1,0 +1,324 @@
+"""bidsnet_lib.evaluate: the `bidsnet evaluate` command on shipped data, the Python API, errors."""
+
+import csv
+import dataclasses
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from bidsnet_lib import evaluate as ev
+from bidsnet_lib import metrics
+from bidsnet_lib.checkpoint import INFERENCE_FORMAT, save_checkpoint
+from bidsnet_lib.masks import EVAL_PRESETS, RATIO_BINS, bin_name, irregular_mask
+from bidsnet_lib.model import BIDSNet, BIDSNetConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES, MASKS = ROOT / "data" / "images" / "test", ROOT / "data" / "masks"
+GROUPS = [("Set I", bin_name(b)) for b in RATIO_BINS] + [("Set II", p) for p in EVAL_PRESETS]
+TINY = dataclasses.replace(BIDSNetConfig.small(), width=8, channel_mults=(1, 2), cnn_depths=(1,),
+                           trans_depths=(1,), heads=1, dim_head=8, nb_features=8)
+LABEL = "BIDS-Net (tiny.pt)"
+METHODS = ("Telea (r=3)", "Navier-Stokes (r=3)", LABEL)
+QUICK = ["--size", "32", "--limit", "1"]  # 8 groups x 1 mask x 4 photos = 32 pairs at 32x32
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    payload = {"model": BIDSNet(TINY).state_dict(), "config": TINY.to_dict(), "meta": {"image_size": 32}}
+    return save_checkpoint(payload, tmp_path_factory.mktemp("ckpt") / "tiny.pt", INFERENCE_FORMAT)
+
+
+def run(checkpoint, out, *extra) -> int:
+    return ev.main(["--checkpoint", str(checkpoint), "--images", str(IMAGES), "--masks", str(MASKS),
+                    "--out", str(out), *QUICK, *extra])
+
+
+@pytest.fixture(scope="module")
+def quick_run(checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "run1"
+    assert run(checkpoint, out, "--lpips", "off", "--no-fid") == 0
+    return out
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ------------------------------------------------------------------------------ the command
+def test_command_writes_a_well_formed_csv_for_every_group_method_and_metric(quick_run):
+    rows = read_rows(quick_run / "results.csv")
+    assert tuple(rows[0]) == ev.CSV_COLUMNS
+    assert len(rows) == len(GROUPS) * len(METHODS) * len(ev.METRICS)
+    cells = {(r["set"], r["group"], r["method"], r["metric"]): r for r in rows}
+    for set_name, group in GROUPS:
+        for method in METHODS:
+            psnr, ssim = cells[(set_name, group, method, "psnr")], cells[(set_name, group, method, "ssim")]
+            assert 5 < float(psnr["value"]) < 60 and 0 < float(ssim["value"]) <= 1
+            assert psnr["n"] == "4"  # 1 mask x 4 photos
+            for metric, flag in (("lpips", "--lpips off"), ("fid", "--no-fid")):
+                row = cells[(set_name, group, method, metric)]
+                assert row["value"] == "" and row["note"] == f"skipped: {flag}"
+        ratio = float(cells[(set_name, group, METHODS[0], "psnr")]["hole_ratio"])
+        if set_name == "Set I":  # at 32x32 the resized masks stay near their bin
+            low, high = (int(v) / 100 for v in group.split("-"))
+            assert low - 0.05 <= ratio < high + 0.05
+
+
+def test_command_writes_the_markdown_table_and_both_pictures(quick_run):
+    table = (quick_run / "results.md").read_text()
+    assert "composited output (known pixels kept" in table
+    assert "n = masks × 4 per cell" in table and "resized to 32x32" in table
+    for set_name, group in GROUPS:
+        for method in METHODS:
+            line = next(x for x in table.splitlines() if x.startswith(f"| {set_name} | {group} |")
+                        and f"| {method} |" in x)
+            assert line.count("skipped") == 2
+    assert "LPIPS: skipped: --lpips off" in table and "FID: skipped: --no-fid" in table
+    figure = cv2.imread(str(quick_run / "metrics_vs_hole_ratio.png"))
+    grid = cv2.imread(str(quick_run / "examples.png"))
+    assert figure is not None and grid is not None
+    assert grid.shape[0] > 4 * grid.shape[1] / 6  # a row per group (8), six columns
+
+
+def test_same_seed_gives_the_same_csv_and_the_table_is_printed(quick_run, checkpoint, tmp_path, capsys):
+    assert run(checkpoint, tmp_path / "again", "--lpips", "off", "--no-fid") == 0
+    assert (tmp_path / "again" / "results.csv").read_bytes() == (quick_run / "results.csv").read_bytes()
+    printed = capsys.readouterr().out
+    assert printed.startswith((quick_run / "results.md").read_text())
+    assert "wrote " in printed and "examples.png" in printed
+
+
+def test_random_lpips_backbone_is_computed_and_labelled_not_comparable(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(metrics, "_reachable", lambda url, timeout=2.0: False)
+    assert run(checkpoint, tmp_path / "out", "--random-lpips-backbone", "--no-fid") == 0
+    rows = [r for r in read_rows(tmp_path / "out" / "results.csv") if r["metric"] == "lpips"]
+    assert len(rows) == len(GROUPS) * len(METHODS)
+    assert all(0 <= float(r["value"]) < 1 and "not comparable" in r["note"].lower() for r in rows)
+    assert "RANDOM trunk: not comparable" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_weight_flags_reach_the_metrics_and_fid_rows_state_the_count(checkpoint, tmp_path, monkeypatch):
+    seen = {}
+
+    class FakeLPIPS:
+        label = "LPIPS (fake: mean absolute error)"
+
+        def __init__(self, net, *, backbone_path=None, random_backbone=False, device=None):
+            seen["lpips"] = (net, backbone_path, random_backbone)
+
+        def __call__(self, pred, target):
+            return (pred - target).abs().flatten(1).mean(dim=1)
+
+    def fake_inception(weights_path=None, *, device=None):
+        seen["fid"] = weights_path
+        return Projection()
+
+    monkeypatch.setattr(metrics, "LPIPSMetric", FakeLPIPS)
+    monkeypatch.setattr(metrics, "load_fid_inception", fake_inception)
+    with pytest.warns(metrics.FIDSampleSizeWarning, match="from 4 to 4 images"):
+        assert run(checkpoint, tmp_path / "out", "--lpips", "vgg", "--lpips-weights", "vgg.pth",
+                   "--fid-weights", "inception.pth") == 0
+    assert seen == {"lpips": ("vgg", "vgg.pth", False), "fid": "inception.pth"}
+    rows = read_rows(tmp_path / "out" / "results.csv")
+    for row in rows:
+        if row["metric"] in ("lpips", "fid"):
+            assert math.isfinite(float(row["value"])), row
+    fid_notes = {r["note"] for r in rows if r["metric"] == "fid"}
+    assert fid_notes and all("4 real / 4 generated images" in note for note in fid_notes)
+    assert "LPIPS: LPIPS (fake: mean absolute error)" in (tmp_path / "out" / "results.md").read_text()
+
+
+@pytest.mark.parametrize("args, flags", [
+    ([], ("alexnet-owt-7be5be79.pth", "--lpips off", "--random-lpips-backbone", "--lpips-weights")),
+    (["--lpips", "off"], ("pt_inception-2015-12-05-6726825d.pth", "--no-fid", "--fid-weights")),
+])
+def test_missing_weights_fail_fast_naming_the_file_and_the_flags(checkpoint, tmp_path, monkeypatch,
+                                                                 capsys, args, flags):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(metrics, "_reachable", lambda url, timeout=2.0: False)
+    assert run(checkpoint, tmp_path / "out", *args) == 2
+    err = capsys.readouterr().err
+    assert all(flag in err for flag in flags), err
+    assert not (tmp_path / "out").exists()  # failed before any work
+
+
+def test_native_size_runs_the_any_size_path(checkpoint, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, (h, w) in (("a", (48, 72)), ("b", (64, 40))):  # two sizes, neither square
+        cv2.imwrite(str(photos / f"{name}.png"), cv2.imread(str(sorted(IMAGES.glob("*.jpg"))[0]))[:h, :w])
+    out = tmp_path / "out"
+    assert ev.main(["--checkpoint", str(checkpoint), "--images", str(photos), "--masks", str(MASKS / "set1"),
+                    "--out", str(out), "--size", "native", "--limit", "2", "--lpips", "off", "--no-fid"]) == 0
+    rows = read_rows(out / "results.csv")
+    assert {r["group"] for r in rows} == {bin_name(b) for b in RATIO_BINS}
+    assert {r["n"] for r in rows} == {"4"}  # 2 masks x 2 photos
+    assert "at their own sizes" in (out / "results.md").read_text()
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bidsnet evaluate: error:") and "\n" not in err, err
+    return err
+
+
+def test_errors_exit_2_with_one_line(checkpoint, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint")
+    base = ["--images", str(IMAGES), "--masks", str(MASKS), "--out", str(tmp_path / "out")]
+    cases = [
+        (["--checkpoint", str(tmp_path / "missing.pt"), *base], "--checkpoint: no such file"),
+        (["--checkpoint", str(text), *base, "--lpips", "off", "--no-fid"],
+         "not a PyTorch checkpoint"),
+        (["--checkpoint", str(checkpoint), *base, "--images", str(tmp_path / "nowhere")],
+         "images: no such folder"),
+        (["--checkpoint", str(checkpoint), *base, "--images", str(empty)], "holds no .png"),
+        (["--checkpoint", str(checkpoint), *base, "--masks", str(empty)], "holds no .png"),
+        (["--checkpoint", str(checkpoint), *base, "--masks", str(tmp_path / "nowhere")],
+         "masks: no such folder"),
+        (["--checkpoint", str(checkpoint), *base, "--size", "8"], "--size: got '8'"),
+        (["--checkpoint", str(checkpoint), *base, "--limit", "0"], "--limit: got '0'"),
+        (["--checkpoint", str(checkpoint), *base, "--lpips", "off", "--random-lpips-backbone"],
+         "needs an LPIPS trunk"),
+        (["--checkpoint", str(checkpoint), *base, "--no-fid", "--fid-weights", "x.pth"],
+         "exclude each other"),
+        (["--checkpoint", str(checkpoint), *base[:4]], "the following arguments are required: --out"),
+    ]
+    for argv, message in cases:
+        assert ev.main(argv) == 2, argv
+        assert message in one_line_error(capsys), argv
+    assert not (tmp_path / "out").exists()
+
+
+def test_masks_outside_every_bin_are_an_error(tmp_path, capsys):
+    folder = tmp_path / "tiny_holes"
+    folder.mkdir()
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:8, :8] = 255  # 1.6 % hole
+    cv2.imwrite(str(folder / "a.png"), mask)
+    with pytest.raises(ValueError, match=r"none of the 1 masks .* theirs span 1.6%\.\.1.6%"):
+        ev.load_mask_groups(folder)
+
+
+# ------------------------------------------------------------------------------ loading
+def test_mask_groups_of_the_shipped_root_a_set_and_a_plain_folder(tmp_path):
+    groups = ev.load_mask_groups(MASKS, limit=3)
+    assert [(g.set_name, g.name) for g in groups] == GROUPS
+    assert all(len(g.masks) == 3 and g.masks[0].shape == (256, 256) for g in groups)
+    assert groups[0].sources[0].endswith("set1/10-20/000.png")
+    assert [g.name for g in ev.load_mask_groups(MASKS / "set2")] == list(EVAL_PRESETS)
+    assert len(ev.load_mask_groups(MASKS / "set2")[0].masks) == 20
+    # Any folder: grouped by each mask's hole ratio.
+    rng = np.random.default_rng(0)
+    for i, ratio_bin in enumerate([RATIO_BINS[0], RATIO_BINS[0], RATIO_BINS[3]]):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), irregular_mask(64, 64, ratio_bin, rng) * np.uint8(255))
+    groups = ev.load_mask_groups(tmp_path)
+    assert [(g.set_name, g.name, len(g.masks)) for g in groups] == [("folder", "10-20", 2), ("folder", "40-50", 1)]
+    with pytest.raises(ValueError, match="limit: got 0"):
+        ev.load_mask_groups(MASKS, limit=0)
+
+
+def test_load_photos_crops_or_keeps_their_size():
+    crops = ev.load_photos(IMAGES, 48, limit=2)
+    assert list(crops) == sorted(p.stem for p in IMAGES.glob("*.jpg"))[:2]
+    assert all(c.shape == (48, 48, 3) and c.dtype == np.uint8 for c in crops.values())
+    native = ev.load_photos(IMAGES, None, limit=1)
+    assert min(next(iter(native.values())).shape[:2]) == 512
+    with pytest.raises(ValueError, match="size: got 16"):
+        ev.load_photos(IMAGES, 16)
+
+
+# ------------------------------------------------------------------------------ Python API
+@pytest.fixture(scope="module")
+def photos():
+    return ev.load_photos(IMAGES, 48, limit=3)
+
+
+@pytest.fixture(scope="module")
+def masks():
+    rng = np.random.default_rng(1)
+    return {"10-20": [irregular_mask(48, 48, RATIO_BINS[0], rng) for _ in range(2)],
+            "40-50": [irregular_mask(48, 48, RATIO_BINS[3], rng) for _ in range(2)]}
+
+
+class Projection:
+    """Cheap FID features for tests: a fixed random projection of 8x8 thumbnails."""
+
+    name, comparable = "random projection of 8x8 thumbnails", False
+
+    def __init__(self):
+        self.weight = torch.randn(192, 16, generator=torch.Generator().manual_seed(0))
+
+    def __call__(self, images):
+        return torch.nn.functional.adaptive_avg_pool2d(images, 8).flatten(1) @ self.weight  # (B, 16)
+
+
+def test_evaluate_keeps_known_pixels_and_scores_like_the_metrics(photos, masks):
+    zeros = lambda image, mask: torch.zeros_like(image)  # noqa: E731 - a method that paints black
+    result = ev.evaluate({"black": zeros}, photos, masks, baselines=(), progress=False)
+    assert result.methods == ["black"]
+    for group, group_masks in masks.items():
+        expected = []
+        for photo in photos.values():
+            for m in group_masks:
+                out = np.where(m[:, :, None] == 1, 0, photo)  # known pixels kept
+                expected.append(metrics.psnr(out, photo).item())
+        assert result.value(group, "black", "psnr") == pytest.approx(np.mean(expected), rel=1e-6)
+        assert result.value(f"masks {group}", "black", "psnr") == result.value(group, "black", "psnr")
+    ex = result.examples[0]
+    np.testing.assert_array_equal(ex.outputs["black"], np.where(ex.mask[:, :, None] == 1, 0, ex.target))
+
+
+def test_evaluate_fid_with_a_pluggable_extractor_states_the_count_and_warns(photos, masks):
+    oracle = lambda image, mask: image  # noqa: E731 - fills every hole with the truth
+    with pytest.warns(metrics.FIDSampleSizeWarning, match="from 6 to 6 images"):
+        result = ev.evaluate({"oracle": oracle}, photos, masks, fid_features=Projection(), progress=False)
+    assert result.methods == ["Telea (r=3)", "Navier-Stokes (r=3)", "oracle"]
+    assert result.value("10-20", "oracle", "psnr") == math.inf
+    assert result.value("10-20", "oracle", "fid") == pytest.approx(0, abs=1e-4)
+    assert result.value("40-50", "Telea (r=3)", "fid") > result.value("40-50", "oracle", "fid")
+    fid_rows = [r for r in result.rows if r["metric"] == "fid"]
+    assert all("6 real / 6 generated images" in r["note"] and "NOT comparable" in r["note"] for r in fid_rows)
+    assert "LPIPS: skipped: not requested" in result.markdown()
+
+
+def test_evaluate_runs_a_bidsnet_restores_its_mode_and_is_deterministic(photos, masks):
+    model = BIDSNet(TINY).train()
+    first = ev.evaluate(model, photos, masks, seed=3, progress=False)
+    assert model.training
+    second = ev.evaluate(model, photos, masks, seed=3, progress=False)
+    assert first.rows == second.rows
+    assert [ex.photo for ex in first.examples] == [ex.photo for ex in second.examples]
+    assert "BIDS-Net" in first.methods and len(first.rows) == 2 * 3 * 4
+
+
+def test_evaluate_bad_arguments(photos, masks):
+    with pytest.raises(TypeError, match="model: got int"):
+        ev.evaluate(3, photos, masks, progress=False)
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        ev.evaluate(None, photos, masks, baselines=(), progress=False)
+    with pytest.raises(ValueError, match=r"images\['x'\]: got float64"):
+        ev.evaluate(None, {"x": np.zeros((48, 48, 3))}, masks, progress=False)
+    with pytest.raises(ValueError, match="images: got none"):
+        ev.evaluate(None, {}, masks, progress=False)
+    with pytest.raises(ValueError, match="batch_size: got 0"):
+        ev.evaluate(None, photos, masks, batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="returned torch.Size"):
+        ev.evaluate(lambda i, m: i[:, :1], photos, masks, progress=False)
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        ev.evaluate(None, photos, {"bad": [np.full((48, 48), 2, np.uint8)]}, progress=False)
+    with pytest.raises(ValueError, match="has no hole left at 48x48"):
+        ev.evaluate(None, photos, {"none": [np.zeros((48, 48), np.uint8)]}, progress=False)
+    with pytest.raises(ValueError, match="seed: got -1"):
+        ev.evaluate(None, photos, masks, seed=-1, progress=False)
+    with pytest.raises(TypeError, match="fid_features: got str"):
+        ev.evaluate(None, photos, masks, fid_features="inception", progress=False)
