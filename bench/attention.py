@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+from _docs import machine_line, write_section
 from torch.nn import functional as F
 
 import bidsnet_lib.attention as attention_module
@@ -45,7 +46,7 @@ INPUT_STD = 3**-0.5
 # Large logits for the subnormal experiment: q.k/sqrt(d) of std 64, a sharply peaked softmax.
 LARGE_STD = 8.0
 ERROR_ROWS = 512
-BEGIN, END = "<!-- bench/attention.py: begin -->", "<!-- bench/attention.py: end -->"
+SCRIPT = "bench/attention.py"  # names its section of docs/benchmarks.md
 
 
 def make_inputs(n: int, std: float = INPUT_STD, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -247,19 +248,6 @@ def scaling_tables(results, ns, ms, repeats: int) -> list[str]:
     return lines
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace (or append) this script's section of the Markdown file, keeping everything else."""
-    section = f"{BEGIN}\n{text.strip()}\n{END}"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in old and END in old:
-        new = old[: old.index(BEGIN)] + section + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(new)
-    os.replace(tmp, path)
-
-
 def plot(results, ns, path: Path) -> None:
     import matplotlib
 
@@ -280,15 +268,6 @@ def plot(results, ns, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    if Path("/proc/cpuinfo").exists():
-        found = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-        model = found.group(1).strip() if found else model
-    return (f"{model}, {os.cpu_count()} cores, torch threads: {torch.get_num_threads()}, torch "
-            f"{torch.__version__}, load average {os.getloadavg()[0]:.1f} at the start")
 
 
 def main(argv=None) -> int:
@@ -317,7 +296,7 @@ def main(argv=None) -> int:
     repeats = 1 if args.quick else args.repeats
     args.repeats = repeats
     started = datetime.datetime.now(datetime.timezone.utc)
-    where = machine()
+    where = f"{machine_line()}, load average {os.getloadavg()[0]:.1f} at the start"
     print(where, flush=True)
 
     results = run_scaling(ns, ms, args)
@@ -382,7 +361,7 @@ def main(argv=None) -> int:
         figure = output.parent / "attention_scaling.png"
         plot(results, ns, figure)
         text = text.replace("Targets, from", f"![time and memory against N]({figure.name})\n\nTargets, from")
-        write_section(output, text)
+        write_section(output, SCRIPT, text)
         print(f"wrote {output} and {figure}")
     return 0
 
