@@ -1,14 +1,22 @@
-"""`make demo`: the course's main job on shipped data, pictures written to an output folder."""
+"""`make demo`: the course's main job on shipped data, pictures written to an output folder.
+
+Mask galleries of Set I and Set II over the shipped test photos (notebook 01), then the shipped
+checkpoint inpainting those photos under shipped fixed masks, beside OpenCV's Telea (notebook 08).
+"""
 
 import argparse
 from pathlib import Path
 
 import numpy as np
 
-from bidsnet_lib.masks import mask_gallery
+from bidsnet_lib.baselines import make_baseline
+from bidsnet_lib.inference import Inpainter
+from bidsnet_lib.masks import mask_gallery, overlay_mask, read_mask_file, read_photo, square_photo
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+# One mask per row, from the middle and the top of the range the paper evaluates.
+DEMO_MASKS = ("set1/30-40/000.png", "set1/50-60/001.png", "set2/thick/002.png", "set2/medium/003.png")
 
 
 def shipped_photos(split: str = "test") -> list[Path]:
@@ -20,12 +28,40 @@ def shipped_photos(split: str = "test") -> list[Path]:
     return photos
 
 
+def inpainting_grid(photos: list[Path], out_path: Path, size: int = 256) -> Path:
+    """Write a before/after grid: input with holes, Telea, BIDS-Net (shipped checkpoint), original."""
+    from matplotlib.figure import Figure
+
+    inpainter = Inpainter.from_checkpoint()
+    telea = Inpainter(make_baseline("telea"), work_size=size)
+    images = [square_photo(read_photo(p), size) for p in photos]
+    masks = [read_mask_file(DATA / "masks" / name) for name in DEMO_MASKS]
+    rows = [(image, masks[i % len(masks)]) for i, image in enumerate(images)]
+    ours = inpainter.inpaint_many([r[0] for r in rows], [r[1] for r in rows])
+    theirs = telea.inpaint_many([r[0] for r in rows], [r[1] for r in rows])
+    titles = ("input", "OpenCV Telea", "BIDS-Net (shipped small)", "original")
+    fig = Figure(figsize=(2.4 * len(titles), 2.5 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), len(titles), squeeze=False)
+    for row, ((image, mask), fill_ours, fill_telea) in enumerate(zip(rows, ours, theirs, strict=True)):
+        for col, picture in enumerate((overlay_mask(image, mask), fill_telea, fill_ours, image)):
+            axes[row, col].imshow(picture)
+            axes[row, col].set_xticks([])
+            axes[row, col].set_yticks([])
+            if row == 0:
+                axes[row, col].set_title(titles[col], fontsize=10)
+    fig.savefig(out_path, dpi=100)
+    return out_path
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bidsnet demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="bidsnet demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs"), help="folder for the pictures")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mask generators")
     args = parser.parse_args(argv)
-    for path in mask_gallery(shipped_photos(), args.out, np.random.default_rng(args.seed)):
+    photos = shipped_photos()
+    written = mask_gallery(photos, args.out, np.random.default_rng(args.seed))
+    written.append(inpainting_grid(photos, args.out / "inpainting.png"))
+    for path in written:
         print(f"wrote {path}")
     return 0
 
