@@ -32,11 +32,11 @@ import time
 from pathlib import Path
 
 import torch
-from _docs import machine_line, write_section
 from torch.nn import functional as F
 
 import bidsnet_lib.attention as attention_module
 from bidsnet_lib.attention import FastAttention, softmax_attention
+from bidsnet_lib.reports import machine_line, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADS, DIM_HEAD = 4, 64

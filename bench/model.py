@@ -40,7 +40,6 @@ import time
 from pathlib import Path
 
 import torch
-from _docs import machine_line, write_section
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -55,6 +54,7 @@ from bidsnet_lib.losses import (
     discriminator_loss,
 )
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig, check_inputs, composite
+from bidsnet_lib.reports import machine_line, write_section
 from bidsnet_lib.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,6 +12,7 @@ COMMANDS = {
     "train": ("bidsnet_lib.train", "train BIDS-Net (torchrun -m bidsnet_lib.train for several processes)"),
     "export": ("bidsnet_lib.checkpoint", "write a small inference checkpoint from a training run"),
     "evaluate": ("bidsnet_lib.evaluate", "PSNR/SSIM/LPIPS/FID per mask group against Telea and NS"),
+    "ablate": ("bidsnet_lib.ablate", "the paper's ablations at small scale: tables and verdicts"),
     "inpaint": ("bidsnet_lib.inference", "inpaint a photo, or a folder of photos with masks"),
 }
 

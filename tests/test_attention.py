@@ -320,18 +320,16 @@ def test_transformer_stream_is_a_ustream_at_reduced_resolution():
         TransformerStream(4, (8, 16), (1, 1), attention="exact")
 
 
-def load_bench(monkeypatch):
-    # Run as a script, bench/attention.py finds its sibling _docs.py on sys.path; so here too.
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+def load_bench():
     spec = importlib.util.spec_from_file_location("bench_attention", ROOT / "bench" / "attention.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     return bench
 
 
-def test_bench_quick_mode_runs_and_writes_its_table(tmp_path, monkeypatch):
+def test_bench_quick_mode_runs_and_writes_its_table(tmp_path):
     output = tmp_path / "benchmarks.md"
-    assert load_bench(monkeypatch).main(["--quick", "--output", str(output)]) == 0
+    assert load_bench().main(["--quick", "--output", str(output)]) == 0
     text = output.read_text()
     assert "| 1,024 | SDPA |" in text and "ours (FAVOR+, m = 72)" in text
     assert (tmp_path / "attention_scaling.png").stat().st_size > 0

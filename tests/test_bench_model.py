@@ -1,8 +1,7 @@
-"""bench/model.py and bench/_docs.py: the pieces that measure, and a smoke run of ``--quick``."""
+"""bench/model.py and bidsnet_lib.reports: the pieces that measure, and a smoke run of ``--quick``."""
 
 import argparse
 import importlib.util
-import sys
 
 import pytest
 import torch
@@ -17,20 +16,18 @@ BENCH = ROOT / "bench"
 
 @pytest.fixture(scope="module")
 def bench():
-    """bench/model.py as a module; it imports its sibling _docs.py as a script would."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_model", BENCH / "model.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCH))
+    """bench/model.py as a module."""
+    spec = importlib.util.spec_from_file_location("bench_model", BENCH / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
-def docs(bench):
-    return sys.modules["_docs"]
+def docs():
+    from bidsnet_lib import reports
+
+    return reports
 
 
 def test_single_streams_match_the_small_preset_within_ten_percent(bench):
@@ -111,7 +108,7 @@ def test_write_section_replaces_its_own_section_only(docs, tmp_path):
     path.write_text(text.replace("<!-- bench/model.py: end -->", ""))
     with pytest.raises(ValueError, match="no '<!-- bench/model.py: end -->' after it"):
         docs.write_section(path, "bench/model.py", "third")
-    with pytest.raises(ValueError, match="script must be a non-empty name"):
+    with pytest.raises(ValueError, match="owner must be a non-empty name"):
         docs.section_markers("")
 
 

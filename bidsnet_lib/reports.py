@@ -1,7 +1,8 @@
-"""Helpers the bench scripts share: their marked sections of docs/benchmarks.md, the machine line.
+"""Measured results written into Markdown reports (docs/benchmarks.md, docs/ablations.md).
 
-Each script owns the text between ``<!-- bench/<script>: begin -->`` and ``<!-- ...: end -->``;
-a re-run replaces that text and leaves every other section of the file as it was.
+Each writer (a bench script, an ablation study) owns the text between
+``<!-- OWNER: begin -->`` and ``<!-- OWNER: end -->``; a re-run replaces that text and leaves every
+other section of the file as it was. Also the machine line printed under every table.
 """
 
 import os
@@ -11,19 +12,20 @@ from pathlib import Path
 import torch
 
 
-def section_markers(script: str) -> tuple[str, str]:
-    """The begin and end comments that enclose ``script``'s section, e.g. for "bench/model.py"."""
-    if not isinstance(script, str) or not script or "-->" in script:
-        raise ValueError(f"script must be a non-empty name without '-->', got {script!r}")
-    return f"<!-- {script}: begin -->", f"<!-- {script}: end -->"
+def section_markers(owner: str) -> tuple[str, str]:
+    """The begin and end comments that enclose ``owner``'s section, e.g. for "bench/model.py"."""
+    if not isinstance(owner, str) or not owner or "-->" in owner:
+        raise ValueError(f"owner must be a non-empty name without '-->', got {owner!r}")
+    return f"<!-- {owner}: begin -->", f"<!-- {owner}: end -->"
 
 
-def write_section(path: Path, script: str, text: str) -> None:
-    """Put ``text`` between ``script``'s markers in ``path``: replaced if present, else appended."""
-    begin, end = section_markers(script)
+def write_section(path: Path, owner: str, text: str, title: str = "# Benchmarks") -> Path:
+    """Put ``text`` between ``owner``'s markers in ``path``: replaced if present, else appended
+    (to a new file that starts with ``title``)."""
+    begin, end = section_markers(owner)
     section = f"{begin}\n{text.strip()}\n{end}"
     path = Path(path)
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    old = path.read_text(encoding="utf-8") if path.exists() else f"{title}\n"
     start = old.find(begin)
     if start < 0:
         new = f"{old.rstrip()}\n\n{section}\n"
@@ -34,8 +36,9 @@ def write_section(path: Path, script: str, text: str) -> None:
             raise ValueError(f"{path} has {begin!r} but no {end!r} after it; fix the file by hand")
         new = old[:start] + section + old[stop + len(end):]
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new)
+    tmp.write_text(new, encoding="utf-8")
     os.replace(tmp, path)  # readers never see a half-written file
+    return path
 
 
 def cpu_model() -> str:

@@ -1,0 +1,817 @@
+"""The paper's four ablations at small scale: train every variant, evaluate it, judge each claim.
+
+Its tables and verdicts go to ``docs/ablations.md`` (``--docs``). Every variant of a study trains
+from ``TrainConfig.small()`` with one ``BIDSNetConfig`` field changed, on the same photos
+(``data/images/train``), for the same steps, with the same seeds and mask mix; its EMA generator
+is then scored by :func:`bidsnet_lib.evaluate.evaluate` on ``data/images/test`` under the shipped
+fixed masks (``data/masks``), beside Telea and Navier-Stokes (computed once).
+
+Studies, with the paper's choice:
+
+- ``channel_split``: CNN share of the width 0.25 / **0.5** / 0.75 (equal total width);
+- ``interaction``: **bidirectional** / cnn_to_trans / trans_to_cnn / none;
+- ``fusion``: **sff** / add / concat;
+- ``features``: 16 / 32 / **72** / 128 / 256 random features, and exact softmax attention;
+- ``all``: the four (the unchanged small model is one run per seed, shared by all of them).
+
+Verdict rule. A run's score for a metric is the mean over the mask groups of its per-group
+means; a variant's is the mean and the sample standard deviation (ddof 1) over its seeds. The
+paper's choice *beats* a rival when the difference of the means, signed so that positive
+favours the paper's choice, exceeds ``2 * max(s_paper, s_rival, s_pool)`` (``s_pool``: root mean
+square of all the study's deviations; with two seeds a deviation has one degree of freedom and
+can be small by luck, the pool keeps the margin from collapsing); it *loses* when the difference
+is below minus that margin, and *ties* otherwise. Per metric, a claim is "reproduced" when the
+paper's choice beats every rival it should beat and loses to none, "not reproduced" when it
+loses to any, "within noise" otherwise. The 72-features claim is a trade-off: 72 must beat fewer
+features (16, 32) and must not lose to more (128, 256, softmax). Over the metrics: "reproduced"
+only when every metric says so, "not reproduced" when one does and none says "reproduced",
+else "within noise".
+
+Runs live in ``<out>/runs/<variant>/seed<k>/``. A run holding ``results.json`` made with the same
+settings is reused, one holding only ``latest.pt`` resumes training: an interrupted study goes
+on where it stopped. After evaluation ``latest.pt`` gives way to the float16 ``model.pt``.
+
+Command line (also ``bidsnet ablate``)::
+
+    python -m bidsnet_lib.ablate --study all --docs        # about 2 hours on 2 CPU cores
+    python -m bidsnet_lib.ablate --study fusion --quick    # the runner end to end in seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import multiprocessing
+import os
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bidsnet_lib import reports
+from bidsnet_lib.checkpoint import CheckpointError, export_inference
+from bidsnet_lib.evaluate import (
+    SHIPPED_IMAGES,
+    SHIPPED_MASKS,
+    evaluate,
+    load_mask_groups,
+    load_photos,
+)
+from bidsnet_lib.model import BIDSNetConfig, count_parameters
+from bidsnet_lib.reports import machine_line
+from bidsnet_lib.train import TrainConfig, Trainer, read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_IMAGES = ROOT / "data" / "images" / "train"
+DOCS = ROOT / "docs" / "ablations.md"
+# `--study all` is 26 runs (13 configs x 2 seeds). At 128 px, one thread, a busy 2-core machine
+# took 0.53-0.78 s a step (softmax attention 1.46 s) and 17 s to evaluate a run: about 2 hours
+# at this many steps as two parallel jobs (`--dry-run` measures and prints the estimate).
+DEFAULT_STEPS = 800
+LPIPS_MODES = ("off", "alex", "random")
+HEADERS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
+FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}"}
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
+BASELINES = ("telea", "ns")
+RESULTS_FORMAT = "bidsnet-ablation-run"
+VERDICTS = ("reproduced", "not reproduced", "within noise")
+
+
+# ----------------------------------------------------------------------------- studies
+@dataclass(frozen=True)
+class Variant:
+    """One model of a study: the small preset with the fields of ``changes`` set."""
+
+    name: str  # "fusion=add"
+    changes: tuple[tuple[str, object], ...]
+
+    def config(self, base: BIDSNetConfig) -> BIDSNetConfig:
+        return dataclasses.replace(base, **dict(self.changes))
+
+    @property
+    def label(self) -> str:
+        """The changed value alone ("add"), for plot ticks."""
+        return ", ".join(str(v) for _, v in self.changes)
+
+
+@dataclass(frozen=True)
+class Study:
+    """A claim of the paper and the variants that test it; ``match``: rivals the paper's choice
+    need only not lose to (a trade-off claim); it must beat every other rival."""
+
+    name: str
+    title: str
+    claim: str
+    variants: tuple[Variant, ...]
+    winner: str
+    match: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        names = [v.name for v in self.variants]
+        unknown = [n for n in (self.winner, *self.match) if n not in names]
+        if unknown:
+            raise ValueError(f"study {self.name!r}: {unknown} are not among its variants {names}")
+
+    def rivals(self, present: Sequence[str]) -> tuple[list[str], list[str]]:
+        """(must beat, must not lose to) among the variant names ``present``."""
+        beat = [n for n in present if n != self.winner and n not in self.match]
+        return beat, [n for n in present if n in self.match]
+
+
+def _sweep(field: str, values: Sequence) -> tuple[Variant, ...]:
+    return tuple(Variant(f"{field}={v}", ((field, v),)) for v in values)
+
+
+STUDIES = {
+    "channel_split": Study(
+        "channel_split", "Channel split between the streams",
+        "an equal split of the channels between the CNN and the Transformer stream (CNN share 0.5) "
+        "is best, at equal total width", _sweep("cnn_share", (0.25, 0.5, 0.75)), "cnn_share=0.5"),
+    "interaction": Study(
+        "interaction", "Interaction between the streams",
+        "bidirectional interaction beats one-way interaction (CNN → Transformer, Transformer → CNN) "
+        "and none", _sweep("interaction", ("bidirectional", "cnn_to_trans", "trans_to_cnn", "none")),
+        "interaction=bidirectional"),
+    "fusion": Study(
+        "fusion", "Fusion inside BFI", "Selective Feature Fusion (SFF) beats element-wise addition "
+        "and concatenation", _sweep("fusion", ("sff", "add", "concat")), "fusion=sff"),
+    "features": Study(
+        "features", "Number of random features",
+        "72 orthogonal random features are the best trade-off: better than fewer (16, 32), and no "
+        "worse than more (128, 256) or than exact softmax attention",
+        _sweep("nb_features", (16, 32, 72, 128, 256)) + (Variant("attention=softmax", (("attention", "softmax"),)),),
+        "nb_features=72", match=("nb_features=128", "nb_features=256", "attention=softmax")),
+}
+STUDY_NAMES = (*STUDIES, "all")
+
+
+def resolve_studies(name: str) -> list[Study]:
+    """The studies run by ``--study name`` ("all": the four)."""
+    if name == "all":
+        return list(STUDIES.values())
+    if name not in STUDIES:
+        raise ValueError(f"study: got {name!r}; expected one of {', '.join(STUDY_NAMES)}")
+    return [STUDIES[name]]
+
+
+def study_variants(study: Study, quick: bool) -> list[Variant]:
+    """Every variant, or in quick mode the paper's choice and the first rival."""
+    if not quick:
+        return list(study.variants)
+    first_rival = next(v for v in study.variants if v.name != study.winner)
+    return [v for v in study.variants if v.name in (study.winner, first_rival.name)]
+
+
+# ----------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class AblationSettings:
+    """What every run of an invocation shares; ``quick_preset()`` is the smoke test's."""
+
+    steps: int = DEFAULT_STEPS
+    seeds: int = 2
+    size: int = 128
+    limit: int | None = None  # masks per group in the evaluation (None: all)
+    lpips: str = "off"
+    lpips_weights: str | None = None
+    train_images: str = str(TRAIN_IMAGES)
+    test_images: str = str(SHIPPED_IMAGES)
+    masks: str = str(SHIPPED_MASKS)
+    quick: bool = False
+
+    def __post_init__(self):
+        for name, low in (("steps", 1), ("seeds", 2), ("size", 32)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name}: got {value!r}; expected an int >= {low}")
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
+                                       or self.limit < 1):
+            raise ValueError(f"limit: got {self.limit!r}; expected None (every mask) or an int >= 1")
+        if self.lpips not in LPIPS_MODES:
+            raise ValueError(f"lpips: got {self.lpips!r}; expected one of {', '.join(LPIPS_MODES)}")
+        if self.lpips_weights is not None and self.lpips != "alex":
+            raise ValueError(f"lpips_weights: given with lpips={self.lpips!r}; expected lpips='alex'")
+        for name in ("train_images", "test_images", "masks"):
+            object.__setattr__(self, name, os.path.abspath(getattr(self, name)))
+
+    @classmethod
+    def quick_preset(cls, **changes) -> AblationSettings:
+        """2 steps at 64 px, 1 mask per group, 2 seeds: shows the runner works, measures nothing."""
+        return cls(**{"steps": 2, "seeds": 2, "size": 64, "limit": 1, "quick": True, **changes})
+
+    @property
+    def metrics(self) -> list[str]:
+        return ["psnr", "ssim"] + ([] if self.lpips == "off" else ["lpips"])
+
+    def train_config(self, model: BIDSNetConfig, seed: int) -> TrainConfig:
+        """The small preset with this model, seed, data, size and steps; no validation or samples
+        (the evaluation replaces them)."""
+        return dataclasses.replace(TrainConfig.small(), model=model, data=(self.train_images,), size=self.size,
+                                   steps=self.steps, seed=seed, validate_every=0, sample_every=0)
+
+    def eval_fingerprint(self) -> dict:
+        return {"images": self.test_images, "masks": self.masks, "size": self.size, "limit": self.limit,
+                "lpips": self.lpips}
+
+    def fingerprint(self, model: BIDSNetConfig, seed: int) -> dict:
+        """Everything a run's numbers depend on, as JSON would read it back."""
+        data = {"train": self.train_config(model, seed).to_dict(), "eval": self.eval_fingerprint()}
+        return json.loads(json.dumps(data))
+
+
+def make_lpips(settings: AblationSettings, device=None):
+    """The LPIPS metric the settings ask for, or None; a missing weight file fails here."""
+    if settings.lpips == "off":
+        return None
+    from bidsnet_lib.metrics import LPIPSMetric
+
+    return LPIPSMetric("alex", backbone_path=settings.lpips_weights,
+                       random_backbone=settings.lpips == "random", device=device)
+
+
+# ----------------------------------------------------------------------------- runs
+@dataclass(frozen=True)
+class RunTask:
+    """One training run and its evaluation: a model config and a seed, in its own folder."""
+
+    key: str  # "reference" or a variant name
+    model: BIDSNetConfig
+    seed: int
+    settings: AblationSettings
+    folder: Path
+
+
+def run_key(variant: Variant) -> str:
+    """"reference" when the variant is the unchanged small model (shared by every study)."""
+    base = BIDSNetConfig.small()
+    return "reference" if variant.config(base) == base else variant.name
+
+
+def _differences(a, b, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _write_text(path: Path, text: str) -> Path:
+    """Through a temporary file and a rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def load_finished(task: RunTask) -> dict | None:
+    """The run's results when it finished with these settings; None when it has not finished."""
+    path = task.folder / "results.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    differing = _differences(record.get("fingerprint"), task.settings.fingerprint(task.model, task.seed))
+    if record.get("format") != RESULTS_FORMAT or differing:
+        raise ValueError(f"{task.folder}: holds a finished run made with other settings (differing: "
+                         f"{differing[:6]}); expected a run of this invocation's settings: choose "
+                         f"another --out, or delete that folder to retrain it")
+    return record
+
+
+def training_seconds(rows: list[dict]) -> float:
+    """Wall time of the training loop from its log (each row: steps since the last / steps_per_s);
+    a resumed run re-logs from its checkpoint, so the sum covers every step once."""
+    total, previous = 0.0, 0
+    for row in rows:
+        if "steps_per_s" in row:
+            total += (row["step"] - previous) / row["steps_per_s"]
+            previous = row["step"]
+    return total
+
+
+def _score_rows(result, metrics: Sequence[str]) -> list[dict]:
+    keep = ("set", "group", "hole_ratio", "n", "method", "metric", "value", "std")
+    return [{k: row[k] for k in keep} for row in result.rows if row["metric"] in metrics]
+
+
+def execute(task: RunTask) -> dict:
+    """Train (or resume) the run, evaluate its EMA generator, write ``results.json``; its record."""
+    settings = task.settings
+    trainer = Trainer(settings.train_config(task.model, task.seed), task.folder,
+                      resume=(task.folder / "latest.pt").is_file(), progress=False)
+    trainer.train()
+    photos = load_photos(settings.test_images, settings.size)
+    groups = load_mask_groups(settings.masks, settings.limit)
+    start = time.perf_counter()
+    result = evaluate(trainer.ema, photos, groups, label=task.key, baselines=(),
+                      lpips=make_lpips(settings, trainer.device), progress=False,
+                      skipped={"lpips": "--lpips off", "fid": "not used by the ablations"})
+    record = {
+        "format": RESULTS_FORMAT, "key": task.key, "seed": task.seed,
+        "fingerprint": settings.fingerprint(task.model, task.seed),
+        "params": count_parameters(trainer.generator)["total"],
+        "train_seconds": training_seconds(read_metrics(task.folder)),
+        "eval_seconds": time.perf_counter() - start, "torch_threads": torch.get_num_threads(),
+        "finished": time.strftime("%Y-%m-%d %H:%M"), "rows": _score_rows(result, settings.metrics),
+    }
+    export_inference(task.folder / "latest.pt", task.folder / "model.pt")
+    _write_text(task.folder / "results.json", json.dumps(record, indent=1))
+    (task.folder / "latest.pt").unlink()  # 10x the size of model.pt, and no longer needed
+    return record
+
+
+def baseline_rows(settings: AblationSettings, out: Path) -> list[dict]:
+    """Telea and Navier-Stokes on the evaluation pairs, computed once per ``out`` and settings."""
+    path = out / "baselines.json"
+    fingerprint = json.loads(json.dumps(settings.eval_fingerprint()))
+    if path.is_file():
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        if cached["fingerprint"] == fingerprint:
+            return cached["rows"]
+    result = evaluate(None, load_photos(settings.test_images, settings.size),
+                      load_mask_groups(settings.masks, settings.limit), baselines=BASELINES,
+                      lpips=make_lpips(settings), progress=False, skipped={"lpips": "--lpips off"})
+    rows = _score_rows(result, settings.metrics)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_text(path, json.dumps({"fingerprint": fingerprint, "rows": rows}, indent=1))
+    return rows
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def run_tasks(tasks: Sequence[RunTask], jobs: int, threads: int, log: Callable[[str], None]) -> dict:
+    """Run the tasks (in ``jobs`` processes of ``threads`` torch threads when jobs > 1), in the
+    given order; returns {(key, seed): record}."""
+    records, done = {}, 0
+
+    def finished(task, record):
+        nonlocal done
+        done += 1
+        scores = seed_scores(record, task.settings.metrics)
+        log(f"  [{done}/{len(tasks)}] {task.key} seed {task.seed}: train {_duration(record['train_seconds'])}, "
+            f"evaluate {_duration(record['eval_seconds'])}; "
+            + ", ".join(f"{m} {FORMATS[m].format(v)}" for m, v in scores.items()))
+        records[(task.key, task.seed)] = record
+
+    if jobs == 1:
+        for task in tasks:
+            finished(task, execute(task))
+        return records
+    # spawn, not fork: a child forked after the parent ran OpenMP-threaded torch code can deadlock.
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = {pool.submit(execute, task): task for task in tasks}
+        try:
+            for future in as_completed(futures):
+                finished(futures[future], future.result())
+        except BaseException:
+            for future in futures:  # queued runs would only delay the error; finished ones are kept
+                future.cancel()
+            raise
+    return records
+
+
+# ----------------------------------------------------------------------------- the time estimate
+@dataclass(frozen=True)
+class Probe:
+    """Measured costs of one config: Trainer set-up, a training step, evaluating one pair."""
+
+    setup: float
+    step: float
+    pair: float
+
+    def run_seconds(self, steps: int, pairs: int) -> float:
+        return self.setup + steps * self.step + pairs * self.pair
+
+
+def probe(settings: AblationSettings, model: BIDSNetConfig) -> Probe:
+    """Time a Trainer's set-up, training steps (after a warm-up) and an evaluation of one mask
+    per photo, in a temporary folder, at the settings' size."""
+    photos = load_photos(settings.test_images, settings.size)
+    group = load_mask_groups(settings.masks, 1)[:1]
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        trainer = Trainer(settings.train_config(model, 0), tmp, progress=False)
+        setup = time.perf_counter() - start
+        batches = iter(trainer.loader())
+        trainer.train_step(next(batches))  # the first step pays one-off allocations
+        timed = 1 if settings.quick else 3
+        start = time.perf_counter()
+        for _ in range(timed):
+            trainer.train_step(next(batches))
+        step = (time.perf_counter() - start) / timed
+        start = time.perf_counter()
+        evaluate(trainer.ema, photos, group, baselines=(), lpips=make_lpips(settings), progress=False)
+        return Probe(setup, step, (time.perf_counter() - start) / len(photos))
+
+
+def makespan(durations: Sequence[float], jobs: int) -> float:
+    """Wall time of running the durations in the given order on ``jobs`` workers, each task
+    going to the first free worker (what the process pool does)."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: got {jobs!r}; expected an int >= 1")
+    free_at = [0.0] * jobs
+    for d in durations:
+        i = free_at.index(min(free_at))
+        free_at[i] += d
+    return max(free_at)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+# ----------------------------------------------------------------------------- verdicts
+def compare(paper: Sequence[float], rival: Sequence[float], *, higher_is_better: bool = True,
+            pooled_std: float = 0.0) -> tuple[str, float, float]:
+    """("better" | "worse" | "tie", delta, margin) of the paper's choice against a rival, over
+    seeds: delta is the difference of the means signed so that > 0 favours the paper's choice;
+    margin = 2 * max(std paper, std rival, pooled_std), stds with ddof 1."""
+    for name, values in (("paper", paper), ("rival", rival)):
+        if len(values) < 2 or not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+            raise ValueError(f"{name}: got {list(values)!r}; expected finite scores of >= 2 seeds")
+    delta = float(np.mean(paper) - np.mean(rival)) * (1 if higher_is_better else -1)
+    margin = 2 * max(float(np.std(paper, ddof=1)), float(np.std(rival, ddof=1)), pooled_std)
+    outcome = "better" if delta > margin else "worse" if delta < -margin else "tie"
+    return outcome, delta, margin
+
+
+def pooled_std(values: Mapping[str, Sequence[float]]) -> float:
+    """Root mean square of the per-variant sample standard deviations."""
+    return float(np.sqrt(np.mean([np.var(v, ddof=1) for v in values.values()])))
+
+
+def claim_verdict(values: Mapping[str, Sequence[float]], winner: str, beat: Sequence[str],
+                  match: Sequence[str] = (), *, higher_is_better: bool = True) -> tuple[str, dict]:
+    """The verdict on one metric (see the module docstring) and {rival: (outcome, delta, margin)}.
+
+    ``values``: each variant's scores over seeds; the paper's choice ``winner`` must beat every
+    variant of ``beat`` and must not lose to any of ``match``.
+    """
+    missing = [n for n in (winner, *beat, *match) if n not in values]
+    if missing:
+        raise ValueError(f"values: no scores for {missing}; got {sorted(values)}")
+    pool = pooled_std(values)
+    comparisons = {n: compare(values[winner], values[n], higher_is_better=higher_is_better, pooled_std=pool)
+                   for n in (*beat, *match)}
+    if any(c[0] == "worse" for c in comparisons.values()):
+        return "not reproduced", comparisons
+    if all(comparisons[n][0] == "better" for n in beat):
+        return "reproduced", comparisons
+    return "within noise", comparisons
+
+
+def overall_verdict(per_metric: Mapping[str, str]) -> str:
+    """Reproduced when every metric says so; not reproduced when one does and none says
+    reproduced; within noise otherwise (including metrics that contradict each other)."""
+    labels = set(per_metric.values())
+    if not labels or not labels <= set(VERDICTS):
+        raise ValueError(f"per_metric: got {dict(per_metric)!r}; expected verdicts among {VERDICTS}")
+    if labels == {"reproduced"}:
+        return "reproduced"
+    if "not reproduced" in labels and "reproduced" not in labels:
+        return "not reproduced"
+    return "within noise"
+
+
+# ----------------------------------------------------------------------------- the tables
+def seed_scores(record: dict, metrics: Sequence[str]) -> dict[str, float]:
+    """A run's score per metric: the mean over the mask groups of the per-group means."""
+    return {m: float(np.mean([r["value"] for r in record["rows"] if r["metric"] == m])) for m in metrics}
+
+
+@dataclass
+class StudyReport:
+    """One study's numbers, verdicts and outputs (CSV, Markdown, plot)."""
+
+    study: Study
+    variants: list[Variant]
+    keys: dict[str, str]  # variant name -> run key
+    records: dict[str, list[dict]]  # variant name -> its runs' records, by seed
+    baselines: list[dict]
+    settings: AblationSettings
+    stamp: str = ""  # command, date, machine, wall time: the line under the table
+
+    @property
+    def metrics(self) -> list[str]:
+        return self.settings.metrics
+
+    def header(self, metric: str) -> str:
+        """The column title; a random LPIPS trunk says so in it, not only in a footnote."""
+        if metric == "lpips" and self.settings.lpips == "random":
+            return "LPIPS, random trunk ↓"
+        return HEADERS[metric]
+
+    def scores(self, metric: str) -> dict[str, list[float]]:
+        return {v.name: [seed_scores(r, [metric])[metric] for r in self.records[v.name]] for v in self.variants}
+
+    def baseline_scores(self) -> dict[str, dict[str, float]]:
+        methods = dict.fromkeys(r["method"] for r in self.baselines)
+        return {m: {k: float(np.mean([r["value"] for r in self.baselines if r["method"] == m and r["metric"] == k]))
+                    for k in self.metrics} for m in methods}
+
+    def verdicts(self) -> tuple[str, dict[str, tuple[str, dict]]]:
+        beat, match = self.study.rivals([v.name for v in self.variants])
+        per_metric = {m: claim_verdict(self.scores(m), self.study.winner, beat, match,
+                                       higher_is_better=HIGHER_IS_BETTER[m]) for m in self.metrics}
+        return overall_verdict({m: v for m, (v, _) in per_metric.items()}), per_metric
+
+    def summary_rows(self) -> list[dict]:
+        rows = []
+        for v in self.variants:
+            runs = self.records[v.name]
+            row = {"study": self.study.name, "variant": v.name,
+                   "role": "paper's choice" if v.name == self.study.winner else "variant",
+                   "run": self.keys[v.name], "params": runs[0]["params"], "seeds": len(runs),
+                   "train_seconds": float(np.mean([r["train_seconds"] for r in runs]))}
+            for m in self.metrics:
+                values = self.scores(m)[v.name]
+                row.update({f"{m}_mean": float(np.mean(values)), f"{m}_std": float(np.std(values, ddof=1))})
+            rows.append(row)
+        for method, scores in self.baseline_scores().items():
+            rows.append({"study": self.study.name, "variant": method, "role": "baseline", "run": "", "params": "",
+                         "seeds": "", "train_seconds": "", **{f"{m}_mean": scores[m] for m in self.metrics},
+                         **{f"{m}_std": "" for m in self.metrics}})
+        return rows
+
+    def group_rows(self) -> list[dict]:
+        rows = []
+        for v in self.variants:
+            for record in self.records[v.name]:
+                rows += [{"study": self.study.name, "variant": v.name, "seed": record["seed"],
+                          **{k: r[k] for k in ("set", "group", "hole_ratio", "n", "metric", "value")}}
+                         for r in record["rows"]]
+        rows += [{"study": self.study.name, "variant": r["method"], "seed": "",
+                  **{k: r[k] for k in ("set", "group", "hole_ratio", "n", "metric", "value")}}
+                 for r in self.baselines]
+        return rows
+
+    def markdown(self, image: str | None = None) -> str:
+        s, study = self.settings, self.study
+        verdict, per_metric = self.verdicts()
+        lines = [f"## {study.title} (`--study {study.name}`)", ""]
+        if s.quick:
+            lines += ["**Quick mode: a smoke test of the runner; these numbers mean nothing.**", ""]
+        lines += [f"Claim: {study.claim}.", "",
+                  f"**Verdict: {verdict}** ("
+                  + "; ".join(f"{HEADERS[m].split()[0]}: {v}" for m, (v, _) in per_metric.items()) + ").", "",
+                  "| variant | parameters | training time / run | "
+                  + " | ".join(self.header(m) for m in self.metrics) + " |",
+                  "|---|---:|---:|" + "---:|" * len(self.metrics)]
+        for row in self.summary_rows():
+            if row["role"] == "baseline":
+                cells = [f"{row['variant']} (no training)", "—", "—",
+                         *(FORMATS[m].format(row[f"{m}_mean"]) for m in self.metrics)]
+            else:
+                name = f"**{row['variant']}** (paper)" if row["role"] == "paper's choice" else row["variant"]
+                cells = [name, f"{row['params']:,}", _duration(row["train_seconds"]),
+                         *(f"{FORMATS[m].format(row[f'{m}_mean'])} ± {FORMATS[m].format(row[f'{m}_std'])}"
+                           for m in self.metrics)]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "The paper's choice against each rival (Δ > 0 favours the paper's choice; margin "
+                      "= 2 × max(std of the two, pooled std of the study)):", ""]
+        _, match = study.rivals([v.name for v in self.variants])
+        for rival in next(iter(per_metric.values()))[1]:
+            need = "must not lose" if rival in match else "must win"
+            parts = []
+            for m, (_, c) in per_metric.items():
+                outcome, delta, margin = c[rival]
+                signed = FORMATS[m].replace("{:", "{:+").format(delta)
+                parts.append(f"{HEADERS[m].split()[0]} Δ {signed} (margin {FORMATS[m].format(margin)}): {outcome}")
+            lines.append(f"- vs {rival} ({need}): " + "; ".join(parts))
+        seeds = ", ".join(str(r["seed"]) for r in self.records[self.variants[0].name])
+        first = self.baselines[0]["method"]
+        pairs = sum(r["n"] for r in self.baselines if r["metric"] == "psnr" and r["method"] == first)
+        masks = "every mask" if s.limit is None else f"{s.limit} mask(s)"
+        lines += ["", f"Setting: {s.steps} training steps of `TrainConfig.small()` at {s.size} px, batch "
+                      f"{TrainConfig.small().batch_size}, seeds {seeds}, on `{_short(s.train_images)}`; "
+                      f"scored on `{_short(s.test_images)}` at {s.size} px under `{_short(s.masks)}` "
+                      f"({masks} per group, {pairs} pairs a run), composited, 8-bit. A run's score is the mean "
+                      f"over the mask groups; mean ± sample std (ddof 1) over the seeds. Per-group "
+                      f"numbers: `{study.name}_groups.csv` in the output folder."]
+        if "lpips" in self.metrics:
+            lines.append("")
+            lines.append("LPIPS: AlexNet trunk with ImageNet weights." if s.lpips == "alex" else
+                         "LPIPS: a RANDOM AlexNet trunk, not comparable to published LPIPS and not a "
+                         "perceptual measure.")
+        if self.stamp:
+            lines += ["", self.stamp]
+        if image:
+            lines += ["", f"![{study.title}: mean ± std over seeds]({image})"]
+        return "\n".join(lines)
+
+    def figure(self):
+        """Per metric: each seed's score (dots) and mean ± std (square) per variant."""
+        from matplotlib.figure import Figure  # no pyplot: headless, no global state
+
+        fig = Figure(figsize=(max(3.0, 0.8 * len(self.variants) + 1.2) * len(self.metrics), 3.4), layout="constrained")
+        axes = fig.subplots(1, len(self.metrics), squeeze=False)[0]
+        for ax, metric in zip(axes, self.metrics, strict=True):
+            for i, (name, values) in enumerate(self.scores(metric).items()):
+                colour = "C3" if name == self.study.winner else "C0"
+                ax.plot([i] * len(values), values, "o", ms=3, alpha=0.5, color=colour)
+                ax.errorbar(i, np.mean(values), yerr=np.std(values, ddof=1), fmt="s", capsize=4, color=colour)
+            ax.set_xticks(range(len(self.variants)), [v.label for v in self.variants], rotation=30, fontsize=8)
+            ax.set_xlim(-0.5, len(self.variants) - 0.5)
+            ax.set_title(self.header(metric), fontsize=9)
+            ax.grid(alpha=0.3)
+        fig.suptitle(f"{self.study.title}: seeds (dots), mean ± std (squares); red: the paper's choice", fontsize=9)
+        return fig
+
+    def write(self, out: Path) -> dict[str, Path]:
+        """``<study>.csv`` (a row per variant and baseline), ``<study>_groups.csv`` (a row per run,
+        group and metric), ``<study>.md`` and ``<study>.png`` in ``out``."""
+        name = self.study.name
+        paths = {"csv": _write_csv(out / f"{name}.csv", self.summary_rows()),
+                 "groups": _write_csv(out / f"{name}_groups.csv", self.group_rows()),
+                 "plot": out / f"{name}.png"}
+        self.figure().savefig(paths["plot"], dpi=100)
+        paths["markdown"] = _write_text(out / f"{name}.md", self.markdown(f"{name}.png") + "\n")
+        return paths
+
+
+def _short(path: str) -> str:
+    """A path relative to the repository when inside it (what a reader can find)."""
+    p = Path(path)
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> Path:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                     delete=False, newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(f.name, path)
+    return path
+
+
+def section_markers(study: str) -> tuple[str, str]:
+    """The markers of a study's section in docs/ablations.md."""
+    return reports.section_markers(f"ablate:{study}")
+
+
+def write_docs_section(path, study: str, text: str) -> Path:
+    """Replace the text between the study's markers in ``path`` (appended when absent)."""
+    return reports.write_section(path, f"ablate:{study}", text, title="# Ablations")
+
+
+# ----------------------------------------------------------------------------- the whole run
+def plan_tasks(studies: Sequence[Study], settings: AblationSettings, out: Path) -> tuple[list[RunTask], dict]:
+    """Every distinct run the studies need (shared ones once) and {study: {variant: key}}."""
+    base, tasks, keys = BIDSNetConfig.small(), {}, {}
+    for study in studies:
+        keys[study.name] = {}
+        for variant in study_variants(study, settings.quick):
+            key = run_key(variant)
+            keys[study.name][variant.name] = key
+            for seed in range(settings.seeds):
+                tasks.setdefault((key, seed), RunTask(key, variant.config(base), seed, settings,
+                                                      out / "runs" / key / f"seed{seed}"))
+    return list(tasks.values()), keys
+
+
+def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, jobs: int = 1,
+                  docs=None, dry_run: bool = False, command: str = "",
+                  log: Callable[[str], None] = print) -> list[StudyReport]:
+    """Plan, estimate, train and evaluate what is missing, then write each study's outputs (and
+    its section of ``docs`` when given). Returns the reports (none on a dry run)."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: got {jobs!r}; expected an int >= 1")
+    started, out = time.perf_counter(), Path(out)
+    # Cheap checks first: a wrong folder fails in a second, not after an hour of training.
+    if not Path(settings.train_images).is_dir():
+        raise ValueError(f"data: no such folder {settings.train_images!r}; expected the training photos")
+    photos = load_photos(settings.test_images, settings.size)
+    groups = load_mask_groups(settings.masks, settings.limit)
+    make_lpips(settings)
+    pairs = len(photos) * sum(len(g.masks) for g in groups)
+    tasks, keys = plan_tasks(studies, settings, out)
+    finished = {(t.key, t.seed): r for t in tasks if (r := load_finished(t)) is not None}
+    pending = [t for t in tasks if (t.key, t.seed) not in finished]
+    threads = max(1, torch.get_num_threads() // jobs) if jobs > 1 else torch.get_num_threads()
+
+    names = ", ".join(s.name for s in studies)
+    log(f"ablations: {names}; {settings.seeds} seeds, {settings.steps} steps at {settings.size} px, "
+        f"batch {TrainConfig.small().batch_size}; evaluation: {len(photos)} photos x "
+        f"{pairs // len(photos)} masks ({len(groups)} groups) = {pairs} pairs a run")
+    log(f"runs: {len(tasks)} ({len(finished)} finished earlier, {len(pending)} to do) in {out}, "
+        f"{min(jobs, max(len(pending), 1))} job(s) of {threads} torch thread(s)")
+    if pending:
+        saved = torch.get_num_threads()
+        torch.set_num_threads(threads)  # measure at the thread count the runs will use
+        try:
+            probes = {}
+            for task in pending:
+                if task.key not in probes:
+                    p = probes[task.key] = probe(settings, task.model)
+                    log(f"  measured {task.key}: {p.step:.3f} s a step, {p.pair * 1000:.0f} ms an "
+                        f"evaluated pair, {p.setup:.1f} s set-up")
+        finally:
+            torch.set_num_threads(saved)
+        durations = {(t.key, t.seed): probes[t.key].run_seconds(settings.steps, pairs) for t in pending}
+        pending.sort(key=lambda t: -durations[(t.key, t.seed)])  # longest first: the jobs end together
+        estimate = makespan([durations[(t.key, t.seed)] for t in pending], jobs)
+        resumed = sum((t.folder / "latest.pt").is_file() for t in pending)
+        log(f"estimated time: {_duration(estimate)} for the runs"
+            + (f" (an upper bound: {resumed} resume part-trained)" if resumed else "")
+            + ", measured just now at this machine's load (steps: --steps; runs: --seeds, --study)")
+    if dry_run:
+        return []
+
+    baselines = baseline_rows(settings, out)
+    records = dict(finished)
+    records.update(run_tasks(pending, jobs, threads, log))
+    wall = time.perf_counter() - started
+    stamp = (f"Run {time.strftime('%Y-%m-%d')}: `{command or 'bidsnet ablate'}`; this invocation took "
+             f"{_duration(wall)} ({len(pending)} runs trained, {len(finished)} reused) on {machine_line()}, "
+             f"{min(jobs, max(len(pending), 1))} job(s) of {threads} thread(s).")
+    reports = []
+    for study in studies:
+        variants = study_variants(study, settings.quick)
+        report = StudyReport(study, variants, keys[study.name],
+                             {v.name: [records[(keys[study.name][v.name], s)] for s in range(settings.seeds)]
+                              for v in variants}, baselines, settings, stamp)
+        paths = report.write(out)
+        if docs is not None:
+            docs = Path(docs)
+            report.figure().savefig(docs.parent / f"ablation_{study.name}.png", dpi=100)
+            write_docs_section(docs, study.name, report.markdown(f"ablation_{study.name}.png"))
+        log(f"\n{report.markdown()}\n\nwrote " + ", ".join(str(p) for p in paths.values()))
+        reports.append(report)
+    verdicts = "; ".join(f"{r.study.name}: **{r.verdicts()[0]}**" for r in reports)
+    if docs is not None:
+        status = "quick mode only, a smoke test whose numbers mean nothing" if settings.quick else "run"
+        write_docs_section(docs, "status", (
+            f"> **Status: {status}.** Last update {time.strftime('%Y-%m-%d')} by "
+            f"`{command or 'bidsnet ablate'}` (wall time {_duration(wall)}): {verdicts}. Each section "
+            f"below states its own run."))
+    log(f"\nverdicts: {verdicts.replace('**', '')} (wall time {_duration(wall)})")
+    return reports
+
+
+# ----------------------------------------------------------------------------- command line
+def build_parser(prog: str = "bidsnet ablate") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=(
+        "Reproduce the paper's ablations at small scale: train every variant of a study with the "
+        "same data, steps, seeds and masks, evaluate it against Telea and Navier-Stokes, and write "
+        "one table per study with a verdict per claim. Finished runs in --out are reused."))
+    p.add_argument("--study", required=True, metavar="NAME", help=f"one of {', '.join(STUDY_NAMES)}")
+    p.add_argument("--out", default="runs/ablations", help="folder for runs and tables (default runs/ablations)")
+    p.add_argument("--steps", type=int, help=f"training steps per run (default {DEFAULT_STEPS}; quick 2)")
+    p.add_argument("--seeds", type=int, help="seeds per variant, 0..N-1 (default 2, at least 2)")
+    p.add_argument("--size", type=int, help="training and evaluation size in px (default 128; quick 64)")
+    p.add_argument("--limit", type=int, help="masks per evaluation group (default all; quick 1)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: 2 steps at 64 px, 1 mask per group, 2 seeds, 2 variants per study")
+    p.add_argument("--jobs", type=int,
+                   help="runs at once, each with cores/jobs torch threads (default min(2, cores); quick 1)")
+    p.add_argument("--lpips", choices=LPIPS_MODES, default="off",
+                   help="off (default), alex (needs torchvision's AlexNet ImageNet file: --lpips-weights "
+                        "or torch.hub's cache), or random (a random trunk: NOT comparable, labelled so)")
+    p.add_argument("--lpips-weights", metavar="FILE", help="the AlexNet ImageNet weight file for --lpips alex")
+    p.add_argument("--data", default=str(TRAIN_IMAGES), help="training photos (default data/images/train)")
+    p.add_argument("--images", default=str(SHIPPED_IMAGES), help="test photos (default data/images/test)")
+    p.add_argument("--masks", default=str(SHIPPED_MASKS), help="evaluation masks (default data/masks)")
+    p.add_argument("--docs", nargs="?", const=str(DOCS), metavar="FILE",
+                   help="also rewrite the study's section of FILE (default docs/ablations.md) and its plot")
+    p.add_argument("--dry-run", action="store_true", help="measure, print the plan and time estimate, train nothing")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "bidsnet ablate") -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:  # argparse exits on bad usage (2) and --help (0); main returns the status instead
+        args = build_parser(prog).parse_args(argv)
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    try:
+        studies = resolve_studies(args.study)
+        knobs = {k: getattr(args, k) for k in ("steps", "seeds", "size", "limit") if getattr(args, k) is not None}
+        knobs.update(lpips=args.lpips, lpips_weights=args.lpips_weights, train_images=args.data,
+                     test_images=args.images, masks=args.masks)
+        settings = AblationSettings.quick_preset(**knobs) if args.quick else AblationSettings(**knobs)
+        jobs = args.jobs if args.jobs is not None else 1 if args.quick else min(2, os.cpu_count() or 1)
+        run_ablations(studies, settings, args.out, jobs=jobs, docs=args.docs, dry_run=args.dry_run,
+                      command=shlex.join(["bidsnet", "ablate", *argv]))
+    except (ValueError, TypeError, OSError, CheckpointError) as error:  # OSError: missing files too
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="python -m bidsnet_lib.ablate"))

@@ -1,0 +1,193 @@
+"""bidsnet_lib.ablate: the quick study end to end, resume, the verdict rule, plans, docs sections."""
+
+import csv
+import dataclasses
+
+import pytest
+
+from bidsnet_lib import ablate
+from bidsnet_lib.ablate import (
+    DOCS,
+    STUDIES,
+    STUDY_NAMES,
+    AblationSettings,
+    claim_verdict,
+    compare,
+    main,
+    makespan,
+    overall_verdict,
+    plan_tasks,
+    resolve_studies,
+    section_markers,
+    study_variants,
+    training_seconds,
+    write_docs_section,
+)
+from bidsnet_lib.model import BIDSNetConfig
+from bidsnet_lib.train import Trainer
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_quick_study_end_to_end_then_resume(tmp_path, capsys):
+    out, docs = tmp_path / "out", tmp_path / "ablations.md"
+    begin, end = section_markers("fusion")
+    docs.write_text(f"# Ablations\n\n{section_markers('status')[0]}\nnot yet run\n{section_markers('status')[1]}\n"
+                    f"intro kept\n\n{begin}\nStatus: not yet run.\n{end}\n\ntail kept\n")
+    assert main(["--study", "fusion", "--quick", "--out", str(out), "--docs", str(docs)]) == 0
+    printed = capsys.readouterr().out
+    assert "runs: 4 (0 finished earlier, 4 to do)" in printed and "estimated time" in printed
+
+    summary = read_csv(out / "fusion.csv")
+    assert [r["variant"] for r in summary] == ["fusion=sff", "fusion=add", "Telea (r=3)", "Navier-Stokes (r=3)"]
+    assert [r["role"] for r in summary] == ["paper's choice", "variant", "baseline", "baseline"]
+    assert summary[0]["run"] == "reference" and summary[0]["seeds"] == "2"
+    assert int(summary[0]["params"]) != int(summary[1]["params"])  # SFF has weights, addition none
+    for row in summary[:2]:
+        assert 5 < float(row["psnr_mean"]) < 60 and 0 < float(row["ssim_mean"]) <= 1 and float(row["psnr_std"]) >= 0
+    groups = read_csv(out / "fusion_groups.csv")
+    # (2 variants x 2 seeds + 2 baselines) x 8 mask groups x 2 metrics (LPIPS off)
+    assert len(groups) == 6 * 8 * 2 and {r["metric"] for r in groups} == {"psnr", "ssim"}
+    table = (out / "fusion.md").read_text()
+    assert "Quick mode" in table and "**Verdict:" in table and "| **fusion=sff** (paper) |" in table
+    assert (out / "fusion.png").stat().st_size > 0 and (tmp_path / "ablation_fusion.png").is_file()
+    text = docs.read_text()
+    assert "intro kept" in text and "tail kept" in text and "not yet run" not in text
+    assert text.count(begin) == 1 and "Claim: Selective Feature Fusion" in text
+    assert "Status: quick mode only" in text and "fusion: **" in text
+    run = out / "runs" / "reference" / "seed0"
+    assert (run / "results.json").is_file() and (run / "model.pt").is_file() and not (run / "latest.pt").exists()
+
+    # Interrupted mid-run: one run only part-trained (a checkpoint, no results). The next
+    # invocation reuses the three finished runs untouched and resumes that one (in a worker
+    # process: --jobs 2 takes the process-pool path).
+    settings = AblationSettings.quick_preset()
+    partial = out / "runs" / "fusion=add" / "seed1"
+    for path in partial.iterdir():
+        path.unlink()
+    Trainer(settings.train_config(dataclasses.replace(BIDSNetConfig.small(), fusion="add"), 1), partial,
+            progress=False).train(until=1)
+    finished = sorted(p for p in out.glob("runs/*/seed*/results.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in finished}
+    assert len(finished) == 3
+    assert main(["--study", "fusion", "--quick", "--jobs", "2", "--out", str(out)]) == 0
+    assert "runs: 4 (3 finished earlier, 1 to do) in" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in finished} == stamps
+    assert (partial / "results.json").is_file() and not (partial / "latest.pt").exists()
+    assert read_csv(out / "fusion.csv")[0] == summary[0]  # the reference's numbers, reused
+
+    # Other settings over the same runs: refused, naming what differs.
+    assert main(["--study", "fusion", "--quick", "--steps", "3", "--out", str(out)]) == 2
+    assert "train.steps" in capsys.readouterr().err
+
+
+def test_bad_study_name_lists_the_valid_ones(capsys):
+    assert main(["--study", "fuse", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "'fuse'" in err and all(name in err for name in STUDY_NAMES)
+    with pytest.raises(ValueError, match="expected one of channel_split, interaction, fusion, features, all"):
+        resolve_studies("Fusion")
+
+
+@pytest.mark.parametrize("values, winner_wins", [
+    ({"paper": [10.0, 10.1], "b": [9.0, 9.1], "c": [8.0, 8.2]}, "reproduced"),
+    ({"paper": [10.0, 10.1], "b": [11.0, 11.1], "c": [8.0, 8.2]}, "not reproduced"),
+    ({"paper": [10.0, 10.1], "b": [9.95, 10.05], "c": [8.0, 8.2]}, "within noise"),
+])
+def test_verdict_on_synthetic_numbers(values, winner_wins):
+    verdict, comparisons = claim_verdict(values, "paper", ["b", "c"])
+    assert verdict == winner_wins
+    assert comparisons["c"][0] == "better"  # c is far below in every case
+
+
+def test_verdict_margin_lower_is_better_and_trade_off():
+    # margin = 2 * max(std paper, std rival, pooled std); stds with ddof 1.
+    outcome, delta, margin = compare([1.0, 3.0], [0.0, 0.0])
+    assert (outcome, delta) == ("tie", 2.0) and margin == pytest.approx(2 * 2**0.5)
+    assert compare([10.0, 10.0], [9.9, 9.9])[0] == "better"
+    assert compare([10.0, 10.0], [9.9, 9.9], pooled_std=0.1)[0] == "tie"  # a lucky zero spread
+    # A pooled spread: one noisy variant widens every margin of its study.
+    values = {"paper": [10.0, 10.01], "b": [9.8, 9.81], "noisy": [5.0, 15.0]}
+    assert claim_verdict(values, "paper", ["b"], ["noisy"])[0] == "within noise"
+    # LPIPS: lower is better, so the paper's lower value wins.
+    assert claim_verdict({"paper": [0.20, 0.21], "b": [0.30, 0.31]}, "paper", ["b"], higher_is_better=False)[0] \
+        == "reproduced"
+    # Trade-off (72 features): beat the cheaper, tie with the costlier is enough; losing to it is not.
+    trade = {"72": [10.0, 10.1], "16": [9.0, 9.1], "256": [10.05, 10.1]}
+    assert claim_verdict(trade, "72", ["16"], ["256"])[0] == "reproduced"
+    trade["256"] = [11.0, 11.1]
+    assert claim_verdict(trade, "72", ["16"], ["256"])[0] == "not reproduced"
+    with pytest.raises(ValueError, match=">= 2 seeds"):
+        compare([1.0], [2.0, 3.0])
+    with pytest.raises(ValueError, match=r"no scores for \['c'\]"):
+        claim_verdict({"paper": [1.0, 2.0], "b": [1.0, 2.0]}, "paper", ["b", "c"])
+
+
+def test_overall_verdict_over_metrics():
+    assert overall_verdict({"psnr": "reproduced", "ssim": "reproduced"}) == "reproduced"
+    assert overall_verdict({"psnr": "reproduced", "ssim": "within noise"}) == "within noise"
+    assert overall_verdict({"psnr": "not reproduced", "ssim": "within noise"}) == "not reproduced"
+    assert overall_verdict({"psnr": "not reproduced", "ssim": "reproduced"}) == "within noise"
+    with pytest.raises(ValueError, match="per_metric"):
+        overall_verdict({"psnr": "maybe"})
+
+
+def test_plan_shares_the_reference_run_and_keeps_width():
+    settings = AblationSettings()
+    tasks, keys = plan_tasks(resolve_studies("all"), settings, DOCS.parent / "unused")
+    assert len(tasks) == 13 * 2  # 3 + 4 + 3 + 6 variants, the unchanged model once, 2 seeds
+    assert {keys[name][study.winner] for name, study in STUDIES.items()} == {"reference"}
+    assert [t.folder.name for t in tasks[:2]] == ["seed0", "seed1"]
+    for study in STUDIES.values():
+        quick = study_variants(study, quick=True)
+        assert len(quick) == 2 and study.winner in [v.name for v in quick]
+    totals = {tuple(c + t for c, t in zip(cfg.cnn_widths, cfg.trans_widths, strict=True))
+              for cfg in (v.config(BIDSNetConfig.small()) for v in STUDIES["channel_split"].variants)}
+    assert len(totals) == 1  # equal total width at every scale
+    softmax = [t for t in tasks if t.key == "attention=softmax"][0]
+    assert softmax.model.attention == "softmax" and settings.train_config(softmax.model, 0).steps == settings.steps
+
+
+def test_settings_validate():
+    for changes, match in (({"seeds": 1}, "seeds: got 1; expected an int >= 2"),
+                           ({"steps": 0}, "steps: got 0"), ({"limit": 0}, "limit: got 0"),
+                           ({"lpips": "vgg"}, "expected one of off, alex, random"),
+                           ({"lpips": "random", "lpips_weights": "x.pth"}, "lpips_weights")):
+        with pytest.raises(ValueError, match=match):
+            AblationSettings(**changes)
+    quick = AblationSettings.quick_preset()
+    assert (quick.steps, quick.seeds, quick.size, quick.limit, quick.quick) == (2, 2, 64, 1, True)
+    assert AblationSettings(lpips="random").metrics == ["psnr", "ssim", "lpips"]
+
+
+def test_makespan_and_training_seconds():
+    assert makespan([3, 2, 2], 2) == 4 and makespan([3, 2, 2], 1) == 7
+    with pytest.raises(ValueError, match="jobs"):
+        makespan([1], 0)
+    rows = [{"step": 10, "g_total": 1, "steps_per_s": 5.0}, {"step": 20, "g_total": 1, "steps_per_s": 2.0},
+            {"step": 20, "weights_sha256": ["x"]}, {"step": 25, "g_total": 1, "steps_per_s": 1.0}]
+    assert training_seconds(rows) == pytest.approx(2 + 5 + 5)
+
+
+def test_docs_sections(tmp_path):
+    path = tmp_path / "doc.md"
+    write_docs_section(path, "fusion", "first")
+    write_docs_section(path, "features", "other")
+    write_docs_section(path, "fusion", "second")
+    text = path.read_text()
+    assert "second" in text and "first" not in text and "other" in text
+    begin, _ = section_markers("interaction")
+    path.write_text(f"{begin}\nno end")
+    with pytest.raises(ValueError, match="no '<!-- ablate:interaction: end -->'"):
+        write_docs_section(path, "interaction", "x")
+
+
+def test_shipped_docs_have_a_section_per_study():
+    text = DOCS.read_text()
+    for name in (*STUDIES, "status"):
+        begin, end = section_markers(name)
+        assert text.count(begin) == 1 and text.index(begin) < text.index(end), name
+    assert "bidsnet ablate --study all" in text and ablate.DEFAULT_STEPS > 0
