@@ -61,6 +61,7 @@ import torch
 from bidsnet_lib import reports
 from bidsnet_lib.checkpoint import CheckpointError, export_inference
 from bidsnet_lib.evaluate import (
+    ROOT,
     SHIPPED_IMAGES,
     SHIPPED_MASKS,
     evaluate,
@@ -71,7 +72,6 @@ from bidsnet_lib.model import BIDSNetConfig, count_parameters
 from bidsnet_lib.reports import machine_line
 from bidsnet_lib.train import TrainConfig, Trainer, read_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
 TRAIN_IMAGES = ROOT / "data" / "images" / "train"
 DOCS = ROOT / "docs" / "ablations.md"
 # `--study all` is 26 runs (13 configs x 2 seeds). At 128 px, one thread, a busy 2-core machine

@@ -33,6 +33,16 @@ from bidsnet_lib.fusion import BFI, FUSIONS, INTERACTIONS, Align
 _TUPLE_FIELDS = ("channel_mults", "cnn_depths", "trans_depths")
 
 
+def check_config_keys(cls, data) -> None:
+    """Refuse a config dict that is not a dict or names a field the dataclass ``cls`` lacks."""
+    if not isinstance(data, dict):
+        raise TypeError(f"data must be a dict, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; expected some of {sorted(known)}")
+
+
 @dataclass(frozen=True)
 class BIDSNetConfig:
     """Everything that shapes a BIDS-Net; the defaults are the ``paper()`` preset.
@@ -152,12 +162,7 @@ class BIDSNetConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "BIDSNetConfig":
         """The config ``to_dict`` wrote; missing keys take the defaults, unknown keys are an error."""
-        if not isinstance(data, dict):
-            raise TypeError(f"data must be a dict, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown BIDSNetConfig keys {unknown}; expected some of {sorted(known)}")
+        check_config_keys(cls, data)
         return cls(**data)
 
 

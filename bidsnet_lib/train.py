@@ -54,7 +54,7 @@ from bidsnet_lib.checkpoint import TRAIN_FORMAT, load_checkpoint, save_checkpoin
 from bidsnet_lib.data import DEFAULT_MASK_MIX, InpaintingDataset, fixed_validation_set
 from bidsnet_lib.losses import GeneratorLoss, LossConfig, PatchDiscriminator, discriminator_loss
 from bidsnet_lib.metrics import psnr
-from bidsnet_lib.model import BIDSNet, BIDSNetConfig, composite
+from bidsnet_lib.model import BIDSNet, BIDSNetConfig, check_config_keys, composite
 
 # Fields a resumed run may change; any other difference would make it a different experiment.
 RESUME_OVERRIDABLE = ("steps", "log_every", "sample_every", "validate_every", "checkpoint_every",
@@ -169,12 +169,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         """The config ``to_dict`` wrote; unknown keys are an error."""
-        if not isinstance(data, dict):
-            raise TypeError(f"data: got {type(data).__name__}, expected a dict")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys {unknown}; expected some of {sorted(known)}")
+        check_config_keys(cls, data)
         data = dict(data)
         if "model" in data:
             data["model"] = BIDSNetConfig.from_dict(data["model"])
