@@ -31,6 +31,10 @@ Runs live in ``<out>/runs/<variant>/seed<k>/``. A run holding ``results.json`` m
 settings is reused, one holding only ``latest.pt`` resumes training: an interrupted study goes
 on where it stopped. After evaluation ``latest.pt`` gives way to the float16 ``model.pt``.
 
+Outputs per study in ``--out``: ``<study>.json`` (read back by :func:`load_report`), two CSVs,
+the table and a plot; ``--docs`` also copies the data and plot to ``docs/ablations/``, which
+notebook 09 reads (:func:`fetch_published` downloads it where docs/ is missing).
+
 Command line (also ``bidsnet ablate``)::
 
     python -m bidsnet_lib.ablate --study all --docs        # about 2 hours on 2 CPU cores
@@ -50,6 +54,8 @@ import shlex
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -60,6 +66,7 @@ import torch
 
 from bidsnet_lib import reports
 from bidsnet_lib.checkpoint import CheckpointError, export_inference
+from bidsnet_lib.colab import REPO_URL
 from bidsnet_lib.evaluate import (
     ROOT,
     SHIPPED_IMAGES,
@@ -74,6 +81,10 @@ from bidsnet_lib.train import TrainConfig, Trainer, read_metrics
 
 TRAIN_IMAGES = ROOT / "data" / "images" / "train"
 DOCS = ROOT / "docs" / "ablations.md"
+# Each study's data from the last full run, committed beside DOCS (`--docs` writes it) and read by
+# notebook 09; a bare pip install (Colab) has no docs/, so fetch_published() downloads it.
+PUBLISHED = DOCS.parent / "ablations"
+PUBLISHED_URL = REPO_URL.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main/docs/ablations"
 # `--study all` is 26 runs (13 configs x 2 seeds). At 128 px, one thread, a busy 2-core machine
 # took 0.53-0.78 s a step (softmax attention 1.46 s) and 17 s to evaluate a run: about 2 hours
 # at this many steps as two parallel jobs (`--dry-run` measures and prints the estimate).
@@ -84,6 +95,7 @@ FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}"}
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
 BASELINES = ("telea", "ns")
 RESULTS_FORMAT = "bidsnet-ablation-run"
+REPORT_FORMAT = "bidsnet-ablation-study"
 VERDICTS = ("reproduced", "not reproduced", "within noise")
 
 
@@ -631,16 +643,89 @@ class StudyReport:
         fig.suptitle(f"{self.study.title}: seeds (dots), mean ± std (squares); red: the paper's choice", fontsize=9)
         return fig
 
-    def write(self, out: Path) -> dict[str, Path]:
-        """``<study>.csv`` (a row per variant and baseline), ``<study>_groups.csv`` (a row per run,
-        group and metric), ``<study>.md`` and ``<study>.png`` in ``out``."""
+    def write_data(self, out: Path) -> dict[str, Path]:
+        """``<study>.json`` (everything :func:`load_report` needs), ``<study>.csv`` (a row per
+        variant and baseline), ``<study>_groups.csv`` (a row per run, group and metric) and
+        ``<study>.png`` in ``out``."""
         name = self.study.name
-        paths = {"csv": _write_csv(out / f"{name}.csv", self.summary_rows()),
+        paths = {"json": _write_text(out / f"{name}.json", json.dumps(self.to_json(), indent=1) + "\n"),
+                 "csv": _write_csv(out / f"{name}.csv", self.summary_rows()),
                  "groups": _write_csv(out / f"{name}_groups.csv", self.group_rows()),
                  "plot": out / f"{name}.png"}
         self.figure().savefig(paths["plot"], dpi=100)
-        paths["markdown"] = _write_text(out / f"{name}.md", self.markdown(f"{name}.png") + "\n")
         return paths
+
+    def write(self, out: Path) -> dict[str, Path]:
+        """The data files of :meth:`write_data` and ``<study>.md`` (the table) in ``out``."""
+        paths = self.write_data(out)
+        paths["markdown"] = _write_text(out / f"{self.study.name}.md", self.markdown(f"{self.study.name}.png") + "\n")
+        return paths
+
+    def to_json(self) -> dict:
+        """The report as JSON data; paths inside the repository are stored relative to it, and the
+        runs' fingerprints (machine paths) are left out: ``settings`` holds what they share."""
+        settings = dataclasses.asdict(self.settings)
+        for name in ("train_images", "test_images", "masks"):
+            settings[name] = _short(settings[name])
+        records = {name: [{k: v for k, v in r.items() if k != "fingerprint"} for r in runs]
+                   for name, runs in self.records.items()}
+        return {"format": REPORT_FORMAT, "study": self.study.name, "variants": [v.name for v in self.variants],
+                "keys": self.keys, "settings": settings, "stamp": self.stamp, "records": records,
+                "baselines": self.baselines}
+
+
+def load_report(path) -> StudyReport:
+    """A study's report from the ``<study>.json`` that :meth:`StudyReport.write_data` wrote:
+    verdicts, tables and plot can be rebuilt from it without the runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; expected a <study>.json written by `bidsnet ablate` "
+                                f"(in its --out folder, or {_short(str(PUBLISHED))})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not JSON ({error}); expected a <study>.json written by `bidsnet ablate`") from None
+    if not isinstance(data, dict) or data.get("format") != REPORT_FORMAT:
+        raise ValueError(f"{path}: format {data.get('format') if isinstance(data, dict) else None!r}; "
+                         f"expected {REPORT_FORMAT!r} (a <study>.json written by `bidsnet ablate`)")
+    study = resolve_studies(data["study"])[0]
+    known = {v.name: v for v in study.variants}
+    unknown = [n for n in data["variants"] if n not in known]
+    if unknown:
+        raise ValueError(f"{path}: variants {unknown} are not in study {study.name!r}; expected among {list(known)}")
+    settings = dict(data["settings"])
+    for name in ("train_images", "test_images", "masks"):  # stored relative to the repository
+        settings[name] = str(ROOT / settings[name])
+    return StudyReport(study, [known[n] for n in data["variants"]], data["keys"], data["records"],
+                       data["baselines"], AblationSettings(**settings), data["stamp"])
+
+
+def fetch_published(dest, base_url: str = PUBLISHED_URL, studies: Sequence[str] = tuple(STUDIES)) -> Path:
+    """Download each study's published ``<study>.json`` from ``base_url`` into ``dest`` (for a
+    bare pip install, which has no docs/); returns ``dest``. Files already there are kept."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in studies:
+        target = dest / f"{name}.json"
+        if target.is_file():
+            continue
+        url = f"{base_url.rstrip('/')}/{name}.json"
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                text = response.read().decode("utf-8")
+        except (urllib.error.URLError, OSError) as error:
+            raise ConnectionError(f"could not download {url} ({error}); expected the published ablation tables: "
+                                  f"connect to the internet, or clone {REPO_URL} and read its "
+                                  f"docs/ablations/ folder") from error
+        partial = dest / f".{name}.json.download"
+        partial.write_text(text, encoding="utf-8")
+        try:
+            load_report(partial)  # a wrong page (an HTML error, another format) fails here, by name
+        except (ValueError, KeyError, TypeError) as error:
+            partial.unlink()
+            raise ValueError(f"{url}: not a study report ({error})") from error
+        os.replace(partial, target)
+    return dest
 
 
 def _short(path: str) -> str:
@@ -667,6 +752,16 @@ def section_markers(study: str) -> tuple[str, str]:
 def write_docs_section(path, study: str, text: str) -> Path:
     """Replace the text between the study's markers in ``path`` (appended when absent)."""
     return reports.write_section(path, f"ablate:{study}", text, title="# Ablations")
+
+
+def publish(report: StudyReport, docs) -> Path:
+    """The study's data and plot into the ``ablations/`` folder beside ``docs``, and its section
+    of ``docs`` rewritten; returns that folder."""
+    folder = Path(docs).parent / "ablations"
+    folder.mkdir(exist_ok=True)
+    report.write_data(folder)
+    write_docs_section(docs, report.study.name, report.markdown(f"ablations/{report.study.name}.png"))
+    return folder
 
 
 # ----------------------------------------------------------------------------- the whole run
@@ -747,9 +842,7 @@ def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, 
                               for v in variants}, baselines, settings, stamp)
         paths = report.write(out)
         if docs is not None:
-            docs = Path(docs)
-            report.figure().savefig(docs.parent / f"ablation_{study.name}.png", dpi=100)
-            write_docs_section(docs, study.name, report.markdown(f"ablation_{study.name}.png"))
+            publish(report, docs)
         log(f"\n{report.markdown()}\n\nwrote " + ", ".join(str(p) for p in paths.values()))
         reports.append(report)
     verdicts = "; ".join(f"{r.study.name}: **{r.verdicts()[0]}**" for r in reports)

@@ -13,6 +13,8 @@ from bidsnet_lib.ablate import (
     AblationSettings,
     claim_verdict,
     compare,
+    fetch_published,
+    load_report,
     main,
     makespan,
     overall_verdict,
@@ -25,6 +27,23 @@ from bidsnet_lib.ablate import (
 )
 from bidsnet_lib.model import BIDSNetConfig
 from bidsnet_lib.train import Trainer
+
+
+@pytest.fixture
+def quick_fusion_report():
+    """A fusion report with made-up scores: 8 mask groups, 2 seeds, Telea as the baseline."""
+    study = STUDIES["fusion"]
+
+    def rows(method, psnr):
+        return [{"set": "Set I", "group": f"g{g}", "hole_ratio": 0.1 * g, "n": 4, "method": method,
+                 "metric": metric, "value": value - g / 10, "std": 0.5}
+                for g in range(8) for metric, value in (("psnr", psnr), ("ssim", psnr / 40))]
+
+    records = {v.name: [{"key": v.name, "seed": seed, "params": 1000 + i, "train_seconds": 60.0,
+                         "eval_seconds": 5.0, "rows": rows(v.name, 25 + i + seed / 10)}
+                        for seed in range(2)] for i, v in enumerate(study.variants)}
+    return ablate.StudyReport(study, list(study.variants), {v.name: v.name for v in study.variants}, records,
+                              rows("Telea (r=3)", 24), AblationSettings.quick_preset(), "made up")
 
 
 def read_csv(path):
@@ -53,9 +72,17 @@ def test_quick_study_end_to_end_then_resume(tmp_path, capsys):
     assert len(groups) == 6 * 8 * 2 and {r["metric"] for r in groups} == {"psnr", "ssim"}
     table = (out / "fusion.md").read_text()
     assert "Quick mode" in table and "**Verdict:" in table and "| **fusion=sff** (paper) |" in table
-    assert (out / "fusion.png").stat().st_size > 0 and (tmp_path / "ablation_fusion.png").is_file()
+    assert (out / "fusion.png").stat().st_size > 0
+    # --docs published the data beside the page; the JSON rebuilds the same table and verdict.
+    published = tmp_path / "ablations"
+    assert sorted(p.name for p in published.iterdir()) == ["fusion.csv", "fusion.json", "fusion.png",
+                                                           "fusion_groups.csv"]
+    loaded = load_report(published / "fusion.json")
+    assert loaded.markdown("fusion.png") + "\n" == table
+    assert read_csv(published / "fusion.csv") == summary
     text = docs.read_text()
     assert "intro kept" in text and "tail kept" in text and "not yet run" not in text
+    assert "](ablations/fusion.png)" in text
     assert text.count(begin) == 1 and "Claim: Selective Feature Fusion" in text
     assert "Status: quick mode only" in text and "fusion: **" in text
     run = out / "runs" / "reference" / "seed0"
@@ -82,6 +109,33 @@ def test_quick_study_end_to_end_then_resume(tmp_path, capsys):
     # Other settings over the same runs: refused, naming what differs.
     assert main(["--study", "fusion", "--quick", "--steps", "3", "--out", str(out)]) == 2
     assert "train.steps" in capsys.readouterr().err
+
+
+def test_fetch_published_downloads_checks_and_keeps(tmp_path, quick_fusion_report):
+    server = tmp_path / "server"
+    server.mkdir()
+    quick_fusion_report.write_data(server)
+    dest = fetch_published(tmp_path / "dest", base_url=server.as_uri(), studies=["fusion"])
+    assert load_report(dest / "fusion.json").summary_rows() == quick_fusion_report.summary_rows()
+    (server / "fusion.json").write_text("<html>404</html>")
+    assert fetch_published(dest, base_url=server.as_uri(), studies=["fusion"]) == dest  # kept, not fetched
+    with pytest.raises(ValueError, match="not a study report"):
+        fetch_published(tmp_path / "other", base_url=server.as_uri(), studies=["fusion"])
+    assert list((tmp_path / "other").iterdir()) == []  # nothing half-written left behind
+    with pytest.raises(ConnectionError, match="could not download .*features.json.*docs/ablations"):
+        fetch_published(tmp_path / "other", base_url=server.as_uri(), studies=["features"])
+
+
+def test_load_report_rejects_other_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.json: no such file"):
+        load_report(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "bidsnet-ablation-run"}')
+    with pytest.raises(ValueError, match="expected 'bidsnet-ablation-study'"):
+        load_report(bad)
+    bad.write_text("not json")
+    with pytest.raises(ValueError, match="bad.json: not JSON"):
+        load_report(bad)
 
 
 def test_bad_study_name_lists_the_valid_ones(capsys):

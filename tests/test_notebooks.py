@@ -16,6 +16,7 @@ EXPECTED = [
     "06_training",
     "07_evaluation",
     "08_demo",
+    "09_ablations",
 ]
 ids = [p.stem for p in NOTEBOOKS]
 
