@@ -779,6 +779,16 @@ def plan_tasks(studies: Sequence[Study], settings: AblationSettings, out: Path) 
     return list(tasks.values()), keys
 
 
+def study_report(study: Study, settings: AblationSettings, keys: Mapping[str, str], records: Mapping, baselines,
+                 stamp: str) -> StudyReport:
+    """The study's report from the finished runs' ``records`` ({(run key, seed): record}) and
+    its ``keys`` ({variant name: run key}, from :func:`plan_tasks`)."""
+    variants = study_variants(study, settings.quick)
+    return StudyReport(study, variants, dict(keys),
+                       {v.name: [records[(keys[v.name], s)] for s in range(settings.seeds)] for v in variants},
+                       baselines, settings, stamp)
+
+
 def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, jobs: int = 1,
                   docs=None, dry_run: bool = False, command: str = "",
                   log: Callable[[str], None] = print) -> list[StudyReport]:
@@ -836,10 +846,7 @@ def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, 
              f"{min(jobs, max(len(pending), 1))} job(s) of {threads} thread(s).")
     reports = []
     for study in studies:
-        variants = study_variants(study, settings.quick)
-        report = StudyReport(study, variants, keys[study.name],
-                             {v.name: [records[(keys[study.name][v.name], s)] for s in range(settings.seeds)]
-                              for v in variants}, baselines, settings, stamp)
+        report = study_report(study, settings, keys[study.name], records, baselines, stamp)
         paths = report.write(out)
         if docs is not None:
             publish(report, docs)
