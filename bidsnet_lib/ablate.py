@@ -614,11 +614,11 @@ class StudyReport:
                       f"({masks} per group, {pairs} pairs a run), composited, 8-bit. A run's score is the mean "
                       f"over the mask groups; mean ± sample std (ddof 1) over the seeds. Per-group "
                       f"numbers: `{study.name}_groups.csv` in the output folder."]
-        if "lpips" in self.metrics:
-            lines.append("")
-            lines.append("LPIPS: AlexNet trunk with ImageNet weights." if s.lpips == "alex" else
-                         "LPIPS: a RANDOM AlexNet trunk, not comparable to published LPIPS and not a "
-                         "perceptual measure.")
+        lines += ["", {"alex": "LPIPS: AlexNet trunk with ImageNet weights.",
+                       "random": "LPIPS: a RANDOM AlexNet trunk, not comparable to published LPIPS and not a "
+                                 "perceptual measure.",
+                       "off": "LPIPS: not measured (`--lpips off`, the default: its AlexNet ImageNet weights "
+                              "cannot be had offline; `--lpips alex` adds the column)."}[s.lpips]]
         if self.stamp:
             lines += ["", self.stamp]
         if image:

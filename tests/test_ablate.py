@@ -72,6 +72,7 @@ def test_quick_study_end_to_end_then_resume(tmp_path, capsys):
     assert len(groups) == 6 * 8 * 2 and {r["metric"] for r in groups} == {"psnr", "ssim"}
     table = (out / "fusion.md").read_text()
     assert "Quick mode" in table and "**Verdict:" in table and "| **fusion=sff** (paper) |" in table
+    assert "LPIPS: not measured (`--lpips off`" in table
     assert (out / "fusion.png").stat().st_size > 0
     # --docs published the data beside the page; the JSON rebuilds the same table and verdict.
     published = tmp_path / "ablations"
@@ -245,3 +246,16 @@ def test_shipped_docs_have_a_section_per_study():
         begin, end = section_markers(name)
         assert text.count(begin) == 1 and text.index(begin) < text.index(end), name
     assert "bidsnet ablate --study all" in text and ablate.DEFAULT_STEPS > 0
+
+
+def test_published_tables_are_a_full_run_and_match_the_page():
+    text = DOCS.read_text()
+    for name, study in STUDIES.items():
+        report = load_report(ablate.PUBLISHED / f"{name}.json")
+        assert not report.settings.quick and report.settings.seeds >= 2, name
+        assert [v.name for v in report.variants] == [v.name for v in study.variants], name
+        assert (ablate.PUBLISHED / f"{name}.png").is_file() and (ablate.PUBLISHED / f"{name}_groups.csv").is_file()
+        begin, end = section_markers(name)
+        section = text[text.index(begin) + len(begin):text.index(end)].strip()
+        assert section == report.markdown(f"ablations/{name}.png"), f"docs/ablations.md's {name} section is stale"
+    assert "Status: run." in text
