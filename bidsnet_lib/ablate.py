@@ -14,18 +14,10 @@ Studies, with the paper's choice:
 - ``features``: 16 / 32 / **72** / 128 / 256 random features, and exact softmax attention;
 - ``all``: the four (the unchanged small model is one run per seed, shared by all of them).
 
-Verdict rule. A run's score for a metric is the mean over the mask groups of its per-group
-means; a variant's is the mean and the sample standard deviation (ddof 1) over its seeds. The
-paper's choice *beats* a rival when the difference of the means, signed so that positive
-favours the paper's choice, exceeds ``2 * max(s_paper, s_rival, s_pool)`` (``s_pool``: root mean
-square of all the study's deviations; with two seeds a deviation has one degree of freedom and
-can be small by luck, the pool keeps the margin from collapsing); it *loses* when the difference
-is below minus that margin, and *ties* otherwise. Per metric, a claim is "reproduced" when the
-paper's choice beats every rival it should beat and loses to none, "not reproduced" when it
-loses to any, "within noise" otherwise. The 72-features claim is a trade-off: 72 must beat fewer
-features (16, 32) and must not lose to more (128, 256, softmax). Over the metrics: "reproduced"
-only when every metric says so, "not reproduced" when one does and none says "reproduced",
-else "within noise".
+Verdicts follow the rule of :mod:`bidsnet_lib.ablation_tables`, fixed before any run: the
+paper's choice beats a rival when the difference of their means over seeds exceeds twice the
+larger seed spread. The 72-features claim is a trade-off: 72 must beat fewer features (16, 32)
+and must not lose to more (128, 256, softmax), the ``match`` rivals of its :class:`Study`.
 
 Runs live in ``<out>/runs/<variant>/seed<k>/``. A run holding ``results.json`` made with the same
 settings is reused, one holding only ``latest.pt`` resumes training: an interrupted study goes
@@ -44,10 +36,8 @@ Command line (also ``bidsnet ablate``)::
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
-import math
 import multiprocessing
 import os
 import shlex
@@ -61,10 +51,18 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from bidsnet_lib import reports
+from bidsnet_lib.ablation_tables import (
+    FORMATS,
+    REPORT_FORMAT,
+    StudyReport,
+    format_duration,
+    seed_scores,
+    short_path,
+    write_text,
+)
 from bidsnet_lib.checkpoint import CheckpointError, export_inference
 from bidsnet_lib.colab import REPO_URL
 from bidsnet_lib.evaluate import (
@@ -90,13 +88,8 @@ PUBLISHED_URL = REPO_URL.replace("https://github.com/", "https://raw.githubuserc
 # at this many steps as two parallel jobs (`--dry-run` measures and prints the estimate).
 DEFAULT_STEPS = 800
 LPIPS_MODES = ("off", "alex", "random")
-HEADERS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
-FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}"}
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
 BASELINES = ("telea", "ns")
 RESULTS_FORMAT = "bidsnet-ablation-run"
-REPORT_FORMAT = "bidsnet-ablation-study"
-VERDICTS = ("reproduced", "not reproduced", "within noise")
 
 
 # ----------------------------------------------------------------------------- studies
@@ -274,14 +267,6 @@ def _differences(a, b, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
-def _write_text(path: Path, text: str) -> Path:
-    """Through a temporary file and a rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def load_finished(task: RunTask) -> dict | None:
     """The run's results when it finished with these settings; None when it has not finished."""
     path = task.folder / "results.json"
@@ -333,7 +318,7 @@ def execute(task: RunTask) -> dict:
         "finished": time.strftime("%Y-%m-%d %H:%M"), "rows": _score_rows(result, settings.metrics),
     }
     export_inference(task.folder / "latest.pt", task.folder / "model.pt")
-    _write_text(task.folder / "results.json", json.dumps(record, indent=1))
+    write_text(task.folder / "results.json", json.dumps(record, indent=1))
     (task.folder / "latest.pt").unlink()  # 10x the size of model.pt, and no longer needed
     return record
 
@@ -351,7 +336,7 @@ def baseline_rows(settings: AblationSettings, out: Path) -> list[dict]:
                       lpips=make_lpips(settings), progress=False, skipped={"lpips": "--lpips off"})
     rows = _score_rows(result, settings.metrics)
     out.mkdir(parents=True, exist_ok=True)
-    _write_text(path, json.dumps({"fingerprint": fingerprint, "rows": rows}, indent=1))
+    write_text(path, json.dumps({"fingerprint": fingerprint, "rows": rows}, indent=1))
     return rows
 
 
@@ -368,8 +353,8 @@ def run_tasks(tasks: Sequence[RunTask], jobs: int, threads: int, log: Callable[[
         nonlocal done
         done += 1
         scores = seed_scores(record, task.settings.metrics)
-        log(f"  [{done}/{len(tasks)}] {task.key} seed {task.seed}: train {_duration(record['train_seconds'])}, "
-            f"evaluate {_duration(record['eval_seconds'])}; "
+        log(f"  [{done}/{len(tasks)}] {task.key} seed {task.seed}: train {format_duration(record['train_seconds'])}, "
+            f"evaluate {format_duration(record['eval_seconds'])}; "
             + ", ".join(f"{m} {FORMATS[m].format(v)}" for m, v in scores.items()))
         records[(task.key, task.seed)] = record
 
@@ -437,250 +422,13 @@ def makespan(durations: Sequence[float], jobs: int) -> float:
     return max(free_at)
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.1f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    minutes = round(seconds / 60)
-    return f"{minutes // 60} h {minutes % 60:02d} min"
-
-
-# ----------------------------------------------------------------------------- verdicts
-def compare(paper: Sequence[float], rival: Sequence[float], *, higher_is_better: bool = True,
-            pooled_std: float = 0.0) -> tuple[str, float, float]:
-    """("better" | "worse" | "tie", delta, margin) of the paper's choice against a rival, over
-    seeds: delta is the difference of the means signed so that > 0 favours the paper's choice;
-    margin = 2 * max(std paper, std rival, pooled_std), stds with ddof 1."""
-    for name, values in (("paper", paper), ("rival", rival)):
-        if len(values) < 2 or not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
-            raise ValueError(f"{name}: got {list(values)!r}; expected finite scores of >= 2 seeds")
-    delta = float(np.mean(paper) - np.mean(rival)) * (1 if higher_is_better else -1)
-    margin = 2 * max(float(np.std(paper, ddof=1)), float(np.std(rival, ddof=1)), pooled_std)
-    outcome = "better" if delta > margin else "worse" if delta < -margin else "tie"
-    return outcome, delta, margin
-
-
-def pooled_std(values: Mapping[str, Sequence[float]]) -> float:
-    """Root mean square of the per-variant sample standard deviations."""
-    return float(np.sqrt(np.mean([np.var(v, ddof=1) for v in values.values()])))
-
-
-def claim_verdict(values: Mapping[str, Sequence[float]], winner: str, beat: Sequence[str],
-                  match: Sequence[str] = (), *, higher_is_better: bool = True) -> tuple[str, dict]:
-    """The verdict on one metric (see the module docstring) and {rival: (outcome, delta, margin)}.
-
-    ``values``: each variant's scores over seeds; the paper's choice ``winner`` must beat every
-    variant of ``beat`` and must not lose to any of ``match``.
-    """
-    missing = [n for n in (winner, *beat, *match) if n not in values]
-    if missing:
-        raise ValueError(f"values: no scores for {missing}; got {sorted(values)}")
-    pool = pooled_std(values)
-    comparisons = {n: compare(values[winner], values[n], higher_is_better=higher_is_better, pooled_std=pool)
-                   for n in (*beat, *match)}
-    if any(c[0] == "worse" for c in comparisons.values()):
-        return "not reproduced", comparisons
-    if all(comparisons[n][0] == "better" for n in beat):
-        return "reproduced", comparisons
-    return "within noise", comparisons
-
-
-def overall_verdict(per_metric: Mapping[str, str]) -> str:
-    """Reproduced when every metric says so; not reproduced when one does and none says
-    reproduced; within noise otherwise (including metrics that contradict each other)."""
-    labels = set(per_metric.values())
-    if not labels or not labels <= set(VERDICTS):
-        raise ValueError(f"per_metric: got {dict(per_metric)!r}; expected verdicts among {VERDICTS}")
-    if labels == {"reproduced"}:
-        return "reproduced"
-    if "not reproduced" in labels and "reproduced" not in labels:
-        return "not reproduced"
-    return "within noise"
-
-
-# ----------------------------------------------------------------------------- the tables
-def seed_scores(record: dict, metrics: Sequence[str]) -> dict[str, float]:
-    """A run's score per metric: the mean over the mask groups of the per-group means."""
-    return {m: float(np.mean([r["value"] for r in record["rows"] if r["metric"] == m])) for m in metrics}
-
-
-@dataclass
-class StudyReport:
-    """One study's numbers, verdicts and outputs (CSV, Markdown, plot)."""
-
-    study: Study
-    variants: list[Variant]
-    keys: dict[str, str]  # variant name -> run key
-    records: dict[str, list[dict]]  # variant name -> its runs' records, by seed
-    baselines: list[dict]
-    settings: AblationSettings
-    stamp: str = ""  # command, date, machine, wall time: the line under the table
-
-    @property
-    def metrics(self) -> list[str]:
-        return self.settings.metrics
-
-    def header(self, metric: str) -> str:
-        """The column title; a random LPIPS trunk says so in it, not only in a footnote."""
-        if metric == "lpips" and self.settings.lpips == "random":
-            return "LPIPS, random trunk ↓"
-        return HEADERS[metric]
-
-    def scores(self, metric: str) -> dict[str, list[float]]:
-        return {v.name: [seed_scores(r, [metric])[metric] for r in self.records[v.name]] for v in self.variants}
-
-    def baseline_scores(self) -> dict[str, dict[str, float]]:
-        methods = dict.fromkeys(r["method"] for r in self.baselines)
-        return {m: {k: float(np.mean([r["value"] for r in self.baselines if r["method"] == m and r["metric"] == k]))
-                    for k in self.metrics} for m in methods}
-
-    def verdicts(self) -> tuple[str, dict[str, tuple[str, dict]]]:
-        beat, match = self.study.rivals([v.name for v in self.variants])
-        per_metric = {m: claim_verdict(self.scores(m), self.study.winner, beat, match,
-                                       higher_is_better=HIGHER_IS_BETTER[m]) for m in self.metrics}
-        return overall_verdict({m: v for m, (v, _) in per_metric.items()}), per_metric
-
-    def summary_rows(self) -> list[dict]:
-        rows = []
-        for v in self.variants:
-            runs = self.records[v.name]
-            row = {"study": self.study.name, "variant": v.name,
-                   "role": "paper's choice" if v.name == self.study.winner else "variant",
-                   "run": self.keys[v.name], "params": runs[0]["params"], "seeds": len(runs),
-                   "train_seconds": float(np.mean([r["train_seconds"] for r in runs]))}
-            for m in self.metrics:
-                values = self.scores(m)[v.name]
-                row.update({f"{m}_mean": float(np.mean(values)), f"{m}_std": float(np.std(values, ddof=1))})
-            rows.append(row)
-        for method, scores in self.baseline_scores().items():
-            rows.append({"study": self.study.name, "variant": method, "role": "baseline", "run": "", "params": "",
-                         "seeds": "", "train_seconds": "", **{f"{m}_mean": scores[m] for m in self.metrics},
-                         **{f"{m}_std": "" for m in self.metrics}})
-        return rows
-
-    def group_rows(self) -> list[dict]:
-        rows = []
-        for v in self.variants:
-            for record in self.records[v.name]:
-                rows += [{"study": self.study.name, "variant": v.name, "seed": record["seed"],
-                          **{k: r[k] for k in ("set", "group", "hole_ratio", "n", "metric", "value")}}
-                         for r in record["rows"]]
-        rows += [{"study": self.study.name, "variant": r["method"], "seed": "",
-                  **{k: r[k] for k in ("set", "group", "hole_ratio", "n", "metric", "value")}}
-                 for r in self.baselines]
-        return rows
-
-    def markdown(self, image: str | None = None) -> str:
-        s, study = self.settings, self.study
-        verdict, per_metric = self.verdicts()
-        lines = [f"## {study.title} (`--study {study.name}`)", ""]
-        if s.quick:
-            lines += ["**Quick mode: a smoke test of the runner; these numbers mean nothing.**", ""]
-        lines += [f"Claim: {study.claim}.", "",
-                  f"**Verdict: {verdict}** ("
-                  + "; ".join(f"{HEADERS[m].split()[0]}: {v}" for m, (v, _) in per_metric.items()) + ").", "",
-                  "| variant | parameters | training time / run | "
-                  + " | ".join(self.header(m) for m in self.metrics) + " |",
-                  "|---|---:|---:|" + "---:|" * len(self.metrics)]
-        for row in self.summary_rows():
-            if row["role"] == "baseline":
-                cells = [f"{row['variant']} (no training)", "—", "—",
-                         *(FORMATS[m].format(row[f"{m}_mean"]) for m in self.metrics)]
-            else:
-                name = f"**{row['variant']}** (paper)" if row["role"] == "paper's choice" else row["variant"]
-                cells = [name, f"{row['params']:,}", _duration(row["train_seconds"]),
-                         *(f"{FORMATS[m].format(row[f'{m}_mean'])} ± {FORMATS[m].format(row[f'{m}_std'])}"
-                           for m in self.metrics)]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "The paper's choice against each rival (Δ > 0 favours the paper's choice; margin "
-                      "= 2 × max(std of the two, pooled std of the study)):", ""]
-        _, match = study.rivals([v.name for v in self.variants])
-        for rival in next(iter(per_metric.values()))[1]:
-            need = "must not lose" if rival in match else "must win"
-            parts = []
-            for m, (_, c) in per_metric.items():
-                outcome, delta, margin = c[rival]
-                signed = FORMATS[m].replace("{:", "{:+").format(delta)
-                parts.append(f"{HEADERS[m].split()[0]} Δ {signed} (margin {FORMATS[m].format(margin)}): {outcome}")
-            lines.append(f"- vs {rival} ({need}): " + "; ".join(parts))
-        seeds = ", ".join(str(r["seed"]) for r in self.records[self.variants[0].name])
-        first = self.baselines[0]["method"]
-        pairs = sum(r["n"] for r in self.baselines if r["metric"] == "psnr" and r["method"] == first)
-        masks = "every mask" if s.limit is None else f"{s.limit} mask(s)"
-        lines += ["", f"Setting: {s.steps} training steps of `TrainConfig.small()` at {s.size} px, batch "
-                      f"{TrainConfig.small().batch_size}, seeds {seeds}, on `{_short(s.train_images)}`; "
-                      f"scored on `{_short(s.test_images)}` at {s.size} px under `{_short(s.masks)}` "
-                      f"({masks} per group, {pairs} pairs a run), composited, 8-bit. A run's score is the mean "
-                      f"over the mask groups; mean ± sample std (ddof 1) over the seeds. Per-group "
-                      f"numbers: `{study.name}_groups.csv` in the output folder."]
-        lines += ["", {"alex": "LPIPS: AlexNet trunk with ImageNet weights.",
-                       "random": "LPIPS: a RANDOM AlexNet trunk, not comparable to published LPIPS and not a "
-                                 "perceptual measure.",
-                       "off": "LPIPS: not measured (`--lpips off`, the default: its AlexNet ImageNet weights "
-                              "cannot be had offline; `--lpips alex` adds the column)."}[s.lpips]]
-        if self.stamp:
-            lines += ["", self.stamp]
-        if image:
-            lines += ["", f"![{study.title}: mean ± std over seeds]({image})"]
-        return "\n".join(lines)
-
-    def figure(self):
-        """Per metric: each seed's score (dots) and mean ± std (square) per variant."""
-        from matplotlib.figure import Figure  # no pyplot: headless, no global state
-
-        fig = Figure(figsize=(max(3.0, 0.8 * len(self.variants) + 1.2) * len(self.metrics), 3.4), layout="constrained")
-        axes = fig.subplots(1, len(self.metrics), squeeze=False)[0]
-        for ax, metric in zip(axes, self.metrics, strict=True):
-            for i, (name, values) in enumerate(self.scores(metric).items()):
-                colour = "C3" if name == self.study.winner else "C0"
-                ax.plot([i] * len(values), values, "o", ms=3, alpha=0.5, color=colour)
-                ax.errorbar(i, np.mean(values), yerr=np.std(values, ddof=1), fmt="s", capsize=4, color=colour)
-            ax.set_xticks(range(len(self.variants)), [v.label for v in self.variants], rotation=30, fontsize=8)
-            ax.set_xlim(-0.5, len(self.variants) - 0.5)
-            ax.set_title(self.header(metric), fontsize=9)
-            ax.grid(alpha=0.3)
-        fig.suptitle(f"{self.study.title}: seeds (dots), mean ± std (squares); red: the paper's choice", fontsize=9)
-        return fig
-
-    def write_data(self, out: Path) -> dict[str, Path]:
-        """``<study>.json`` (everything :func:`load_report` needs), ``<study>.csv`` (a row per
-        variant and baseline), ``<study>_groups.csv`` (a row per run, group and metric) and
-        ``<study>.png`` in ``out``."""
-        name = self.study.name
-        paths = {"json": _write_text(out / f"{name}.json", json.dumps(self.to_json(), indent=1) + "\n"),
-                 "csv": _write_csv(out / f"{name}.csv", self.summary_rows()),
-                 "groups": _write_csv(out / f"{name}_groups.csv", self.group_rows()),
-                 "plot": out / f"{name}.png"}
-        self.figure().savefig(paths["plot"], dpi=100)
-        return paths
-
-    def write(self, out: Path) -> dict[str, Path]:
-        """The data files of :meth:`write_data` and ``<study>.md`` (the table) in ``out``."""
-        paths = self.write_data(out)
-        paths["markdown"] = _write_text(out / f"{self.study.name}.md", self.markdown(f"{self.study.name}.png") + "\n")
-        return paths
-
-    def to_json(self) -> dict:
-        """The report as JSON data; paths inside the repository are stored relative to it, and the
-        runs' fingerprints (machine paths) are left out: ``settings`` holds what they share."""
-        settings = dataclasses.asdict(self.settings)
-        for name in ("train_images", "test_images", "masks"):
-            settings[name] = _short(settings[name])
-        records = {name: [{k: v for k, v in r.items() if k != "fingerprint"} for r in runs]
-                   for name, runs in self.records.items()}
-        return {"format": REPORT_FORMAT, "study": self.study.name, "variants": [v.name for v in self.variants],
-                "keys": self.keys, "settings": settings, "stamp": self.stamp, "records": records,
-                "baselines": self.baselines}
-
-
 def load_report(path) -> StudyReport:
     """A study's report from the ``<study>.json`` that :meth:`StudyReport.write_data` wrote:
     verdicts, tables and plot can be rebuilt from it without the runs."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file; expected a <study>.json written by `bidsnet ablate` "
-                                f"(in its --out folder, or {_short(str(PUBLISHED))})")
+                                f"(in its --out folder, or {short_path(str(PUBLISHED))})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
@@ -726,22 +474,6 @@ def fetch_published(dest, base_url: str = PUBLISHED_URL, studies: Sequence[str] 
             raise ValueError(f"{url}: not a study report ({error})") from error
         os.replace(partial, target)
     return dest
-
-
-def _short(path: str) -> str:
-    """A path relative to the repository when inside it (what a reader can find)."""
-    p = Path(path)
-    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
-
-
-def _write_csv(path: Path, rows: list[dict]) -> Path:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                     delete=False, newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(f.name, path)
-    return path
 
 
 def section_markers(study: str) -> tuple[str, str]:
@@ -831,7 +563,7 @@ def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, 
         pending.sort(key=lambda t: -durations[(t.key, t.seed)])  # longest first: the jobs end together
         estimate = makespan([durations[(t.key, t.seed)] for t in pending], jobs)
         resumed = sum((t.folder / "latest.pt").is_file() for t in pending)
-        log(f"estimated time: {_duration(estimate)} for the runs"
+        log(f"estimated time: {format_duration(estimate)} for the runs"
             + (f" (an upper bound: {resumed} resume part-trained)" if resumed else "")
             + ", measured just now at this machine's load (steps: --steps; runs: --seeds, --study)")
     if dry_run:
@@ -842,7 +574,7 @@ def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, 
     records.update(run_tasks(pending, jobs, threads, log))
     wall = time.perf_counter() - started
     stamp = (f"Run {time.strftime('%Y-%m-%d')}: `{command or 'bidsnet ablate'}`; this invocation took "
-             f"{_duration(wall)} ({len(pending)} runs trained, {len(finished)} reused) on {machine_line()}, "
+             f"{format_duration(wall)} ({len(pending)} runs trained, {len(finished)} reused) on {machine_line()}, "
              f"{min(jobs, max(len(pending), 1))} job(s) of {threads} thread(s).")
     reports = []
     for study in studies:
@@ -857,9 +589,9 @@ def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, 
         status = "quick mode only, a smoke test whose numbers mean nothing" if settings.quick else "run"
         write_docs_section(docs, "status", (
             f"> **Status: {status}.** Last update {time.strftime('%Y-%m-%d')} by "
-            f"`{command or 'bidsnet ablate'}` (wall time {_duration(wall)}): {verdicts}. Each section "
+            f"`{command or 'bidsnet ablate'}` (wall time {format_duration(wall)}): {verdicts}. Each section "
             f"below states its own run."))
-    log(f"\nverdicts: {verdicts.replace('**', '')} (wall time {_duration(wall)})")
+    log(f"\nverdicts: {verdicts.replace('**', '')} (wall time {format_duration(wall)})")
     return reports
 
 

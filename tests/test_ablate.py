@@ -11,13 +11,10 @@ from bidsnet_lib.ablate import (
     STUDIES,
     STUDY_NAMES,
     AblationSettings,
-    claim_verdict,
-    compare,
     fetch_published,
     load_report,
     main,
     makespan,
-    overall_verdict,
     plan_tasks,
     resolve_studies,
     section_markers,
@@ -27,23 +24,6 @@ from bidsnet_lib.ablate import (
 )
 from bidsnet_lib.model import BIDSNetConfig
 from bidsnet_lib.train import Trainer
-
-
-@pytest.fixture
-def quick_fusion_report():
-    """A fusion report with made-up scores: 8 mask groups, 2 seeds, Telea as the baseline."""
-    study = STUDIES["fusion"]
-
-    def rows(method, psnr):
-        return [{"set": "Set I", "group": f"g{g}", "hole_ratio": 0.1 * g, "n": 4, "method": method,
-                 "metric": metric, "value": value - g / 10, "std": 0.5}
-                for g in range(8) for metric, value in (("psnr", psnr), ("ssim", psnr / 40))]
-
-    records = {v.name: [{"key": v.name, "seed": seed, "params": 1000 + i, "train_seconds": 60.0,
-                         "eval_seconds": 5.0, "rows": rows(v.name, 25 + i + seed / 10)}
-                        for seed in range(2)] for i, v in enumerate(study.variants)}
-    return ablate.StudyReport(study, list(study.variants), {v.name: v.name for v in study.variants}, records,
-                              rows("Telea (r=3)", 24), AblationSettings.quick_preset(), "made up")
 
 
 def read_csv(path):
@@ -112,12 +92,12 @@ def test_quick_study_end_to_end_then_resume(tmp_path, capsys):
     assert "train.steps" in capsys.readouterr().err
 
 
-def test_fetch_published_downloads_checks_and_keeps(tmp_path, quick_fusion_report):
+def test_fetch_published_downloads_checks_and_keeps(tmp_path, made_up_fusion_report):
     server = tmp_path / "server"
     server.mkdir()
-    quick_fusion_report.write_data(server)
+    made_up_fusion_report.write_data(server)
     dest = fetch_published(tmp_path / "dest", base_url=server.as_uri(), studies=["fusion"])
-    assert load_report(dest / "fusion.json").summary_rows() == quick_fusion_report.summary_rows()
+    assert load_report(dest / "fusion.json").summary_rows() == made_up_fusion_report.summary_rows()
     (server / "fusion.json").write_text("<html>404</html>")
     assert fetch_published(dest, base_url=server.as_uri(), studies=["fusion"]) == dest  # kept, not fetched
     with pytest.raises(ValueError, match="not a study report"):
@@ -145,49 +125,6 @@ def test_bad_study_name_lists_the_valid_ones(capsys):
     assert "'fuse'" in err and all(name in err for name in STUDY_NAMES)
     with pytest.raises(ValueError, match="expected one of channel_split, interaction, fusion, features, all"):
         resolve_studies("Fusion")
-
-
-@pytest.mark.parametrize("values, winner_wins", [
-    ({"paper": [10.0, 10.1], "b": [9.0, 9.1], "c": [8.0, 8.2]}, "reproduced"),
-    ({"paper": [10.0, 10.1], "b": [11.0, 11.1], "c": [8.0, 8.2]}, "not reproduced"),
-    ({"paper": [10.0, 10.1], "b": [9.95, 10.05], "c": [8.0, 8.2]}, "within noise"),
-])
-def test_verdict_on_synthetic_numbers(values, winner_wins):
-    verdict, comparisons = claim_verdict(values, "paper", ["b", "c"])
-    assert verdict == winner_wins
-    assert comparisons["c"][0] == "better"  # c is far below in every case
-
-
-def test_verdict_margin_lower_is_better_and_trade_off():
-    # margin = 2 * max(std paper, std rival, pooled std); stds with ddof 1.
-    outcome, delta, margin = compare([1.0, 3.0], [0.0, 0.0])
-    assert (outcome, delta) == ("tie", 2.0) and margin == pytest.approx(2 * 2**0.5)
-    assert compare([10.0, 10.0], [9.9, 9.9])[0] == "better"
-    assert compare([10.0, 10.0], [9.9, 9.9], pooled_std=0.1)[0] == "tie"  # a lucky zero spread
-    # A pooled spread: one noisy variant widens every margin of its study.
-    values = {"paper": [10.0, 10.01], "b": [9.8, 9.81], "noisy": [5.0, 15.0]}
-    assert claim_verdict(values, "paper", ["b"], ["noisy"])[0] == "within noise"
-    # LPIPS: lower is better, so the paper's lower value wins.
-    assert claim_verdict({"paper": [0.20, 0.21], "b": [0.30, 0.31]}, "paper", ["b"], higher_is_better=False)[0] \
-        == "reproduced"
-    # Trade-off (72 features): beat the cheaper, tie with the costlier is enough; losing to it is not.
-    trade = {"72": [10.0, 10.1], "16": [9.0, 9.1], "256": [10.05, 10.1]}
-    assert claim_verdict(trade, "72", ["16"], ["256"])[0] == "reproduced"
-    trade["256"] = [11.0, 11.1]
-    assert claim_verdict(trade, "72", ["16"], ["256"])[0] == "not reproduced"
-    with pytest.raises(ValueError, match=">= 2 seeds"):
-        compare([1.0], [2.0, 3.0])
-    with pytest.raises(ValueError, match=r"no scores for \['c'\]"):
-        claim_verdict({"paper": [1.0, 2.0], "b": [1.0, 2.0]}, "paper", ["b", "c"])
-
-
-def test_overall_verdict_over_metrics():
-    assert overall_verdict({"psnr": "reproduced", "ssim": "reproduced"}) == "reproduced"
-    assert overall_verdict({"psnr": "reproduced", "ssim": "within noise"}) == "within noise"
-    assert overall_verdict({"psnr": "not reproduced", "ssim": "within noise"}) == "not reproduced"
-    assert overall_verdict({"psnr": "not reproduced", "ssim": "reproduced"}) == "within noise"
-    with pytest.raises(ValueError, match="per_metric"):
-        overall_verdict({"psnr": "maybe"})
 
 
 def test_plan_shares_the_reference_run_and_keeps_width():
