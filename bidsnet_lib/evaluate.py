@@ -56,6 +56,7 @@ from bidsnet_lib.masks import (
     hole_ratio,
     overlay_mask,
     square_photo,
+    write_eval_set,
 )
 from bidsnet_lib.metrics import (
     FID_MIN_IMAGES,
@@ -72,6 +73,7 @@ from bidsnet_lib.model import check_inputs, composite
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_IMAGES = ROOT / "data" / "images" / "test"
 SHIPPED_MASKS = ROOT / "data" / "masks"
+STANDIN_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")  # scikit-image's, for installs without data/
 
 # metric key -> table header; the arrow says which way is better.
 METRICS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "fid": "FID ↓"}
@@ -126,6 +128,24 @@ def _preset_order(folder: Path) -> tuple[int, str]:
     order = [*EVAL_PRESETS, *LARGE_MASK_PRESETS]
     return (order.index(folder.name) if folder.name in order else len(order), folder.name)
 
+
+def write_standin_data(folder, per_group: int | None = None) -> tuple[Path, Path]:
+    """Stand-ins for the repository's data/ where a bare pip install (Colab) has none:
+    scikit-image's photos ``STANDIN_PHOTOS`` as PNGs in ``folder/photos``, and in
+    ``folder/masks`` the fixed evaluation masks, the first ``per_group`` of each group (all when
+    None), byte for byte the shipped ones (:func:`bidsnet_lib.masks.write_eval_set`).
+    Returns (photo folder, mask folder)."""
+    from PIL import Image
+    from skimage import data as skdata
+
+    if per_group is not None and (isinstance(per_group, bool) or not isinstance(per_group, int) or per_group < 1):
+        raise ValueError(f"per_group: got {per_group!r}; expected None (every mask) or an int >= 1")
+    photos, masks = Path(folder) / "photos", Path(folder) / "masks"
+    photos.mkdir(parents=True, exist_ok=True)
+    for name in STANDIN_PHOTOS:
+        Image.fromarray(getattr(skdata, name)()).save(photos / f"{name}.png")
+    write_eval_set(masks, per_bin=per_group or 10, per_preset=per_group or 20)
+    return photos, masks
 
 def load_mask_groups(source, limit: int | None = None) -> list[MaskGroup]:
     """The mask groups of a folder: the shipped layout (``set1/<bin>``, ``set2/<preset>``), one

@@ -322,3 +322,15 @@ def test_evaluate_bad_arguments(photos, masks):
         ev.evaluate(None, photos, masks, seed=-1, progress=False)
     with pytest.raises(TypeError, match="fid_features: got str"):
         ev.evaluate(None, photos, masks, fid_features="inception", progress=False)
+
+
+def test_standin_data_is_the_shipped_masks_and_loads(tmp_path):
+    photos, masks = ev.write_standin_data(tmp_path, per_group=2)
+    assert sorted(ev.load_photos(photos, 64)) == sorted(ev.STANDIN_PHOTOS)
+    groups = ev.load_mask_groups(masks)
+    shipped = ev.load_mask_groups(ev.SHIPPED_MASKS, limit=2)
+    assert [g.name for g in groups] == [g.name for g in shipped] and all(len(g.masks) == 2 for g in groups)
+    for ours, theirs in zip(groups, shipped, strict=True):
+        assert all(np.array_equal(a, b) for a, b in zip(ours.masks, theirs.masks, strict=True)), ours.name
+    with pytest.raises(ValueError, match="per_group: got 0"):
+        ev.write_standin_data(tmp_path, per_group=0)
