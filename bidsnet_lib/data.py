@@ -32,7 +32,8 @@ from PIL import Image, ImageOps
 from bidsnet_lib import masks
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
-# The repository's shipped evaluation masks (present in a clone or an editable install).
+# The repository's shipped photos and evaluation masks (present in a clone or an editable install).
+COURSE_IMAGES = Path(__file__).resolve().parents[1] / "data" / "images"
 DEFAULT_MASKS_DIR = Path(__file__).resolve().parents[1] / "data" / "masks"
 # Half Set I (bins 10-60 % equally, as PConv-style irregular holes) and half LaMa's training
 # masks (Set II "train"): the paper evaluates on both kinds, so the model trains on both.
@@ -46,6 +47,22 @@ def mask_sources() -> list[str]:
     bins = [f"set1/{masks.bin_name(b)}" for b in masks.RATIO_BINS]
     return ["set1", *bins, *(f"set2/{p}" for p in masks.LARGE_MASK_PRESETS), "folder"]
 
+
+def course_photos(size: int, limit: int | None = None, first: str | None = None) -> list[np.ndarray]:
+    """The shipped photos (``data/images``: test/ then train/, by file name) as (size, size, 3)
+    uint8 centre crops, the file named ``first`` moved to the front; on a bare pip install
+    (Colab), which has no data/, five scikit-image photos instead (``first`` is then ignored)."""
+    paths = sorted((COURSE_IMAGES / "test").glob("*.jpg")) + sorted((COURSE_IMAGES / "train").glob("*.jpg"))
+    if paths:
+        if first is not None and first not in {p.name for p in paths}:
+            raise ValueError(f"first: no photo {first!r} in {COURSE_IMAGES}; expected one of "
+                             f"{sorted(p.name for p in paths)}")
+        paths.sort(key=lambda p: p.name != first)  # a stable sort: only `first` moves
+        return [masks.square_photo(masks.read_photo(p), size) for p in paths[:limit]]
+    from skimage import data as skdata
+
+    photos = [skdata.chelsea(), skdata.astronaut(), skdata.coffee(), skdata.rocket(), skdata.stereo_motorcycle()[0]]
+    return [masks.square_photo(p, size) for p in photos[:limit]]
 
 def load_rgb(path) -> Image.Image:
     """Open an image file as RGB (see :func:`to_rgb`)."""

@@ -8,10 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
+from bidsnet_lib import data as data_module
 from bidsnet_lib import masks
 from bidsnet_lib.data import (
+    COURSE_IMAGES,
     DEFAULT_MASKS_DIR,
     InpaintingDataset,
+    course_photos,
     find_images,
     fixed_validation_set,
     load_rgb,
@@ -319,3 +322,16 @@ def test_shipped_jpegs_crop_at_every_draft_scale(size, train):
         warnings.simplefilter("error")
         for index in range(len(dataset)):
             assert dataset[index]["image"].shape == (3, size, size)
+
+
+def test_course_photos_are_square_crops_with_the_chosen_one_first(monkeypatch, tmp_path):
+    photos = course_photos(48, limit=3, first="skimage_chelsea.jpg")
+    assert len(photos) == 3 and all(p.shape == (48, 48, 3) and p.dtype == np.uint8 for p in photos)
+    chelsea = masks.square_photo(masks.read_photo(COURSE_IMAGES / "train" / "skimage_chelsea.jpg"), 48)
+    assert np.array_equal(photos[0], chelsea)
+    assert len(course_photos(32)) == len(list(COURSE_IMAGES.glob("*/*.jpg")))
+    with pytest.raises(ValueError, match="first: no photo 'cat.jpg'"):
+        course_photos(32, first="cat.jpg")
+    monkeypatch.setattr(data_module, "COURSE_IMAGES", tmp_path)  # a bare pip install: no data/
+    standins = course_photos(32, first="skimage_chelsea.jpg")
+    assert len(standins) == 5 and all(p.shape == (32, 32, 3) for p in standins)
