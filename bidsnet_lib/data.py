@@ -48,21 +48,25 @@ def mask_sources() -> list[str]:
     return ["set1", *bins, *(f"set2/{p}" for p in masks.LARGE_MASK_PRESETS), "folder"]
 
 
-def course_photos(size: int, limit: int | None = None, first: str | None = None) -> list[np.ndarray]:
-    """The shipped photos (``data/images``: test/ then train/, by file name) as (size, size, 3)
-    uint8 centre crops, the file named ``first`` moved to the front; on a bare pip install
-    (Colab), which has no data/, five scikit-image photos instead (``first`` is then ignored)."""
+def course_photos(size: int | None, limit: int | None = None, first: str | None = None) -> list[np.ndarray]:
+    """The shipped photos (``data/images``: test/ then train/, by file name) as RGB uint8, the file
+    named ``first`` moved to the front: (size, size, 3) centre crops, or each at its own size when
+    ``size`` is None. On a bare pip install (Colab), which has no data/, five scikit-image photos
+    instead (``first`` is then ignored; chelsea comes first)."""
     paths = sorted((COURSE_IMAGES / "test").glob("*.jpg")) + sorted((COURSE_IMAGES / "train").glob("*.jpg"))
     if paths:
         if first is not None and first not in {p.name for p in paths}:
             raise ValueError(f"first: no photo {first!r} in {COURSE_IMAGES}; expected one of "
                              f"{sorted(p.name for p in paths)}")
         paths.sort(key=lambda p: p.name != first)  # a stable sort: only `first` moves
-        return [masks.square_photo(masks.read_photo(p), size) for p in paths[:limit]]
-    from skimage import data as skdata
+        photos = [masks.read_photo(p) for p in paths[:limit]]
+    else:
+        from skimage import data as skdata
 
-    photos = [skdata.chelsea(), skdata.astronaut(), skdata.coffee(), skdata.rocket(), skdata.stereo_motorcycle()[0]]
-    return [masks.square_photo(p, size) for p in photos[:limit]]
+        photos = [skdata.chelsea(), skdata.astronaut(), skdata.coffee(), skdata.rocket(),
+                  skdata.stereo_motorcycle()[0]][:limit]
+    return photos if size is None else [masks.square_photo(p, size) for p in photos]
+
 
 def load_rgb(path) -> Image.Image:
     """Open an image file as RGB (see :func:`to_rgb`)."""
