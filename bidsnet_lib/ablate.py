@@ -436,16 +436,26 @@ def load_report(path) -> StudyReport:
     if not isinstance(data, dict) or data.get("format") != REPORT_FORMAT:
         raise ValueError(f"{path}: format {data.get('format') if isinstance(data, dict) else None!r}; "
                          f"expected {REPORT_FORMAT!r} (a <study>.json written by `bidsnet ablate`)")
+    missing = [k for k in ("study", "variants", "keys", "settings", "stamp", "records", "baselines") if k not in data]
+    if missing:
+        raise ValueError(f"{path}: no {missing} in it; expected a whole <study>.json written by `bidsnet ablate`")
     study = resolve_studies(data["study"])[0]
     known = {v.name: v for v in study.variants}
     unknown = [n for n in data["variants"] if n not in known]
     if unknown:
         raise ValueError(f"{path}: variants {unknown} are not in study {study.name!r}; expected among {list(known)}")
+    unrun = [n for n in data["variants"] if not data["records"].get(n)]
+    if unrun:
+        raise ValueError(f"{path}: no runs recorded for {unrun}; expected each variant's runs under 'records'")
     settings = dict(data["settings"])
     for name in ("train_images", "test_images", "masks"):  # stored relative to the repository
-        settings[name] = str(ROOT / settings[name])
+        settings[name] = str(ROOT / settings.get(name, ""))
+    try:
+        settings = AblationSettings(**settings)
+    except TypeError as error:  # a key this version does not know
+        raise ValueError(f"{path}: settings {sorted(data['settings'])} do not fit this version ({error})") from None
     return StudyReport(study, [known[n] for n in data["variants"]], data["keys"], data["records"],
-                       data["baselines"], AblationSettings(**settings), data["stamp"])
+                       data["baselines"], settings, data["stamp"])
 
 
 def fetch_published(dest, base_url: str = PUBLISHED_URL, studies: Sequence[str] = tuple(STUDIES)) -> Path:

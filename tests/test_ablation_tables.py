@@ -58,3 +58,18 @@ def test_report_json_round_trip_keeps_table_and_verdict(tmp_path, made_up_fusion
     # Made-up scores: each variant 1 dB above the previous, 0.07 dB seed spread: SFF, the first, loses.
     assert loaded.verdicts()[0] == "not reproduced"
     assert "fingerprint" not in paths["json"].read_text()  # machine paths stay out of published files
+
+
+def test_load_report_names_what_a_damaged_file_lacks(tmp_path, made_up_fusion_report):
+    import json
+
+    path = made_up_fusion_report.write_data(tmp_path)["json"]
+    whole = json.loads(path.read_text())
+    for damage, match in ((lambda d: d.pop("records"), r"no \['records'\]"),
+                          (lambda d: d["records"].pop("fusion=add"), r"no runs recorded for \['fusion=add'\]"),
+                          (lambda d: d["settings"].update(epochs=3), "do not fit this version")):
+        data = json.loads(json.dumps(whole))
+        damage(data)
+        path.write_text(json.dumps(data))
+        with pytest.raises(ValueError, match=match):
+            load_report(path)
