@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/masks.py
 	$(BIN)/python bench/attention.py
 	$(BIN)/python bench/model.py
+	$(BIN)/python bench/trainer.py
 
 clean:
 	rm -rf $(VENV) outputs

@@ -81,7 +81,8 @@ class TrainConfig:
     milestones off (``latest.pt`` is still written every ``checkpoint_every`` steps and at the
     end). ``val_data`` empty: validate on centre crops of ``data`` (this measures fitting;
     give held-out photos for generalisation). ``amp``: float16 autocast + GradScaler on CUDA;
-    ``cpu_bf16``: bfloat16 autocast on CPU. ``deterministic`` asks PyTorch for deterministic
+    ``cpu_bf16``: bfloat16 autocast on CPU; ``channels_last``: NHWC tensors for the convolutions;
+    ``compile``: ``torch.compile`` the generator (``bench/trainer.py`` measures all three). ``deterministic`` asks PyTorch for deterministic
     kernels (process-wide) and is what makes a resumed run bit-identical on CUDA. ``init``: a
     checkpoint (inference or training) whose generator weights (and critic, when it has one) a new
     run starts from, with fresh optimisers; ``model`` must equal the checkpoint's model config.
@@ -105,6 +106,8 @@ class TrainConfig:
     d_layers: int = 3
     amp: bool = True
     cpu_bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
     seed: int = 0
     deterministic: bool = False
     log_every: int = 50
@@ -155,7 +158,7 @@ class TrainConfig:
                 or not all(isinstance(b, int | float) and 0 <= b < 1 for b in self.betas)):
             raise ValueError(f"betas: got {self.betas!r}, expected two numbers in [0, 1)")
         self.betas = tuple(float(b) for b in self.betas)
-        for name in ("amp", "cpu_bf16", "deterministic"):
+        for name in ("amp", "cpu_bf16", "channels_last", "compile", "deterministic"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name}: got {getattr(self, name)!r}, expected True or False")
 
@@ -387,12 +390,18 @@ class Trainer:
         elif config.init is not None:
             self._warm_start(Path(config.init))
 
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        for module in (self.generator, self.ema, self.discriminator):
+            if module is not None:
+                module.to(memory_format=self.memory_format)
         self.g_train, self.d_train = self.generator, self.discriminator  # what forward/backward use
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g_train = DistributedDataParallel(self.generator, device_ids=ids)
             if self.discriminator is not None:
                 self.d_train = DistributedDataParallel(self.discriminator, device_ids=ids)
+        if config.compile:
+            self.g_train = torch.compile(self.g_train)
 
         common = dict(size=config.size, seed=config.seed)
         self.train_set = InpaintingDataset(config.data, train=True, mask_mix=config.mask_mix,
@@ -490,8 +499,8 @@ class Trainer:
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         """One critic update, then one generator update and the EMA; returns detached 0-dim logs."""
         cfg = self.config
-        image = batch["image"].to(self.device, non_blocking=True)  # (B, 3, S, S) in [0, 1]
-        mask = batch["mask"].to(self.device, non_blocking=True)  # (B, 1, S, S), 1 = hole
+        image = batch["image"].to(self.device, non_blocking=True, memory_format=self.memory_format)  # (B, 3, S, S)
+        mask = batch["mask"].to(self.device, non_blocking=True, memory_format=self.memory_format)  # (B, 1, S, S), 1 = hole
         clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
         with self.autocast():
             pred = self.g_train(image, mask)  # (B, 3, S, S)
@@ -678,6 +687,7 @@ FLAG_FIELDS = {
     "data": "data", "val_data": "val_data", "steps": "steps", "batch_size": "batch_size",
     "size": "size", "lr_g": "lr_g", "lr_d": "lr_d", "grad_clip": "grad_clip", "ema_decay": "ema_decay",
     "seed": "seed", "deterministic": "deterministic", "amp": "amp", "cpu_bf16": "cpu_bf16",
+    "channels_last": "channels_last", "compile": "compile",
     "num_workers": "num_workers", "log_every": "log_every", "sample_every": "sample_every",
     "validate_every": "validate_every", "checkpoint_every": "checkpoint_every",
     "keep_every": "keep_every", "val_size": "val_size", "mask_folder": "mask_folder",
@@ -717,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("log-every", int), ("sample-every", int), ("validate-every", int),
                        ("checkpoint-every", int), ("keep-every", int), ("val-size", int)):
         g.add_argument(f"--{flag}", type=kind, metavar=kind.__name__.upper())
-    for flag in ("deterministic", "amp", "cpu-bf16"):
+    for flag in ("deterministic", "amp", "cpu-bf16", "channels-last", "compile"):
         g.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction)
     g.add_argument("--input-fill", choices=INPUT_FILLS, help="holes on input: zeros, or a Telea fill")
     g.add_argument("--output", choices=OUTPUTS, help="the head predicts the image, or a residual on the fill")

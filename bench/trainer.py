@@ -1,0 +1,159 @@
+"""Training speed on the CPU: which setting of ``bidsnet train`` gives the most samples per second.
+
+    python bench/trainer.py            # 128 and 256 px; writes its section of docs/benchmarks.md
+    python bench/trainer.py --quick    # smoke test: 32 px, a few steps, no file, no torch.compile
+
+Every variant runs ``bidsnet_lib.train.Trainer.train_step`` itself (data loading included: the
+loader is the trainer's own) in a fresh process, so thread counts, autocast and compilation
+caches never leak between variants. The config is ``TrainConfig.small()`` at the given size,
+batch 4 per process, on the shipped training photos. Variants: fp32; bfloat16 autocast
+(``cpu_bf16``); ``channels_last``; ``torch.compile``; two intra-op threads; two gloo DDP
+processes of one thread each (``torchrun``; the global batch is then 8). The variants take turns
+round by round, and each row is the median of the rounds, so that a load change on this shared
+machine hits them alike. "% of peak" divides the generator's counted FLOPs (forward and
+backward; ``FlopCounterMode`` counts convolutions and matrix products, and cannot follow the
+critic's R1 double backward) by the step's time, against the fastest of several large fp32
+matrix products with the same thread count: a lower bound of the step's real share.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = ROOT / "data" / "images" / "train"
+# name -> (TrainConfig changes, intra-op threads, processes)
+VARIANTS = {
+    "fp32, 1 thread": ({}, 1, 1),
+    "bfloat16 autocast": ({"cpu_bf16": True}, 1, 1),
+    "channels_last": ({"channels_last": True}, 1, 1),
+    "torch.compile": ({"compile": True}, 1, 1),
+    "fp32, 2 threads": ({}, 2, 1),
+    "2 gloo processes x 1 thread": ({}, 1, 2),
+}
+
+
+def worker(spec: dict) -> dict | None:
+    """Inside one (torchrun) process: time ``spec["steps"]`` train steps after a warm-up."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bidsnet_lib.train import TrainConfig, Trainer, init_distributed
+
+    distributed = init_distributed()
+    config = dataclasses.replace(TrainConfig.small(), size=spec["size"], data=(spec["data"],), steps=10**6,
+                                 validate_every=0, sample_every=0, **spec["changes"])
+    trainer = Trainer(config, tempfile.mkdtemp(prefix="bench_trainer."), device="cpu", progress=False)
+    batches = iter(trainer.loader())
+    for _ in range(spec["warmup"]):
+        trainer.train_step(next(batches))
+    start = time.perf_counter()
+    for _ in range(spec["steps"]):
+        trainer.train_step(next(batches))
+    seconds = (time.perf_counter() - start) / spec["steps"]
+    batch = next(batches)
+    with FlopCounterMode(display=False) as counter:  # the generator's forward and backward
+        trainer.generator(batch["image"], batch["mask"]).mean().backward()
+    result = {"seconds_per_step": seconds, "flops_per_step": counter.get_total_flops() * trainer.world_size,
+              "samples_per_step": config.batch_size * trainer.world_size}
+    if distributed:
+        torch.distributed.destroy_process_group()
+    return result if trainer.is_main else None
+
+
+def run_variant(name: str, size: int, steps: int, warmup: int) -> dict:
+    changes, threads, processes = VARIANTS[name]
+    spec = {"changes": changes, "threads": threads, "size": size, "steps": steps, "warmup": warmup,
+            "data": str(PHOTOS)}
+    command = [sys.executable, __file__, "--worker", json.dumps(spec)]
+    if processes > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc_per_node={processes}", *command[1:]]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=3600)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{name} at {size} px failed:\n{done.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def peak_gflops(threads: int) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    best = 0.0
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        best = max(best, 4 * 2 * 1024**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def table(results: dict, names: list[str], sizes: list[int], peaks: dict[int, float]) -> list[str]:
+    lines = ["| size | setting | s/step | samples/s | × fp32, 1 thread | % of peak |",
+             "|---:|---|---:|---:|---:|---:|"]
+    for size in sizes:
+        base = None
+        for name in names:
+            runs = results[(name, size)]
+            seconds = statistics.median(r["seconds_per_step"] for r in runs)
+            samples = runs[0]["samples_per_step"] / seconds
+            base = samples if base is None else base
+            threads, processes = VARIANTS[name][1], VARIANTS[name][2]
+            peak = peaks[threads] * processes  # processes of one thread: one core's peak each
+            share = runs[0]["flops_per_step"] / seconds / 1e9 / peak
+            lines.append(f"| {size} | {name} | {seconds:.3f} | {samples:.2f} | {samples / base:.2f} | "
+                         f"{100 * share:.0f} % |")
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: 32 px, few steps, no file; torch.compile left out (minutes of C++ build)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.worker:
+        result = worker(json.loads(args.worker))
+        if result is not None:
+            print(json.dumps(result))
+        return 0
+    sizes, steps, warmup, rounds = ([32], 2, 1, 1) if args.quick else ([128, 256], 12, 3, args.rounds)
+    names = [n for n in VARIANTS if not (args.quick and VARIANTS[n][0].get("compile"))]
+    results = {}
+    for _ in range(rounds):
+        for size in sizes:
+            for name in names:
+                results.setdefault((name, size), []).append(run_variant(name, size, steps, warmup))
+    peaks = {1: peak_gflops(1), 2: peak_gflops(2)}
+    from bidsnet_lib.reports import machine_line, write_section
+
+    lines = table(results, names, sizes, peaks)
+    print("\n".join(lines))
+    if not args.quick:
+        text = "\n".join([
+            "## Training speed on the CPU (`bench/trainer.py`)", "",
+            f"`TrainConfig.small()`, batch 4 per process, {steps} timed steps after {warmup} of warm-up, "
+            f"median of {rounds} rounds; peak: {peaks[1]:.1f} GFLOP/s on 1 thread, {peaks[2]:.1f} on 2.", "",
+            *lines, "",
+            f"Measured {datetime.date.today()} on {machine_line()}.",
+        ])
+        write_section(ROOT / "docs" / "benchmarks.md", "bench/trainer.py", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
