@@ -10,10 +10,9 @@ transport by a fluid-dynamics PDE), so they fill thin strokes well and large hol
 """
 
 import cv2
-import numpy as np
 import torch
 
-from bidsnet_lib.model import check_inputs, composite
+from bidsnet_lib.model import check_inputs, composite, opencv_fill
 
 BASELINES = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 BASELINE_LABELS = {"telea": "Telea", "ns": "Navier-Stokes"}
@@ -35,19 +34,8 @@ class OpenCVInpaint:
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         check_inputs(image, mask)
-        # OpenCV inpaints 8-bit images; only the hole takes the rounded values, known pixels come
-        # back from `image` itself in `composite`.
-        pixels = (image.detach() * 255).round().to(torch.uint8).permute(0, 2, 3, 1)  # (B, H, W, 3)
-        pixels = pixels.contiguous().cpu().numpy()
-        holes = mask.detach().to(torch.uint8)[:, 0].contiguous().cpu().numpy()  # (B, H, W)
-        filled = np.stack(
-            [
-                cv2.inpaint(p, m, self.radius, BASELINES[self.method])
-                for p, m in zip(pixels, holes, strict=True)
-            ]
-        )  # (B, H, W, 3)
-        filled = torch.from_numpy(filled).permute(0, 3, 1, 2).to(image.device, image.dtype) / 255
-        return composite(filled, image, mask)
+        # Only the hole takes OpenCV's 8-bit values; known pixels come back from `image` itself.
+        return composite(opencv_fill(image, mask, BASELINES[self.method], self.radius), image, mask)
 
 
 def make_baseline(name: str, radius: int = 3) -> OpenCVInpaint:

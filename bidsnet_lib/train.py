@@ -50,11 +50,23 @@ from tqdm.auto import tqdm
 
 import bidsnet_lib
 from bidsnet_lib.attention import FastAttention
-from bidsnet_lib.checkpoint import TRAIN_FORMAT, load_checkpoint, save_checkpoint
+from bidsnet_lib.checkpoint import (
+    INFERENCE_FORMAT,
+    TRAIN_FORMAT,
+    load_checkpoint,
+    save_checkpoint,
+)
 from bidsnet_lib.data import DEFAULT_MASK_MIX, InpaintingDataset, fixed_validation_set
 from bidsnet_lib.losses import GeneratorLoss, LossConfig, PatchDiscriminator, discriminator_loss
 from bidsnet_lib.metrics import psnr
-from bidsnet_lib.model import BIDSNet, BIDSNetConfig, check_config_keys, composite
+from bidsnet_lib.model import (
+    INPUT_FILLS,
+    OUTPUTS,
+    BIDSNet,
+    BIDSNetConfig,
+    check_config_keys,
+    composite,
+)
 
 # Fields a resumed run may change; any other difference would make it a different experiment.
 RESUME_OVERRIDABLE = ("steps", "log_every", "sample_every", "validate_every", "checkpoint_every",
@@ -70,7 +82,9 @@ class TrainConfig:
     end). ``val_data`` empty: validate on centre crops of ``data`` (this measures fitting;
     give held-out photos for generalisation). ``amp``: float16 autocast + GradScaler on CUDA;
     ``cpu_bf16``: bfloat16 autocast on CPU. ``deterministic`` asks PyTorch for deterministic
-    kernels (process-wide) and is what makes a resumed run bit-identical on CUDA.
+    kernels (process-wide) and is what makes a resumed run bit-identical on CUDA. ``init``: a
+    checkpoint (inference or training) whose generator weights (and critic, when it has one) a new
+    run starts from, with fresh optimisers; ``model`` must equal the checkpoint's model config.
     """
 
     model: BIDSNetConfig = field(default_factory=BIDSNetConfig.paper)
@@ -100,6 +114,7 @@ class TrainConfig:
     keep_every: int = 10_000
     val_size: int = 64
     num_workers: int = 2
+    init: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.model, BIDSNetConfig):
@@ -117,6 +132,10 @@ class TrainConfig:
             raise TypeError(f"mask_mix: got {self.mask_mix!r}, expected a dict {{source: weight}}")
         if self.mask_folder is not None:
             self.mask_folder = os.fspath(self.mask_folder)
+        if self.init is not None:
+            if not isinstance(self.init, str | os.PathLike):
+                raise TypeError(f"init: got {self.init!r}, expected a checkpoint path or None")
+            self.init = os.fspath(self.init)
         minimums = {"size": 32, "batch_size": 1, "steps": 1, "d_channels": 1, "d_layers": 1,
                     "log_every": 1, "checkpoint_every": 1, "val_size": 1, "sample_every": 0,
                     "validate_every": 0, "keep_every": 0, "num_workers": 0, "seed": 0}
@@ -179,6 +198,12 @@ class TrainConfig:
 
 
 PRESETS = {"small": TrainConfig.small, "paper": TrainConfig.paper}
+
+
+def model_config_differences(saved: BIDSNetConfig, given: BIDSNetConfig) -> list[str]:
+    """One ``field: saved X, given Y`` line per BIDSNetConfig field where the two differ."""
+    return [f"{f.name}: saved {getattr(saved, f.name)!r}, given {getattr(given, f.name)!r}"
+            for f in dataclasses.fields(BIDSNetConfig) if getattr(saved, f.name) != getattr(given, f.name)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -359,6 +384,8 @@ class Trainer:
         self.step = 0
         if checkpoint is not None:
             self._load_state(checkpoint)
+        elif config.init is not None:
+            self._warm_start(Path(config.init))
 
         self.g_train, self.d_train = self.generator, self.discriminator  # what forward/backward use
         if self.world_size > 1:
@@ -415,6 +442,25 @@ class Trainer:
             if isinstance(module, FastAttention):
                 module.calls_since_redraw = checkpoint["redraw_calls"][name]
         self.step = checkpoint["step"]
+
+    def _warm_start(self, path: Path) -> None:
+        """Generator (and EMA) weights from ``path``, the critic's too when both have one."""
+        data = load_checkpoint(path, (INFERENCE_FORMAT, TRAIN_FORMAT))
+        is_train = data["format"] == TRAIN_FORMAT
+        source = BIDSNetConfig.from_dict(data["config"]["model"] if is_train else data["config"])
+        differ = model_config_differences(source, self.config.model)
+        if differ:
+            raise ValueError(f"init: {path} holds a different model; " + "; ".join(differ)
+                             + " (with --init the model config comes from the checkpoint)")
+        weights = data["ema"] if is_train else data["model"]  # the EMA is what was validated
+        self.generator.load_state_dict(weights)
+        self.ema.load_state_dict(weights)
+        if is_train and self.discriminator is not None and data.get("discriminator"):
+            try:
+                self.discriminator.load_state_dict(data["discriminator"])
+            except RuntimeError:
+                raise ValueError(f"init: the critic in {path} does not fit d_channels={self.config.d_channels}, "
+                                 f"d_layers={self.config.d_layers}; pass the values of its run") from None
 
     def _restore_rng(self, states: list[dict]) -> None:
         if len(states) == self.world_size:
@@ -637,7 +683,7 @@ FLAG_FIELDS = {
     "keep_every": "keep_every", "val_size": "val_size", "mask_folder": "mask_folder",
     "mask_mix": "mask_mix", "vgg_weights": "loss.vgg_weights", "perceptual": "loss.perceptual",
     "style": "loss.style", "adversarial": "loss.adversarial", "hole": "loss.hole", "valid": "loss.valid",
-    "r1": "loss.r1",
+    "r1": "loss.r1", "init": "init", "input_fill": "model.input_fill", "output": "model.output",
 }
 
 
@@ -659,6 +705,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", metavar="DIR", help="folders of training photos (recursive)")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory, e.g. runs/NAME")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest.pt")
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="start a new run from this checkpoint's weights (inference or training; "
+                        "fine-tune on your own --data); the model config comes from it")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the GPU if any)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("TrainConfig fields")
@@ -670,6 +719,8 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument(f"--{flag}", type=kind, metavar=kind.__name__.upper())
     for flag in ("deterministic", "amp", "cpu-bf16"):
         g.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction)
+    g.add_argument("--input-fill", choices=INPUT_FILLS, help="holes on input: zeros, or a Telea fill")
+    g.add_argument("--output", choices=OUTPUTS, help="the head predicts the image, or a residual on the fill")
     g.add_argument("--mask-folder", metavar="DIR", help="external masks (use with --mask-mix folder=W)")
     g.add_argument("--mask-mix", type=_mask_mix, metavar="SRC=W,...", help="e.g. set1=0.5,set2/train=0.5")
     g = p.add_argument_group("LossConfig fields")
@@ -682,19 +733,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
     """``base`` with every flag that was given written onto its field."""
-    top, loss = {}, {}
+    top, loss, model = {}, {}, {}
     for dest, name in FLAG_FIELDS.items():
         value = getattr(args, dest, None)
         if value is not None:
             if name.startswith("loss."):
                 loss[name[5:]] = value
+            elif name.startswith("model."):
+                model[name[6:]] = value
             else:
                 top[name] = tuple(value) if isinstance(value, list) else value
-    config = dataclasses.replace(base, loss=dataclasses.replace(base.loss, **loss), **top)
+    if top.get("init") is not None:
+        init = Path(top["init"]).resolve()
+        top["init"] = str(init)
+        base = dataclasses.replace(base, model=checkpoint_model_config(init))
+        differ = model_config_differences(base.model, dataclasses.replace(base.model, **model))
+        if differ:
+            raise ValueError(f"--init {init}: model flags conflict with the checkpoint's model: "
+                             + "; ".join(differ))
+    config = dataclasses.replace(base, model=dataclasses.replace(base.model, **model),
+                                 loss=dataclasses.replace(base.loss, **loss), **top)
     if args.vgg_weights is not None and config.loss.perceptual == 0 and config.loss.style == 0:
         raise ValueError(f"--vgg-weights {args.vgg_weights}: no effect, the perceptual and style weights "
                          f"are 0 (the small preset's choice); add e.g. --perceptual 0.1 --style 250")
     return config
+
+
+def checkpoint_model_config(path: str | os.PathLike) -> BIDSNetConfig:
+    """The model config stored in an inference or training checkpoint (weights memory-mapped)."""
+    data = load_checkpoint(path, (INFERENCE_FORMAT, TRAIN_FORMAT), mmap=True)
+    return BIDSNetConfig.from_dict(data["config"]["model"] if data["format"] == TRAIN_FORMAT else data["config"])
 
 
 def read_run_config(out_dir: str | os.PathLike) -> TrainConfig:

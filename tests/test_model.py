@@ -266,3 +266,24 @@ def test_summary_prints_every_preset_and_variant(capsys):
     names = [line.split()[0] + " " + line.split()[1] for line in lines[1:]]
     assert "paper interaction=none" in names and "small attention=softmax" in names
     assert len(lines) == 1 + 2 * (1 + len(ablation_variants(TINY)))
+
+
+def test_a_residual_model_starts_as_its_telea_fill_and_keeps_a_zeros_fill_exact():
+    from bidsnet_lib.baselines import make_baseline
+
+    config = dataclasses.replace(BIDSNetConfig.small(), input_fill="telea", output="residual")
+    image = torch.rand(2, 3, 64, 64)
+    mask = (torch.rand(2, 1, 64, 64) > 0.7).float()
+    with torch.no_grad():
+        out = BIDSNet(config).eval()(image, mask)
+    telea = make_baseline("telea", radius=3)(image, mask)
+    torch.testing.assert_close(composite(out, image, mask), telea)  # zero-initialised correction
+    zeros = dataclasses.replace(config, input_fill="zeros")
+    with torch.no_grad():
+        torch.testing.assert_close(BIDSNet(zeros).eval()(image, mask), image * (1 - mask))
+
+
+@pytest.mark.parametrize("field, value", [("input_fill", "lama"), ("output", "delta")])
+def test_input_fill_and_output_are_checked(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be one of"):
+        dataclasses.replace(BIDSNetConfig.small(), **{field: value})

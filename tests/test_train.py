@@ -361,3 +361,43 @@ def test_two_process_gloo_torchrun_keeps_ranks_identical(photos, tmp_path):
     assert len(digests) == 2 and digests[0] == digests[1]
     saved = load_checkpoint(out / "latest.pt")
     assert saved["step"] == 4 and saved["meta"]["world_size"] == 2 and len(saved["rng"]) == 2
+
+
+# ------------------------------------------------------------------------------ warm starts
+
+
+def test_a_warm_start_begins_at_the_source_checkpoints_validation_psnr(photos, tmp_path):
+    source = Trainer(tiny_config(photos, steps=4, validate_every=0, sample_every=0), tmp_path / "a", progress=False)
+    source.train()
+    exported = export_inference(tmp_path / "a", tmp_path / "a.pt", dtype=torch.float32)
+    for init in (tmp_path / "a" / "latest.pt", exported):
+        warm = Trainer(tiny_config(photos, init=str(init)), tmp_path / f"warm_{init.stem}", progress=False)
+        assert warm.step == 0 and warm.opt_g.state_dict()["state"] == {}  # new run, new optimiser
+        assert warm.validate() == pytest.approx(source.validate(), abs=1e-6)
+        if init.name == "latest.pt":  # a training checkpoint brings its critic along
+            torch.testing.assert_close(warm.discriminator.state_dict(), source.discriminator.state_dict())
+
+
+def test_a_warm_start_refuses_another_architecture_naming_the_field(photos, tmp_path):
+    Trainer(tiny_config(photos, steps=1, validate_every=0, sample_every=0), tmp_path / "a", progress=False).train()
+    other = dataclasses.replace(TINY, width=16)
+    with pytest.raises(ValueError, match=r"init: .* holds a different model; width: saved 8, given 16"):
+        Trainer(tiny_config(photos, model=other, init=str(tmp_path / "a" / "latest.pt")), tmp_path / "b",
+                progress=False)
+
+
+def test_cli_init_takes_the_model_from_the_checkpoint_and_refuses_conflicting_flags(photos, tmp_path, capsys):
+    common = ["--data", photos[0], "--val-data", photos[1], "--size", "32", "--batch-size", "1", "--no-progress",
+              "--validate-every", "0", "--sample-every", "0", "--steps", "1"]
+    assert main([*common, "--out", str(tmp_path / "a"), "--input-fill", "telea", "--output", "residual"]) == 0
+    assert main([*common, "--out", str(tmp_path / "b"), "--init", str(tmp_path / "a" / "latest.pt")]) == 0
+    model = read_run_config(tmp_path / "b").model
+    assert (model.input_fill, model.output) == ("telea", "residual")
+    assert read_run_config(tmp_path / "b").init == str((tmp_path / "a" / "latest.pt").resolve())
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "c"), "--init", str(tmp_path / "a" / "latest.pt"),
+                 "--output", "image"]) == 2
+    err = capsys.readouterr().err
+    assert "model flags conflict with the checkpoint's model: output: saved 'residual', given 'image'" in err
+    assert main([*common, "--out", str(tmp_path / "d"), "--init", str(tmp_path / "absent.pt")]) == 2
+    assert "absent.pt: no such checkpoint file" in capsys.readouterr().err
