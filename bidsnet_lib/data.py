@@ -18,6 +18,7 @@ hole), "mask_source": str, "index": int}``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import os
@@ -66,6 +67,30 @@ def course_photos(size: int | None, limit: int | None = None, first: str | None 
         photos = [skdata.chelsea(), skdata.astronaut(), skdata.coffee(), skdata.rocket(),
                   skdata.stereo_motorcycle()[0]][:limit]
     return photos if size is None else [masks.square_photo(p, size) for p in photos]
+
+
+# scikit-image's photos standing in for data/images where a bare pip install has none: the test
+# ones are those bidsnet_lib.evaluate scores on, the training ones share none of them.
+STANDIN_TRAIN_PHOTOS = ("hubble_deep_field", "immunohistochemistry", "stereo_motorcycle")
+STANDIN_TEST_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+
+
+def course_photo_folders(scratch) -> tuple[Path, Path]:
+    """(train, test) photo folders that share no photo: the repository's ``data/images/train`` and
+    ``data/images/test``; on a bare pip install (Colab), scikit-image's ``STANDIN_TRAIN_PHOTOS``
+    and ``STANDIN_TEST_PHOTOS`` written as PNGs to ``scratch/train`` and ``scratch/test``."""
+    folders = COURSE_IMAGES / "train", COURSE_IMAGES / "test"
+    if all(f.is_dir() and any(f.glob("*.jpg")) for f in folders):
+        return folders
+    from skimage import data as skdata
+
+    folders = Path(scratch) / "train", Path(scratch) / "test"
+    for folder, names in zip(folders, (STANDIN_TRAIN_PHOTOS, STANDIN_TEST_PHOTOS), strict=True):
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            photo = getattr(skdata, name)()
+            Image.fromarray(photo[0] if isinstance(photo, tuple) else photo).save(folder / f"{name}.png")
+    return folders
 
 
 def load_rgb(path) -> Image.Image:
@@ -393,3 +418,142 @@ def _fixed_masks(
         folder = masks.MaskFolder(found[group], size=size)
         items += [(group, folder, i) for i in range(len(folder))]
     return items
+
+
+# ------------------------------------------------------------------ downloadable sets (Colab)
+class DownloadError(RuntimeError):
+    """A remote set could not be fetched (offline, wrong checksum, unexpected archive)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteSet:
+    """An archive on the web whose ``folder`` holds ``files`` images or masks."""
+
+    url: str
+    archive: str  # the file name it is saved under
+    md5: str | None  # None: the publisher gives none
+    folder: str  # the folder inside the archive that holds the files
+    files: int
+    what: str
+
+
+REMOTE_SETS = {
+    # Fits free Colab (a few minutes to fetch, ~500 MB on disk); the 256 px training set is ~24 GB.
+    "places365_val_256": RemoteSet(
+        "http://data.csail.mit.edu/places/places365/val_256.tar", "val_256.tar",
+        "e27b17d8d44f4af9a78502beb927f808", "val_256", 36_500,
+        "Places365-Standard's validation photos at 256x256 (places2.csail.mit.edu), ~500 MB"),
+    # The irregular-mask test set of Liu et al. 2018 (partial convolutions), NVIDIA, CC BY-NC-SA 4.0.
+    "pconv_test_masks": RemoteSet(
+        "https://www.dropbox.com/s/01dfayns9s0kevy/test_mask.zip?dl=1", "test_mask.zip", None,
+        "mask/testing_mask_dataset", 12_000,
+        "the partial-convolution irregular-mask test set (Liu et al. 2018), 12,000 PNGs in 6 hole-ratio bins"),
+}
+
+
+def download_set(name: str, root, *, archive_dir=None, url: str | None = None, timeout: float = 20.0) -> Path:
+    """Fetch and unpack ``REMOTE_SETS[name]`` once; returns ``root/name``, the folder of its files.
+
+    The archive is kept in ``archive_dir`` (default ``root``; on Colab a Drive folder, so the next
+    session unpacks without downloading again) and unpacked to ``root`` (the machine's own disk:
+    reading many small files from Drive is slow). ``url`` overrides the set's address (a mirror,
+    or ``file://`` for a local copy). Offline it raises :class:`DownloadError` naming the file to
+    place where; nothing half-written is left behind.
+    """
+    if name not in REMOTE_SETS:
+        raise ValueError(f"name: got {name!r}, expected one of {sorted(REMOTE_SETS)}")
+    remote = REMOTE_SETS[name]
+    root = Path(root).expanduser()
+    target = root / name
+    if target.is_dir() and any(target.iterdir()):
+        return target
+    archive = Path(archive_dir or root).expanduser() / remote.archive
+    if not archive.is_file():
+        _fetch(url or remote.url, archive, remote.md5, timeout, what=f"{name} ({remote.what})")
+    _unpack(archive, root, remote.folder, target)
+    count = sum(1 for p in target.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if count != remote.files:
+        warnings.warn(f"{name}: {target} holds {count} image files, expected {remote.files}", stacklevel=2)
+    return target
+
+
+def _fetch(url: str, archive: Path, md5: str | None, timeout: float, what: str) -> None:
+    """Stream ``url`` to a temporary file beside ``archive``, check it, then rename it."""
+    import hashlib
+    import tempfile
+    import urllib.request
+
+    from tqdm.auto import tqdm
+
+    place = (f"download {url} on a machine with internet and place it as {archive}, "
+             "or pass url= (a mirror, or file:// for a local copy)")
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.", suffix=".part")
+    digest = hashlib.md5()
+    try:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=archive.name) as bar:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+        if md5 is not None and digest.hexdigest() != md5:
+            raise DownloadError(f"{what}: {url} gave a file with MD5 {digest.hexdigest()}, expected {md5} "
+                                f"(a partial or changed download); {place}")
+        os.replace(partial, archive)
+    except OSError as error:  # URLError, time-outs and refused connections are OSErrors
+        raise DownloadError(f"{what}: cannot download {url} ({type(error).__name__}: {error}; offline?); "
+                            f"{place}") from None
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def _unpack(archive: Path, root: Path, folder: str, target: Path) -> None:
+    """Unpack ``archive`` in a temporary folder under ``root``, then move its ``folder`` to ``target``."""
+    import shutil
+    import tarfile
+    import tempfile
+    import zipfile
+
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=root, prefix=f".{target.name}."))
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:  # zipfile drops ".." and absolute names itself
+                z.extractall(scratch)
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as t:
+                # The "data" filter refuses links and paths outside the folder (Python >= 3.10.12).
+                t.extractall(scratch, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        else:
+            raise DownloadError(f"{archive}: not a zip or tar archive; delete it and download again")
+        inner = scratch / folder
+        if not inner.is_dir():
+            found = sorted(p.relative_to(scratch).as_posix() for p in scratch.glob("*/*") if p.is_dir())[:5]
+            raise DownloadError(f"{archive}: holds no folder {folder!r} (found {found or 'none'}); "
+                                "is it the right archive?")
+        shutil.rmtree(target, ignore_errors=True)  # an empty leftover
+        os.replace(inner, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def hold_out(folder, count: int) -> tuple[Path, Path]:
+    """Move every k-th photo of ``folder`` (sorted by name, ``count`` in all) to the sibling
+    ``<folder>_test``: (train folder, test folder), never sharing a photo. Done once: a second
+    call finds the test folder and moves nothing."""
+    folder = Path(folder)
+    test = folder.with_name(folder.name + "_test")
+    if test.is_dir() and any(test.iterdir()):
+        return folder, test
+    paths, _ = find_images(folder, check="none")
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or not 0 < count < len(paths):
+        raise ValueError(f"count: got {count!r}, expected an int with 0 < count < {len(paths)} (the photos in {folder})")
+    test.mkdir()
+    step = len(paths) / count
+    for k in range(count):
+        path = paths[int(k * step)]
+        os.replace(path, test / path.name)
+    return folder, test

@@ -26,11 +26,12 @@ class Align(nn.Module):
 
     Resampling is fixed (average pooling down, bilinear up) and the learned part is the 1x1
     convolution, as in Conformer's feature coupling unit (Peng et al., 2021): alignment adds few
-    parameters, average pooling low-passes before it decimates (no aliasing), and bilinear
-    upsampling paints no checkerboard. The convolution and the GroupNorm run at the lower of the
-    two resolutions, where they are cheapest: a 1x1 convolution commutes with average pooling
-    and with bilinear interpolation (both average pixels with weights summing to 1), so only the
-    norm's statistics see the lower resolution. The norm puts the two streams' features on one
+    parameters, average pooling low-passes before it decimates (a 2x2 box: less aliasing than
+    plain decimation, not none), and bilinear upsampling paints no checkerboard. The convolution
+    and the GroupNorm run at the lower of the two resolutions, where they are cheapest: a 1x1
+    convolution commutes with average pooling and with bilinear interpolation (both average
+    pixels with weights summing to 1); the GroupNorm does not (its statistics depend on the
+    resolution), so running it at the lower one is a choice. The norm puts the two streams' features on one
     scale before they are fused.
     """
 

@@ -35,9 +35,26 @@ from PIL import Image, ImageOps
 from bidsnet_lib.masks import binarize_mask
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "bidsnet_small.pt"
+# Where notebook 06 exports the learner's own model (full mode): runs/ beside the notebooks; on
+# Colab the same name on Google Drive, which outlives the session.
+LEARNER_EXPORT = "06_model.pt"
+COLAB_RUNS = Path("/content/drive/MyDrive/bidsnet_runs")
 MASK_THRESHOLD = 0.5  # a mask pixel is a hole when its value > this fraction of full scale
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MAX_GROUPS = 64  # more separate holes than this (speckle) are inpainted as one union crop
+
+
+def course_checkpoint(runs="runs", colab_runs=COLAB_RUNS) -> tuple[Path | None, str]:
+    """The model notebooks 07 and 08 use, and a line saying which: the learner's own export from
+    notebook 06 (``runs/06_model.pt``, or on Colab ``06_model.pt`` in ``colab_runs`` on Drive) when
+    it exists, else the shipped checkpoint; ``(None, why)`` when there is neither."""
+    for folder in (Path(runs), Path(colab_runs)):
+        if (folder / LEARNER_EXPORT).is_file():
+            return folder / LEARNER_EXPORT, f"your own model, exported by notebook 06: {folder / LEARNER_EXPORT}"
+    looked = f"no {LEARNER_EXPORT} from notebook 06 in {runs} or {colab_runs}"
+    if SHIPPED_CHECKPOINT.is_file():
+        return SHIPPED_CHECKPOINT, f"the shipped model {SHIPPED_CHECKPOINT} ({looked})"
+    return None, f"no trained model: {looked}, and the shipped {SHIPPED_CHECKPOINT} is missing"
 
 
 # ----------------------------------------------------------------------------- input forms

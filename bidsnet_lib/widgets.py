@@ -45,6 +45,7 @@ except ImportError:  # no custom widgets: InpaintDemo falls back to stock ipywid
 
 PHOTO_DIR = Path(__file__).resolve().parents[1] / "data" / "images"
 OVERLAY_RGBA = (255, 40, 40, 140)  # translucent red: the photo stays visible under the mask
+RECORD_ENV = "BIDSNET_WIDGET_RECORD"  # set by tests/test_widget_browser.py for the notebook's kernel
 
 
 # ----------------------------------------------------------------------------- painting logic
@@ -324,6 +325,8 @@ class InpaintDemo:
     True = the anywidget canvas, False = the stock-ipywidgets slider fallback, None = the canvas
     when anywidget is installed. `record_dir`, if given, gets a ``state.npz`` (image, mask,
     strokes, result) after every action: the browser test reads what the widget did from there.
+    Left None, a canvas demo records to ``$BIDSNET_WIDGET_RECORD`` when that is set (the browser
+    test sets it for the notebook's kernel, so the notebook carries no test plumbing).
     """
 
     def __init__(self, inpainter, photos=None, *, canvas: bool | None = None, brush_size: int = 24,
@@ -339,6 +342,8 @@ class InpaintDemo:
             raise ValueError("canvas=True needs the anywidget package; pip install anywidget or pass canvas=False")
         self.max_side = _check_size("max_side", max_side)
         self.display_width = _check_size("display_width", display_width)
+        if record_dir is None and self.canvas_mode:
+            record_dir = os.environ.get(RECORD_ENV)
         self.record_dir = Path(record_dir) if record_dir else None
         self.result: np.ndarray | None = None
         self.strokes = 0

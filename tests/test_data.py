@@ -337,3 +337,115 @@ def test_course_photos_are_square_crops_with_the_chosen_one_first(monkeypatch, t
     monkeypatch.setattr(data_module, "COURSE_IMAGES", tmp_path)  # a bare pip install: no data/
     standins = course_photos(32, first="skimage_chelsea.jpg")
     assert len(standins) == 5 and all(p.shape == (32, 32, 3) for p in standins)
+
+
+# ------------------------------------------------------------------ downloadable sets
+def _remote(monkeypatch, archive_name="set.tar", md5=None, folder="inner/photos", files=3):
+    """Point REMOTE_SETS["places365_val_256"] at a test description."""
+    remote = data_module.RemoteSet("unused://", archive_name, md5, folder, files, "a test set")
+    monkeypatch.setitem(data_module.REMOTE_SETS, "places365_val_256", remote)
+    return remote
+
+
+def _tar(path: Path, members: dict[str, np.ndarray]) -> Path:
+    import tarfile
+
+    staging = path.parent / "staging"
+    for name, array in members.items():
+        save(staging / name, array)
+    with tarfile.open(path, "w") as t:
+        for name in members:
+            t.add(staging / name, arcname=name)
+    return path
+
+
+def test_download_set_fetches_checks_and_unpacks_a_local_archive(tmp_path, monkeypatch):
+    import hashlib
+
+    source = _tar(tmp_path / "src" / "set.tar", {f"inner/photos/{i}.jpg": noise(16, 16, i) for i in range(3)})
+    _remote(monkeypatch, md5=hashlib.md5(source.read_bytes()).hexdigest())
+    drive, disk = tmp_path / "drive", tmp_path / "disk"
+    folder = data_module.download_set("places365_val_256", disk, archive_dir=drive, url=source.as_uri())
+    assert folder == disk / "places365_val_256"
+    assert sorted(p.name for p in folder.iterdir()) == ["0.jpg", "1.jpg", "2.jpg"]
+    assert (drive / "set.tar").read_bytes() == source.read_bytes()  # kept for the next session
+    assert [p.name for p in disk.iterdir()] == ["places365_val_256"]  # no scratch folder left
+    # A second call (say, the next Colab session after the disk was wiped) unpacks the kept
+    # archive without downloading: the url given now does not exist.
+    import shutil
+
+    shutil.rmtree(disk)
+    again = data_module.download_set("places365_val_256", disk, archive_dir=drive, url="file:///no/such/file")
+    assert sorted(p.name for p in again.iterdir()) == ["0.jpg", "1.jpg", "2.jpg"]
+
+
+def test_download_set_fails_clearly_offline_and_leaves_nothing(tmp_path, monkeypatch):
+    _remote(monkeypatch)
+    with pytest.raises(data_module.DownloadError, match=r"cannot download http://127.0.0.1:9/set.tar .*place it as "):
+        data_module.download_set("places365_val_256", tmp_path, url="http://127.0.0.1:9/set.tar", timeout=2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_set_refuses_a_wrong_checksum_and_a_wrong_archive(tmp_path, monkeypatch):
+    source = _tar(tmp_path / "src" / "set.tar", {"inner/photos/0.jpg": noise(16, 16)})
+    _remote(monkeypatch, md5="0" * 32, files=1)
+    with pytest.raises(data_module.DownloadError, match="expected 0{32}"):
+        data_module.download_set("places365_val_256", tmp_path / "out", url=source.as_uri())
+    assert list((tmp_path / "out").iterdir()) == []
+    _remote(monkeypatch, folder="elsewhere", files=1)
+    with pytest.raises(data_module.DownloadError, match=r"holds no folder 'elsewhere' \(found \['inner/photos'\]\)"):
+        data_module.download_set("places365_val_256", tmp_path / "out", url=source.as_uri())
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["set.tar"]  # the archive stays, no debris
+    with pytest.raises(ValueError, match=r"name: got 'places2', expected one of \['pconv_test_masks', 'places365_val_256'\]"):
+        data_module.download_set("places2", tmp_path)
+
+
+def test_download_set_unpacks_a_zip_and_warns_on_a_wrong_count(tmp_path, monkeypatch):
+    import zipfile
+
+    png = tmp_path / "m.png"
+    save(png, np.zeros((8, 8), np.uint8), "L")
+    with zipfile.ZipFile(tmp_path / "test_mask.zip", "w") as z:
+        z.write(png, "mask/testing_mask_dataset/00000.png")
+    monkeypatch.setitem(data_module.REMOTE_SETS, "pconv_test_masks", data_module.RemoteSet(
+        "unused://", "test_mask.zip", None, "mask/testing_mask_dataset", 12_000, "masks"))
+    with pytest.warns(UserWarning, match="holds 1 image files, expected 12000"):
+        folder = data_module.download_set("pconv_test_masks", tmp_path / "out",
+                                          url=(tmp_path / "test_mask.zip").as_uri())
+    assert len(masks.MaskFolder(folder)) == 1
+
+
+def test_remote_sets_name_what_they_hold():
+    places = data_module.REMOTE_SETS["places365_val_256"]
+    assert places.url.endswith("/val_256.tar") and places.files == 36_500 and len(places.md5) == 32
+    assert data_module.REMOTE_SETS["pconv_test_masks"].files == 12_000
+
+
+def test_hold_out_splits_once_and_apart(tmp_path):
+    folder = tmp_path / "photos"
+    for i in range(10):
+        save(folder / f"{i:02d}.jpg", noise(8, 8, i))
+    train, test = data_module.hold_out(folder, 3)
+    names = lambda f: sorted(p.name for p in f.iterdir())  # noqa: E731
+    assert test == tmp_path / "photos_test" and names(test) == ["00.jpg", "03.jpg", "06.jpg"]
+    assert len(names(train)) == 7 and not set(names(train)) & set(names(test))
+    assert data_module.hold_out(folder, 3) == (train, test) and len(names(train)) == 7  # nothing moved again
+    for i in range(10):
+        save(tmp_path / "other" / f"{i}.jpg", noise(8, 8))
+    with pytest.raises(ValueError, match=r"count: got 10, expected an int with 0 < count < 10"):
+        data_module.hold_out(tmp_path / "other", 10)
+    assert not (tmp_path / "other_test").exists()
+
+
+def test_course_photo_folders_share_no_photo(tmp_path, monkeypatch):
+    from bidsnet_lib import evaluate
+
+    assert data_module.STANDIN_TEST_PHOTOS == evaluate.STANDIN_PHOTOS  # what notebook 07 scores on
+    train, test = data_module.course_photo_folders(tmp_path)
+    assert train.is_dir() and test.is_dir() and not {p.name for p in train.iterdir()} & {p.name for p in test.iterdir()}
+    monkeypatch.setattr(data_module, "COURSE_IMAGES", tmp_path / "no_data")  # a bare pip install
+    train, test = data_module.course_photo_folders(tmp_path / "scratch")
+    assert sorted(p.stem for p in train.iterdir()) == sorted(data_module.STANDIN_TRAIN_PHOTOS)
+    assert sorted(p.stem for p in test.iterdir()) == sorted(data_module.STANDIN_TEST_PHOTOS)
+    assert not set(data_module.STANDIN_TRAIN_PHOTOS) & set(data_module.STANDIN_TEST_PHOTOS)
+    assert len(InpaintingDataset([train], size=64)) == 3

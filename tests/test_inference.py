@@ -359,3 +359,23 @@ def test_white_photo_with_a_large_hole(inpainter):
     holes = box_mask(300, 260, (20, 20, 280, 240))
     out = inpainter.inpaint(white, holes)
     np.testing.assert_array_equal(out[holes == 0], 255)
+
+
+def test_course_checkpoint_prefers_the_learners_export(tmp_path, monkeypatch):
+    from bidsnet_lib import inference
+
+    runs, drive = tmp_path / "runs", tmp_path / "drive"
+    shipped = tmp_path / "shipped.pt"
+    monkeypatch.setattr(inference, "SHIPPED_CHECKPOINT", shipped)
+    path, why = inference.course_checkpoint(runs, drive)
+    assert path is None and "no trained model" in why and str(shipped) in why
+    shipped.write_bytes(b"x")
+    path, why = inference.course_checkpoint(runs, drive)
+    assert path == shipped and why.startswith("the shipped model")
+    drive.mkdir()
+    (drive / "06_model.pt").write_bytes(b"x")  # on Colab: the export on Drive
+    assert inference.course_checkpoint(runs, drive)[0] == drive / "06_model.pt"
+    runs.mkdir()
+    (runs / "06_model.pt").write_bytes(b"x")  # beside the notebook: this machine's own export first
+    path, why = inference.course_checkpoint(runs, drive)
+    assert path == runs / "06_model.pt" and why.startswith("your own model, exported by notebook 06")

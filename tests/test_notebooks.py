@@ -62,3 +62,26 @@ def test_committed_without_outputs(path):
     for cell in read_notebook(path).cells:
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, f"{path.name} has outputs"
+
+
+# Notebook 03's summary, references and open question come with its own rework (issue 15); drop it
+# from this set when that lands.
+WITHOUT_ENDING_YET = {"03_fast_attention"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_notebook_ends_with_summary_references_and_an_open_question(path):
+    if path.stem in WITHOUT_ENDING_YET:
+        pytest.skip("notebook 03's ending is part of its own rework")
+    cells = read_notebook(path).cells
+    last = cells[-1]
+    assert last.cell_type == "markdown" and "## Summary" in last.source and "## References" in last.source, path.name
+    summary = last.source[last.source.index("## Summary"):last.source.index("## References")]
+    position = EXPECTED.index(path.stem)
+    if position + 1 < len(EXPECTED):  # "what comes next" links the next notebook
+        assert f"({EXPECTED[position + 1]}.ipynb)" in summary, f"{path.name}: the summary does not link the next notebook"
+    references = last.source[last.source.index("## References"):]
+    assert "BIDS-Net" in references and re.search(r"\b(19|20)\d\d\b", references), path.name
+    hidden = [c for c in cells if c.get("metadata", {}).get("jupyter", {}).get("source_hidden")]
+    assert any(c.source.startswith("**Answer.**") for c in hidden), f"{path.name}: no collapsed worked answer"
+    assert any(c.cell_type == "markdown" and "## A question to think about" in c.source for c in cells), path.name

@@ -229,3 +229,14 @@ def test_demo_mask_matches_an_opencv_reference_stroke():
     reference = np.zeros((60, 80), np.uint8)
     cv2.line(reference, (10, 10), (60, 40), 1, thickness=9)
     assert (demo.mask >= reference).all()  # the stroke covers at least OpenCV's own thick line
+
+
+def test_demo_records_to_the_environment_folder_only_for_the_canvas(tmp_path, monkeypatch):
+    from bidsnet_lib import widgets
+
+    monkeypatch.setenv(widgets.RECORD_ENV, str(tmp_path / "record"))
+    assert InpaintDemo(GreyFill(), photos(), canvas=True).record_dir == tmp_path / "record"
+    assert InpaintDemo(GreyFill(), photos(), canvas=False).record_dir is None  # the fallback never overwrites it
+    assert InpaintDemo(GreyFill(), photos(), canvas=True, record_dir=tmp_path / "x").record_dir == tmp_path / "x"
+    monkeypatch.delenv(widgets.RECORD_ENV)
+    assert InpaintDemo(GreyFill(), photos(), canvas=True).record_dir is None
