@@ -49,11 +49,11 @@ def mask_sources() -> list[str]:
 
 
 def course_photos(size: int | None, limit: int | None = None, first: str | None = None) -> list[np.ndarray]:
-    """The shipped photos (``data/images``: test/ then train/, by file name) as RGB uint8, the file
+    """The shipped photos (``data/images``: test/, val/ then train/, by file name) as RGB uint8, the file
     named ``first`` moved to the front: (size, size, 3) centre crops, or each at its own size when
     ``size`` is None. On a bare pip install (Colab), which has no data/, five scikit-image photos
     instead (``first`` is then ignored; chelsea comes first)."""
-    paths = sorted((COURSE_IMAGES / "test").glob("*.jpg")) + sorted((COURSE_IMAGES / "train").glob("*.jpg"))
+    paths = [p for split in ("test", "val", "train") for p in sorted((COURSE_IMAGES / split).glob("*.jpg"))]
     if paths:
         if first is not None and first not in {p.name for p in paths}:
             raise ValueError(f"first: no photo {first!r} in {COURSE_IMAGES}; expected one of "
