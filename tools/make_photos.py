@@ -62,12 +62,12 @@ PINNED_TEST = (
 )
 MANIFEST_FIELDS = ["file", "split", "group", "source", "author", "licence", "original_size"]
 
-# Perceptual hash (phash: 255 bits), compared against the whole image and against CROP_FRACTION
-# crops at the centre and the four corners. Two photos closer than DUPLICATE_BITS are one photo;
+# Perceptual hash (phash: 255 bits), compared against the whole image and against its crops
+# at the centre and the four corners at CROP_SCALES of its size. Two photos closer than DUPLICATE_BITS are one photo;
 # tests/test_photos.py calibrates the threshold (duplicates <= 6 bits, distinct photos >= 84).
 HASH_SIZE = 16
 HASH_BITS = HASH_SIZE**2 - 1
-CROP_FRACTION = 0.7
+CROP_SCALES = (0.85, 0.7, 0.55)
 DUPLICATE_BITS = 40
 
 LICENCE_URLS = {
@@ -629,20 +629,29 @@ def phash(rgb: np.ndarray) -> np.ndarray:
     return low > np.median(low)
 
 
-def hash_variants(rgb: np.ndarray, fraction: float = CROP_FRACTION) -> np.ndarray:
-    """pHashes of the whole image, its centre crop and its four corner crops: (6, HASH_BITS)."""
+def crop_boxes(
+    h: int, w: int, scales: tuple[float, ...] = CROP_SCALES
+) -> list[tuple[int, int, int, int]]:
+    """(top, left, height, width) of the centre and four corner crops at each scale."""
+    boxes = []
+    for scale in scales:
+        ch, cw = round(h * scale), round(w * scale)
+        boxes += [((h - ch) // 2, (w - cw) // 2, ch, cw)]
+        boxes += [(t, s, ch, cw) for t in (0, h - ch) for s in (0, w - cw)]
+    return boxes
+
+
+def hash_variants(rgb: np.ndarray) -> np.ndarray:
+    """pHashes of the whole image, then of its crop_boxes: (1 + 5 * len(CROP_SCALES), HASH_BITS)."""
     h, w = rgb.shape[:2]
-    ch, cw = round(h * fraction), round(w * fraction)
-    tops = (0, (h - ch) // 2, 0, 0, h - ch, h - ch)
-    lefts = (0, (w - cw) // 2, 0, w - cw, 0, w - cw)
-    crops = [rgb] + [rgb[t : t + ch, s : s + cw] for t, s in zip(tops[1:], lefts[1:], strict=True)]
+    crops = [rgb] + [rgb[t : t + ch, s : s + cw] for t, s, ch, cw in crop_boxes(h, w)]
     return np.stack([phash(c) for c in crops])
 
 
 def hash_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, M) smallest Hamming distance between photo i of `a` and photo j of `b`.
 
-    `a` and `b` are (N, 6, bits) and (M, 6, bits) from hash_variants: each whole image is
+    `a` and `b` are (N, V, bits) and (M, V, bits) from hash_variants: each whole image is
     compared with the other's whole image and crops, both ways, so a crop of a photo matches it.
     """
     whole_a, whole_b = a[:, 0].astype(np.int32), b[:, 0].astype(np.int32)
