@@ -276,9 +276,8 @@ GCOMPRIS_RCC = Path("usr/share/gcompris-qt/rcc")
 # (Lena); the photographers are not recorded. Left out: messi5.jpg (a press photograph of a
 # footballer, a free licence is implausible), starry_night.jpg (a painting), ela_modified.jpg
 # (ela_original.jpg with a logo pasted in), chicky_512.png (a cut-out on a transparent ground),
-# pca_test1.jpg (cut-out shapes on a light box),
-# HappyFish.jpg (259x194), Blender_Suzanne*.jpg and blox.jpg (renders), and every greyscale,
-# synthetic, logo, text or chessboard image.
+# pca_test1.jpg (cut-out shapes on a light box), HappyFish.jpg (259x194), Blender_Suzanne*.jpg
+# and blox.jpg (renders), and every greyscale, synthetic, logo, text or chessboard image.
 OPENCV = {
     "aero1.jpg": ("aero", "aerial photograph, a stitching sample overlapping aero3.jpg"),
     "aero3.jpg": ("aero", "aerial photograph, a stitching sample overlapping aero1.jpg"),
