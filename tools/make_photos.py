@@ -64,7 +64,7 @@ MANIFEST_FIELDS = ["file", "split", "group", "source", "author", "licence", "ori
 
 # Perceptual hash (phash: 255 bits), compared against the whole image and against its crops
 # at the centre and the four corners at CROP_SCALES of its size. Two photos closer than DUPLICATE_BITS are one photo;
-# tests/test_photos.py calibrates the threshold (duplicates <= 6 bits, distinct photos >= 84).
+# tests/test_photos.py calibrates the threshold (duplicates <= 6 bits, all other pairs >= 84).
 HASH_SIZE = 16
 HASH_BITS = HASH_SIZE**2 - 1
 CROP_SCALES = (0.85, 0.7, 0.55)
