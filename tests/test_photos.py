@@ -2,7 +2,10 @@
 
 import csv
 import importlib.util
+import os
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 import cv2
@@ -241,3 +244,74 @@ def test_missing_lomiri_tree_fails_with_the_apt_command(tmp_path, capsys):
     with pytest.raises(SystemExit, match="no extracted lomiri-wallpapers tree.*apt-get download"):
         make_photos.main([str(tmp_path), "--out", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()
+
+
+def _rcc(files: dict[str, tuple[bytes, bool]]) -> bytes:
+    """A version-2 Qt resource file holding one folder level: {"a" or "dir/a": (data, zlib)}."""
+    names, blobs, tree = b"", b"", []
+
+    def name(text: str) -> int:
+        nonlocal names
+        offset = len(names)
+        names += struct.pack(">HI", len(text), 0) + text.encode("utf-16-be")
+        return offset
+
+    def blob(data: bytes, compress: bool) -> int:
+        nonlocal blobs
+        offset = len(blobs)
+        payload = struct.pack(">I", len(data)) + zlib.compress(data) if compress else data
+        blobs += struct.pack(">I", len(payload)) + payload
+        return offset
+
+    top = sorted({path.split("/")[0] for path in files})
+    tree.append(struct.pack(">IHII", 0, 2, len(top), 1))  # the root and its children
+    later = []
+    for entry in top:
+        if entry in files:
+            data, compress = files[entry]
+            tree.append(
+                struct.pack(">IHHHI", name(entry), int(compress), 0, 0, blob(data, compress))
+            )
+        else:
+            inside = sorted(p.split("/", 1)[1] for p in files if p.startswith(entry + "/"))
+            tree.append(
+                struct.pack(">IHII", name(entry), 2, len(inside), 1 + len(top) + len(later))
+            )
+            later += [(n, files[f"{entry}/{n}"]) for n in inside]
+    for entry, (data, compress) in later:
+        tree.append(struct.pack(">IHHHI", name(entry), int(compress), 0, 0, blob(data, compress)))
+    tree_bytes = b"".join(node + bytes(8) for node in tree)  # + the u64 modification time
+    head = 20
+    return (
+        b"qres"
+        + struct.pack(">4I", 2, head, head + len(tree_bytes), head + len(tree_bytes) + len(blobs))
+        + tree_bytes
+        + blobs
+        + names
+    )
+
+
+def test_read_rcc_lists_nested_files_and_inflates_zlib_entries():
+    photo = bytes(range(256)) * 40
+    data = _rcc(
+        {"README": (b"Files: x", False), "img/a.webp": (photo, True), "img/b.jpg": (b"jpeg", False)}
+    )
+    assert make_photos.read_rcc(data) == {
+        "README": b"Files: x",
+        "img/a.webp": photo,
+        "img/b.jpg": b"jpeg",
+    }
+    with pytest.raises(ValueError, match="not a Qt resource file: got b'PK"):
+        make_photos.read_rcc(b"PK\x03\x04" + data[4:])
+    with pytest.raises(ValueError, match="rcc format version: got 9, expected 1 to 3"):
+        make_photos.read_rcc(data[:4] + struct.pack(">I", 9) + data[8:])
+
+
+@pytest.mark.skipif(
+    "BIDSNET_PHOTO_SOURCES" not in os.environ,
+    reason="set BIDSNET_PHOTO_SOURCES to the extracted tree of the five Debian packages",
+)
+def test_the_shipped_photos_rebuild_byte_for_byte_from_the_packages(capsys):
+    # Opt-in (about a minute): the tree comes from apt-get download + dpkg -x, see make_photos.
+    assert make_photos.main([os.environ["BIDSNET_PHOTO_SOURCES"], "--check"]) == 0
+    assert "byte for byte" in capsys.readouterr().out
