@@ -199,7 +199,9 @@ def test_parse_credits_and_normalise_licence():
         "Copyright: Sergio Cambelo\nFiles: giraffe.webp\nSource: https://example.org/Giraffe.JPG\n"
         "License: Public domain\nComments: cropping, sharpening\n\n"
         "Copyright:\n  Copyright 2011 NASA\n  Copyright 2018 T. Giet\nLicense: Public Domain\n"
-        "Files:\n  mercury.webp\n"
+        "Files:\n  mercury.webp\n\n"
+        "Copyright: 2000, 2008 Bruno Coudoin and others\nLicense: CC-BY 4.0\nEilan_0.webp\n"
+        "Eilan_background.webp\nComment: based on a photo by G. Piolle, license CC-BY 3.0\n"
     )
     credits = make_photos.parse_credits(readme)
     assert credits["egypt/egypt.svg"] == {
@@ -209,6 +211,12 @@ def test_parse_credits_and_normalise_licence():
     assert credits["giraffe.webp"]["Source"] == "https://example.org/Giraffe.JPG"
     assert credits["giraffe.webp"]["Comment"] == "cropping, sharpening"
     assert credits["mercury.webp"]["Copyright"] == "Copyright 2011 NASA Copyright 2018 T. Giet"
+    # Bare file names belong to their block even without a "Files:" line.
+    assert credits["Eilan_background.webp"] == {
+        "Copyright": "2000, 2008 Bruno Coudoin and others",
+        "License": "CC-BY 4.0",
+        "Comment": "based on a photo by G. Piolle, license CC-BY 3.0",
+    }
     norm = make_photos.normalise_licence
     assert [norm(t, "x") for t in ("CC-BY-SA 4.0", "Public domain", "CC0-1.0", "GPLv2+")] == [
         "CC-BY-SA-4.0",

@@ -267,6 +267,7 @@ GCOMPRIS = {
 # README entries that name a file differently from the file itself.
 GCOMPRIS_README_ALIASES = {
     "explore_monuments/resource/germany/aulaPalatina.webp": "germany/audaPalatina.webp",
+    "categorization/resource/images/tools/screwDriver.webp": "screDriver.webp",
 }
 GCOMPRIS_RCC = Path("usr/share/gcompris-qt/rcc")
 
@@ -491,19 +492,28 @@ def read_rcc(data: bytes) -> dict[str, bytes]:
 
 
 def parse_credits(text: str) -> dict[str, dict[str, str]]:
-    """Map each file named in a GCompris resource README to its Copyright/Source/License/..."""
+    """Map each file named in a GCompris resource README to its Copyright/Source/License/Comment.
+
+    Blocks are separated by blank lines; a bare file name on its own line is a file of the block
+    even without a "Files:" line before it (the details README lists them so).
+    """
     out = {}
     for block in re.split(r"\n\s*\n", text):
         fields: dict[str, list[str]] = {}
+        files: list[str] = []
         key = None
         for line in block.splitlines():
-            match = re.match(r"(Copyright|Source|License|Comments?|Files):\s*(.*)$", line.strip())
+            line = line.strip()
+            match = re.match(r"(Copyright|Source|License|Comments?|Files):\s*(.*)$", line)
             if match:
-                key = match[1].rstrip("s") if match[1].startswith("Comment") else match[1]
-                fields.setdefault(key, []).extend([match[2]] if match[2] else [])
-            elif key and line.strip():
-                fields[key].append(line.strip())
-        for file in fields.pop("Files", []):
+                key = "Comment" if match[1].startswith("Comment") else match[1]
+                value = [match[2]] if match[2] else []
+                (files if key == "Files" else fields.setdefault(key, [])).extend(value)
+            elif key == "Files" or re.fullmatch(r"[\w.@+-]+(/[\w.@+-]+)*\.[A-Za-z0-9]{2,5}", line):
+                files.extend([line] if line else [])
+            elif key and line:
+                fields[key].append(line)
+        for file in files:
             out[file] = {k: " ".join(v) for k, v in fields.items()}
     return out
 
@@ -523,14 +533,14 @@ def normalise_licence(text: str, what: str) -> str:
     return key
 
 
-def gcompris_photos(root: Path) -> tuple[list[tuple[Photo, Callable[[], np.ndarray]]], list[str]]:
+def gcompris_photos(root: Path) -> list[tuple[Photo, Callable[[], np.ndarray]]]:
     """The chosen photos of gcompris-qt-data's .rcc files, credited from their READMEs."""
     rcc_dir = root / GCOMPRIS_RCC
     if not rcc_dir.is_dir():
         raise SystemExit(f"missing {rcc_dir}: extract gcompris-qt-data into the tree; " + APT_HINT)
     version = debian_version(root, "gcompris-qt-data")
-    package_licence = _package_licence(root, "gcompris-qt-data", "GPL-3+")
-    out, uncredited = [], []
+    _package_licence(root, "gcompris-qt-data", "GPL-3+")  # the package's own terms, as recorded
+    out = []
     for activity, pattern in GCOMPRIS.items():
         rcc_path = rcc_dir / f"{activity}.rcc"
         files = read_rcc(rcc_path.read_bytes())
@@ -561,22 +571,27 @@ def gcompris_photos(root: Path) -> tuple[list[tuple[Photo, Callable[[], np.ndarr
             source = (
                 f"Debian gcompris-qt-data {version}: /{GCOMPRIS_RCC}/{activity}.rcc, file :/{path}"
             )
-            if credit:
-                licence = normalise_licence(credit.get("License", ""), path)
-                author = credit.get("Copyright", "").strip() or "unknown"
-                note = (
-                    f"{readme} inside {activity}.rcc: Copyright {author}; License "
-                    f"{credit.get('License')}; Source {credit.get('Source', 'not given')}"
-                    + (f"; {credit['Comment']}" if credit.get("Comment") else "")
+            if not credit:
+                raise SystemExit(
+                    f"{path} in {activity}.rcc: no README credits it; check its licence and "
+                    "credit it in GCOMPRIS_README_ALIASES or leave it out of GCOMPRIS"
                 )
-                link = credit.get("Source", "").lower()
-            else:
-                uncredited.append(path)
-                licence, author, link = "GPL-3.0-or-later", "GCompris contributors", ""
-                note = (
-                    f"no README in {activity}.rcc credits this file, so the package's "
-                    f"debian/copyright applies (Files: *, License: {package_licence})"
-                )
+            licence = normalise_licence(credit.get("License", ""), path)
+            author = credit.get("Copyright", "").strip() or "unknown"
+            # details: "based on a photo by X, license ..., source at URL" names the photographer.
+            origin = re.search(
+                r"based on an? (?:original )?(?:photo|image) by ([^,]+)",
+                credit.get("Comment", ""),
+            )
+            if origin:
+                author += f" (based on a photo by {origin[1].strip()})"
+            note = (
+                f"{readme} inside {activity}.rcc: Copyright {author}; License "
+                f"{credit.get('License')}; Source {credit.get('Source', 'not given')}"
+                + (f"; {credit['Comment']}" if credit.get("Comment") else "")
+            )
+            url = re.search(r"https?://\S+", credit.get("Source", "") or credit.get("Comment", ""))
+            link = url[0].rstrip(".,").lower() if url else ""
             photo = Photo(
                 _slug(f"gcompris_{activity}_{stem}"),
                 "gcompris-qt-data",
@@ -587,7 +602,7 @@ def gcompris_photos(root: Path) -> tuple[list[tuple[Photo, Callable[[], np.ndarr
                 link,
             )
             out.append((photo, lambda b=files[path], p=path: _decode_rgb(b, p)))
-    return out, uncredited
+    return out
 
 
 def opencv_photos(root: Path) -> list[tuple[Photo, Callable[[], np.ndarray]]]:
@@ -795,7 +810,7 @@ def licences_markdown(
 def build(root: Path, out_dir: Path, licences_path: Path) -> list[dict[str, str]]:
     """Write out_dir/{train,val,test}/*.jpg, out_dir/manifest.csv and licences_path."""
     lomiri = lomiri_photos(root)  # first: its error message names the apt command
-    gcompris, _ = gcompris_photos(root)
+    gcompris = gcompris_photos(root)
     sources = PACKAGED + lomiri + gcompris + opencv_photos(root)
     photos = {p.name: p for p, _ in sources}
     if len(photos) != len(sources):
