@@ -50,11 +50,11 @@ def mask_sources() -> list[str]:
 
 
 def course_photos(size: int | None, limit: int | None = None, first: str | None = None) -> list[np.ndarray]:
-    """The shipped photos (``data/images``: test/ then train/, by file name) as RGB uint8, the file
+    """The shipped photos (``data/images``: test/, val/ then train/, by file name) as RGB uint8, the file
     named ``first`` moved to the front: (size, size, 3) centre crops, or each at its own size when
     ``size`` is None. On a bare pip install (Colab), which has no data/, five scikit-image photos
     instead (``first`` is then ignored; chelsea comes first)."""
-    paths = sorted((COURSE_IMAGES / "test").glob("*.jpg")) + sorted((COURSE_IMAGES / "train").glob("*.jpg"))
+    paths = [p for split in ("test", "val", "train") for p in sorted((COURSE_IMAGES / split).glob("*.jpg"))]
     if paths:
         if first is not None and first not in {p.name for p in paths}:
             raise ValueError(f"first: no photo {first!r} in {COURSE_IMAGES}; expected one of "
@@ -75,11 +75,14 @@ STANDIN_TRAIN_PHOTOS = ("hubble_deep_field", "immunohistochemistry", "stereo_mot
 STANDIN_TEST_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 
 
-def course_photo_folders(scratch) -> tuple[Path, Path]:
-    """(train, test) photo folders that share no photo: the repository's ``data/images/train`` and
-    ``data/images/test``; on a bare pip install (Colab), scikit-image's ``STANDIN_TRAIN_PHOTOS``
-    and ``STANDIN_TEST_PHOTOS`` written as PNGs to ``scratch/train`` and ``scratch/test``."""
-    folders = COURSE_IMAGES / "train", COURSE_IMAGES / "test"
+def course_photo_folders(scratch, held_out: str = "test") -> tuple[Path, Path]:
+    """(train, held-out) photo folders that share no photo: the repository's ``data/images/train``
+    and ``data/images/<held_out>`` ("val" to choose settings, "test" to score); on a bare pip
+    install (Colab), scikit-image's ``STANDIN_TRAIN_PHOTOS`` and ``STANDIN_TEST_PHOTOS`` written as
+    PNGs to ``scratch/train`` and ``scratch/test``."""
+    if held_out not in ("val", "test"):
+        raise ValueError(f"held_out: got {held_out!r}, expected 'val' or 'test'")
+    folders = COURSE_IMAGES / "train", COURSE_IMAGES / held_out
     if all(f.is_dir() and any(f.glob("*.jpg")) for f in folders):
         return folders
     from skimage import data as skdata

@@ -282,7 +282,7 @@ def shipped_photos(folder: Path | None = None) -> dict[str, object]:
     scikit-image's bundled samples (no download) keep the demo usable anywhere.
     """
     folder = PHOTO_DIR if folder is None else Path(folder)
-    paths = sorted(folder.glob("test/*.jpg")) + sorted(folder.glob("train/*.jpg"))
+    paths = [p for split in ("test", "val", "train") for p in sorted(folder.glob(f"{split}/*.jpg"))]
     if paths:
         return {p.stem: p for p in paths}
     from skimage import data

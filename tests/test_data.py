@@ -443,6 +443,9 @@ def test_course_photo_folders_share_no_photo(tmp_path, monkeypatch):
     assert data_module.STANDIN_TEST_PHOTOS == evaluate.STANDIN_PHOTOS  # what notebook 07 scores on
     train, test = data_module.course_photo_folders(tmp_path)
     assert train.is_dir() and test.is_dir() and not {p.name for p in train.iterdir()} & {p.name for p in test.iterdir()}
+    assert data_module.course_photo_folders(tmp_path, held_out="val")[1].name == "val"  # for choosing settings
+    with pytest.raises(ValueError, match="held_out: got 'train', expected 'val' or 'test'"):
+        data_module.course_photo_folders(tmp_path, held_out="train")
     monkeypatch.setattr(data_module, "COURSE_IMAGES", tmp_path / "no_data")  # a bare pip install
     train, test = data_module.course_photo_folders(tmp_path / "scratch")
     assert sorted(p.stem for p in train.iterdir()) == sorted(data_module.STANDIN_TRAIN_PHOTOS)

@@ -11,6 +11,8 @@ def test_demo_writes_galleries_and_inpainting_grid(tmp_path):
     for name in ("masks_set1.png", "masks_set2.png", "inpainting.png"):
         with Image.open(tmp_path / name) as picture:
             assert picture.format == "PNG" and min(picture.size) > 200
+    with Image.open(tmp_path / "inpainting.png") as grid:  # one row per demo mask, not per photo
+        assert grid.size[1] == round(2.5 * len(demo.DEMO_MASKS) * 100)
 
 
 def test_demo_masks_are_shipped():

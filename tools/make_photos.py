@@ -1,35 +1,42 @@
-"""Rebuild data/images (train/, test/, manifest.csv) and data/LICENSES.md from their sources.
+"""Rebuild data/images (train/, val/, test/, manifest.csv) and data/LICENSES.md from their sources.
 
-The sources are fixed (issue 3): colour photographs shipped inside scikit-image, scikit-learn and
-matplotlib (already installed with the course), and the photographs of the Debian package
-lomiri-wallpapers. The Debian photos live in the two packages that lomiri-wallpapers depends on;
-fetch all three once (the script itself never downloads anything):
+The sources are fixed (issues 3 and 14): colour photographs shipped inside scikit-image,
+scikit-learn and matplotlib (installed with the course), and the photographs of five Debian
+packages: lomiri-wallpapers with the two packages it depends on (-16.04, -20.04), gcompris-qt-data
+(photos inside its Qt .rcc resource files) and opencv-doc (examples/data). Fetch them once (the
+script itself never downloads anything):
 
     apt-get update
     cd "$(mktemp -d)" && apt-get download lomiri-wallpapers lomiri-wallpapers-16.04 \
-        lomiri-wallpapers-20.04 && for f in *.deb; do dpkg -x "$f" x; done
+        lomiri-wallpapers-20.04 gcompris-qt-data opencv-doc && for f in *.deb; do dpkg -x "$f" x; done
 
 then run, from the repository root:
 
     .venv/bin/python tools/make_photos.py /path/to/x          # the extracted tree
     .venv/bin/python tools/make_photos.py /path/to/*.deb      # or the .deb files (needs dpkg-deb)
+    .venv/bin/python tools/make_photos.py /path/to/x --check  # rebuild elsewhere, compare bytes
 
 Every photo is resized so its short side is 512 px (aspect kept) and stored as JPEG quality 92
-(4:4:4 chroma).
-The split is by source photo, stratified by source package with a fixed seed, so the output is
-the same on every run.
+(4:4:4 chroma). Photos whose short side is under 256 px are enlarged more than 2x: those of
+200-255 px go to train/ only (val/ and test/ hold photos at least at half their stored size),
+smaller ones are left out. Near-duplicates (the same source photo used twice, stereo pairs, crops
+that a perceptual hash finds) form one group that lands in one split. The split is by group,
+stratified by source package with a fixed seed, so the output is the same on every run.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import filecmp
 import gzip
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,17 +46,40 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT_SIDE = 512
+MIN_SHORT_SIDE = 256  # below this a photo is enlarged > 2x: train/ only
+MIN_TRAIN_SHORT_SIDE = 200  # below this it is left out
 JPEG_QUALITY = 92
 TEST_FRACTION = 0.2
+VAL_FRACTION = 0.1
 SEED = 2024
-MANIFEST_FIELDS = ["file", "split", "source", "author", "licence", "original_size"]
+SPLITS = ("train", "val", "test")
+# Held out since issue 3 (never trained on): they stay in test/.
+PINNED_TEST = (
+    "lomiri_greentock_by_peter_nerlich",
+    "lomiri_life_by_aitzol_berasategi",
+    "lomiri_seeding_by_clements_engelhardt",
+    "skimage_rocket",
+)
+MANIFEST_FIELDS = ["file", "split", "group", "source", "author", "licence", "original_size"]
+
+# Perceptual hash (phash: 255 bits), compared against the whole image and against its crops
+# at the centre and the four corners at CROP_SCALES of its size. Two photos closer than DUPLICATE_BITS are one photo;
+# tests/test_photos.py calibrates the threshold (duplicates <= 6 bits, all other pairs >= 84).
+HASH_SIZE = 16
+HASH_BITS = HASH_SIZE**2 - 1
+CROP_SCALES = (0.85, 0.7, 0.55)
+DUPLICATE_BITS = 40
 
 LICENCE_URLS = {
     "CC0-1.0": "https://creativecommons.org/publicdomain/zero/1.0/",
     "CC-BY-2.0": "https://creativecommons.org/licenses/by/2.0/",
+    "CC-BY-3.0": "https://creativecommons.org/licenses/by/3.0/",
     "CC-BY-4.0": "https://creativecommons.org/licenses/by/4.0/",
     "CC-BY-SA-3.0": "https://creativecommons.org/licenses/by-sa/3.0/",
     "CC-BY-SA-4.0": "https://creativecommons.org/licenses/by-sa/4.0/",
+    "GPL-2.0-or-later": "https://www.gnu.org/licenses/old-licenses/gpl-2.0.html",
+    "GPL-3.0-or-later": "https://www.gnu.org/licenses/gpl-3.0.html",
+    "Apache-2.0 AND BSD-3-Clause": "https://www.apache.org/licenses/LICENSE-2.0",
     "public domain": "",
 }
 
@@ -64,6 +94,7 @@ class Photo:
     author: str
     licence: str
     note: str  # where the author/licence facts come from
+    link: str = ""  # photos sharing a non-empty link are one source photo (same URL, stereo pair)
 
 
 def _skimage(fn_name: str) -> Callable[[], np.ndarray]:
@@ -204,17 +235,97 @@ LOMIRI: dict[str, tuple[str, str]] = {
     "seeding_by_Clements_Engelhardt.jpg": ("Clemens Engelhardt", "CC0-1.0"),
     "sunset_by_Aitzol_Berasategi.jpg": ("Aitzol Berasategi", "CC-BY-4.0"),
 }
-APT_HINT = (
-    "fetch it with: apt-get download lomiri-wallpapers lomiri-wallpapers-16.04 "
-    'lomiri-wallpapers-20.04 && for f in *.deb; do dpkg -x "$f" x; done  (then pass x)'
+PACKAGES = (
+    "lomiri-wallpapers",
+    "lomiri-wallpapers-16.04",
+    "lomiri-wallpapers-20.04",
+    "gcompris-qt-data",
+    "opencv-doc",
 )
+APT_HINT = (
+    f"fetch them with: apt-get download {' '.join(PACKAGES)} && "
+    'for f in *.deb; do dpkg -x "$f" x; done  (then pass x)'
+)
+
+# gcompris-qt-data: which files of which activity's .rcc are photographs, chosen by looking at
+# every image of the package. Left out as drawings or paintings: lang, paintings, babyshapes,
+# the painting puzzles of details and the fish sprites of clickgame; as cut-outs on a
+# transparent or black ground: leftright (hands), solar_system and gravity (planets); as text
+# for subject: categorization's alphabets and numbers (toy blocks).
+GCOMPRIS = {
+    "erase": r"resource/[^/]+\.webp",
+    "explore_monuments": r"resource/[^/]+/[^/]+\.webp",
+    "explore_world_animals": r"resource/animals/[^/]+\.webp",
+    "explore_farm_animals": r"resource/animals/[^/]+\.webp",
+    "explore_world_music": r"resource/music/[^/]+\.webp",
+    "clickgame": r"resource/sea\d\.webp",
+    "details": r"resource/image/(Chenonceau|EgeskovSlotSpejling|EilanDonanCastle|FanoeWindmill"
+    r"|GizahPyramids|Louvre_2007_02_24_c|NDP|Nagoya|Neuschwanstein|OperaSidney|TajMahal"
+    r"|TourEiffel|TowerBridgeLondon)_background\.webp",
+    "categorization": r"resource/images/(fishes|monuments|others|renewable|tools)/[^/]+\.webp",
+}
+# README entries that name a file differently from the file itself.
+GCOMPRIS_README_ALIASES = {
+    "explore_monuments/resource/germany/aulaPalatina.webp": "germany/audaPalatina.webp",
+    "categorization/resource/images/tools/screwDriver.webp": "screDriver.webp",
+}
+GCOMPRIS_RCC = Path("usr/share/gcompris-qt/rcc")
+
+# opencv-doc examples/data (samples/data upstream): the photographs, each with what is known of
+# its origin; photos of one scene from two viewpoints or exposures share a link. Debian licenses
+# all of samples/data under its "Files: *" stanza after removing the one image it found unfree
+# (Lena); the photographers are not recorded. Left out: messi5.jpg (a press photograph of a
+# footballer, a free licence is implausible), starry_night.jpg (a painting), ela_modified.jpg
+# (ela_original.jpg with a logo pasted in), chicky_512.png (a cut-out on a transparent ground),
+# pca_test1.jpg (cut-out shapes on a light box), HappyFish.jpg (259x194), Blender_Suzanne*.jpg
+# and blox.jpg (renders), and every greyscale, synthetic, logo, text or chessboard image.
+OPENCV = {
+    "aero1.jpg": ("aero", "aerial photograph, a stitching sample overlapping aero3.jpg"),
+    "aero3.jpg": ("aero", "aerial photograph, a stitching sample overlapping aero1.jpg"),
+    "aloeL.jpg": ("aloe", "the 'Aloe' stereo pair of the Middlebury stereo datasets, left view"),
+    "aloeR.jpg": ("aloe", "the 'Aloe' stereo pair of the Middlebury stereo datasets, right view"),
+    "apple.jpg": ("", "an apple, the pyramid-blending sample"),
+    "orange.jpg": ("", "an orange, the pyramid-blending sample"),
+    "baboon.jpg": ("", "the classic 'Mandrill' test photograph (USC-SIPI image database)"),
+    "board.jpg": ("", "a circuit board"),
+    "building.jpg": ("", "a building"),
+    "butterfly.jpg": ("", "a butterfly"),
+    "ela_original.jpg": ("", "a notebook, the error-level-analysis sample"),
+    "fruits.jpg": ("", "fruit"),
+    "graf1.png": ("graf", "the 'graffiti' sequence of the Oxford affine-covariant features data"),
+    "graf3.png": ("graf", "the 'graffiti' sequence of the Oxford affine-covariant features data"),
+    "home.jpg": ("", "a building under a blue sky"),
+    "left.jpg": ("books", "books on a floor, left view of a stereo pair"),
+    "right.jpg": ("books", "books on a floor, right view of a stereo pair"),
+    "leuvenA.jpg": ("leuven", "a street in Leuven, one of two exposures"),
+    "leuvenB.jpg": ("leuven", "a street in Leuven, one of two exposures"),
+    "rubberwhale1.png": ("whale", "the 'RubberWhale' scene of the Middlebury optical-flow data"),
+    "rubberwhale2.png": ("whale", "the 'RubberWhale' scene of the Middlebury optical-flow data"),
+    "smarties.png": ("", "sweets on a white table"),
+    "squirrel_cls.jpg": ("", "a squirrel"),
+    "stuff.jpg": ("", "objects on a table"),
+}
+OPENCV_DATA = Path("usr/share/doc/opencv-doc/examples/data")
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"cannot read image file {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return _decode_rgb(path.read_bytes(), str(path))
+
+
+def _decode_rgb(data: bytes, what: str) -> np.ndarray:
+    """Decode an image file's bytes to RGB uint8 (H, W, 3); refuse transparent images."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"{what}: cannot decode the image data")
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        if image[..., 3].min() < 255:
+            raise ValueError(f"{what}: got a transparent image, expected an opaque photo")
+        image = image[..., :3]
+    if image.dtype != np.uint8:
+        raise ValueError(f"{what}: got {image.dtype} pixels, expected uint8")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def resize_short_side(image: np.ndarray, short_side: int = SHORT_SIDE) -> np.ndarray:
@@ -223,7 +334,7 @@ def resize_short_side(image: np.ndarray, short_side: int = SHORT_SIDE) -> np.nda
     scale = short_side / min(h, w)
     size = (max(short_side, round(w * scale)), max(short_side, round(h * scale)))  # (W', H')
     # INTER_AREA averages pixels when shrinking (no aliasing); when enlarging it degenerates to
-    # near-nearest-neighbour, so the few small packaged photos are enlarged with bicubic instead.
+    # near-nearest-neighbour, so the few small photos are enlarged with bicubic instead.
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     return cv2.resize(image, size, interpolation=interp)
 
@@ -256,6 +367,35 @@ def _extract_debs(debs: list[Path], into: Path) -> Path:
     return into
 
 
+def debian_version(root: Path, package: str) -> str:
+    """The version in the first line of a package's changelog.Debian.gz in an extracted tree."""
+    changelog = root / "usr" / "share" / "doc" / package / "changelog.Debian.gz"
+    if not changelog.is_file():
+        raise SystemExit(f"missing {changelog}: extract {package} into the tree; " + APT_HINT)
+    first = gzip.decompress(changelog.read_bytes()).decode("utf-8").splitlines()[0]
+    return first.split("(", 1)[1].split(")", 1)[0]
+
+
+def _package_licence(root: Path, package: str, expected: str) -> str:
+    """Check that the package's debian/copyright licenses its "Files: *" stanza as `expected`."""
+    path = root / "usr" / "share" / "doc" / package / "copyright"
+    if not path.is_file():
+        raise SystemExit(f"missing {path}: extract {package} into the tree; " + APT_HINT)
+    found = ""
+    for stanza in re.split(r"\n\s*\n", path.read_text(encoding="utf-8")):
+        if re.match(r"Files:\s*\*\s*$", stanza, re.M) and (
+            m := re.search(r"^License:\s*(.+)$", stanza, re.M)
+        ):
+            found = m[1].strip()
+            break
+    if found != expected:
+        raise SystemExit(
+            f"{package}: debian/copyright licenses Files: * as {found!r}, this script "
+            f"expects {expected!r}; check the photos' licences again"
+        )
+    return found
+
+
 def find_lomiri(root: Path) -> tuple[dict[str, Path], dict[str, tuple[str, str, str]], str]:
     """Locate the chosen wallpapers, their copyright entries and the package version in a tree."""
     backgrounds = root / "usr" / "share" / "backgrounds"
@@ -281,12 +421,7 @@ def find_lomiri(root: Path) -> tuple[dict[str, Path], dict[str, tuple[str, str, 
                 f"script records {author!r} / {licence!r}; update LOMIRI first"
             )
         files[name] = path
-    changelog = root / "usr" / "share" / "doc" / "lomiri-wallpapers" / "changelog.Debian.gz"
-    version = "unknown version"
-    if changelog.is_file():
-        first = gzip.decompress(changelog.read_bytes()).decode("utf-8").splitlines()[0]
-        version = first.split("(", 1)[1].split(")", 1)[0]
-    return files, copyright_, version
+    return files, copyright_, debian_version(root, "lomiri-wallpapers")
 
 
 def lomiri_photos(root: Path) -> list[tuple[Photo, Callable[[], np.ndarray]]]:
@@ -297,9 +432,8 @@ def lomiri_photos(root: Path) -> list[tuple[Photo, Callable[[], np.ndarray]]]:
         upstream_path, holder, _ = copyright_[name]
         # The upstream folder (16.04/ or 20.04/) names the binary package that ships the file.
         series = Path(upstream_path).parts[0]
-        stem = "lomiri_" + re.sub(r"[^a-z0-9]+", "_", Path(name).stem.lower()).strip("_")
         photo = Photo(
-            stem,
+            "lomiri_" + _slug(Path(name).stem),
             "lomiri-wallpapers",
             f"Debian lomiri-wallpapers-{series} {version}: /usr/share/backgrounds/{name}",
             author,
@@ -311,40 +445,324 @@ def lomiri_photos(root: Path) -> list[tuple[Photo, Callable[[], np.ndarray]]]:
     return out
 
 
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def read_rcc(data: bytes) -> dict[str, bytes]:
+    """The files of a Qt resource (.rcc, format version 1-3) by path, zlib entries inflated.
+
+    Layout: "qres", version, then offsets of the node tree, the data and the names (big-endian
+    uint32). A tree node is (name offset u32, flags u16, then for a directory: child count u32,
+    first child u32; for a file: territory u16, language u16, data offset u32), plus a u64
+    modification time from version 2 on. A name is (length u16, hash u32, UTF-16BE), a data
+    entry (length u32, bytes); flag 1 marks zlib data (prefixed by its inflated length u32).
+    """
+    if data[:4] != b"qres":
+        raise ValueError(f"not a Qt resource file: got {data[:4]!r}, expected b'qres'")
+    version, tree, blobs, names = struct.unpack(">4I", data[4:20])
+    if not 1 <= version <= 3:
+        raise ValueError(f"rcc format version: got {version}, expected 1 to 3")
+    node_size = 14 if version == 1 else 22
+
+    def name(offset: int) -> str:
+        (length,) = struct.unpack(">H", data[names + offset : names + offset + 2])
+        return data[names + offset + 6 : names + offset + 6 + 2 * length].decode("utf-16-be")
+
+    files: dict[str, bytes] = {}
+    pending = [(0, "")]
+    while pending:
+        index, prefix = pending.pop()
+        at = tree + index * node_size
+        name_offset, flags = struct.unpack(">IH", data[at : at + 6])
+        path = prefix + name(name_offset) if index else ""
+        if flags & 2:  # directory
+            count, first = struct.unpack(">II", data[at + 6 : at + 14])
+            pending += [
+                (child, path + "/" if path else "") for child in range(first, first + count)
+            ]
+            continue
+        (offset,) = struct.unpack(">I", data[at + 10 : at + 14])
+        (length,) = struct.unpack(">I", data[blobs + offset : blobs + offset + 4])
+        blob = data[blobs + offset + 4 : blobs + offset + 4 + length]
+        if flags & 4:
+            raise ValueError(f"{path}: zstd-compressed rcc entries are not supported")
+        files[path] = zlib.decompress(blob[4:]) if flags & 1 else blob
+    return files
+
+
+def parse_credits(text: str) -> dict[str, dict[str, str]]:
+    """Map each file named in a GCompris resource README to its Copyright/Source/License/Comment.
+
+    Blocks are separated by blank lines; a bare file name on its own line is a file of the block
+    even without a "Files:" line before it (the details README lists them so).
+    """
+    out = {}
+    for block in re.split(r"\n\s*\n", text):
+        fields: dict[str, list[str]] = {}
+        files: list[str] = []
+        key = None
+        for line in block.splitlines():
+            line = line.strip()
+            match = re.match(r"(Copyright|Source|License|Comments?|Files):\s*(.*)$", line)
+            if match:
+                key = "Comment" if match[1].startswith("Comment") else match[1]
+                value = [match[2]] if match[2] else []
+                (files if key == "Files" else fields.setdefault(key, [])).extend(value)
+            elif key == "Files" or re.fullmatch(r"[\w.@+-]+(/[\w.@+-]+)*\.[A-Za-z0-9]{2,5}", line):
+                files.extend([line] if line else [])
+            elif key and line:
+                fields[key].append(line)
+        for file in files:
+            out[file] = {k: " ".join(v) for k, v in fields.items()}
+    return out
+
+
+def normalise_licence(text: str, what: str) -> str:
+    """'CC-BY-SA 4.0', 'Public domain', 'CC0-1.0', ... as a key of LICENCE_URLS."""
+    key = re.sub(r"[\s_]+", "-", text.strip()).upper()
+    aliases = {
+        "PUBLIC-DOMAIN": "public domain",
+        "GPLV2+": "GPL-2.0-or-later",
+        "GPLV3+": "GPL-3.0-or-later",
+        "GPLV3-OR-LATER": "GPL-3.0-or-later",
+    }
+    key = aliases.get(key, key)
+    if key not in LICENCE_URLS:
+        raise ValueError(f"{what}: licence {text!r} is not one of {sorted(LICENCE_URLS)}")
+    return key
+
+
+def gcompris_photos(root: Path) -> list[tuple[Photo, Callable[[], np.ndarray]]]:
+    """The chosen photos of gcompris-qt-data's .rcc files, credited from their READMEs."""
+    rcc_dir = root / GCOMPRIS_RCC
+    if not rcc_dir.is_dir():
+        raise SystemExit(f"missing {rcc_dir}: extract gcompris-qt-data into the tree; " + APT_HINT)
+    version = debian_version(root, "gcompris-qt-data")
+    _package_licence(root, "gcompris-qt-data", "GPL-3+")  # the package's own terms, as recorded
+    out = []
+    for activity, pattern in GCOMPRIS.items():
+        rcc_path = rcc_dir / f"{activity}.rcc"
+        files = read_rcc(rcc_path.read_bytes())
+        base = f"gcompris/src/activities/{activity}/"
+        readmes = {
+            str(Path(path).parent): parse_credits(blob.decode("utf-8"))
+            for path, blob in files.items()
+            if path.startswith(base) and Path(path).name == "README"
+        }
+        chosen = sorted(
+            p for p in files if p.startswith(base) and re.fullmatch(pattern, p[len(base) :])
+        )
+        if not chosen:
+            raise SystemExit(f"{rcc_path}: no file matches {pattern!r}; has the package changed?")
+        for path in chosen:
+            rel = path[len(base) :]
+            credit, readme = {}, ""
+            for folder in (Path(path).parent, *Path(path).parent.parents):
+                entries = readmes.get(str(folder), {})
+                key = GCOMPRIS_README_ALIASES.get(
+                    f"{activity}/{rel}", str(Path(path).relative_to(folder))
+                )
+                if key in entries:
+                    credit, readme = entries[key], f"{folder}/README"
+                    break
+            stem = Path(rel).with_suffix("").as_posix()
+            stem = re.sub(r"^resource/(images/|image/)?", "", stem).removesuffix("_background")
+            source = (
+                f"Debian gcompris-qt-data {version}: /{GCOMPRIS_RCC}/{activity}.rcc, file :/{path}"
+            )
+            if not credit:
+                raise SystemExit(
+                    f"{path} in {activity}.rcc: no README credits it; check its licence and "
+                    "credit it in GCOMPRIS_README_ALIASES or leave it out of GCOMPRIS"
+                )
+            licence = normalise_licence(credit.get("License", ""), path)
+            author = credit.get("Copyright", "").strip() or "unknown"
+            # details: "based on a photo by X, license ..., source at URL" names the photographer.
+            origin = re.search(
+                r"based on an? (?:original )?(?:photo|image) by ([^,]+)",
+                credit.get("Comment", ""),
+            )
+            if origin:
+                author += f" (based on a photo by {origin[1].strip()})"
+            note = (
+                f"{readme} inside {activity}.rcc: Copyright {author}; License "
+                f"{credit.get('License')}; Source {credit.get('Source', 'not given')}"
+                + (f"; {credit['Comment']}" if credit.get("Comment") else "")
+            )
+            url = re.search(r"https?://\S+", credit.get("Source", "") or credit.get("Comment", ""))
+            link = url[0].rstrip(".,").lower() if url else ""
+            photo = Photo(
+                _slug(f"gcompris_{activity}_{stem}"),
+                "gcompris-qt-data",
+                source,
+                author,
+                licence,
+                note,
+                link,
+            )
+            out.append((photo, lambda b=files[path], p=path: _decode_rgb(b, p)))
+    return out
+
+
+def opencv_photos(root: Path) -> list[tuple[Photo, Callable[[], np.ndarray]]]:
+    folder = root / OPENCV_DATA
+    if not folder.is_dir():
+        raise SystemExit(f"missing {folder}: extract opencv-doc into the tree; " + APT_HINT)
+    version = debian_version(root, "opencv-doc")
+    licence = _package_licence(root, "opencv-doc", "Apache-2.0 AND BSD-3-Clause")
+    out = []
+    for name, (link, what) in OPENCV.items():
+        path = folder / name
+        if not path.is_file():
+            raise SystemExit(f"missing {path}; has opencv-doc changed?")
+        photo = Photo(
+            "opencv_" + _slug(Path(name).stem),
+            "opencv-doc",
+            f"Debian opencv-doc {version}: /{OPENCV_DATA}/{name}",
+            "unknown (OpenCV sample data)",
+            licence,
+            f"{what}; debian/copyright of opencv-doc covers samples/data under Files: * "
+            f"(License: {licence}) and names no photographer",
+            f"opencv:{link}" if link else "",
+        )
+        out.append((photo, lambda p=path: _read_rgb(p)))
+    return out
+
+
+def phash(rgb: np.ndarray) -> np.ndarray:
+    """Perceptual hash of an (H, W, 3) uint8 image: (HASH_BITS,) bool.
+
+    The lowest 16x16 DCT frequencies of the 64x64 grey image, DC left out, each compared with
+    their median: robust to resizing and re-encoding, and unlike a difference hash it does not
+    collapse to all zeros on flat backgrounds (objects on white would all look alike).
+    """
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    small = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
+    low = cv2.dct(small)[:HASH_SIZE, :HASH_SIZE].ravel()[1:]
+    return low > np.median(low)
+
+
+def crop_boxes(
+    h: int, w: int, scales: tuple[float, ...] = CROP_SCALES
+) -> list[tuple[int, int, int, int]]:
+    """(top, left, height, width) of the centre and four corner crops at each scale."""
+    boxes = []
+    for scale in scales:
+        ch, cw = round(h * scale), round(w * scale)
+        boxes += [((h - ch) // 2, (w - cw) // 2, ch, cw)]
+        boxes += [(t, s, ch, cw) for t in (0, h - ch) for s in (0, w - cw)]
+    return boxes
+
+
+def hash_variants(rgb: np.ndarray) -> np.ndarray:
+    """pHashes of the whole image, then of its crop_boxes: (1 + 5 * len(CROP_SCALES), HASH_BITS)."""
+    h, w = rgb.shape[:2]
+    crops = [rgb] + [rgb[t : t + ch, s : s + cw] for t, s, ch, cw in crop_boxes(h, w)]
+    return np.stack([phash(c) for c in crops])
+
+
+def hash_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, M) smallest Hamming distance between photo i of `a` and photo j of `b`.
+
+    `a` and `b` are (N, V, bits) and (M, V, bits) from hash_variants: each whole image is
+    compared with the other's whole image and crops, both ways, so a crop of a photo matches it.
+    """
+    whole_a, whole_b = a[:, 0].astype(np.int32), b[:, 0].astype(np.int32)
+
+    def cross(x: np.ndarray, variants: np.ndarray) -> np.ndarray:  # (N, bits) vs (M, V, bits)
+        v = variants.astype(np.int32)
+        ones = x @ v.reshape(-1, v.shape[-1]).T  # bits both set
+        diff = x.sum(1)[:, None] + v.reshape(-1, v.shape[-1]).sum(1)[None] - 2 * ones
+        return diff.reshape(len(x), v.shape[0], v.shape[1]).min(2)
+
+    return np.minimum(cross(whole_a, b), cross(whole_b, a).T)
+
+
 def assign_splits(
-    photos: list[Photo], test_fraction: float = TEST_FRACTION, seed: int = SEED
-) -> dict[str, str]:
-    """Split by photo, stratified by source package: largest-remainder test counts per group."""
-    groups: dict[str, list[str]] = {}
-    for p in photos:
-        groups.setdefault(p.group, []).append(p.name)
-    n_test = round(test_fraction * len(photos))
-    quotas = {g: test_fraction * len(names) for g, names in groups.items()}
-    counts = {g: int(q) for g, q in quotas.items()}
-    # Hand the remaining test slots to the groups with the largest fractional parts, so the test
-    # split spans several sources instead of whichever one a global shuffle favoured.
-    for g in sorted(quotas, key=lambda g: (counts[g] - quotas[g], g))[
-        : n_test - sum(counts.values())
-    ]:
-        counts[g] += 1
-    rng = np.random.default_rng(seed)
+    photos: list[Photo],
+    linked: list[tuple[str, str]] = (),
+    train_only: set[str] = frozenset(),
+    pinned_test: tuple[str, ...] = (),
+    test_fraction: float = TEST_FRACTION,
+    val_fraction: float = VAL_FRACTION,
+    seed: int = SEED,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Split by group of linked photos, stratified by source package: (split, group) by name.
+
+    Groups holding a `train_only` photo go to train; the others are eligible for test and val,
+    whose sizes are test_fraction and val_fraction of the eligible photos, shared among the
+    packages by largest remainder so both span several sources. Groups holding a `pinned_test`
+    photo go to test first, then each package's other eligible groups are drawn in a seeded
+    random order.
+    """
+    parent = {p.name: p.name for p in photos}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    for a, b in linked:
+        ra, rb = sorted((root(a), root(b)))
+        parent[rb] = ra
+    members: dict[str, list[Photo]] = {}
+    for p in sorted(photos, key=lambda p: p.name):
+        members.setdefault(root(p.name), []).append(p)
+    group_of = {p.name: g for g, ps in members.items() for p in ps}
+    by_stratum: dict[str, list[str]] = {}
     split = {}
-    for g in sorted(groups):
-        names = sorted(groups[g])
-        order = rng.permutation(len(names))
-        for rank, i in enumerate(order):
-            split[names[i]] = "test" if rank < counts[g] else "train"
-    return split
+    for g, ps in sorted(members.items()):
+        if any(p.name in train_only for p in ps):
+            split.update({p.name: "train" for p in ps})
+        else:
+            by_stratum.setdefault(ps[0].group, []).append(g)
+    eligible = {s: sum(len(members[g]) for g in gs) for s, gs in by_stratum.items()}
+
+    def quotas(fraction: float) -> dict[str, int]:
+        exact = {s: fraction * n for s, n in eligible.items()}
+        counts = {s: int(q) for s, q in exact.items()}
+        short = round(fraction * sum(eligible.values())) - sum(counts.values())
+        for s in sorted(exact, key=lambda s: (counts[s] - exact[s], s))[:short]:
+            counts[s] += 1
+        return counts
+
+    n_test, n_val = quotas(test_fraction), quotas(val_fraction)
+    rng = np.random.default_rng(seed)
+    for s in sorted(by_stratum):
+        groups = by_stratum[s]
+        order = [groups[i] for i in rng.permutation(len(groups))]
+        order.sort(key=lambda g: not any(p.name in pinned_test for p in members[g]))  # stable
+        taken = {"test": 0, "val": 0}
+        for g in order:
+            pinned = any(p.name in pinned_test for p in members[g])
+            if pinned or taken["test"] < n_test[s]:
+                target = "test"
+            elif taken["val"] < n_val[s]:
+                target = "val"
+            else:
+                target = "train"
+            if target != "train":
+                taken[target] += len(members[g])
+            split.update({p.name: target for p in members[g]})
+    return split, group_of
 
 
-def licences_markdown(rows: list[dict[str, str]], photos: dict[str, Photo]) -> str:
+def licences_markdown(
+    rows: list[dict[str, str]],
+    photos: dict[str, Photo],
+    skipped: list[tuple[Photo, int, int]],
+) -> str:
+    enlarged = [r for r in rows if min(map(int, r["original_size"].split("x"))) < MIN_SHORT_SIDE]
     lines = [
         "# Licences of the photos in data/images",
         "",
         "Written by `tools/make_photos.py`; do not edit by hand. Every photo below was resized "
         f"(short side {SHORT_SIDE} px, aspect kept) and re-encoded as JPEG quality {JPEG_QUALITY} "
-        "(4:4:4 chroma) by that script; nothing else was changed. The resized versions keep the licence of the "
-        "original (for CC BY-SA originals that is required: ShareAlike).",
+        "(4:4:4 chroma) by that script; nothing else was changed. The resized versions keep the "
+        "licence of the original (for CC BY-SA originals that is required: ShareAlike). "
+        "`manifest.csv` lists the same facts, each photo's split and its near-duplicate group.",
         "",
         "| File | Source | Author | Licence |",
         "|---|---|---|---|",
@@ -367,34 +785,52 @@ def licences_markdown(rows: list[dict[str, str]], photos: dict[str, Photo]) -> s
         "- lomiri-wallpapers: Fossa_by_Jasper_Roks, Infinite-Sea_by_Aury88, "
         "Painting-Colors_by__herobrine7gamer, analogpattern_by_Peter_Nerlich, "
         "umang_by_Abhishek_Mudgal, warty-final-ubuntu (renders and abstract graphics).",
+        "- gcompris-qt-data: the drawings of `lang` and the other activities, the paintings of "
+        "`paintings`, `details` and `babyshapes`, the fish sprites of `clickgame`, the hands of "
+        "`leftright` and the planets of `solar_system` and `gravity` (cut-outs on a transparent "
+        "or black ground), and the toy blocks of `categorization` (letters and digits as subject).",
+        "- opencv-doc: `messi5.jpg` (a press photograph of a footballer: a free licence is "
+        "implausible), `starry_night.jpg` (a painting), `ela_modified.jpg` (`ela_original.jpg` "
+        "with a logo pasted in), `chicky_512.png` (a cut-out on a transparent ground), `pca_test1.jpg` (cut-out shapes on a light box), "
+        "`Blender_Suzanne*.jpg` and `blox.jpg` (renders), and every greyscale, synthetic, logo, "
+        "text or chessboard image; Debian had already removed Lena.",
+        f"- Too small (short side under {MIN_TRAIN_SHORT_SIDE} px, it would be enlarged more "
+        f"than {SHORT_SIDE / MIN_TRAIN_SHORT_SIDE:.1f}x): {len(skipped)} photos: "
+        + ", ".join(f"`{p.name}` ({w}x{h})" for p, w, h in skipped)
+        + ".",
+        f"- Kept for training only (short side {MIN_TRAIN_SHORT_SIDE}-{MIN_SHORT_SIDE - 1} px, "
+        f"enlarged {SHORT_SIDE / MIN_SHORT_SIDE:.0f}-{SHORT_SIDE / MIN_TRAIN_SHORT_SIDE:.1f}x, "
+        "so never in val/ or test/, which hold photos stored at most 2x their original size): "
+        f"{len(enlarged)} photos.",
         "",
     ]
     return "\n".join(lines)
 
 
-def build(lomiri_root: Path, out_dir: Path, licences_path: Path) -> list[dict[str, str]]:
-    """Write out_dir/{train,test}/*.jpg, out_dir/manifest.csv and licences_path."""
-    sources = PACKAGED + lomiri_photos(lomiri_root)
+def build(root: Path, out_dir: Path, licences_path: Path) -> list[dict[str, str]]:
+    """Write out_dir/{train,val,test}/*.jpg, out_dir/manifest.csv and licences_path."""
+    lomiri = lomiri_photos(root)  # first: its error message names the apt command
+    gcompris = gcompris_photos(root)
+    sources = PACKAGED + lomiri + gcompris + opencv_photos(root)
     photos = {p.name: p for p, _ in sources}
-    split = assign_splits(list(photos.values()))
-    for sub in ("train", "test"):
-        folder = out_dir / sub
-        if folder.is_dir():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-    rows = []
-    for photo, load in sorted(sources, key=lambda s: (split[s[0].name], s[0].name)):
+    if len(photos) != len(sources):
+        raise ValueError("two source photos share a file name; rename one in the tables above")
+    encoded, variants, sizes, skipped = {}, {}, {}, []
+    for photo, load in sources:
         rgb = load()  # (H, W, 3) uint8
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(
                 f"{photo.source}: expected an RGB uint8 image, got {rgb.shape} {rgb.dtype}"
             )
+        h, w = rgb.shape[:2]
+        if min(h, w) < MIN_TRAIN_SHORT_SIDE:
+            skipped.append((photo, w, h))
+            continue
         small = resize_short_side(rgb)
-        rel = f"{split[photo.name]}/{photo.name}.jpg"
         # Full-resolution chroma (4:4:4): the default 4:2:0 blurs colour edges, which is exactly
         # where inpainting metrics look.
-        ok = cv2.imwrite(
-            str(out_dir / rel),
+        ok, jpeg = cv2.imencode(
+            ".jpg",
             cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
             [
                 cv2.IMWRITE_JPEG_QUALITY,
@@ -404,49 +840,107 @@ def build(lomiri_root: Path, out_dir: Path, licences_path: Path) -> list[dict[st
             ],
         )
         if not ok:
-            raise OSError(f"could not write {out_dir / rel}")
+            raise OSError(f"could not encode {photo.name}")
+        encoded[photo.name], sizes[photo.name] = jpeg.tobytes(), (w, h)
+        variants[photo.name] = hash_variants(small)
+    names = sorted(encoded)
+    dist = hash_distances(*(np.stack([variants[n] for n in names]),) * 2)
+    # A few bits of margin over the test's threshold: the test hashes the decoded JPEGs.
+    close = np.argwhere(np.triu(dist < DUPLICATE_BITS + 8, 1))
+    linked = [(names[i], names[j]) for i, j in close]
+    by_link: dict[str, list[str]] = {}
+    for n in names:
+        if photos[n].link:
+            by_link.setdefault(photos[n].link, []).append(n)
+    linked += [(ns[0], n) for ns in by_link.values() for n in ns[1:]]
+    train_only = {n for n in names if min(sizes[n]) < MIN_SHORT_SIDE}
+    split, group_of = assign_splits([photos[n] for n in names], linked, train_only, PINNED_TEST)
+    for sub in SPLITS:
+        folder = out_dir / sub
+        if folder.is_dir():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+    rows = []
+    for name in sorted(names, key=lambda n: (split[n], n)):
+        photo = photos[name]
+        rel = f"{split[name]}/{name}.jpg"
+        (out_dir / rel).write_bytes(encoded[name])
         rows.append(
             {
                 "file": rel,
-                "split": split[photo.name],
+                "split": split[name],
+                "group": group_of[name],
                 "source": photo.source,
                 "author": photo.author,
                 "licence": photo.licence,
-                "original_size": f"{rgb.shape[1]}x{rgb.shape[0]}",
+                "original_size": "{}x{}".format(*sizes[name]),
             }
         )
     with open(out_dir / "manifest.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    licences_path.write_text(licences_markdown(rows, photos), encoding="utf-8")
+    licences_path.write_text(licences_markdown(rows, photos, skipped), encoding="utf-8")
     return rows
+
+
+def compare_trees(built: Path, built_licences: Path, out: Path, licences: Path) -> list[str]:
+    """Files that differ between a fresh build and the shipped one (relative paths)."""
+
+    def listing(folder: Path) -> set[str]:
+        return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+    a, b = listing(built), listing(out)
+    differ = sorted(a ^ b)
+    differ += [f for f in sorted(a & b) if not filecmp.cmp(built / f, out / f, shallow=False)]
+    if not licences.is_file() or not filecmp.cmp(built_licences, licences, shallow=False):
+        differ.append(str(licences))
+    return differ
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "lomiri",
+        "packages",
         nargs="+",
         type=Path,
-        help="extracted lomiri-wallpapers tree, or the three .deb files",
+        help=f"one extracted tree of the five packages, or their .deb files ({', '.join(PACKAGES)})",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "images")
     parser.add_argument("--licences", type=Path, default=ROOT / "data" / "LICENSES.md")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="rebuild into a temporary folder and compare it byte for byte with --out and --licences",
+    )
     args = parser.parse_args(argv)
-    missing = [p for p in args.lomiri if not p.exists()]
+    missing = [p for p in args.packages if not p.exists()]
     if missing:
         parser.error(f"no such file or directory: {', '.join(map(str, missing))}; " + APT_HINT)
     with tempfile.TemporaryDirectory() as tmp:
-        if all(p.is_file() and p.suffix == ".deb" for p in args.lomiri):
-            root = _extract_debs(args.lomiri, Path(tmp))
-        elif len(args.lomiri) == 1 and args.lomiri[0].is_dir():
-            root = args.lomiri[0]
+        if all(p.is_file() and p.suffix == ".deb" for p in args.packages):
+            root = _extract_debs(args.packages, Path(tmp) / "tree")
+        elif len(args.packages) == 1 and args.packages[0].is_dir():
+            root = args.packages[0]
         else:
             parser.error("pass either one extracted directory or the .deb files; " + APT_HINT)
-        rows = build(root, args.out, args.licences)
-    n_test = sum(r["split"] == "test" for r in rows)
-    print(f"wrote {len(rows)} photos ({len(rows) - n_test} train, {n_test} test) to {args.out}")
+        if args.check:
+            out, licences = Path(tmp) / "images", Path(tmp) / "LICENSES.md"
+        else:
+            out, licences = args.out, args.licences
+        rows = build(root, out, licences)
+        counts = {s: sum(r["split"] == s for r in rows) for s in SPLITS}
+        print(
+            f"built {len(rows)} photos ("
+            + ", ".join(f"{n} {s}" for s, n in counts.items())
+            + f") in {out}"
+        )
+        if args.check:
+            differ = compare_trees(out, licences, args.out, args.licences)
+            if differ:
+                print(f"{len(differ)} files differ from the shipped ones: {', '.join(differ[:20])}")
+                return 1
+            print(f"identical to {args.out} and {args.licences}, byte for byte")
     return 0
 
 
