@@ -123,14 +123,14 @@ def test_bad_study_name_lists_the_valid_ones(capsys):
     assert main(["--study", "fuse", "--quick"]) == 2
     err = capsys.readouterr().err
     assert "'fuse'" in err and all(name in err for name in STUDY_NAMES)
-    with pytest.raises(ValueError, match="expected one of channel_split, interaction, fusion, features, all"):
+    with pytest.raises(ValueError, match="expected one of channel_split, interaction, fusion, features, attention, all"):
         resolve_studies("Fusion")
 
 
 def test_plan_shares_the_reference_run_and_keeps_width():
     settings = AblationSettings()
     tasks, keys = plan_tasks(resolve_studies("all"), settings, DOCS.parent / "unused")
-    assert len(tasks) == 13 * 2  # 3 + 4 + 3 + 6 variants, the unchanged model once, 2 seeds
+    assert len(tasks) == 14 * 2  # 3 + 4 + 3 + 6 + 3 variants, the unchanged model and softmax once, 2 seeds
     assert {keys[name][study.winner] for name, study in STUDIES.items()} == {"reference"}
     assert [t.folder.name for t in tasks[:2]] == ["seed0", "seed1"]
     for study in STUDIES.values():
