@@ -198,6 +198,26 @@ def run_scaling(ns, ms, args) -> dict:
     return results
 
 
+def run_overhead(ns, repeats: int) -> dict:
+    """FAVOR++ against FAVOR+ (m = 72), interleaved call by call, ``repeats`` rounds per N: the
+    fastest call of each (load only ever slows a call, so the minimum is the least disturbed) and
+    the medians."""
+    results = {}
+    for n in ns:
+        inputs = make_inputs(n)
+        methods = {kind: make_method(kind, 72) for kind in KINDS}
+        times = {kind: [] for kind in KINDS}
+        for method in methods.values():
+            method(*inputs)  # warm-up
+        for _ in range(repeats):
+            for kind, method in methods.items():
+                start = time.perf_counter()
+                method(*inputs)
+                times[kind].append(time.perf_counter() - start)
+        results[n] = {kind: {"min": min(t), "median": statistics.median(t)} for kind, t in times.items()}
+    return results
+
+
 def capture_qkv(checkpoint: Path, photos: int = 2) -> tuple[list[tuple[str, tuple[torch.Tensor, ...]]], int]:
     """The (q, k, v) each attention layer of a trained model receives on ``photos`` test photos
     under one fixed irregular mask (30-40 % holes), at the model's training size; and that size."""
@@ -448,6 +468,8 @@ def main(argv=None) -> int:
     parser.add_argument("--draws", type=int, default=5,
                         help="feature draws averaged per error point (default: 5; quick: 1)")
     parser.add_argument("--photos", type=int, default=2, help="test photos fed to the trained model (default: 2)")
+    parser.add_argument("--overhead-repeats", type=int, default=21,
+                        help="interleaved FAVOR+ / FAVOR++ calls per N for the overhead (default: 21; quick: 3)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
@@ -480,6 +502,8 @@ def main(argv=None) -> int:
         entry["peak_mb"] = measured["peak_mb"]
         entry.setdefault("seconds", measured["seconds"])
     subnormals = run_subnormals(ns[-1] if args.quick else 4096, repeats)
+    overhead_ns = [n for n in (4096, 16384) if n in ns] or ns[-1:]
+    overhead = run_overhead(overhead_ns, 3 if args.quick else args.overhead_repeats)
     feature_ms = ms if args.quick else [16, 32, 72, 128, 256]
     features = run_features(feature_ms, draws, args.checkpoint, args.photos)
 
@@ -511,9 +535,13 @@ def main(argv=None) -> int:
                     f"- ours, time(16,384) / time(4,096) = {t[16384] / t[4096]:.2f} (target <= 4.5: "
                     f"{verdict(t[16384] / t[4096] <= 4.5)}; SDPA: "
                     f"{results[(16384, 'sdpa', None)]['seconds'] / results[(4096, 'sdpa', None)]['seconds']:.1f})"]
-    overhead = {n: results[(n, "favor++", 72)]["seconds"] / t[n] for n in (4096, 16384) if n in ns}
-    targets += [f"- FAVOR++ time / FAVOR+ time at N = {n:,}: {r:.2f} (target <= 1.15: {verdict(r <= 1.15)})"
-                for n, r in overhead.items()]
+    for n, r in overhead.items():
+        fastest = r["favor++"]["min"] / r["favor"]["min"]
+        targets.append(f"- FAVOR++ time / FAVOR+ time at N = {n:,}: {fastest:.2f} (fastest of "
+                       f"{args.overhead_repeats if not args.quick else 3} interleaved calls each: "
+                       f"{r['favor++']['min'] * 1e3:.1f} / {r['favor']['min'] * 1e3:.1f} ms; medians "
+                       f"{r['favor++']['median'] / r['favor']['median']:.2f}; target <= 1.15: "
+                       f"{verdict(fastest <= 1.15)})")
     trained = features["trained"]
     if 72 in feature_ms:
         fp, fpp = mean_over_layers(trained, ("favor", 72)), mean_over_layers(trained, ("favor++", 72))

@@ -54,8 +54,10 @@ class BIDSNetConfig:
     ``stride = 2**num_scales * trans_downsample``. The Transformer stream runs at
     1/``trans_downsample`` of the CNN's resolution; its FastAttention draws ``nb_features``
     (orthogonal if ``ortho``) random features and redraws them every ``redraw_interval`` training
-    calls (``None``: never). ``attention``, ``fusion``, ``interaction`` and ``cnn_share`` are the
-    paper's ablations; ``dataclasses.replace(config, fusion="add")`` builds one.
+    calls (``None``: never); ``attention`` is "favor" (the paper's FAVOR+), "favor++" (optimal
+    positive random features, the course's addition) or "softmax" (exact). ``attention``,
+    ``fusion``, ``interaction`` and ``cnn_share`` are the paper's ablations;
+    ``dataclasses.replace(config, fusion="add")`` builds one.
     """
 
     width: int = 64

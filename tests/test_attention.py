@@ -341,7 +341,16 @@ def test_bench_quick_mode_runs_and_writes_its_table(tmp_path):
     assert load_bench().main(["--quick", "--output", str(output)]) == 0
     text = output.read_text()
     assert "| 1,024 | SDPA |" in text and "ours (FAVOR+, m = 72)" in text
-    assert (tmp_path / "attention_scaling.png").stat().st_size > 0
+    assert "| 1,024 | ours (FAVOR++, m = 72) |" in text and "FAVOR++ time / FAVOR+ time at N = 1,024" in text
+    assert "On the trained model (`data/checkpoints/bidsnet_small.pt`" in text and "| trans.encoder.0.0.attn |" in text
+    for figure in ("attention_scaling.png", "attention_features.png"):
+        assert (tmp_path / figure).stat().st_size > 0
+
+
+def test_bench_names_a_missing_checkpoint(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        load_bench().main(["--quick", "--checkpoint", str(tmp_path / "none.pt")])
+    assert stop.value.code == 2 and "--checkpoint: no such file" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- FAVOR++
