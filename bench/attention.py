@@ -352,6 +352,8 @@ def plot_features(features: dict, ms, path: Path) -> None:
         ax.axhline(1.0, color="k", lw=1, ls=":", label="mean of V")
         ax.axvline(72, color="red", lw=0.8)
         ax.set(xscale="log", yscale="log", title=title, xlabel="random features m")
+        ax.set_xticks(ms, [str(m) for m in ms], minor=False)
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("rel. error / mean-of-V rel. error")
     axes[0].legend(fontsize=8)
