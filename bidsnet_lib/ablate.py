@@ -1,4 +1,4 @@
-"""The paper's four ablations at small scale: train every variant, evaluate it, judge each claim.
+"""The paper's four ablations and the course's own at small scale: train, evaluate, judge each claim.
 
 Its tables and verdicts go to ``docs/ablations.md`` (``--docs``). Every variant of a study trains
 from ``TrainConfig.small()`` with one ``BIDSNetConfig`` field changed, on the same photos
@@ -12,12 +12,15 @@ Studies, with the paper's choice:
 - ``interaction``: **bidirectional** / cnn_to_trans / trans_to_cnn / none;
 - ``fusion``: **sff** / add / concat;
 - ``features``: 16 / 32 / **72** / 128 / 256 random features, and exact softmax attention;
-- ``all``: the four (the unchanged small model is one run per seed, shared by all of them).
+- ``attention`` (the course's, not the paper's): **FAVOR+** / FAVOR++ features at m = 72, and
+  exact softmax attention (``bidsnet_lib.attention``, notebook 03);
+- ``all``: the five (the unchanged small model is one run per seed, shared by all of them).
 
 Verdicts follow the rule of :mod:`bidsnet_lib.ablation_tables`, fixed before any run: the
 paper's choice beats a rival when the difference of their means over seeds exceeds twice the
 larger seed spread. The 72-features claim is a trade-off: 72 must beat fewer features (16, 32)
-and must not lose to more (128, 256, softmax), the ``match`` rivals of its :class:`Study`.
+and must not lose to more (128, 256, softmax), the ``match`` rivals of its :class:`Study`;
+FAVOR+ need only not lose to FAVOR++ and softmax attention (``attention``: no rival to beat).
 
 Runs live in ``<out>/runs/<variant>/seed<k>/``. A run holding ``results.json`` made with the same
 settings is reused, one holding only ``latest.pt`` resumes training: an interrupted study goes
@@ -83,9 +86,10 @@ DOCS = ROOT / "docs" / "ablations.md"
 # notebook 09; a bare pip install (Colab) has no docs/, so fetch_published() downloads it.
 PUBLISHED = DOCS.parent / "ablations"
 PUBLISHED_URL = REPO_URL.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main/docs/ablations"
-# `--study all` is 26 runs (13 configs x 2 seeds). At 128 px, one thread, a busy 2-core machine
-# took 0.53-0.78 s a step (softmax attention 1.46 s) and 17 s to evaluate a run: about 2 hours
-# at this many steps as two parallel jobs (`--dry-run` measures and prints the estimate).
+# `--study all` was 26 runs (13 configs x 2 seeds) before the attention study added FAVOR++ (28
+# now). At 128 px, one thread, a busy 2-core machine took 0.53-0.78 s a step (softmax attention
+# 1.46 s) and 17 s to evaluate a run: about 2 hours for the 26 as two parallel jobs (`--dry-run`
+# measures and prints the estimate).
 DEFAULT_STEPS = 800
 LPIPS_MODES = ("off", "alex", "random")
 BASELINES = ("telea", "ns")
@@ -156,12 +160,27 @@ STUDIES = {
         "worse than more (128, 256) or than exact softmax attention",
         _sweep("nb_features", (16, 32, 72, 128, 256)) + (Variant("attention=softmax", (("attention", "softmax"),)),),
         "nb_features=72", match=("nb_features=128", "nb_features=256", "attention=softmax")),
+    "attention": Study(
+        "attention", "Kind of random features: FAVOR+ against FAVOR++ (course addition)",
+        "the paper's FAVOR+ positive random features (m = 72) lose nothing against the lower-variance "
+        "optimal positive random features of FAVOR++ (Likhosherstov et al., 2022) at the same m, nor "
+        "against exact softmax attention", _sweep("attention", ("favor", "favor++", "softmax")),
+        "attention=favor", match=("attention=favor++", "attention=softmax")),
+    "start": Study(
+        "start", "Where the network starts: input fill and output form (course addition)",
+        "a residual on a Telea fill (holes pre-filled by OpenCV's Telea, the head adding a "
+        "zero-initialised correction) beats the paper's zero-filled input with a sigmoid image head, "
+        "and a Telea-filled input alone",
+        (Variant("input_fill=zeros, output=image", ()),
+         Variant("input_fill=telea, output=image", (("input_fill", "telea"),)),
+         Variant("input_fill=telea, output=residual", (("input_fill", "telea"), ("output", "residual")))),
+        "input_fill=telea, output=residual"),
 }
 STUDY_NAMES = (*STUDIES, "all")
 
 
 def resolve_studies(name: str) -> list[Study]:
-    """The studies run by ``--study name`` ("all": the four)."""
+    """The studies run by ``--study name`` ("all": every one)."""
     if name == "all":
         return list(STUDIES.values())
     if name not in STUDIES:
@@ -460,7 +479,8 @@ def load_report(path) -> StudyReport:
 
 def fetch_published(dest, base_url: str = PUBLISHED_URL, studies: Sequence[str] = tuple(STUDIES)) -> Path:
     """Download each study's published ``<study>.json`` from ``base_url`` into ``dest`` (for a
-    bare pip install, which has no docs/); returns ``dest``. Files already there are kept."""
+    bare pip install, which has no docs/); returns ``dest``. Files already there are kept; a study
+    the server does not have (HTTP 404: not run yet) is left out."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     for name in studies:
@@ -471,6 +491,11 @@ def fetch_published(dest, base_url: str = PUBLISHED_URL, studies: Sequence[str] 
         try:
             with urllib.request.urlopen(url, timeout=30) as response:
                 text = response.read().decode("utf-8")
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                continue
+            raise ConnectionError(f"could not download {url} ({error}); expected the published ablation "
+                                  f"tables") from error
         except (urllib.error.URLError, OSError) as error:
             raise ConnectionError(f"could not download {url} ({error}); expected the published ablation tables: "
                                   f"connect to the internet, or clone {REPO_URL} and read its "

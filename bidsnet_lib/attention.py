@@ -13,6 +13,18 @@ random vectors w ~ N(0, I):
 estimates it with m positive features phi(x) = exp(W x - |x|^2/2) / sqrt(m), and regroups the
 product, phi(Q) (phi(K)^T V), so that time and memory are linear in N. Orthogonal rows of W
 (with the norms Gaussian rows would have) lower the estimator's variance.
+
+The relative variance of one FAVOR+ kernel estimate is (exp(|q' + k'|^2) - 1) / m: large for
+large |q' + k'|. FAVOR++ (Likhosherstov et al., 2022, "Chefs' Random Tables: Non-Trigonometric
+Random Features", their optimal positive random features) changes one line,
+
+    phi(x) = D exp(A |w|^2 + B w^T x - |x|^2/2) / sqrt(m),  B = sqrt(1 - 4A),  D = (1 - 4A)^(d/4),
+
+which stays positive and unbiased for every A < 1/4 (A = 0 is FAVOR+), and picks A < 0 per head
+and call to minimise the mean over query-key pairs of the log relative second moment,
+d log(1 - 4A) - d/2 log(1 - 8A) + d rho / (1 - 8A) with rho = mean |q'_i + k'_j|^2 / d: setting
+its derivative to zero gives 16 A^2 + (4 rho - 2) A - rho = 0, whose root below 1/8 is
+:func:`optimal_a`; rho takes O(N) (:func:`pair_rho`).
 """
 
 import math
@@ -31,6 +43,23 @@ from bidsnet_lib.cnn import UStream, check_positive_int
 # not do, and measured here it did not remove the cost.
 _LOG2_TINY = {torch.float32: math.log2(torch.finfo(torch.float32).tiny),
               torch.float64: math.log2(torch.finfo(torch.float64).tiny)}
+
+
+def _check_qk(q, k) -> None:
+    """Raise unless q, k are floating-point (B, heads, N, dim) tensors that fit together."""
+    for name, t in (("q", q), ("k", k)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must have shape (B, heads, N, dim_head), got {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+    if q.shape[:2] != k.shape[:2]:
+        raise ValueError(f"q, k must share (B, heads), got {tuple(q.shape)}, {tuple(k.shape)}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k must share dim_head, got {q.shape[-1]} and {k.shape[-1]}")
+    if q.shape[-2] == 0 or k.shape[-2] == 0:
+        raise ValueError(f"q and k must hold at least one token, got {q.shape[-2]} and {k.shape[-2]}")
 
 
 def _check_qkv(q, k, v, dim_head: int | None = None) -> None:
@@ -87,6 +116,58 @@ def draw_features(
     return directions * norms  # (m, d)
 
 
+def pair_rho(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """rho = mean over all (query i, key j) of |q'_i + k'_j|^2 / d, q' = q d^-1/4: (B, heads).
+
+    |x_i + y_j|^2 = |x_i|^2 + |y_j|^2 + 2 x_i^T y_j, and the mean over pairs of x_i^T y_j is
+    mean(x)^T mean(y): O(N d), never N x N. Computed in fp32 (fp64 stays fp64), no gradient.
+    """
+    _check_qk(q, k)
+    dtype = torch.promote_types(q.dtype, torch.float32)
+    with torch.no_grad(), torch.autocast(q.device.type, enabled=False):
+        q, k = q.to(dtype), k.to(dtype)
+        sq = (torch.linalg.vector_norm(q, dim=(-2, -1)).square() / q.shape[-2]
+              + torch.linalg.vector_norm(k, dim=(-2, -1)).square() / k.shape[-2])  # (B, heads)
+        cross = (q.mean(-2) * k.mean(-2)).sum(-1)  # (B, heads)
+        return (sq + 2 * cross) / q.shape[-1] ** 1.5  # |x'|^2 = |x|^2 / sqrt(d), then / d
+
+
+def optimal_a(rho: torch.Tensor | float) -> torch.Tensor:
+    """FAVOR++'s A = (1 - 2 rho - sqrt((2 rho + 1)^2 + 8 rho)) / 16 for rho >= 0: 0 at rho = 0, < 0 above."""
+    rho = torch.as_tensor(rho)
+    if not rho.is_floating_point():
+        rho = rho.to(torch.get_default_dtype())
+    if not torch.isfinite(rho).all() or (rho < 0).any():
+        raise ValueError(f"rho: got {rho.tolist() if rho.numel() < 8 else 'a tensor with such values'}; "
+                         f"expected finite values >= 0")
+    return (1 - 2 * rho - torch.sqrt((2 * rho + 1).square() + 8 * rho)) / 16
+
+
+def positive_features(x: torch.Tensor, projection: torch.Tensor, a: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """phi(x) = D exp(A |w|^2 + B w^T x' - |x'|^2/2) / sqrt(m), x' = x d^-1/4: (..., N, d) -> (..., N, m).
+
+    The features whose products estimate exp(q'^T k') without bias: FAVOR+ at ``a = 0``, FAVOR++
+    for A < 0 (``a`` a float or a tensor broadcasting against ``x.shape[:-2]``, one A per head);
+    B = sqrt(1 - 4A), D = (1 - 4A)^(d/4). Unstabilised: the reference the fast path is tested on.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or not x.is_floating_point():
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x: got {got}; expected a floating-point tensor (..., N, d)")
+    if not isinstance(projection, torch.Tensor) or projection.dim() != 2 or projection.shape[1] != x.shape[-1]:
+        got = tuple(projection.shape) if isinstance(projection, torch.Tensor) else type(projection).__name__
+        raise ValueError(f"projection: got {got}; expected a tensor of shape (m, {x.shape[-1]})")
+    a = torch.as_tensor(a, dtype=x.dtype, device=x.device)
+    if (a >= 0.25).any():
+        raise ValueError(f"a: got {a.max().item()}; expected values < 1/4 (the expectation diverges above)")
+    a = a[..., None, None]  # one A per head: broadcast over tokens and features
+    m, d = projection.shape
+    x = x * d**-0.25
+    one_minus = 1 - 4 * a
+    logits = (torch.sqrt(one_minus) * (x @ projection.T.to(x.dtype)) + a * projection.square().sum(-1).to(x.dtype)
+              - x.square().sum(-1, keepdim=True) / 2 + d / 4 * torch.log(one_minus))
+    return torch.exp(logits) / math.sqrt(m)  # (..., N, m)
+
+
 def _exp2_flushed(logits: torch.Tensor, offset: torch.Tensor, floor: float) -> torch.Tensor:
     """2**(logits - offset), exactly 0 below 2**floor; in place when no gradient flows."""
     if logits.requires_grad:
@@ -94,12 +175,17 @@ def _exp2_flushed(logits: torch.Tensor, offset: torch.Tensor, floor: float) -> t
     return F.threshold_(logits.sub_(offset), floor, -math.inf).exp2_()
 
 
+FEATURE_KINDS = ("favor", "favor++")
+
+
 class FastAttention(nn.Module):
-    """FAVOR+ attention with positive orthogonal random features, linear in the token count.
+    """FAVOR+ (or FAVOR++) attention with positive orthogonal random features, linear in N.
 
     ``forward(q, k, v)`` maps (B, heads, N, dim_head) tensors to (B, heads, N, dim_head). The
     projection is a buffer (saved in the ``state_dict``); in training mode it is redrawn every
-    ``redraw_interval`` calls (``None``: never), in eval mode never.
+    ``redraw_interval`` calls (``None``: never), in eval mode never. ``kind="favor++"`` computes
+    A per batch element and head from that call's own q and k (no gradient flows through A);
+    each image's output then depends on its own tokens only, whatever the batch holds.
     """
 
     # Tokens x heads per chunk and CPU thread: each thread's share of a chunk's (rows, m) features
@@ -110,8 +196,11 @@ class FastAttention(nn.Module):
     eps = torch.finfo(torch.float32).tiny
 
     def __init__(self, dim_head: int, nb_features: int = 72, ortho: bool = True,
-                 redraw_interval: int | None = 1000):
+                 redraw_interval: int | None = 1000, kind: str = "favor"):
         super().__init__()
+        if kind not in FEATURE_KINDS:
+            raise ValueError(f"kind: got {kind!r}; expected one of {', '.join(FEATURE_KINDS)}")
+        self.kind = kind
         check_positive_int("dim_head", dim_head)
         check_positive_int("nb_features", nb_features)
         if redraw_interval is not None:
@@ -122,8 +211,8 @@ class FastAttention(nn.Module):
         self.register_buffer("projection", draw_features(nb_features, dim_head, self.ortho))
 
     def extra_repr(self) -> str:
-        return (f"dim_head={self.dim_head}, nb_features={self.nb_features}, ortho={self.ortho}, "
-                f"redraw_interval={self.redraw_interval}")
+        return (f"kind={self.kind!r}, dim_head={self.dim_head}, nb_features={self.nb_features}, "
+                f"ortho={self.ortho}, redraw_interval={self.redraw_interval}")
 
     @torch.no_grad()
     def redraw_features(self, generator: torch.Generator | None = None) -> None:
@@ -137,12 +226,15 @@ class FastAttention(nn.Module):
             if self.calls_since_redraw >= self.redraw_interval:
                 self.redraw_features()
             self.calls_since_redraw += 1
-        return self._attend(q, k, v, self.projection)
+        a = optimal_a(pair_rho(q, k)) if self.kind == "favor++" else None
+        return self._attend(q, k, v, self.projection, a)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                projection: torch.Tensor) -> torch.Tensor:
+                projection: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
         """phi(Q) (phi(K)^T V) / phi(Q) (phi(K)^T 1) for q, k (B, h, N, d), v (B, h, N, dv).
 
+        ``a``: None for FAVOR+, or FAVOR++'s A per (batch element, head), shape (B, h). D is a
+        constant per head and cancels between numerator and denominator, so it is left out.
         Computed in fp32 (fp64 stays fp64) with autocast off: the denominator sums N positive
         terms that fp16 would flush to zero or overflow. On the CPU tokens are processed in
         chunks whose features stay in cache; keys use a running max (rescaling the sums when it
@@ -158,6 +250,15 @@ class FastAttention(nn.Module):
             # scales the inputs: w^T (x d^-1/4) log2(e).
             scale = d**-0.25 * math.log2(math.e)
             wt = (projection.to(dtype) * scale).T.expand(bh, d, m)  # (BH, d, m)
+            bias = None  # FAVOR++: A |w|^2 per feature, added by the product itself (baddbmm)
+            if a is not None:
+                a = a.detach().to(dtype).reshape(bh, 1, 1)
+                wt = wt * torch.sqrt(1 - 4 * a)  # B w^T x'
+                bias = a * projection.to(dtype).square().sum(-1) * math.log2(math.e)  # (BH, 1, m)
+
+            def project(x: torch.Tensor) -> torch.Tensor:  # (BH, c, d) -> (BH, c, m) logits
+                return torch.bmm(x, wt) if bias is None else torch.baddbmm(bias, x, wt)
+
             q3 = q.to(dtype).reshape(bh, n_q, d)
             k3 = k.to(dtype).reshape(bh, n_k, d)
             v3 = v.to(dtype).reshape(bh, n_k, d_v)
@@ -173,8 +274,8 @@ class FastAttention(nn.Module):
             k_sum = q3.new_zeros(bh, m)  # sum over keys of phi(k)
             k_max = q3.new_full((bh, 1, 1), -math.inf)
             for i in range(0, n_k, step):
-                # bmm does not keep its output for backward, so adding in place is safe.
-                logits = torch.bmm(k3[:, i:i + step], wt).add_(neg_half_sq[:, i:i + step])  # (BH, c, m)
+                # (bad)bmm does not keep its output for backward, so adding in place is safe.
+                logits = project(k3[:, i:i + step]).add_(neg_half_sq[:, i:i + step])  # (BH, c, m)
                 # The stabiliser cancels between numerator and denominator: no gradient.
                 new_max = torch.maximum(k_max, logits.detach().amax(dim=(1, 2), keepdim=True))
                 phi = _exp2_flushed(logits, new_max + shift, floor)  # (BH, c, m)
@@ -191,7 +292,7 @@ class FastAttention(nn.Module):
             out = None if tracked else q3.new_empty(bh, n_q, d_v)
             chunks = []
             for i in range(0, n_q, step):
-                logits = torch.bmm(q3[:, i:i + step], wt)  # (BH, c, m)
+                logits = project(q3[:, i:i + step])  # (BH, c, m)
                 # |q|^2/2 is constant along the row, so the row max absorbs it exactly.
                 row_max = logits.detach().amax(dim=-1, keepdim=True)
                 phi = _exp2_flushed(logits, row_max + shift, floor)  # (BH, c, m)
@@ -219,17 +320,17 @@ class SoftmaxAttention(nn.Module):
         return F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, dv)
 
 
-ATTENTIONS = {"favor": FastAttention, "softmax": SoftmaxAttention}
+ATTENTIONS = {"favor": FastAttention, "favor++": FastAttention, "softmax": SoftmaxAttention}
 
 
 def make_attention(kind: str, dim_head: int, nb_features: int = 72, ortho: bool = True,
                    redraw_interval: int | None = 1000) -> nn.Module:
-    """The attention module named ``kind``: "favor" (FastAttention) or "softmax" (exact)."""
+    """The attention module named ``kind``: "favor" or "favor++" (FastAttention), "softmax" (exact)."""
     if kind not in ATTENTIONS:
         raise ValueError(f"attention must be one of {sorted(ATTENTIONS)}, got {kind!r}")
     if kind == "softmax":
         return SoftmaxAttention(dim_head)
-    return FastAttention(dim_head, nb_features, ortho, redraw_interval)
+    return FastAttention(dim_head, nb_features, ortho, redraw_interval, kind)
 
 
 class TransformerBlock(nn.Module):

@@ -63,10 +63,12 @@ class BIDSNetConfig:
     ``stride = 2**num_scales * trans_downsample``. The Transformer stream runs at
     1/``trans_downsample`` of the CNN's resolution; its FastAttention draws ``nb_features``
     (orthogonal if ``ortho``) random features and redraws them every ``redraw_interval`` training
-    calls (``None``: never). ``attention``, ``fusion``, ``interaction`` and ``cnn_share`` are the
-    paper's ablations; ``dataclasses.replace(config, fusion="add")`` builds one. ``input_fill``
-    ("zeros" | "telea") is what the holes hold on input, ``output`` ("image" | "residual") whether
-    the head predicts the image or a correction to that fill (the course's additions, not the paper's).
+    calls (``None``: never); ``attention`` is "favor" (the paper's FAVOR+), "favor++" (optimal
+    positive random features, the course's addition) or "softmax" (exact). ``attention``,
+    ``fusion``, ``interaction`` and ``cnn_share`` are the paper's ablations;
+    ``dataclasses.replace(config, fusion="add")`` builds one. ``input_fill`` ("zeros" | "telea")
+    is what the holes hold on input, ``output`` ("image" | "residual") whether the head predicts
+    the image or a correction to that fill (the course's additions, not the paper's).
     """
 
     width: int = 64

@@ -123,14 +123,14 @@ def test_bad_study_name_lists_the_valid_ones(capsys):
     assert main(["--study", "fuse", "--quick"]) == 2
     err = capsys.readouterr().err
     assert "'fuse'" in err and all(name in err for name in STUDY_NAMES)
-    with pytest.raises(ValueError, match="expected one of channel_split, interaction, fusion, features, all"):
+    with pytest.raises(ValueError, match="expected one of channel_split, interaction, fusion, features, attention, all"):
         resolve_studies("Fusion")
 
 
 def test_plan_shares_the_reference_run_and_keeps_width():
     settings = AblationSettings()
     tasks, keys = plan_tasks(resolve_studies("all"), settings, DOCS.parent / "unused")
-    assert len(tasks) == 13 * 2  # 3 + 4 + 3 + 6 variants, the unchanged model once, 2 seeds
+    assert len(tasks) == 14 * 2  # 3 + 4 + 3 + 6 + 3 variants, the unchanged model and softmax once, 2 seeds
     assert {keys[name][study.winner] for name, study in STUDIES.items()} == {"reference"}
     assert [t.folder.name for t in tasks[:2]] == ["seed0", "seed1"]
     for study in STUDIES.values():
@@ -188,11 +188,33 @@ def test_shipped_docs_have_a_section_per_study():
 def test_published_tables_are_a_full_run_and_match_the_page():
     text = DOCS.read_text()
     for name, study in STUDIES.items():
+        begin, end = section_markers(name)
+        if not (ablate.PUBLISHED / f"{name}.json").exists():  # a study not run yet says so, with its command
+            section = text[text.index(begin):text.index(end)]
+            assert "Not run yet" in section and f"bidsnet ablate --study {name} --docs" in section, name
+            continue
         report = load_report(ablate.PUBLISHED / f"{name}.json")
         assert not report.settings.quick and report.settings.seeds >= 2, name
         assert [v.name for v in report.variants] == [v.name for v in study.variants], name
         assert (ablate.PUBLISHED / f"{name}.png").is_file() and (ablate.PUBLISHED / f"{name}_groups.csv").is_file()
-        begin, end = section_markers(name)
         section = text[text.index(begin) + len(begin):text.index(end)].strip()
         assert section == report.markdown(f"ablations/{name}.png"), f"docs/ablations.md's {name} section is stale"
     assert "Status: run." in text
+
+
+def test_fetch_published_leaves_out_a_study_the_server_has_not_got(tmp_path, made_up_fusion_report):
+    import functools
+    import http.server
+    import threading
+
+    made_up_fusion_report.write_data(tmp_path / "server")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "server"))
+    handler.log_message = lambda *args: None
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            dest = fetch_published(tmp_path / "dest", base_url=f"http://127.0.0.1:{server.server_port}",
+                                   studies=["fusion", "attention"])
+        finally:
+            server.shutdown()
+    assert sorted(p.name for p in dest.iterdir()) == ["fusion.json"]  # attention: HTTP 404, not run yet

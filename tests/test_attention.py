@@ -1,4 +1,4 @@
-"""FAVOR+ attention, its exact reference, the Transformer block and the Transformer stream."""
+"""FAVOR+ and FAVOR++ attention, the exact reference, the Transformer block and the Transformer stream."""
 
 import importlib.util
 import math
@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from bidsnet_lib.attention import (
     ATTENTIONS,
+    FEATURE_KINDS,
     FastAttention,
     SoftmaxAttention,
     TransformerBlock,
@@ -21,6 +22,9 @@ from bidsnet_lib.attention import (
     _exp2_flushed,
     draw_features,
     make_attention,
+    optimal_a,
+    pair_rho,
+    positive_features,
     softmax_attention,
 )
 from bidsnet_lib.cnn import UStream
@@ -136,17 +140,18 @@ def test_gradients_match_finite_differences_and_the_no_grad_path():
     torch.testing.assert_close(no_grad, attention._attend(q, k, v, projection).detach())
 
 
+@pytest.mark.parametrize("kind", FEATURE_KINDS)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_with_large_inputs_stays_finite(dtype):
+def test_half_precision_with_large_inputs_stays_finite(dtype, kind):
     q, k, v = gaussian_qkv(4, (1, 2, 64, 16), scale=12.0)
     torch.manual_seed(0)  # the features, so that the precondition below holds on every run
-    attention = FastAttention(16, 72)
+    attention = FastAttention(16, 72, kind=kind)
     # Unstabilised, these features would overflow fp16 and even fp32 (exp(88) is inf).
     assert (q * 16**-0.25 @ attention.projection.T).max() > 88
     out = attention(q.to(dtype), k.to(dtype), v.to(dtype))
     assert out.dtype == dtype and torch.isfinite(out).all()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        block = TransformerBlock(32, heads=2, dim_head=16)
+        block = TransformerBlock(32, heads=2, dim_head=16, attention=kind)
         y = block(torch.randn(1, 32, 8, 8) * 100)
     assert torch.isfinite(y).all()
 
@@ -168,9 +173,10 @@ def test_only_queries_needing_gradients_still_get_them():
     assert q.grad is not None and torch.isfinite(q.grad).all()
 
 
-def test_large_logits_give_no_nan_in_fp32():
+@pytest.mark.parametrize("kind", FEATURE_KINDS)
+def test_large_logits_give_no_nan_in_fp32(kind):
     q, k, v = gaussian_qkv(5, (1, 1, 50, 16), scale=30.0)
-    out = FastAttention(16, 72)(q, k, v)
+    out = FastAttention(16, 72, kind=kind)(q, k, v)
     assert torch.isfinite(out).all()
 
 
@@ -244,10 +250,11 @@ def test_projection_is_saved_and_loading_restores_outputs():
 def test_make_attention_builds_each_kind_and_names_the_valid_ones():
     assert isinstance(make_attention("favor", 16, nb_features=24), FastAttention)
     exact = make_attention("softmax", 16)
-    assert isinstance(exact, SoftmaxAttention) and set(ATTENTIONS) == {"favor", "softmax"}
+    assert isinstance(exact, SoftmaxAttention) and set(ATTENTIONS) == {"favor", "favor++", "softmax"}
+    assert make_attention("favor++", 16).kind == "favor++" and make_attention("favor", 16).kind == "favor"
     q, k, v = gaussian_qkv(9, (1, 2, 20, 16))
     torch.testing.assert_close(exact(q, k, v), softmax_attention(q, k, v))
-    with pytest.raises(ValueError, match=r"attention must be one of \['favor', 'softmax'\], got 'linear'"):
+    with pytest.raises(ValueError, match=r"attention must be one of \['favor', 'favor\+\+', 'softmax'\], got 'linear'"):
         make_attention("linear", 16)
 
 
@@ -255,6 +262,7 @@ def test_make_attention_builds_each_kind_and_names_the_valid_ones():
     ({"dim_head": 0}, "dim_head must be a positive int, got 0"),
     ({"dim_head": 16, "nb_features": 2.5}, "nb_features must be a positive int, got 2.5"),
     ({"dim_head": 16, "redraw_interval": 0}, "redraw_interval must be a positive int, got 0"),
+    ({"dim_head": 16, "kind": "favor+"}, r"kind: got 'favor\+'; expected one of favor, favor\+\+"),
 ])
 def test_fast_attention_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -278,7 +286,7 @@ def test_bad_qkv_are_named():
         softmax_attention(q, k[:, :1], v)
 
 
-@pytest.mark.parametrize("attention", ["favor", "softmax"])
+@pytest.mark.parametrize("attention", ["favor", "favor++", "softmax"])
 def test_transformer_block_keeps_shape_and_trains_every_parameter(attention):
     block = TransformerBlock(24, heads=2, dim_head=8, attention=attention, nb_features=16)
     x = torch.randn(2, 24, 6, 10, requires_grad=True)
@@ -333,4 +341,147 @@ def test_bench_quick_mode_runs_and_writes_its_table(tmp_path):
     assert load_bench().main(["--quick", "--output", str(output)]) == 0
     text = output.read_text()
     assert "| 1,024 | SDPA |" in text and "ours (FAVOR+, m = 72)" in text
-    assert (tmp_path / "attention_scaling.png").stat().st_size > 0
+    assert "| 1,024 | ours (FAVOR++, m = 72) |" in text and "FAVOR++ time / FAVOR+ time at N = 1,024" in text
+    assert "On the trained model (`data/checkpoints/bidsnet_small.pt`" in text and "| trans.encoder.0.0.attn |" in text
+    for figure in ("attention_scaling.png", "attention_features.png"):
+        assert (tmp_path / figure).stat().st_size > 0
+
+
+def test_bench_names_a_missing_checkpoint(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        load_bench().main(["--quick", "--checkpoint", str(tmp_path / "none.pt")])
+    assert stop.value.code == 2 and "--checkpoint: no such file" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- FAVOR++
+def relative_second_moment(a, s, d):
+    """E[(phi(x).phi(y))^2] / exp(x'.y')^2 for ONE feature, s = |x' + y'|^2 (the derivation in
+    bidsnet_lib.attention): (1 - 4A)^d (1 - 8A)^(-d/2) exp(s / (1 - 8A)); exp(s) at A = 0."""
+    return (1 - 4 * a) ** d * (1 - 8 * a) ** (-d / 2) * math.exp(s / (1 - 8 * a))
+
+
+def test_pair_rho_is_the_mean_over_all_pairs():
+    q, k, _ = gaussian_qkv(20, (2, 3, 40, 8), scale=0.7, dtype=torch.float64)
+    q = q + 0.3  # a common offset: the cross term mean(q').mean(k') matters
+    x, y = q * 8**-0.25, k[:, :, :25] * 8**-0.25  # 40 queries, 25 keys
+    brute = (x[:, :, :, None] + y[:, :, None]).square().sum(-1).mean((-2, -1)) / 8  # (B, h), N^2 pairs
+    torch.testing.assert_close(pair_rho(q, k[:, :, :25]), brute)
+    assert pair_rho(q.half(), k.half()).dtype == torch.float32  # half inputs: fp32 statistics
+    with pytest.raises(ValueError, match="q and k must share dim_head"):
+        pair_rho(q, k[..., :4])
+
+
+def test_optimal_a_matches_a_numerical_minimiser_of_the_variance():
+    from scipy.optimize import minimize_scalar
+
+    d = 16
+    # One pair: rho = |x' + y'|^2 / d, and A must minimise that pair's variance itself.
+    for s in (0.5, 4.0, 20.0):
+        best = minimize_scalar(lambda a, s=s: relative_second_moment(a, s, d) - 1, bounds=(-20, 0.1249),
+                               method="bounded", options={"xatol": 1e-12})
+        assert abs(optimal_a(s / d).item() - best.x) < 1e-6
+        assert relative_second_moment(optimal_a(s / d).item(), s, d) < relative_second_moment(0.0, s, d)
+    # Many pairs: the mean over every (query, key) pair of the log relative second moment,
+    # summed pair by pair (no rho in it), is minimised at optimal_a(pair_rho(q, k)).
+    q, k, _ = gaussian_qkv(21, (1, 1, 30, d), scale=1.2, dtype=torch.float64)
+    x, y = q[0, 0] * d**-0.25, k[0, 0] * d**-0.25
+    s_pairs = (x[:, None] + y[None]).square().sum(-1).flatten().tolist()
+
+    def mean_log_moment(a):
+        return sum(math.log(relative_second_moment(a, s, d)) for s in s_pairs) / len(s_pairs)
+
+    best = minimize_scalar(mean_log_moment, bounds=(-20, 0.1249), method="bounded", options={"xatol": 1e-12})
+    assert abs(optimal_a(pair_rho(q, k)).item() - best.x) < 1e-6
+    assert optimal_a(0.0).item() == 0.0 and (optimal_a(torch.tensor([0.1, 1.0, 10.0])) < 0).all()
+    with pytest.raises(ValueError, match=r"rho: got \[-0.5\]; expected finite values >= 0"):
+        optimal_a(torch.tensor([-0.5]))
+
+
+@pytest.mark.parametrize("a", [0.0, -0.2, "optimal"])
+def test_positive_features_are_unbiased_and_positive(a):
+    d, m = 8, 256_000  # one estimate from m i.i.d. features: the mean of m one-feature draws
+    q, k, _ = gaussian_qkv(22, (1, 1, 3, d), scale=0.8, dtype=torch.float64)
+    a = optimal_a(pair_rho(q, k)).item() if a == "optimal" else a
+    exact = torch.exp((q[0, 0] * d**-0.25) @ (k[0, 0] * d**-0.25).T)  # (3, 3) kernel values
+    w = torch.randn(m, d, generator=torch.Generator().manual_seed(23), dtype=torch.float64)
+    phi_q, phi_k = positive_features(q[0, 0], w, a), positive_features(k[0, 0], w, a)
+    assert (phi_q > 0).all() and (phi_k > 0).all()
+    mean = phi_q @ phi_k.T  # (3, 3) Monte-Carlo means
+    s = ((q[0, 0, :, None] + k[0, 0, None]) * d**-0.25).square().sum(-1)
+    moment = torch.tensor([relative_second_moment(a, x, d) for x in s.flatten().tolist()], dtype=torch.float64)
+    std_err = exact * torch.sqrt((moment.view(3, 3) - 1) / m)  # from the exact variance
+    assert ((mean - exact).abs() < 4 * std_err).all(), ((mean - exact) / std_err)
+
+
+def test_kernel_variance_follows_the_formula_and_favorpp_lowers_it():
+    # One pair x = y with s = |x' + y'|^2 = 1.5: small enough for a Monte-Carlo variance to be
+    # reliable (the estimates are log-normal; their spread's spread grows like exp(6 s)).
+    d, n = 16, 400_000
+    x = torch.full((1, d), (1.5 / 4 * d**0.5 / d) ** 0.5, dtype=torch.float64)
+    s = (2 * x * d**-0.25).square().sum().item()
+    assert abs(s - 1.5) < 1e-9
+    w = torch.randn(n, d, generator=torch.Generator().manual_seed(24), dtype=torch.float64)
+    exact = math.exp((x * d**-0.25).square().sum().item())
+    variance = {}
+    for a in (0.0, optimal_a(s / d).item()):
+        estimates = positive_features(x, w, a)[0].square() * n  # (n,) one-feature kernel estimates
+        variance[a] = estimates.var().item() / exact**2
+        assert abs(variance[a] / (relative_second_moment(a, s, d) - 1) - 1) < 0.15
+    favor, favorpp = variance.values()
+    assert favorpp < 0.85 * favor
+
+
+def test_a_zero_reproduces_favor_exactly():
+    q, k, v = gaussian_qkv(25, (2, 3, 90, 16))
+    attention = FastAttention(16, 40)
+    attention.chunk_rows = 30  # several chunks
+    projection = attention.projection
+    assert torch.equal(attention._attend(q, k, v, projection, torch.zeros(2, 3)),
+                       attention._attend(q, k, v, projection))
+    x = q * 16**-0.25
+    favor_phi = torch.exp(x @ projection.T - x.square().sum(-1, keepdim=True) / 2) / math.sqrt(40)
+    assert torch.equal(positive_features(q, projection, 0.0), favor_phi)
+
+
+def test_favorpp_attend_matches_the_formulas_across_chunks():
+    q, k, v = gaussian_qkv(26, (2, 3, 100, 16), scale=0.9, dtype=torch.float64)
+    attention = FastAttention(16, 72, kind="favor++").eval()
+    projection = attention.projection.double()
+    a = optimal_a(pair_rho(q, k))  # (B, h): one A per batch element and head
+    assert a.shape == (2, 3) and (a < 0).all()
+    phi_q, phi_k = positive_features(q, projection, a), positive_features(k, projection, a)
+    reference = (phi_q @ (phi_k.transpose(-2, -1) @ v)) / (phi_q @ phi_k.sum(-2).unsqueeze(-1))
+    attention.chunk_rows = 6  # 1 token a chunk and thread
+    torch.testing.assert_close(attention._attend(q, k, v, projection, a), reference)
+    attention.chunk_rows = 10**9
+    torch.testing.assert_close(attention(q, k, v), reference.float().double(), rtol=1e-5, atol=1e-6)
+    # Each image's A comes from its own tokens: batching does not change an image's output.
+    torch.testing.assert_close(attention(q[:1], k[:1], v[:1]), attention(q, k, v)[:1])
+
+
+def test_favorpp_rows_are_positive_and_sum_to_one_and_no_gradient_reaches_a():
+    q, k, _ = gaussian_qkv(27, (1, 2, 50, 16), scale=2.0)
+    rows = FastAttention(16, 72, kind="favor++")(q, k, torch.eye(50).expand(1, 2, 50, 50))
+    assert (rows >= 0).all()
+    torch.testing.assert_close(rows.sum(-1), torch.ones(1, 2, 50))
+    q, k, v = (t.requires_grad_() for t in gaussian_qkv(28, (1, 2, 12, 4), dtype=torch.float64))
+    attention = FastAttention(4, 8, kind="favor++")
+    attention.chunk_rows = 2
+    projection = attention.projection.double()
+    # With A held fixed the function is smooth: autograd's gradient is the finite-difference one.
+    a = optimal_a(pair_rho(q, k))
+    assert torch.autograd.gradcheck(lambda *x: attention._attend(*x, projection, a), (q, k, v))
+    # forward takes no gradient through A: its gradient is the fixed-A one at the same A.
+    (grad_forward,) = torch.autograd.grad(attention(q, k, v).sum(), q)
+    (grad_fixed,) = torch.autograd.grad(attention._attend(q, k, v, projection, a).sum(), q)
+    torch.testing.assert_close(grad_forward, grad_fixed)
+
+
+def test_positive_features_reject_bad_arguments():
+    w = torch.randn(8, 4)
+    with pytest.raises(ValueError, match=r"a: got 0.25; expected values < 1/4"):
+        positive_features(torch.randn(3, 4), w, 0.25)
+    with pytest.raises(ValueError, match=r"projection: got \(8, 4\); expected a tensor of shape \(m, 5\)"):
+        positive_features(torch.randn(3, 5), w)
+    with pytest.raises(ValueError, match=r"x: got \(4,\); expected a floating-point tensor"):
+        positive_features(torch.randn(4), w)

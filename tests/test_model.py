@@ -230,7 +230,7 @@ def test_config_from_dict_rejects_unknown_keys():
         ({"cnn_share": 0.01}, "leaves a stream empty at scale 0"),
         ({"fusion": "mul"}, r"fusion must be one of \['add', 'concat', 'sff'\], got 'mul'"),
         ({"interaction": "both"}, r"interaction must be one of \[.*'bidirectional'.*\], got 'both'"),
-        ({"attention": "linear"}, r"attention must be one of \['favor', 'softmax'\], got 'linear'"),
+        ({"attention": "linear"}, r"attention must be one of \['favor', 'favor\+\+', 'softmax'\], got 'linear'"),
         ({"channel_mults": (1, 2)}, r"channel_mults needs num_scales \+ 1 = 3 entries"),
         ({"trans_depths": (1,)}, "cnn_depths and trans_depths need one entry per scale each, got 2 and 1"),
         ({"cnn_depths": ()}, "cnn_depths must be a non-empty tuple of ints"),
