@@ -123,15 +123,18 @@ def test_bad_study_name_lists_the_valid_ones(capsys):
     assert main(["--study", "fuse", "--quick"]) == 2
     err = capsys.readouterr().err
     assert "'fuse'" in err and all(name in err for name in STUDY_NAMES)
-    with pytest.raises(ValueError, match="expected one of channel_split, interaction, fusion, features, attention, all"):
+    with pytest.raises(ValueError, match="expected one of channel_split, interaction, fusion, features, attention, start, all"):
         resolve_studies("Fusion")
 
 
 def test_plan_shares_the_reference_run_and_keeps_width():
     settings = AblationSettings()
     tasks, keys = plan_tasks(resolve_studies("all"), settings, DOCS.parent / "unused")
-    assert len(tasks) == 14 * 2  # 3 + 4 + 3 + 6 + 3 variants, the unchanged model and softmax once, 2 seeds
-    assert {keys[name][study.winner] for name, study in STUDIES.items()} == {"reference"}
+    # 3 + 4 + 3 + 6 + 3 + 3 variants, the unchanged model and softmax once each, 2 seeds
+    assert len(tasks) == 16 * 2
+    # The paper's choice is the unchanged small model; the course's own start study claims a change.
+    assert {keys[name][study.winner] for name, study in STUDIES.items() if name != "start"} == {"reference"}
+    assert keys["start"]["input_fill=zeros, output=image"] == "reference"
     assert [t.folder.name for t in tasks[:2]] == ["seed0", "seed1"]
     for study in STUDIES.values():
         quick = study_variants(study, quick=True)
@@ -207,6 +210,7 @@ def test_fetch_published_leaves_out_a_study_the_server_has_not_got(tmp_path, mad
     import http.server
     import threading
 
+    (tmp_path / "server").mkdir()
     made_up_fusion_report.write_data(tmp_path / "server")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "server"))
     handler.log_message = lambda *args: None
