@@ -34,7 +34,9 @@ import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -50,15 +52,22 @@ from tqdm.auto import tqdm
 
 import bidsnet_lib
 from bidsnet_lib.attention import FastAttention
-from bidsnet_lib.checkpoint import TRAIN_FORMAT, load_checkpoint, save_checkpoint
-from bidsnet_lib.data import DEFAULT_MASK_MIX, InpaintingDataset, fixed_validation_set
+from bidsnet_lib.checkpoint import TRAIN_FORMAT, check_finite, load_checkpoint, save_checkpoint
+from bidsnet_lib.data import DEFAULT_MASK_MIX, InpaintingDataset, find_images, fixed_validation_set
 from bidsnet_lib.losses import GeneratorLoss, LossConfig, PatchDiscriminator, discriminator_loss
 from bidsnet_lib.metrics import psnr
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig, check_config_keys, composite
+from bidsnet_lib.plumbing import atomic_write, got_expected, resolve_device, stale_temps
 
 # Fields a resumed run may change; any other difference would make it a different experiment.
 RESUME_OVERRIDABLE = ("steps", "log_every", "sample_every", "validate_every", "checkpoint_every",
                       "keep_every", "num_workers")
+# Folder fields, compared as resolved paths (``photos/`` and ``./photos`` are one folder); the
+# training photos are compared by what they hold (count and names), see :func:`photo_identity`.
+PATH_FIELDS = ("data", "val_data", "mask_folder")
+# What a run directory holds; anything else in a folder given as a new run's out_dir is refused.
+RUN_FILES = ("latest.pt", "config.json", "metrics.jsonl", "samples")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass
@@ -312,6 +321,77 @@ def redraw_counters(model: torch.nn.Module) -> dict[str, int]:
     return {name: m.calls_since_redraw for name, m in model.named_modules() if isinstance(m, FastAttention)}
 
 
+def resolve_paths(config: "TrainConfig") -> "TrainConfig":
+    """``config`` with its folders absolute: a run resumed from another directory finds them."""
+    def absolute(path: str) -> str:
+        return str(Path(path).expanduser().resolve())
+
+    return dataclasses.replace(
+        config, data=tuple(map(absolute, config.data)), val_data=tuple(map(absolute, config.val_data)),
+        mask_folder=None if config.mask_folder is None else absolute(config.mask_folder))
+
+
+def photo_identity(folders) -> dict:
+    """Count and SHA-256 of the relative names of the photos under ``folders`` (names only: cheap)."""
+    paths, _ = find_images(list(folders), check="none")
+    names = sorted(str(p.relative_to(root)) for root in map(Path, folders)
+                   for p in paths if p.is_relative_to(root))
+    return {"count": len(paths), "names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()}
+
+
+def config_differences(saved: "TrainConfig", given: "TrainConfig", skip=()) -> list[tuple[str, object, object]]:
+    """``(field, saved value, given value)`` for every field that differs (nested configs by their
+    fields, e.g. ``loss.perceptual``; folders as resolved paths), except the ``skip`` names."""
+    out = []
+    for f in dataclasses.fields(saved):
+        if f.name in skip:
+            continue
+        a, b = getattr(saved, f.name), getattr(given, f.name)
+        if dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
+            out += [(f"{f.name}.{name}", x, y) for name, x, y in config_differences(a, b)]
+        elif f.name in PATH_FIELDS:
+            resolved = [None if v is None else
+                        tuple(str(Path(p).expanduser().resolve()) for p in ((v,) if isinstance(v, str) else v))
+                        for v in (a, b)]
+            if resolved[0] != resolved[1]:
+                out.append((f.name, a, b))
+        elif a != b:
+            out.append((f.name, a, b))
+    return out
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM set a flag instead of killing the process mid-step; the loop then saves a
+    checkpoint at a step boundary and returns. A second signal acts as usual (stops at once)."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # handlers only there
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal = signum
+        for sig, handler in self._previous.items():  # the next Ctrl-C is not caught
+            signal.signal(sig, handler)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    # DataLoader workers share the terminal's process group: Ctrl-C reaches them too, and a
+    # worker killed by it would end the main process's orderly stop with an error.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 # ----------------------------------------------------------------------------------------------
 # The trainer
 
@@ -320,23 +400,28 @@ class Trainer:
     """A training run in ``out_dir``: build with a config, then ``train()``; see the module docstring.
 
     ``resume=True`` continues the run in ``out_dir`` from ``latest.pt``; ``config`` must equal the
-    saved one except for :data:`RESUME_OVERRIDABLE` fields (e.g. a larger ``steps``). Without
-    ``resume`` an ``out_dir`` that already holds a run is refused rather than overwritten.
+    saved one except for :data:`RESUME_OVERRIDABLE` fields (e.g. a larger ``steps``), and its
+    ``data`` must hold the photos the run trained on. Without ``resume`` an ``out_dir`` that holds
+    anything is refused rather than overwritten or mixed into, unless ``overwrite=True`` (which
+    replaces the run files there). Folders are stored resolved (absolute).
     """
 
     def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = False,
-                 device: str | torch.device | None = None, progress: bool = True):
+                 device: str | torch.device | None = None, progress: bool = True, overwrite: bool = False):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config: got {type(config).__name__}, expected a TrainConfig")
         if not config.data:
             raise ValueError("config.data: got no folders, expected at least one folder of training photos")
+        config = resolve_paths(config)
         self.config, self.out_dir, self.progress = config, Path(out_dir), progress
         self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         self.is_main = self.rank == 0
-        self.device = torch.device(device) if device is not None else _process_device()
+        self.stopped_by: int | None = None  # the signal that ended train() early, if any
+        self.device = resolve_device(device, "device") if device is not None else _process_device()
         if self.device.type == "cuda" and self.device.index is None:  # DDP needs the index
             self.device = torch.device("cuda", torch.cuda.current_device())
-        checkpoint = self._checkpoint_to_resume() if resume else self._check_fresh()
+        checkpoint = self._checkpoint_to_resume() if resume else self._check_fresh(overwrite)
+        self.photos = photo_identity(config.data) if checkpoint is None else checkpoint["meta"].get("photos")
 
         # The losses first: a missing VGG-19 file fails here, before minutes of other set-up.
         self.loss_fn = GeneratorLoss(config.loss).to(self.device)
@@ -374,7 +459,7 @@ class Trainer:
         self.val_images, self.val_masks = self._validation_items() if self.is_main else (None, None)
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+            atomic_write(self.out_dir / "config.json", json.dumps(config.to_dict(), indent=2))
             if checkpoint is not None:
                 self._truncate_log(self.step)
         if checkpoint is not None:  # last, after everything that drew random numbers at set-up
@@ -382,24 +467,70 @@ class Trainer:
 
     # -- set-up helpers ------------------------------------------------------------------------
 
-    def _check_fresh(self) -> None:
+    def _check_fresh(self, overwrite: bool) -> None:
         latest = self.out_dir / "latest.pt"
         if latest.exists():
             raise ValueError(f"out_dir: {self.out_dir} already holds a run ({latest}); pass resume=True "
                              f"(--resume) to continue it, or choose another out_dir")
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ValueError(got_expected("out_dir", str(self.out_dir), "a folder for the run; it is a file"))
+        held = sorted(p.name for p in self.out_dir.iterdir()) if self.out_dir.is_dir() else []
+        if held and not overwrite:
+            what = ("the files of a run stopped before its first checkpoint" if set(held) <= set(RUN_FILES)
+                    else "files that are not a run's")
+            raise ValueError(got_expected("out_dir", str(self.out_dir), "a new or empty folder") +
+                             f"; it holds {', '.join(held[:5])}{' ...' if len(held) > 5 else ''} ({what}): "
+                             "choose another out_dir, or pass overwrite=True (--overwrite) to start a new run "
+                             "there, replacing config.json, metrics.jsonl and samples/")
+        if held and self.is_main:  # overwrite: no old rows mixed into the new log, no old samples
+            (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
+            for old in (self.out_dir / "samples").glob("step_*.png"):
+                old.unlink()
 
     def _checkpoint_to_resume(self) -> dict:
         latest = self.out_dir / "latest.pt"
+        for stale in stale_temps(latest):  # a kill during a write left these behind
+            stale.unlink(missing_ok=True)
+        if not self.out_dir.is_dir():
+            raise FileNotFoundError(got_expected("out_dir", str(self.out_dir), "the folder of a run to resume; "
+                                                 "there is no such folder (drop --resume to start one)"))
         if not latest.exists():
-            raise FileNotFoundError(f"out_dir: no checkpoint {latest} to resume from; drop resume "
-                                    f"(--resume) to start a new run there")
+            if not (self.out_dir / "config.json").is_file():
+                raise FileNotFoundError(got_expected("out_dir", str(self.out_dir), "the folder of a run to resume; "
+                                                     "it holds no run (no latest.pt, no config.json): drop "
+                                                     "--resume to start one there"))
+            logged = [json.loads(line)["step"] for line in (self.out_dir / "metrics.jsonl").read_text().splitlines()
+                      if line.strip()] if (self.out_dir / "metrics.jsonl").is_file() else []
+            try:
+                every = json.loads((self.out_dir / "config.json").read_text())["checkpoint_every"]
+                first = f" at step {every}"
+            except (OSError, ValueError, KeyError, TypeError):
+                first = ""
+            raise FileNotFoundError(
+                f"out_dir: {self.out_dir} holds no latest.pt: the run there was stopped before its first "
+                f"checkpoint{first}" + (f" (it had logged up to step {max(logged)})" if logged else "") +
+                "; nothing can be resumed: start it again without --resume and with --overwrite "
+                "(or another --out)")
         checkpoint = load_checkpoint(latest, TRAIN_FORMAT)
         saved = TrainConfig.from_dict(checkpoint["config"])
-        changed = [f.name for f in dataclasses.fields(TrainConfig)
-                   if f.name not in RESUME_OVERRIDABLE and getattr(saved, f.name) != getattr(self.config, f.name)]
+        identity = checkpoint["meta"].get("photos")
+        skip = RESUME_OVERRIDABLE + (("data",) if identity else ())
+        changed = config_differences(saved, self.config, skip)
         if changed:
-            raise ValueError(f"config: differs from the run in {latest} in {changed}; a resumed run may "
-                             f"change only {list(RESUME_OVERRIDABLE)} (start a new run for other changes)")
+            lines = "".join(f"\n  {name}: saved {a!r}, given {b!r}" for name, a, b in changed)
+            raise ValueError(f"config: differs from the run in {latest} in {len(changed)} field(s) a resumed run "
+                             f"may not change (only {', '.join(RESUME_OVERRIDABLE)} may; start a new run for "
+                             f"other changes):{lines}")
+        if identity and photo_identity(self.config.data) != identity:
+            now = photo_identity(self.config.data)
+            raise ValueError(f"data: the folders do not hold the photos the run trained on ({identity['count']} "
+                             f"then, {now['count']} now{'' if now['count'] != identity['count'] else ', other names'})"
+                             f"; saved {list(saved.data)}, given {list(self.config.data)}")
+        if self.config.steps < checkpoint["step"]:
+            raise ValueError(got_expected("steps", self.config.steps, f"at least the run's step {checkpoint['step']} "
+                                          "(a larger --steps extends the run)"))
+        for key in ("model", "ema"):
+            check_finite(checkpoint[key], latest, f"{key} weights")
         return checkpoint
 
     def _load_state(self, checkpoint: dict) -> None:
@@ -485,11 +616,15 @@ class Trainer:
         # Its own generator: creating an iterator then leaves the global RNG untouched.
         return DataLoader(EpochItems(self.train_set), batch_size=cfg.batch_size, sampler=sampler,
                           num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
-                          generator=torch.Generator().manual_seed(cfg.seed))
+                          generator=torch.Generator().manual_seed(cfg.seed),
+                          worker_init_fn=_ignore_stop_signals if cfg.num_workers else None)
 
     def train(self, until: int | None = None) -> dict:
         """Train up to step ``until`` (default ``config.steps``), then checkpoint; returns the last
-        log row. Logs, samples, validation and checkpoints follow the config's intervals."""
+        log row. Logs, samples, validation and checkpoints follow the config's intervals.
+
+        SIGINT (Ctrl-C) or SIGTERM ends the loop at the next step boundary with a checkpoint of
+        that step; ``stopped_by`` then names the signal."""
         cfg = self.config
         until = cfg.steps if until is None else until
         if not isinstance(until, int) or until < self.step:
@@ -501,8 +636,37 @@ class Trainer:
         if self.is_main and cfg.validate_every and self.step == 0:  # the untrained baseline
             self._write_row({"step": 0, "val_psnr": self.validate()})
         sums, count, tick, row = {}, 0, time.perf_counter(), {}
+        with _StopRequest() as stop:
+            row = self._loop(until, batches, bar, stop, sums, count, tick, row)
+        bar.close()
+        del batches  # stops DataLoader workers
+        self._check_ranks_agree()
+        return row
+
+    def _stop_now(self, stop: _StopRequest) -> bool:
+        """Whether any process was asked to stop (all of them then stop at the same step)."""
+        flag = stop.signal is not None
+        if self.world_size > 1:
+            t = torch.tensor([float(stop.signal or 0)], device=self.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag, stop.signal = bool(t.item()), int(t.item()) or None
+        return flag
+
+    def _loop(self, until, batches, bar, stop, sums, count, tick, row) -> dict:
+        cfg = self.config
         while self.step < until:
-            logs = self.train_step(next(batches))
+            if self._stop_now(stop):
+                self.stopped_by = stop.signal
+                if not (self.step % cfg.checkpoint_every == 0 and (self.out_dir / "latest.pt").exists()):
+                    self.save_checkpoint()
+                break
+            try:
+                batch = next(batches)
+            except RuntimeError:  # a DataLoader worker hit by the signal before it could ignore it
+                if stop.signal is None:
+                    raise
+                continue
+            logs = self.train_step(batch)
             self.step += 1
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0) + v
@@ -520,9 +684,6 @@ class Trainer:
             if self.step % cfg.checkpoint_every == 0 or self.step == until:
                 self.save_checkpoint()
             bar.update(1)
-        bar.close()
-        del batches  # stops DataLoader workers
-        self._check_ranks_agree()
         return row
 
     def _log_row(self, sums: dict, count: int, seconds: float) -> dict:
@@ -546,7 +707,7 @@ class Trainer:
         path = self.out_dir / "metrics.jsonl"
         if path.is_file():
             rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-            path.write_text("".join(line + "\n" for line in rows))
+            atomic_write(path, "".join(line + "\n" for line in rows))
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -585,7 +746,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(), "config": self.config.to_dict(), "rng": states,
             "redraw_calls": redraw_counters(self.generator),
             "meta": {"vgg_weights": self.loss_fn.weights_source or "none (perceptual and style off)",
-                     "data": list(self.config.data), "image_size": self.config.size,
+                     "data": list(self.config.data), "photos": self.photos, "image_size": self.config.size,
                      "world_size": self.world_size, "samples_per_rank": self.step * self.config.batch_size,
                      "torch": str(torch.__version__), "bidsnet_lib_version": bidsnet_lib.__version__},
         }
@@ -658,7 +819,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS), help="config preset of a new run (default small)")
     p.add_argument("--data", nargs="+", metavar="DIR", help="folders of training photos (recursive)")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory, e.g. runs/NAME")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest.pt; the command that started it plus "
+                        "--resume works (flags must agree with the run's config; a larger --steps extends it)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an --out folder that holds files but no checkpoint")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the GPU if any)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("TrainConfig fields")
@@ -702,6 +867,19 @@ def read_run_config(out_dir: str | os.PathLike) -> TrainConfig:
     return TrainConfig.from_dict(load_checkpoint(Path(out_dir) / "latest.pt", TRAIN_FORMAT, mmap=True)["config"])
 
 
+def resume_base(args: argparse.Namespace) -> TrainConfig:
+    """What flags are written onto on ``--resume``: the run's saved config, or, when the command
+    names ``--preset`` (the command that started the run, repeated), that preset, so that what
+    the preset says is compared with the run too."""
+    if not (Path(args.out) / "latest.pt").is_file():
+        return PRESETS[args.preset or "small"]()  # Trainer explains what the folder lacks
+    saved = read_run_config(args.out)
+    if not args.preset:
+        return saved
+    # Folders are not the preset's business: unless given again, they stay the run's.
+    return dataclasses.replace(PRESETS[args.preset](), **{name: getattr(saved, name) for name in PATH_FIELDS})
+
+
 def init_distributed() -> bool:
     """Join torchrun's process group (NCCL on GPUs, gloo on CPU); False when run alone."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
@@ -715,15 +893,14 @@ def init_distributed() -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.resume and args.preset:
-        parser.error("--preset starts a new run; --resume continues with the run's own config")
     distributed = init_distributed()
     try:
         try:
-            base = read_run_config(args.out) if args.resume else PRESETS[args.preset or "small"]()
+            base = resume_base(args) if args.resume else PRESETS[args.preset or "small"]()
             config = config_from_args(args, base)
-            trainer = Trainer(config, args.out, resume=args.resume, device=args.device,
-                              progress=not args.no_progress)
+            device = None if args.device is None else resolve_device(args.device)
+            trainer = Trainer(config, args.out, resume=args.resume, device=device,
+                              progress=not args.no_progress, overwrite=args.overwrite)
         except (FileNotFoundError, ValueError, TypeError) as error:
             # Bad flags, a missing folder, missing VGG-19 weights: the message is the whole story.
             print(f"bidsnet train: error: {error}", file=sys.stderr)
@@ -733,8 +910,14 @@ def main(argv: list[str] | None = None) -> int:
         if trainer.is_main:
             seconds = time.perf_counter() - start
             print(f"trained steps {first}-{trainer.step} in {seconds:.1f} s "
-                  f"({(trainer.step - first) / seconds:.2f} steps/s, {trainer.world_size} process(es)); "
+                  f"({(trainer.step - first) / max(seconds, 1e-9):.2f} steps/s, {trainer.world_size} process(es)); "
                   f"checkpoint {trainer.out_dir / 'latest.pt'}")
+        if trainer.stopped_by is not None:
+            if trainer.is_main:
+                name = signal.Signals(trainer.stopped_by).name
+                print(f"bidsnet train: stopped by {name} at step {trainer.step}, checkpoint saved; continue with: "
+                      f"bidsnet train --out {args.out} --resume", file=sys.stderr)
+            return 128 + trainer.stopped_by  # the shell's convention for "ended by a signal"
         return 0
     finally:
         if distributed:
