@@ -30,7 +30,7 @@ import torch
 from PIL import Image, ImageOps
 
 from bidsnet_lib import masks
-from bidsnet_lib.plumbing import DATA_DIR, IMAGE_EXTENSIONS, is_image_file, read_photo
+from bidsnet_lib.plumbing import DATA_DIR, IMAGE_EXTENSIONS, got_expected, is_image_file, read_photo
 
 # The repository's shipped photos and evaluation masks (present in a clone or an editable install).
 COURSE_IMAGES = DATA_DIR / "images"
@@ -111,9 +111,8 @@ def find_images(
             raise ValueError(f"roots: {str(root)!r} is not a folder (absolute: {root.resolve()})")
         found = sorted(p for p in root.rglob("*") if is_image_file(p))
         if not found:
-            raise ValueError(
-                f"roots: folder {str(root)!r} holds no {'/'.join(IMAGE_EXTENSIONS)} files (searched recursively)"
-            )
+            raise ValueError(got_expected("roots", str(root), f"a folder holding {'/'.join(IMAGE_EXTENSIONS)} "
+                                          "files (searched recursively); it holds none"))
         paths += found
     good, bad = [], []
     for path in paths:

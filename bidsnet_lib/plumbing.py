@@ -362,22 +362,30 @@ def fetch_weights(file_name: str, url: str, what: str, path=None, download: bool
     Fails with FileNotFoundError naming the file, the directory to put it in and the URL; never
     falls back to anything else.
     """
+    from collections.abc import Mapping
+
     import torch
+
+    def state_dict(file: Path):
+        state = load_weight_file(file)
+        if not isinstance(state, Mapping):
+            raise ValueError(got_expected(str(file), type(state).__name__, "a state dict (str -> tensor)"))
+        return state
 
     if path is not None:
         path = Path(path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"{what}: no file at {path} (expected {file_name}, from {url})")
-        return load_weight_file(path), path
+        return state_dict(path), path
     cached = hub_checkpoint_dir() / file_name
     if cached.is_file():
-        return load_weight_file(cached), cached
+        return state_dict(cached), cached
     reason = "downloading is switched off (download=False)"
     if download and reachable(url):
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(url, str(cached), progress=True)
-            return load_weight_file(cached), cached
+            return state_dict(cached), cached
         except Exception as error:
             reason = f"the download failed ({type(error).__name__}: {error})"
     elif download:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bidsnet_lib import evaluate as ev
-from bidsnet_lib import metrics
+from bidsnet_lib import metrics, plumbing
 from bidsnet_lib.checkpoint import INFERENCE_FORMAT, save_checkpoint
 from bidsnet_lib.masks import EVAL_PRESETS, RATIO_BINS, bin_name, irregular_mask
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig
@@ -96,7 +96,7 @@ def test_same_seed_gives_the_same_csv_and_the_table_is_printed(quick_run, checkp
 
 def test_random_lpips_backbone_is_computed_and_labelled_not_comparable(checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(metrics, "_reachable", lambda url, timeout=2.0: False)
+    monkeypatch.setattr(plumbing, "reachable", lambda url, timeout=2.0: False)
     assert run(checkpoint, tmp_path / "out", "--random-lpips-backbone", "--no-fid") == 0
     rows = [r for r in read_rows(tmp_path / "out" / "results.csv") if r["metric"] == "lpips"]
     assert len(rows) == len(GROUPS) * len(METHODS)
@@ -142,7 +142,7 @@ def test_weight_flags_reach_the_metrics_and_fid_rows_state_the_count(checkpoint,
 def test_missing_weights_fail_fast_naming_the_file_and_the_flags(checkpoint, tmp_path, monkeypatch,
                                                                  capsys, args, flags):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(metrics, "_reachable", lambda url, timeout=2.0: False)
+    monkeypatch.setattr(plumbing, "reachable", lambda url, timeout=2.0: False)
     assert run(checkpoint, tmp_path / "out", *args) == 2
     err = capsys.readouterr().err
     assert all(flag in err for flag in flags), err

@@ -15,7 +15,7 @@ from PIL import Image
 from skimage import data as skdata
 from skimage import transform
 
-from bidsnet_lib import losses
+from bidsnet_lib import losses, plumbing
 from bidsnet_lib.checkpoint import (
     INFERENCE_FORMAT,
     TRAIN_FORMAT,
@@ -319,7 +319,7 @@ def test_flags_map_onto_the_dataclass():
 
 def test_missing_vgg_weights_is_the_message_a_user_sees(photos, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.setattr(losses, "_download_reachable", lambda timeout=2.0: False)
+    monkeypatch.setattr(plumbing, "reachable", lambda url, timeout=2.0: False)
     code = main(["--preset", "paper", "--data", photos[0], "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("bidsnet train: error: VGG-19 ImageNet weights are needed")
