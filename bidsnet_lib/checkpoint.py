@@ -181,7 +181,7 @@ def export_inference(train_checkpoint_path: str | os.PathLike, out_path: str | o
     return save_checkpoint(_inference_payload(train, source, dtype), out_path, INFERENCE_FORMAT)
 
 
-def _within_presets(config: BIDSNetConfig) -> bool:
+def within_presets(config: BIDSNetConfig) -> bool:
     """Every size of ``config`` at most the largest preset's: a model known to fit in memory."""
     presets = [BIDSNetConfig.paper().to_dict(), BIDSNetConfig.small().to_dict()]
     for key, value in config.to_dict().items():
@@ -193,7 +193,7 @@ def _within_presets(config: BIDSNetConfig) -> bool:
     return True
 
 
-def _check_shapes(config: BIDSNetConfig, weights: dict, path: Path) -> None:
+def check_shapes(config: BIDSNetConfig, weights: dict, path: Path) -> None:
     """Compare the shapes ``config`` builds with the stored ones on the meta device (no memory):
     a crafted config (a width of 10**6) is refused before anything is allocated."""
     with torch.device("meta"):
@@ -225,8 +225,8 @@ def load_inference_model(path: str | os.PathLike, device: str | torch.device | N
         config = BIDSNetConfig.from_dict(data["config"])
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: its model config is invalid: {error}") from None
-    if not _within_presets(config):  # the meta check costs seconds: only for sizes beyond the presets
-        _check_shapes(config, data["model"], path)
+    if not within_presets(config):  # the meta check costs seconds: only for sizes beyond the presets
+        check_shapes(config, data["model"], path)
     model = BIDSNet(config)
     try:  # copies into the float32 parameters, casting float16 weights back
         model.load_state_dict(data["model"])

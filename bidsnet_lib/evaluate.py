@@ -719,6 +719,9 @@ def _run(args) -> EvalResult:
     from bidsnet_lib.inference import Inpainter
 
     checkpoint, out = Path(args.checkpoint), Path(args.out)
+    if checkpoint.is_dir():
+        raise ValueError(f"--checkpoint: got {str(checkpoint)!r}, expected a checkpoint file, not a folder (a run "
+                         "folder's latest.pt, or a file made by `bidsnet export`)")
     if not checkpoint.is_file():
         raise ValueError(f"--checkpoint: no such file {str(checkpoint)!r}")
     if out.exists() and not out.is_dir():

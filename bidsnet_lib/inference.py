@@ -46,6 +46,7 @@ from bidsnet_lib.plumbing import (
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "bidsnet_small.pt"
 MASK_THRESHOLD = 0.5  # a mask pixel is a hole when its value > this fraction of full scale
+MAX_WORK_SIZE = 2048  # the largest training size a checkpoint may claim (the paper's is 256)
 MAX_GROUPS = 64  # more separate holes than this (speckle) are inpainted as one union crop
 
 
@@ -69,7 +70,9 @@ def load_mask(mask, name: str = "mask") -> np.ndarray:
     if isinstance(mask, str | os.PathLike):
         mask = open_image(mask, name)
     if isinstance(mask, Image.Image):
-        if mask.mode not in ("1", "L", "RGB", "RGBA", "I;16"):
+        if mask.mode in ("I", "F") or mask.mode.startswith("I;16"):  # 16-bit PNGs open as I: never clip
+            mask = read_photo(mask, name).pixels
+        elif mask.mode not in ("1", "L", "RGB", "RGBA"):
             mask = mask.convert("L")
         mask = np.asarray(mask)
     if not isinstance(mask, np.ndarray):
@@ -220,7 +223,11 @@ class Inpainter:
         if not path.is_file():
             raise FileNotFoundError(got_expected("checkpoint", str(path), f"a checkpoint file; there is {describe_path(path)}"))
         model, meta = load_inference_model(path, device=device)
-        kwargs.setdefault("work_size", int(meta.get("image_size", 256)) if isinstance(meta, dict) else 256)
+        size = meta.get("image_size", 256) if isinstance(meta, dict) else 256
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_WORK_SIZE:
+            # A crafted meta (10**6) would pad every crop to a terapixel square.
+            raise ValueError(got_expected(f"{path}: meta image_size", size, f"an int from 1 to {MAX_WORK_SIZE}"))
+        kwargs.setdefault("work_size", size)
         kwargs.setdefault("label", f"BIDS-Net ({path.name})")
         return cls(model, device=device, **kwargs)
 

@@ -635,8 +635,7 @@ def mask_gallery(photos, out_dir, rng=None, *, size=256, columns=4) -> list[Path
                 ax.set_xticks([])
                 ax.set_yticks([])
             axes[row, 0].set_ylabel(label, fontsize=10)
-        fig.savefig(out_dir / filename, dpi=100)
-        written.append(out_dir / filename)
+        written.append(atomic_write(out_dir / filename, lambda stream, fig=fig: fig.savefig(stream, format="png", dpi=100)))
     return written
 
 

@@ -52,7 +52,15 @@ from tqdm.auto import tqdm
 
 import bidsnet_lib
 from bidsnet_lib.attention import FastAttention
-from bidsnet_lib.checkpoint import TRAIN_FORMAT, check_finite, load_checkpoint, save_checkpoint
+from bidsnet_lib.checkpoint import (
+    TRAIN_FORMAT,
+    CheckpointError,
+    check_finite,
+    check_shapes,
+    load_checkpoint,
+    save_checkpoint,
+    within_presets,
+)
 from bidsnet_lib.data import DEFAULT_MASK_MIX, InpaintingDataset, find_images, fixed_validation_set
 from bidsnet_lib.losses import GeneratorLoss, LossConfig, PatchDiscriminator, discriminator_loss
 from bidsnet_lib.metrics import psnr
@@ -531,6 +539,8 @@ class Trainer:
                                           "(a larger --steps extends the run)"))
         for key in ("model", "ema"):
             check_finite(checkpoint[key], latest, f"{key} weights")
+        if not within_presets(self.config.model):  # a crafted config (width 10**6): shapes before memory
+            check_shapes(self.config.model, checkpoint["model"], latest)
         return checkpoint
 
     def _load_state(self, checkpoint: dict) -> None:
@@ -726,9 +736,7 @@ class Trainer:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             grid = sample_grid(self.ema, image, mask)
         path = self.out_dir / "samples" / f"step_{self.step:07d}.png"
-        path.parent.mkdir(exist_ok=True)
-        save_image(grid, path)
-        return path
+        return atomic_write(path, lambda stream: save_image(grid, stream, format="png"))
 
     # -- checkpoints -----------------------------------------------------------------------------
 
@@ -754,6 +762,11 @@ class Trainer:
     def save_checkpoint(self) -> Path | None:
         """Write ``latest.pt`` atomically (and a milestone every ``keep_every`` steps) on rank 0."""
         state = self.state()
+        try:  # a diverged run must not replace its last good checkpoint with NaN weights
+            check_finite(state["model"], self.out_dir / "latest.pt", f"step {self.step} model weights")
+        except CheckpointError as error:
+            raise FloatingPointError(f"training diverged: {error}; latest.pt was not overwritten "
+                                     f"(lower --lr-g / --lr-d, or resume from it)") from None
         if not self.is_main:
             return None
         if self.config.keep_every and self.step % self.config.keep_every == 0:
@@ -906,7 +919,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bidsnet train: error: {error}", file=sys.stderr)
             return 2
         start, first = time.perf_counter(), trainer.step
-        trainer.train()
+        try:
+            trainer.train()
+        except FloatingPointError as error:
+            print(f"bidsnet train: error: {error}", file=sys.stderr)
+            return 1
         if trainer.is_main:
             seconds = time.perf_counter() - start
             print(f"trained steps {first}-{trainer.step} in {seconds:.1f} s "

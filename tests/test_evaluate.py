@@ -182,7 +182,7 @@ def test_errors_exit_2_with_one_line(checkpoint, tmp_path, capsys):
         (["--checkpoint", str(checkpoint), *base, "--images", str(tmp_path / "nowhere")],
          "images: no such folder"),
         (["--checkpoint", str(checkpoint), *base, "--images", str(empty)], "holds no .png"),
-        (["--checkpoint", str(checkpoint), *base, "--masks", str(empty)], "holds no .png"),
+        (["--checkpoint", str(checkpoint), *base, "--masks", str(empty)], "expected a folder holding .png"),
         (["--checkpoint", str(checkpoint), *base, "--masks", str(tmp_path / "nowhere")],
          "masks: no such folder"),
         (["--checkpoint", str(checkpoint), *base, "--size", "8"], "--size: got '8'"),
@@ -334,3 +334,20 @@ def test_standin_data_is_the_shipped_masks_and_loads(tmp_path):
         assert all(np.array_equal(a, b) for a, b in zip(ours.masks, theirs.masks, strict=True)), ours.name
     with pytest.raises(ValueError, match="per_group: got 0"):
         ev.write_standin_data(tmp_path, per_group=0)
+
+
+def test_a_device_this_machine_lacks_is_one_line(checkpoint, tmp_path, capsys):
+    """Issue 17 #11: --device cuda without a GPU (or --device gpu) ended in a traceback."""
+    base = ["--checkpoint", str(checkpoint), "--images", str(IMAGES), "--masks", str(MASKS),
+            "--out", str(tmp_path / "out"), "--lpips", "off", "--no-fid"]
+    assert ev.main([*base, "--device", "gpu"]) == 2
+    assert "--device: got 'gpu', expected a device name; available here: cpu" in one_line_error(capsys)
+    assert ev.main([*base, "--device", "cuda:99"]) == 2
+    assert "expected a device this machine has" in one_line_error(capsys)
+
+
+def test_a_run_folder_as_checkpoint_says_what_to_pass(tmp_path, capsys):
+    """Sibling of issue 17 #14 in evaluate: a run folder was "no such file"."""
+    assert ev.main(["--checkpoint", str(tmp_path), "--images", str(IMAGES), "--masks", str(MASKS),
+                    "--out", str(tmp_path / "out")]) == 2
+    assert "expected a checkpoint file, not a folder" in one_line_error(capsys)

@@ -560,3 +560,25 @@ def test_outputs_get_the_permissions_of_a_normal_write(files, checkpoint, tmp_pa
     assert stat.S_IMODE((tmp_path / "new" / "r.png").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "outdir").stat().st_mode) == 0o755
     assert stat.S_IMODE((tmp_path / "outdir" / "photo.png").stat().st_mode) == 0o644
+
+
+# ----------------------------------------------------------------------------- siblings and the hostile pass
+def test_16_bit_mask_opened_as_mode_i_is_not_clipped():
+    """Sibling of #5: a 16-bit mask PIL opens as mode I was clipped by convert("L") (30000 -> hole)."""
+    values = np.array([[0, 30000, 33000, 65535]], np.int32)
+    np.testing.assert_array_equal(load_mask(Image.fromarray(values, "I")), [[0, 0, 1, 1]])
+
+
+def test_crafted_working_size_in_the_meta_is_refused(tiny_model, tmp_path):
+    """Sibling of #12: meta image_size 10**6 padded every crop to a terapixel square."""
+    save_checkpoint({"model": tiny_model.state_dict(), "config": tiny_config().to_dict(),
+                     "meta": {"image_size": 10**6}}, tmp_path / "big.pt", INFERENCE_FORMAT)
+    with pytest.raises(ValueError, match=r"meta image_size: got 1000000, expected an int from 1 to 2048"):
+        Inpainter.from_checkpoint(tmp_path / "big.pt")
+
+
+def test_out_whose_folder_is_a_file_is_one_line(files, checkpoint, capsys):
+    folder, _, _ = files
+    err = bad_call([str(folder / "photo.png"), str(folder / "mask.png"), "-o", str(folder / "mask.png" / "r.png"),
+                    "--checkpoint", str(checkpoint)], capsys)
+    assert "r.png" in err

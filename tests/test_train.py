@@ -483,3 +483,39 @@ def test_ctrl_c_and_sigterm_save_a_checkpoint_and_say_how_to_resume(photos, tmp_
            f"--out {run} --resume" in run_.stderr
     assert load_checkpoint(run / "latest.pt")["step"] == 3
     assert not list(run.glob(".*.tmp"))
+
+
+def test_a_device_this_machine_lacks_is_one_line(photos, tmp_path, capsys):
+    """#11: --device cuda without a GPU (and --device gpu) ended in a traceback."""
+    for device, message in (("gpu", "--device: got 'gpu', expected a device name; available here: cpu"),
+                            ("cuda:99", "expected a device this machine has")):
+        assert main(["--data", photos[0], "--out", str(tmp_path / "run"), "--device", device]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_diverged_run_keeps_its_last_good_checkpoint(photos, tmp_path):
+    """Sibling of #7 (work lost): NaN weights never replace latest.pt."""
+    trainer = Trainer(tiny_config(photos, steps=1, validate_every=0, sample_every=0), tmp_path, progress=False)
+    trainer.train()
+    before = (tmp_path / "latest.pt").read_bytes()
+    with torch.no_grad():
+        next(trainer.generator.parameters()).fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="training diverged: .*NaN.*latest.pt was not overwritten"):
+        trainer.save_checkpoint()
+    assert (tmp_path / "latest.pt").read_bytes() == before
+
+
+def test_a_crafted_config_in_a_training_checkpoint_is_refused_before_building(photos, tmp_path):
+    """Sibling of #12 for resume: the trainer built the model of the saved config before any check."""
+    from bidsnet_lib.checkpoint import save_checkpoint
+
+    config = tiny_config(photos, steps=1, validate_every=0, sample_every=0)
+    Trainer(config, tmp_path, progress=False).train()
+    saved = load_checkpoint(tmp_path / "latest.pt")
+    saved["config"]["model"]["width"] = 10**6
+    save_checkpoint({k: v for k, v in saved.items() if k not in ("format", "version")}, tmp_path / "latest.pt",
+                    TRAIN_FORMAT)
+    with pytest.raises(ValueError, match="its model config does not fit its weights"):
+        Trainer(read_run_config(tmp_path), tmp_path, resume=True)
