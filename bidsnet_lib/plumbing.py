@@ -125,6 +125,9 @@ def atomic_write(path: str | os.PathLike, content: str | bytes | Callable) -> Pa
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(got_expected("path", str(path), "a file to write, not a folder"))
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():  # mkdir would say only "File exists"
+        raise NotADirectoryError(got_expected("path", str(path), f"a file in a folder; {str(blocker)!r} is a file"))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
     try:

@@ -581,4 +581,4 @@ def test_out_whose_folder_is_a_file_is_one_line(files, checkpoint, capsys):
     folder, _, _ = files
     err = bad_call([str(folder / "photo.png"), str(folder / "mask.png"), "-o", str(folder / "mask.png" / "r.png"),
                     "--checkpoint", str(checkpoint)], capsys)
-    assert "r.png" in err
+    assert "r.png', expected a file in a folder;" in err and "mask.png' is a file" in err
