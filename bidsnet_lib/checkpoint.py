@@ -149,7 +149,7 @@ def _check_export_target(source: Path, out: Path) -> None:
     if out.is_dir():
         raise ValueError(got_expected("out", str(out), "an inference checkpoint file to write, not a folder"))
     if out.exists() and (out.resolve() == source.resolve() or os.path.samefile(out, source)):
-        raise ValueError(got_expected("out", str(out), "a new file; it is the training checkpoint being exported"))
+        raise ValueError(got_expected("out", str(out), "a new file; it is the checkpoint being exported"))
     if out.is_file():
         with open(out, "rb") as f:
             zipped = f.read(len(ZIP_MAGIC)) == ZIP_MAGIC

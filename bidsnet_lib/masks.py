@@ -709,7 +709,7 @@ Mask NNN of bin b (0 = 10-20, ..., 4 = 50-60) in set1 comes from
     return written
 
 
-def main(argv=None, prog="python -m bidsnet_lib.masks") -> int:
+def main(argv=None, prog="bidsnet masks") -> int:
     """Command line: `write` the fixed evaluation set, or draw a `gallery` over photos. Returns the exit code."""
     parser = argparse.ArgumentParser(prog=prog, description="Inpainting masks (1 = hole).")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -748,4 +748,4 @@ def main(argv=None, prog="python -m bidsnet_lib.masks") -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m bidsnet_lib.masks"))

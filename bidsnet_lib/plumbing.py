@@ -206,6 +206,8 @@ class Photo:
         """``pixels`` with the colour ``rgb`` (H, W, 3) uint8 at ``where`` (H, W) bool, in the
         photo's own channels and depth; everything else, the alpha channel included, as read."""
         out = self.pixels.copy()
+        if not where.any():  # an all-known mask: the photo as it was
+            return out
         new = rgb[where].astype(np.float64) * (self.full / 255)  # (N, 3) at the photo's scale
         if self.grey:
             new = new @ np.array([0.299, 0.587, 0.114])  # ITU-R 601 luma, PIL's RGB -> L: grey in, grey out
@@ -213,7 +215,7 @@ class Photo:
         if out.ndim == 2:
             out[where] = new
         else:  # the colour channels of RGB, RGBA or LA; a view, so the assignment lands in `out`
-            out[..., : 1 if self.grey else 3][where] = new.reshape(len(new), -1)
+            out[..., : 1 if self.grey else 3][where] = new.reshape(len(new), 1 if self.grey else 3)
         return out
 
 

@@ -229,7 +229,7 @@ def test_export_never_overwrites_a_training_checkpoint_or_its_source(train_file,
     """#2: `bidsnet export RUN RUN/latest.pt` replaced the training checkpoint, exit 0."""
     before = train_file.read_bytes()
     assert main([str(train_file.parent), str(train_file)]) == 2
-    assert "it is the training checkpoint being exported" in capsys.readouterr().err
+    assert "it is the checkpoint being exported" in capsys.readouterr().err
     other = save_checkpoint(train_payload(seed=1), tmp_path / "other" / "latest.pt", TRAIN_FORMAT)
     assert main([str(train_file), str(other)]) == 2
     assert "it is a training checkpoint, which an export would make impossible to resume" in capsys.readouterr().err

@@ -582,3 +582,14 @@ def test_out_whose_folder_is_a_file_is_one_line(files, checkpoint, capsys):
     err = bad_call([str(folder / "photo.png"), str(folder / "mask.png"), "-o", str(folder / "mask.png" / "r.png"),
                     "--checkpoint", str(checkpoint)], capsys)
     assert "r.png', expected a file in a folder;" in err and "mask.png' is a file" in err
+
+
+def test_an_all_known_mask_writes_the_photo_unchanged(files, checkpoint, tmp_path, capsys):
+    """Hostile pass: an all-known mask (no --strict) crashed the writer ("cannot reshape array of size 0")."""
+    folder, rgb, _ = files
+    Image.fromarray(np.zeros((48, 40), np.uint8)).save(tmp_path / "none.png")
+    for source in (rgb, np.dstack([rgb, np.full((48, 40), 50, np.uint8)]), rgb[..., 0]):
+        Image.fromarray(source).save(tmp_path / "src.png")
+        assert main([str(tmp_path / "src.png"), str(tmp_path / "none.png"), "-o", str(tmp_path / "r.png"),
+                     "--checkpoint", str(checkpoint)]) == 0, capsys.readouterr().err
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "r.png")), source)

@@ -498,3 +498,11 @@ def test_write_size_has_bounds_named_in_one_phrase(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert M.main(["write", "--out", str(tmp_path / "file"), "--size", "32"]) == 2
     assert "expected a folder for the mask set; it is a file" in capsys.readouterr().err
+
+
+def test_errors_name_the_command_the_user_typed(tmp_path, capsys):
+    """Hostile pass: `bidsnet masks` errors were signed "python -m bidsnet_lib.masks"."""
+    from bidsnet_lib.cli import main as bidsnet
+
+    assert bidsnet(["masks", "write", "--out", str(tmp_path), "--size", "0"]) == 2
+    assert capsys.readouterr().err.startswith("bidsnet masks: error: size: got 0")
