@@ -11,6 +11,13 @@ the way users of inpainting tools expect:
 3. every crop is padded to working size x working size, all crops of all images run in batches;
 4. only the hole pixels of each group are pasted back: known pixels stay bit for bit.
 
+The command writes each result in its photo's own form (:meth:`bidsnet_lib.plumbing.Photo.with_rgb`):
+grey stays grey, 16-bit grey stays 16-bit (PNG, TIFF), and the alpha channel is written back
+unchanged, holes included: the model sees transparent areas as white (the library's one alpha
+rule, as in training) and fills colour only. JPEG is written at quality 95 with a note that it
+is lossy; WebP is written lossless. Folder mode checks every pair first, reports every problem,
+writes each result atomically as it is done and exits 1 when any image was skipped.
+
 Command line (also ``bidsnet inpaint ...``)::
 
     python -m bidsnet_lib.inference IMAGE MASK -o OUT.png
