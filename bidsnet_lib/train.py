@@ -36,7 +36,6 @@ import os
 import random
 import signal
 import sys
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -56,26 +55,28 @@ from bidsnet_lib.checkpoint import (
     TRAIN_FORMAT,
     CheckpointError,
     check_finite,
-    check_shapes,
     load_checkpoint,
     save_checkpoint,
-    within_presets,
 )
-from bidsnet_lib.data import DEFAULT_MASK_MIX, InpaintingDataset, find_images, fixed_validation_set
+from bidsnet_lib.data import DEFAULT_MASK_MIX, InpaintingDataset, fixed_validation_set
 from bidsnet_lib.losses import GeneratorLoss, LossConfig, PatchDiscriminator, discriminator_loss
 from bidsnet_lib.metrics import psnr
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig, check_config_keys, composite
-from bidsnet_lib.plumbing import atomic_write, got_expected, resolve_device, stale_temps
+from bidsnet_lib.plumbing import atomic_write, resolve_device
+from bidsnet_lib.runs import (
+    PATH_FIELDS,
+    StopRequest,
+    check_fresh_dir,
+    check_resumable,
+    ignore_stop_signals,
+    photo_identity,
+    require_checkpoint,
+    resolve_paths,
+)
 
 # Fields a resumed run may change; any other difference would make it a different experiment.
 RESUME_OVERRIDABLE = ("steps", "log_every", "sample_every", "validate_every", "checkpoint_every",
                       "keep_every", "num_workers")
-# Folder fields, compared as resolved paths (``photos/`` and ``./photos`` are one folder); the
-# training photos are compared by what they hold (count and names), see :func:`photo_identity`.
-PATH_FIELDS = ("data", "val_data", "mask_folder")
-# What a run directory holds; anything else in a folder given as a new run's out_dir is refused.
-RUN_FILES = ("latest.pt", "config.json", "metrics.jsonl", "samples")
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass
@@ -329,77 +330,6 @@ def redraw_counters(model: torch.nn.Module) -> dict[str, int]:
     return {name: m.calls_since_redraw for name, m in model.named_modules() if isinstance(m, FastAttention)}
 
 
-def resolve_paths(config: "TrainConfig") -> "TrainConfig":
-    """``config`` with its folders absolute: a run resumed from another directory finds them."""
-    def absolute(path: str) -> str:
-        return str(Path(path).expanduser().resolve())
-
-    return dataclasses.replace(
-        config, data=tuple(map(absolute, config.data)), val_data=tuple(map(absolute, config.val_data)),
-        mask_folder=None if config.mask_folder is None else absolute(config.mask_folder))
-
-
-def photo_identity(folders) -> dict:
-    """Count and SHA-256 of the relative names of the photos under ``folders`` (names only: cheap)."""
-    paths, _ = find_images(list(folders), check="none")
-    names = sorted(str(p.relative_to(root)) for root in map(Path, folders)
-                   for p in paths if p.is_relative_to(root))
-    return {"count": len(paths), "names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()}
-
-
-def config_differences(saved: "TrainConfig", given: "TrainConfig", skip=()) -> list[tuple[str, object, object]]:
-    """``(field, saved value, given value)`` for every field that differs (nested configs by their
-    fields, e.g. ``loss.perceptual``; folders as resolved paths), except the ``skip`` names."""
-    out = []
-    for f in dataclasses.fields(saved):
-        if f.name in skip:
-            continue
-        a, b = getattr(saved, f.name), getattr(given, f.name)
-        if dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
-            out += [(f"{f.name}.{name}", x, y) for name, x, y in config_differences(a, b)]
-        elif f.name in PATH_FIELDS:
-            resolved = [None if v is None else
-                        tuple(str(Path(p).expanduser().resolve()) for p in ((v,) if isinstance(v, str) else v))
-                        for v in (a, b)]
-            if resolved[0] != resolved[1]:
-                out.append((f.name, a, b))
-        elif a != b:
-            out.append((f.name, a, b))
-    return out
-
-
-class _StopRequest:
-    """SIGINT/SIGTERM set a flag instead of killing the process mid-step; the loop then saves a
-    checkpoint at a step boundary and returns. A second signal acts as usual (stops at once)."""
-
-    def __init__(self):
-        self.signal: int | None = None
-        self._previous = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():  # handlers only there
-            for sig in STOP_SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.signal = signum
-        for sig, handler in self._previous.items():  # the next Ctrl-C is not caught
-            signal.signal(sig, handler)
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous = {}
-
-
-def _ignore_stop_signals(_worker_id: int) -> None:
-    # DataLoader workers share the terminal's process group: Ctrl-C reaches them too, and a
-    # worker killed by it would end the main process's orderly stop with an error.
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-
-
 # ----------------------------------------------------------------------------------------------
 # The trainer
 
@@ -475,74 +405,6 @@ class Trainer:
 
     # -- set-up helpers ------------------------------------------------------------------------
 
-    def _check_fresh(self, overwrite: bool) -> None:
-        latest = self.out_dir / "latest.pt"
-        if latest.exists():
-            raise ValueError(f"out_dir: {self.out_dir} already holds a run ({latest}); pass resume=True "
-                             f"(--resume) to continue it, or choose another out_dir")
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise ValueError(got_expected("out_dir", str(self.out_dir), "a folder for the run; it is a file"))
-        held = sorted(p.name for p in self.out_dir.iterdir()) if self.out_dir.is_dir() else []
-        if held and not overwrite:
-            what = ("the files of a run stopped before its first checkpoint" if set(held) <= set(RUN_FILES)
-                    else "files that are not a run's")
-            raise ValueError(got_expected("out_dir", str(self.out_dir), "a new or empty folder") +
-                             f"; it holds {', '.join(held[:5])}{' ...' if len(held) > 5 else ''} ({what}): "
-                             "choose another out_dir, or pass overwrite=True (--overwrite) to start a new run "
-                             "there, replacing config.json, metrics.jsonl and samples/")
-        if held and self.is_main:  # overwrite: no old rows mixed into the new log, no old samples
-            (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
-            for old in (self.out_dir / "samples").glob("step_*.png"):
-                old.unlink()
-
-    def _checkpoint_to_resume(self) -> dict:
-        latest = self.out_dir / "latest.pt"
-        for stale in stale_temps(latest):  # a kill during a write left these behind
-            stale.unlink(missing_ok=True)
-        if not self.out_dir.is_dir():
-            raise FileNotFoundError(got_expected("out_dir", str(self.out_dir), "the folder of a run to resume; "
-                                                 "there is no such folder (drop --resume to start one)"))
-        if not latest.exists():
-            if not (self.out_dir / "config.json").is_file():
-                raise FileNotFoundError(got_expected("out_dir", str(self.out_dir), "the folder of a run to resume; "
-                                                     "it holds no run (no latest.pt, no config.json): drop "
-                                                     "--resume to start one there"))
-            logged = [json.loads(line)["step"] for line in (self.out_dir / "metrics.jsonl").read_text().splitlines()
-                      if line.strip()] if (self.out_dir / "metrics.jsonl").is_file() else []
-            try:
-                every = json.loads((self.out_dir / "config.json").read_text())["checkpoint_every"]
-                first = f" at step {every}"
-            except (OSError, ValueError, KeyError, TypeError):
-                first = ""
-            raise FileNotFoundError(
-                f"out_dir: {self.out_dir} holds no latest.pt: the run there was stopped before its first "
-                f"checkpoint{first}" + (f" (it had logged up to step {max(logged)})" if logged else "") +
-                "; nothing can be resumed: start it again without --resume and with --overwrite "
-                "(or another --out)")
-        checkpoint = load_checkpoint(latest, TRAIN_FORMAT)
-        saved = TrainConfig.from_dict(checkpoint["config"])
-        identity = checkpoint["meta"].get("photos")
-        skip = RESUME_OVERRIDABLE + (("data",) if identity else ())
-        changed = config_differences(saved, self.config, skip)
-        if changed:
-            lines = "".join(f"\n  {name}: saved {a!r}, given {b!r}" for name, a, b in changed)
-            raise ValueError(f"config: differs from the run in {latest} in {len(changed)} field(s) a resumed run "
-                             f"may not change (only {', '.join(RESUME_OVERRIDABLE)} may; start a new run for "
-                             f"other changes):{lines}")
-        if identity and photo_identity(self.config.data) != identity:
-            now = photo_identity(self.config.data)
-            raise ValueError(f"data: the folders do not hold the photos the run trained on ({identity['count']} "
-                             f"then, {now['count']} now{'' if now['count'] != identity['count'] else ', other names'})"
-                             f"; saved {list(saved.data)}, given {list(self.config.data)}")
-        if self.config.steps < checkpoint["step"]:
-            raise ValueError(got_expected("steps", self.config.steps, f"at least the run's step {checkpoint['step']} "
-                                          "(a larger --steps extends the run)"))
-        for key in ("model", "ema"):
-            check_finite(checkpoint[key], latest, f"{key} weights")
-        if not within_presets(self.config.model):  # a crafted config (width 10**6): shapes before memory
-            check_shapes(self.config.model, checkpoint["model"], latest)
-        return checkpoint
-
     def _load_state(self, checkpoint: dict) -> None:
         self.generator.load_state_dict(checkpoint["model"])
         self.ema.load_state_dict(checkpoint["ema"])
@@ -556,6 +418,16 @@ class Trainer:
             if isinstance(module, FastAttention):
                 module.calls_since_redraw = checkpoint["redraw_calls"][name]
         self.step = checkpoint["step"]
+
+    def _check_fresh(self, overwrite: bool) -> None:
+        check_fresh_dir(self.out_dir, overwrite, clear=self.is_main)
+
+    def _checkpoint_to_resume(self) -> dict:
+        latest = require_checkpoint(self.out_dir)
+        checkpoint = load_checkpoint(latest, TRAIN_FORMAT)
+        check_resumable(checkpoint, latest, TrainConfig.from_dict(checkpoint["config"]), self.config,
+                        RESUME_OVERRIDABLE)
+        return checkpoint
 
     def _restore_rng(self, states: list[dict]) -> None:
         if len(states) == self.world_size:
@@ -627,7 +499,7 @@ class Trainer:
         return DataLoader(EpochItems(self.train_set), batch_size=cfg.batch_size, sampler=sampler,
                           num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
                           generator=torch.Generator().manual_seed(cfg.seed),
-                          worker_init_fn=_ignore_stop_signals if cfg.num_workers else None)
+                          worker_init_fn=ignore_stop_signals if cfg.num_workers else None)
 
     def train(self, until: int | None = None) -> dict:
         """Train up to step ``until`` (default ``config.steps``), then checkpoint; returns the last
@@ -646,14 +518,14 @@ class Trainer:
         if self.is_main and cfg.validate_every and self.step == 0:  # the untrained baseline
             self._write_row({"step": 0, "val_psnr": self.validate()})
         sums, count, tick, row = {}, 0, time.perf_counter(), {}
-        with _StopRequest() as stop:
+        with StopRequest() as stop:
             row = self._loop(until, batches, bar, stop, sums, count, tick, row)
         bar.close()
         del batches  # stops DataLoader workers
         self._check_ranks_agree()
         return row
 
-    def _stop_now(self, stop: _StopRequest) -> bool:
+    def _stop_now(self, stop: StopRequest) -> bool:
         """Whether any process was asked to stop (all of them then stop at the same step)."""
         flag = stop.signal is not None
         if self.world_size > 1:
