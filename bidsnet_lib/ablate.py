@@ -319,8 +319,9 @@ def _score_rows(result, metrics: Sequence[str]) -> list[dict]:
 def execute(task: RunTask) -> dict:
     """Train (or resume) the run, evaluate its EMA generator, write ``results.json``; its record."""
     settings = task.settings
+    resume = (task.folder / "latest.pt").is_file()  # else a fresh start, over what a killed run left
     trainer = Trainer(settings.train_config(task.model, task.seed), task.folder,
-                      resume=(task.folder / "latest.pt").is_file(), progress=False)
+                      resume=resume, overwrite=not resume, progress=False)
     trainer.train()
     photos = load_photos(settings.test_images, settings.size)
     groups = load_mask_groups(settings.masks, settings.limit)

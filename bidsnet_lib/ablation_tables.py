@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bidsnet_lib.evaluate import ROOT
+from bidsnet_lib.plumbing import REPO_ROOT as ROOT
+from bidsnet_lib.plumbing import atomic_write
 from bidsnet_lib.train import TrainConfig
 
 if TYPE_CHECKING:
@@ -273,21 +273,16 @@ class StudyReport:
 
 
 def write_text(path: Path, text: str) -> Path:
-    """Through a temporary file and a rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Through :func:`bidsnet_lib.plumbing.atomic_write`: readers never see half a file."""
+    return atomic_write(path, text)
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                     delete=False, newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(f.name, path)
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write(path, text.getvalue())
 
 
 def short_path(path: str) -> str:

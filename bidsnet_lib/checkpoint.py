@@ -11,8 +11,8 @@ tag and a ``version``:
   float16 by default), ``config`` (the model config as plain data) and ``meta`` (VGG weights
   source, training steps, data folders, versions).
 
-Writes go to a temporary file in the target's directory, are flushed to disk, then renamed over
-the target with ``os.replace``: a crash mid-write leaves the previous checkpoint whole. Reads use
+Writes go through :func:`bidsnet_lib.plumbing.atomic_save` (a unique temporary file beside the
+target, fsynced, renamed over it): a crash mid-write leaves the previous checkpoint whole. Reads use
 ``torch.load(..., weights_only=True)``, which unpickles tensors and plain containers only, so a
 checkpoint cannot run code. Anything that is not ours (a truncated file, a text file, a plain
 torchvision state dict, a pickle of arbitrary objects) raises :class:`CheckpointError`, a
@@ -22,12 +22,10 @@ torchvision state dict, a pickle of arbitrary objects) raises :class:`Checkpoint
 """
 
 import argparse
-import contextlib
 import os
 import re
 import sys
 import time
-import uuid
 import warnings
 from pathlib import Path
 
@@ -35,6 +33,7 @@ import torch
 
 import bidsnet_lib
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig
+from bidsnet_lib.plumbing import atomic_save, describe_path, got_expected
 
 TRAIN_FORMAT = "bidsnet-train"
 INFERENCE_FORMAT = "bidsnet-inference"
@@ -50,35 +49,6 @@ DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch
 
 class CheckpointError(ValueError):
     """A file that is not a readable bidsnet checkpoint of the expected format."""
-
-
-def atomic_save(obj, path: str | os.PathLike) -> Path:
-    """``torch.save(obj)`` to ``path`` so that readers see the old file or the new one, never half.
-
-    The temporary file lives in the same directory: ``os.replace`` is atomic only within one
-    file system. fsync before the rename, or a power cut could leave a renamed but empty file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name (not mkstemp, whose files are private to the owner): usual permissions.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    if os.name == "posix":  # make the rename itself durable; directories cannot be opened on Windows
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return path
 
 
 def save_checkpoint(payload: dict, path: str | os.PathLike, format: str) -> Path:
@@ -121,7 +91,10 @@ def load_checkpoint(path: str | os.PathLike, format: str | tuple[str, ...] = TRA
     expected = " or ".join(f"a {f} checkpoint" for f in accepted)
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file (expected {expected})")
+        if path.is_dir():
+            latest = " (a run folder: pass its latest.pt)" if (path / "latest.pt").is_file() else ""
+            raise CheckpointError(got_expected("checkpoint", str(path), f"{expected} file, not a folder{latest}"))
+        raise FileNotFoundError(got_expected("checkpoint", str(path), f"{expected} file; there is {describe_path(path)}"))
     with open(path, "rb") as f:
         head = f.read(len(ZIP_MAGIC))
     if head != ZIP_MAGIC:
@@ -153,6 +126,15 @@ def load_checkpoint(path: str | os.PathLike, format: str | tuple[str, ...] = TRA
     return data
 
 
+def check_finite(weights: dict, path: Path, what: str = "weights") -> None:
+    """Refuse a state dict holding NaN or infinite values, naming the first such tensor."""
+    for name, tensor in weights.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad_count = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"{path}: {what} tensor {name!r} holds {bad_count} NaN or infinite "
+                                  "value(s); expected finite weights (the run diverged, or the file is damaged)")
+
+
 def _inference_payload(train: dict, source: Path, dtype: torch.dtype) -> dict:
     """The inference checkpoint's contents made from a training checkpoint's dict."""
     weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in train["ema"].items()}
@@ -162,33 +144,90 @@ def _inference_payload(train: dict, source: Path, dtype: torch.dtype) -> dict:
     return {"model": weights, "config": train["config"]["model"], "meta": meta}
 
 
+def _check_export_target(source: Path, out: Path) -> None:
+    """Never overwrite a source of the export, nor any training checkpoint, nor a folder."""
+    if out.is_dir():
+        raise ValueError(got_expected("out", str(out), "an inference checkpoint file to write, not a folder"))
+    if out.exists() and (out.resolve() == source.resolve() or os.path.samefile(out, source)):
+        raise ValueError(got_expected("out", str(out), "a new file; it is the checkpoint being exported"))
+    if out.is_file():
+        with open(out, "rb") as f:
+            zipped = f.read(len(ZIP_MAGIC)) == ZIP_MAGIC
+        try:
+            tag = load_checkpoint(out, (TRAIN_FORMAT, INFERENCE_FORMAT), mmap=True)["format"] if zipped else None
+        except CheckpointError:
+            tag = None
+        if tag == TRAIN_FORMAT:
+            raise ValueError(got_expected("out", str(out), "a new file or an inference checkpoint; it is a training "
+                                 "checkpoint, which an export would make impossible to resume"))
+
+
 def export_inference(train_checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,
                      dtype: torch.dtype = torch.float16) -> Path:
     """Write the EMA generator of a training checkpoint, its config and metadata, for inference.
 
     ``train_checkpoint_path`` may be a run directory (its ``latest.pt`` is used). Float16 halves
     the file; inference casts back to float32, which loses nothing the eye can see (tested).
+    ``out_path`` may be neither the source nor any training checkpoint (refused before reading).
     """
     if dtype not in DTYPES.values():
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        raise ValueError(got_expected("dtype", dtype, f"one of {sorted(DTYPES)}"))
     source = Path(train_checkpoint_path)
     if source.is_dir():
         source = source / "latest.pt"
+    _check_export_target(source, Path(out_path))
     train = load_checkpoint(source, TRAIN_FORMAT)
+    check_finite(train["ema"], source, "EMA weights")
     return save_checkpoint(_inference_payload(train, source, dtype), out_path, INFERENCE_FORMAT)
+
+
+def within_presets(config: BIDSNetConfig) -> bool:
+    """Every size of ``config`` at most the largest preset's: a model known to fit in memory."""
+    presets = [BIDSNetConfig.paper().to_dict(), BIDSNetConfig.small().to_dict()]
+    for key, value in config.to_dict().items():
+        values = value if isinstance(value, list) else [value]
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            known = [p[key] if isinstance(p[key], list) else [p[key]] for p in presets]
+            if len(values) > max(map(len, known)) or max(values, default=0) > max(max(k) for k in known):
+                return False
+    return True
+
+
+def check_shapes(config: BIDSNetConfig, weights: dict, path: Path) -> None:
+    """Compare the shapes ``config`` builds with the stored ones on the meta device (no memory):
+    a crafted config (a width of 10**6) is refused before anything is allocated."""
+    with torch.device("meta"):
+        probe = BIDSNet(config)
+    wanted = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
+    differ = [k for k in wanted if stored.get(k) != wanted[k]]
+    if differ or set(stored) - set(wanted):
+        first = differ[0] if differ else sorted(set(stored) - set(wanted))[0]
+        raise CheckpointError(
+            f"{path}: its model config does not fit its weights ({len(differ)} tensor(s) differ, the first "
+            f"{first!r}: config {wanted.get(first)}, weights {stored.get(first)}); refused before building it")
 
 
 def load_inference_model(path: str | os.PathLike, device: str | torch.device | None = None) -> tuple[BIDSNet, dict]:
     """``(model in eval mode on device, meta)`` from an inference checkpoint (or a training one,
-    whose EMA weights are used). ``device`` defaults to ``bidsnet_lib.default_device()``."""
+    whose EMA weights are used). ``device`` defaults to ``bidsnet_lib.default_device()``.
+
+    Refused before the model is built: weights with NaN or infinities (the tensor is named) and
+    a config whose shapes do not match the stored weights."""
     path = Path(path)
     data = load_checkpoint(path, (INFERENCE_FORMAT, TRAIN_FORMAT))
     if data["format"] == TRAIN_FORMAT:
         data = _inference_payload(data, path, torch.float32)
+    if not isinstance(data["model"], dict):
+        raise CheckpointError(f"{path}: 'model' is a {type(data['model']).__name__}; expected a state dict")
+    check_finite(data["model"], path)
     try:
-        model = BIDSNet(BIDSNetConfig.from_dict(data["config"]))
+        config = BIDSNetConfig.from_dict(data["config"])
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: its model config is invalid: {error}") from None
+    if not within_presets(config):  # the meta check costs seconds: only for sizes beyond the presets
+        check_shapes(config, data["model"], path)
+    model = BIDSNet(config)
     try:  # copies into the float32 parameters, casting float16 weights back
         model.load_state_dict(data["model"])
     except RuntimeError as error:  # missing/unexpected keys, shape mismatches: one per line
@@ -213,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         out = export_inference(args.checkpoint, args.out, DTYPES[args.dtype])
-    except (FileNotFoundError, CheckpointError) as error:
+    except (OSError, ValueError) as error:  # CheckpointError is a ValueError
         print(f"bidsnet export: error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB)")

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bidsnet_lib.plumbing import check_positive_int
+
 
 def num_groups(channels: int, min_per_group: int = 4, max_groups: int = 32) -> int:
     """The most GroupNorm groups (at most ``max_groups``) that keep ``min_per_group`` channels each."""
@@ -34,12 +36,6 @@ def num_groups(channels: int, min_per_group: int = 4, max_groups: int = 32) -> i
 def group_norm(channels: int) -> nn.GroupNorm:
     """GroupNorm whose group count suits ``channels`` (e.g. 8 groups for 32 channels, 1 for 3)."""
     return nn.GroupNorm(num_groups(channels), channels)
-
-
-def check_positive_int(name: str, value) -> None:
-    """Raise ValueError naming ``name`` unless ``value`` is an int >= 1 (bools are refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 class PreActResBlock(nn.Module):

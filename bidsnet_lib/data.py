@@ -31,11 +31,11 @@ import torch
 from PIL import Image, ImageOps
 
 from bidsnet_lib import masks
+from bidsnet_lib.plumbing import DATA_DIR, IMAGE_EXTENSIONS, got_expected, is_image_file, read_photo
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 # The repository's shipped photos and evaluation masks (present in a clone or an editable install).
-COURSE_IMAGES = Path(__file__).resolve().parents[1] / "data" / "images"
-DEFAULT_MASKS_DIR = Path(__file__).resolve().parents[1] / "data" / "masks"
+COURSE_IMAGES = DATA_DIR / "images"
+DEFAULT_MASKS_DIR = DATA_DIR / "masks"
 # Half Set I (bins 10-60 % equally, as PConv-style irregular holes) and half LaMa's training
 # masks (Set II "train"): the paper evaluates on both kinds, so the model trains on both.
 DEFAULT_MASK_MIX = {"set1": 0.5, "set2/train": 0.5}
@@ -103,24 +103,19 @@ def load_rgb(path) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """EXIF rotation applied, grey replicated, alpha composited on WHITE, as an RGB image.
-
-    White, because transparent pixels in web images and cut-outs are shown on white pages, and
-    the colour stored under them is often arbitrary; black would paint dark halos and regions.
-    """
+    """EXIF rotation applied, as RGB by the library's one rule
+    (:func:`bidsnet_lib.plumbing.read_photo`): grey replicated, 16-bit scaled, alpha composited
+    on WHITE (transparent pixels of web images and cut-outs are shown on white pages, and the
+    colour stored under them is often arbitrary; black would paint dark halos and regions)."""
     if image.getexif().get(_ORIENTATION, 1) != 1:
         image = ImageOps.exif_transpose(image)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB")
+    return Image.fromarray(read_photo(image).rgb)
 
 
 def find_images(
     roots, check: str = "header", on_error: str = "skip"
 ) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Image files under ``roots`` (recursive, sorted; .jpg/.jpeg/.png/.webp any case), checked.
+    """Image files under ``roots`` (recursive, sorted; ``plumbing.IMAGE_EXTENSIONS``), checked.
 
     ``check``: "header" opens each file (cheap: reads the header only), "full" decodes it
     (catches truncated files, slow on big sets), "none" trusts the names. Unreadable files are
@@ -142,13 +137,10 @@ def find_images(
         root = Path(root).expanduser()
         if not root.is_dir():
             raise ValueError(f"roots: {str(root)!r} is not a folder (absolute: {root.resolve()})")
-        found = sorted(
-            p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-        )
+        found = sorted(p for p in root.rglob("*") if is_image_file(p))
         if not found:
-            raise ValueError(
-                f"roots: folder {str(root)!r} holds no {'/'.join(IMAGE_EXTENSIONS)} files (searched recursively)"
-            )
+            raise ValueError(got_expected("roots", str(root), f"a folder holding {'/'.join(IMAGE_EXTENSIONS)} "
+                                          "files (searched recursively); it holds none"))
         paths += found
     good, bad = [], []
     for path in paths:

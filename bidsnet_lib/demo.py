@@ -12,9 +12,9 @@ import numpy as np
 from bidsnet_lib.baselines import make_baseline
 from bidsnet_lib.inference import Inpainter
 from bidsnet_lib.masks import mask_gallery, overlay_mask, read_mask_file, read_photo, square_photo
+from bidsnet_lib.plumbing import DATA_DIR, image_files
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+DATA = DATA_DIR
 # One mask per row, from the middle and the top of the range the paper evaluates.
 DEMO_MASKS = ("set1/30-40/000.png", "set1/50-60/001.png", "set2/thick/002.png", "set2/medium/003.png")
 
@@ -22,7 +22,7 @@ DEMO_MASKS = ("set1/30-40/000.png", "set1/50-60/001.png", "set2/thick/002.png", 
 def shipped_photos(split: str = "test") -> list[Path]:
     """The shipped photos of one split, sorted; a clear error when the folder is missing or empty."""
     folder = DATA / "images" / split
-    photos = sorted(p for p in folder.glob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
+    photos = image_files(folder) if folder.is_dir() else []
     if not photos:
         raise FileNotFoundError(f"no photos in {folder}: rebuild them with tools/make_photos.py")
     return photos

@@ -30,11 +30,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
-import os
 import re
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,8 +68,15 @@ from bidsnet_lib.metrics import (
     ssim,
 )
 from bidsnet_lib.model import check_inputs, composite
+from bidsnet_lib.plumbing import (
+    IMAGE_EXTENSIONS,
+    REPO_ROOT,
+    atomic_write,
+    image_files,
+    resolve_device,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 SHIPPED_IMAGES = ROOT / "data" / "images" / "test"
 SHIPPED_MASKS = ROOT / "data" / "masks"
 STANDIN_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")  # scikit-image's, for installs without data/
@@ -195,7 +201,7 @@ def load_mask_groups(source, limit: int | None = None) -> list[MaskGroup]:
 def load_photos(folder, size: int | None = None, limit: int | None = None) -> dict[str, np.ndarray]:
     """Photos of a folder by file stem (sorted), RGB uint8: (size, size, 3) centre crops when
     ``size`` is an int, their own (H, W, 3) when it is None."""
-    from bidsnet_lib.inference import IMAGE_EXTENSIONS, load_image
+    from bidsnet_lib.inference import load_image
 
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIZE):
         raise ValueError(f"size: got {size!r}; expected None (own size) or an int >= {MIN_SIZE}")
@@ -204,8 +210,7 @@ def load_photos(folder, size: int | None = None, limit: int | None = None) -> di
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"images: no such folder {str(folder)!r}")
-    paths = sorted(p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+    paths = image_files(folder)
     if not paths:
         raise ValueError(f"images: folder {str(folder)!r} holds no {'/'.join(IMAGE_EXTENSIONS)} files")
     photos = {}
@@ -431,17 +436,10 @@ class EvalResult:
 
 
 def _write_atomic(path, write: Callable) -> Path:
-    """Write a text file through a temporary file and a rename: never a half-written table."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
-            write(stream)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``write(text_stream)`` into ``path`` through :func:`bidsnet_lib.plumbing.atomic_write`."""
+    text = io.StringIO(newline="")
+    write(text)
+    return atomic_write(path, text.getvalue())
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -717,11 +715,13 @@ def _metrics(args, device) -> tuple[object, object, dict[str, str]]:
 
 
 def _run(args) -> EvalResult:
-    from bidsnet_lib import default_device
     from bidsnet_lib.checkpoint import load_inference_model
     from bidsnet_lib.inference import Inpainter
 
     checkpoint, out = Path(args.checkpoint), Path(args.out)
+    if checkpoint.is_dir():
+        raise ValueError(f"--checkpoint: got {str(checkpoint)!r}, expected a checkpoint file, not a folder (a run "
+                         "folder's latest.pt, or a file made by `bidsnet export`)")
     if not checkpoint.is_file():
         raise ValueError(f"--checkpoint: no such file {str(checkpoint)!r}")
     if out.exists() and not out.is_dir():
@@ -729,7 +729,7 @@ def _run(args) -> EvalResult:
     # Cheap checks first, then the weight files, then the model: every mistake fails in seconds.
     load_photos(args.images, limit=1)
     groups = load_mask_groups(args.masks, args.limit)
-    device = torch.device(args.device) if args.device else default_device()
+    device = resolve_device(args.device)  # one line naming the devices there are, not CUDA's traceback
     lpips, fid, skipped = _metrics(args, device)
     model, meta = load_inference_model(checkpoint, device=device)
     trained = int(meta.get("image_size", 256)) if isinstance(meta, dict) else 256

@@ -11,6 +11,13 @@ the way users of inpainting tools expect:
 3. every crop is padded to working size x working size, all crops of all images run in batches;
 4. only the hole pixels of each group are pasted back: known pixels stay bit for bit.
 
+The command writes each result in its photo's own form (:meth:`bidsnet_lib.plumbing.Photo.with_rgb`):
+grey stays grey, 16-bit grey stays 16-bit (PNG, TIFF), and the alpha channel is written back
+unchanged, holes included: the model sees transparent areas as white (the library's one alpha
+rule, as in training) and fills colour only. JPEG is written at quality 95 with a note that it
+is lossy; WebP is written lossless. Folder mode checks every pair first, reports every problem,
+writes each result atomically as it is done and exits 1 when any image was skipped.
+
 Command line (also ``bidsnet inpaint ...``)::
 
     python -m bidsnet_lib.inference IMAGE MASK -o OUT.png
@@ -21,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +38,18 @@ import torch
 from PIL import Image, ImageOps
 
 from bidsnet_lib.masks import binarize_mask
+from bidsnet_lib.plumbing import (
+    IMAGE_EXTENSIONS,
+    LOSSY_EXTENSIONS,
+    Photo,
+    describe_path,
+    got_expected,
+    is_image_file,
+    open_image,
+    read_photo,
+    resolve_device,
+    save_image,
+)
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "bidsnet_small.pt"
 # Where notebook 06 exports the learner's own model (full mode): runs/ beside the notebooks; on
@@ -40,7 +57,7 @@ SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "checkpoints
 LEARNER_EXPORT = "06_model.pt"
 COLAB_RUNS = Path("/content/drive/MyDrive/bidsnet_runs")
 MASK_THRESHOLD = 0.5  # a mask pixel is a hole when its value > this fraction of full scale
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MAX_WORK_SIZE = 2048  # the largest training size a checkpoint may claim (the paper's is 256)
 MAX_GROUPS = 64  # more separate holes than this (speckle) are inpainted as one union crop
 
 
@@ -58,42 +75,13 @@ def course_checkpoint(runs="runs", colab_runs=COLAB_RUNS) -> tuple[Path | None, 
 
 
 # ----------------------------------------------------------------------------- input forms
-def _open(path, name: str) -> Image.Image:
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{name}: no such file {str(path)!r}")
-    try:
-        with Image.open(path) as pil:
-            pil.load()
-            # Phones store rotation as EXIF; a mask painted in any viewer follows the rotated view.
-            return ImageOps.exif_transpose(pil)
-    except (OSError, Image.DecompressionBombError) as err:
-        raise ValueError(f"{name}: {str(path)!r} is not an image this program can read ({err})") from err
-
-
 def load_image(image, name: str = "image") -> np.ndarray:
     """A uint8 array (H, W), (H, W, 1|3|4), a PIL image or a path -> RGB uint8 (H, W, 3).
 
-    Grey images are repeated over the three channels; an alpha channel is dropped.
+    The one photo reader (:func:`bidsnet_lib.plumbing.read_photo`): grey is repeated over the
+    three channels, alpha composited on white (as in training), 16-bit and float photos scaled.
     """
-    if isinstance(image, str | os.PathLike):
-        image = _open(image, name)
-    if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB") if image.mode not in ("RGB", "L") else image)
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"{name} must be a uint8 numpy array, a PIL image or a path, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise TypeError(f"{name} must have dtype uint8 (0..255), got {image.dtype}; "
-                        "for floats in [0, 1] pass (x * 255).round().astype(np.uint8)")
-    if image.ndim == 3 and image.shape[2] in (1, 3, 4):
-        image = image[:, :, :3]
-    elif image.ndim != 2:
-        raise ValueError(f"{name} must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {image.shape}")
-    if min(image.shape[:2]) < 1:
-        raise ValueError(f"{name} is empty, shape {image.shape}")
-    if image.ndim == 2 or image.shape[2] == 1:
-        image = np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2)
-    return np.ascontiguousarray(image)  # (H, W, 3)
+    return read_photo(image, name).rgb
 
 
 def load_mask(mask, name: str = "mask") -> np.ndarray:
@@ -104,9 +92,11 @@ def load_mask(mask, name: str = "mask") -> np.ndarray:
     is above ``MASK_THRESHOLD`` = 0.5 of full scale (> 127 for uint8). Colour masks must be grey.
     """
     if isinstance(mask, str | os.PathLike):
-        mask = _open(mask, name)
+        mask = open_image(mask, name)
     if isinstance(mask, Image.Image):
-        if mask.mode not in ("1", "L", "RGB", "RGBA", "I;16"):
+        if mask.mode in ("I", "F") or mask.mode.startswith("I;16"):  # 16-bit PNGs open as I: never clip
+            mask = read_photo(mask, name).pixels
+        elif mask.mode not in ("1", "L", "RGB", "RGBA"):
             mask = mask.convert("L")
         mask = np.asarray(mask)
     if not isinstance(mask, np.ndarray):
@@ -118,14 +108,19 @@ def load_mask(mask, name: str = "mask") -> np.ndarray:
     return binarize_mask(mask, threshold=MASK_THRESHOLD, name=name)
 
 
+def _read_pair(image, mask, image_name: str = "image", mask_name: str = "mask") -> tuple[Photo, np.ndarray]:
+    photo = read_photo(image, image_name)
+    holes = load_mask(mask, mask_name)
+    if holes.shape != photo.rgb.shape[:2]:
+        raise ValueError(f"{mask_name} is {holes.shape[0]}x{holes.shape[1]} but {image_name} is "
+                         f"{photo.rgb.shape[0]}x{photo.rgb.shape[1]} (height x width); they must match")
+    return photo, holes
+
+
 def _pair(image, mask, index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     suffix = "" if index is None else f"[{index}]"
-    rgb = load_image(image, f"image{suffix}")
-    holes = load_mask(mask, f"mask{suffix}")
-    if holes.shape != rgb.shape[:2]:
-        raise ValueError(f"mask{suffix} is {holes.shape[0]}x{holes.shape[1]} but image{suffix} is "
-                         f"{rgb.shape[0]}x{rgb.shape[1]} (height x width); they must match")
-    return rgb, holes
+    photo, holes = _read_pair(image, mask, f"image{suffix}", f"mask{suffix}")
+    return photo.rgb, holes
 
 
 # ----------------------------------------------------------------------------- crop planning
@@ -224,7 +219,7 @@ class Inpainter:
             raise ValueError(f"margin must be a number >= 0, got {margin!r}")
         if isinstance(model, torch.nn.Module):
             first = next(model.parameters(), None)
-            self.device = torch.device(device) if device is not None else (
+            self.device = resolve_device(device, "device") if device is not None else (
                 first.device if first is not None else torch.device("cpu"))
             model = model.to(self.device).eval()
         else:
@@ -245,10 +240,18 @@ class Inpainter:
                     "`bidsnet train`, export it and pass its path")
             path = SHIPPED_CHECKPOINT
         path = Path(path)
+        if path.is_dir():
+            hint = (f"its {path / 'latest.pt'} (a training checkpoint), or a file made from it by "
+                    f"`bidsnet export {path} OUT.pt`") if (path / "latest.pt").is_file() else "a .pt file"
+            raise ValueError(got_expected("checkpoint", str(path), f"a checkpoint file, not a folder; pass {hint}"))
         if not path.is_file():
-            raise FileNotFoundError(f"checkpoint: no such file {str(path)!r}")
+            raise FileNotFoundError(got_expected("checkpoint", str(path), f"a checkpoint file; there is {describe_path(path)}"))
         model, meta = load_inference_model(path, device=device)
-        kwargs.setdefault("work_size", int(meta.get("image_size", 256)) if isinstance(meta, dict) else 256)
+        size = meta.get("image_size", 256) if isinstance(meta, dict) else 256
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_WORK_SIZE:
+            # A crafted meta (10**6) would pad every crop to a terapixel square.
+            raise ValueError(got_expected(f"{path}: meta image_size", size, f"an int from 1 to {MAX_WORK_SIZE}"))
+        kwargs.setdefault("work_size", size)
         kwargs.setdefault("label", f"BIDS-Net ({path.name})")
         return cls(model, device=device, **kwargs)
 
@@ -277,8 +280,11 @@ class Inpainter:
             image = torch.from_numpy(np.stack([x for x, _, _ in inputs])).permute(0, 3, 1, 2)  # (N, 3, S, S)
             mask = torch.from_numpy(np.stack([m for _, m, _ in inputs]))[:, None]  # (N, 1, S, S)
             with torch.inference_mode():
-                pred = self.model(image.to(self.device), mask.to(self.device))  # (N, 3, S, S)
-            pred = pred.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # (N, S, S, 3)
+                pred = self.model(image.to(self.device), mask.to(self.device)).float()  # (N, 3, S, S)
+            if not torch.isfinite(pred).all():  # never paste NaN (black) or inf into a photo
+                raise ValueError(got_expected("model output", "NaN or infinite values", "finite pixels; the "
+                                     f"model {self.label} is broken (its weights or its input)"))
+            pred = pred.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()  # (N, S, S, 3)
             for (i, crop), (_, _, size), p in zip(batch, inputs, pred, strict=True):
                 self._paste(outputs[i], crop, p[: size[0], : size[1]])
         return outputs
@@ -318,19 +324,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _image_files(folder: Path, name: str) -> dict[str, Path]:
+def _image_files(folder: Path, name: str) -> tuple[dict[str, Path], dict[str, str]]:
+    """(stem -> image file in ``folder``, stem -> problem) where two files share a stem."""
     if not folder.is_dir():
-        raise ValueError(f"{name}: no such folder {str(folder)!r}")
-    files: dict[str, Path] = {}
+        raise ValueError(got_expected(name, str(folder), f"a folder; there is {describe_path(folder)}"))
+    by_stem: dict[str, list[Path]] = {}
     for path in sorted(folder.iterdir()):
-        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS:
-            if path.stem in files:
-                raise ValueError(f"{name}: {files[path.stem].name} and {path.name} share the stem "
-                                 f"{path.stem!r}; pairing by stem needs one file per stem")
-            files[path.stem] = path
-    if not files:
-        raise ValueError(f"{name}: folder {str(folder)!r} holds no {'/'.join(IMAGE_EXTENSIONS)} files")
-    return files
+        if is_image_file(path):
+            by_stem.setdefault(path.stem, []).append(path)
+    if not by_stem:
+        raise ValueError(got_expected(name, str(folder), f"a folder holding {'/'.join(IMAGE_EXTENSIONS)} files; it holds none"))
+    files = {stem: paths[0] for stem, paths in by_stem.items() if len(paths) == 1}
+    shared = {stem: f"{' and '.join(p.name for p in paths)} in {folder} share the stem {stem!r}; pairing by "
+              "stem needs one file per stem" for stem, paths in by_stem.items() if len(paths) > 1}
+    return files, shared
 
 
 def _header_size(path: Path) -> tuple[int, int]:
@@ -339,7 +346,7 @@ def _header_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as pil:
             width, height = pil.size
             rotated = pil.getexif().get(ImageOps.ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
-    except (OSError, Image.DecompressionBombError) as err:
+    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as err:
         raise ValueError(f"{str(path)!r} is not an image this program can read ({err})") from err
     return (height, width) if rotated else (width, height)
 
@@ -350,85 +357,101 @@ def _check_strict(holes: np.ndarray, name: str) -> None:
                          "with both holes and known pixels)")
 
 
-def _save(rgb: np.ndarray, path: Path) -> None:
-    """Write to a temporary file beside `path`, then rename: a failure leaves no partial file."""
-    fmt = Image.registered_extensions()[path.suffix.lower()]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            Image.fromarray(rgb).save(stream, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _same(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
 
 
-def _run_single(args, inpainter_for) -> None:
+def _lossy_note(out: Path, prog: str) -> None:
+    if out.suffix.lower() in LOSSY_EXTENSIONS and out.suffix.lower() != ".webp":  # WebP is written lossless
+        print(f"{prog}: note: {out.suffix} is lossy: written at quality 95, known pixels may differ from the "
+              "input by a few levels; use .png (or .webp, written lossless) to keep them exactly", file=sys.stderr)
+
+
+def _run_single(args, inpainter_for, prog: str) -> int:
     image, mask, out = Path(args.image), Path(args.mask), Path(args.out)
-    if out.suffix.lower() not in Image.registered_extensions() or out.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise ValueError(f"-o {out}: unknown image extension {out.suffix!r}; use one of {', '.join(IMAGE_EXTENSIONS)}")
+    if out.is_dir():
+        raise ValueError(got_expected("-o", str(out), "an image file to write; it is a folder (for a folder of "
+                             "photos use --images DIR --masks DIR -o DIR)"))
+    if out.suffix.lower() not in IMAGE_EXTENSIONS or out.suffix.lower() not in Image.registered_extensions():
+        raise ValueError(got_expected("-o", str(out), f"a file name ending in one of {', '.join(IMAGE_EXTENSIONS)}"))
     for source in (image, mask):
         if _same(out, source):
-            raise ValueError(f"-o {out} is an input file; refusing to overwrite it")
-    rgb, holes = _pair(image, mask)
+            raise ValueError(got_expected("-o", str(out), "a new file; it is an input file, which is never overwritten"))
+    photo, holes = _read_pair(image, mask, "IMAGE", "MASK")
     if args.strict:
         _check_strict(holes, f"mask {mask}")
-    result = inpainter_for().inpaint(rgb, holes)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _save(result, out)
+    result = inpainter_for().inpaint(photo.rgb, holes)
+    save_image(photo.with_rgb(result, holes.astype(bool)), out)
+    _lossy_note(out, prog)
+    return 0
 
 
-def _run_folder(args, inpainter_for) -> None:
+def _run_folder(args, inpainter_for, prog: str) -> int:
+    """Check every pair first and report every problem; then inpaint the good pairs, each result
+    written atomically as it is done. 1 when any image was skipped."""
     from tqdm.auto import tqdm
 
     images_dir, masks_dir, out_dir = Path(args.images), Path(args.masks), Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(got_expected("-o", str(out_dir), "a folder for the results (folder mode); it is a file"))
     for name, folder in (("--images", images_dir), ("--masks", masks_dir)):
         if _same(out_dir, folder):
-            raise ValueError(f"-o {out_dir} is the {name} folder; refusing to write over inputs")
-    images, masks = _image_files(images_dir, "--images"), _image_files(masks_dir, "--masks")
-    missing = sorted(set(images) - set(masks))
-    if missing:
-        raise ValueError(f"--masks {masks_dir} has no mask for {len(missing)} image(s): "
-                         f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
-    stems = sorted(images)
-    for stem in stems:  # headers only: a non-image or a size mismatch fails before the model loads
-        if _header_size(images[stem]) != _header_size(masks[stem]):
-            w, h = _header_size(masks[stem])
-            iw, ih = _header_size(images[stem])
-            raise ValueError(f"mask {masks[stem]} is {h}x{w} but image {images[stem]} is {ih}x{iw} "
-                             "(height x width); they must match")
+            raise ValueError(got_expected("-o", str(out_dir), f"a folder for the results; it is the {name} folder, "
+                                 "whose files are never overwritten"))
+    images, skipped = _image_files(images_dir, "--images")
+    masks, mask_shared = _image_files(masks_dir, "--masks")
+    todo = []
+    for stem in sorted(images):  # headers only: a non-image or a size mismatch is found before the model loads
+        try:
+            if stem in mask_shared:
+                raise ValueError(mask_shared[stem])
+            if stem not in masks:
+                raise ValueError(f"{images[stem]}: no mask named {stem}.<image extension> in {masks_dir}")
+            (iw, ih), (mw, mh) = _header_size(images[stem]), _header_size(masks[stem])
+            if (iw, ih) != (mw, mh):
+                raise ValueError(f"mask {masks[stem]} is {mh}x{mw} but image {images[stem]} is {ih}x{iw} "
+                                 "(height x width); they must match")
+        except ValueError as err:
+            skipped[stem] = str(err)
+            continue
+        todo.append(stem)
+    for stem in sorted(skipped):
+        print(f"{prog}: skipped {stem}: {skipped[stem]}", file=sys.stderr)
+    if not todo:
+        raise ValueError(got_expected("--images", str(images_dir), f"a photo with a usable mask; all {len(skipped)} "
+                             "were skipped (reasons above)"))
     inpainter = inpainter_for()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Everything is written into a temporary folder first and moved only when all succeeded.
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        with tqdm(total=len(stems), unit="image", desc="inpaint") as bar:
-            for start in range(0, len(stems), inpainter.batch_size):
-                chunk = stems[start : start + inpainter.batch_size]
-                pairs = [_pair(images[s], masks[s]) for s in chunk]
-                if args.strict:
-                    for stem, (_, holes) in zip(chunk, pairs, strict=True):
+    written = 0
+    with tqdm(total=len(todo), unit="image", desc="inpaint") as bar:
+        for start in range(0, len(todo), inpainter.batch_size):
+            chunk = []
+            for stem in todo[start : start + inpainter.batch_size]:
+                try:  # a file may be truncated past its header: found only now, and only it is skipped
+                    photo, holes = _read_pair(images[stem], masks[stem])
+                    if args.strict:
                         _check_strict(holes, f"mask {masks[stem]}")
-                results = inpainter.inpaint_many([p[0] for p in pairs], [p[1] for p in pairs])
-                for stem, result in zip(chunk, results, strict=True):
-                    _save(result, staging / f"{stem}.png")
-                bar.update(len(chunk))
-        if not out_dir.exists():
-            os.replace(staging, out_dir)
-        else:
-            for stem in stems:
-                os.replace(staging / f"{stem}.png", out_dir / f"{stem}.png")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+                    chunk.append((stem, photo, holes))
+                except ValueError as err:
+                    skipped[stem] = str(err)
+                    print(f"{prog}: skipped {stem}: {err}", file=sys.stderr)
+            if chunk:
+                results = inpainter.inpaint_many([p.rgb for _, p, _ in chunk], [h for _, _, h in chunk])
+                for (stem, photo, holes), result in zip(chunk, results, strict=True):
+                    save_image(photo.with_rgb(result, holes.astype(bool)), out_dir / f"{stem}.png")
+                    written += 1
+            bar.update(len(todo[start : start + inpainter.batch_size]))
+    print(f"wrote {written} inpainted image(s) to {out_dir}" + (f"; skipped {len(skipped)} (reasons above)"
+                                                                 if skipped else ""))
+    return 1 if skipped else 0
 
 
 def main(argv: list[str] | None = None, prog: str = "bidsnet inpaint") -> int:
     parser = _Parser(prog=prog, description="Inpaint the holes (white = hole) of a mask in a photo, "
-                     "or of every image in a folder paired with the mask of the same file stem.")
+                     "or of every image in a folder paired with the mask of the same file stem. "
+                     "Known pixels are kept as they are; grey photos stay grey, 16-bit ones 16-bit (PNG, "
+                     "TIFF), and a photo's transparency is written back unchanged, holes included (the "
+                     "model fills colour, seeing transparent areas as white, and never alpha). Folder mode "
+                     "checks every pair first, skips bad ones with a line each and exits 1 if any was skipped.")
     parser.add_argument("image", nargs="?", help="photo to inpaint")
     parser.add_argument("mask", nargs="?", help="mask of the same size; pixels > 50%% grey are holes")
     parser.add_argument("--images", help="folder of photos (folder mode)")
@@ -449,17 +472,13 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet inpaint") -> int:
     except SystemExit as stop:
         return int(stop.code or 0)
 
-    def inpainter_for() -> Inpainter:
-        from bidsnet_lib import default_device
-
-        return Inpainter.from_checkpoint(args.checkpoint, device=args.device or default_device())
-
     try:
-        (_run_folder if folder else _run_single)(args, inpainter_for)
+        device = resolve_device(args.device)  # before any work: one line, not CUDA's traceback
+        return (_run_folder if folder else _run_single)(
+            args, lambda: Inpainter.from_checkpoint(args.checkpoint, device=device), prog)
     except (ValueError, TypeError, OSError, Image.DecompressionBombError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

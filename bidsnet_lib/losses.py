@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
+
+from bidsnet_lib import plumbing
 
 # ----------------------------------------------------------------------------------------------
 # Pixel reconstruction
@@ -124,27 +125,11 @@ class VGG19Features(nn.Module):
         return out
 
 
-def _hub_checkpoint_dir() -> Path:
-    # Looked up on each call, so TORCH_HOME / torch.hub.set_dir (and tests) take effect.
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def _download_reachable(timeout: float = 2.0) -> bool:
-    """Can we open a connection to download.pytorch.org? Seconds at most, never a long hang."""
-    if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
-        return True  # a proxy decides; the download itself reports failure
-    try:
-        with socket.create_connection(("download.pytorch.org", 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def _missing_weights_message(reason: str) -> str:
     return (
         f"VGG-19 ImageNet weights are needed for the perceptual and style losses, but {reason}.\n"
         f"  Either place the file {VGG19_FILE} (download it elsewhere from {VGG19_URL}, 548 MB)\n"
-        f"  in the directory {_hub_checkpoint_dir()}/ (torch.hub's cache; set TORCH_HOME to move it),\n"
+        f"  in the directory {plumbing.hub_checkpoint_dir()}/ (torch.hub's cache; set TORCH_HOME to move it),\n"
         f"  or pass the path of a torchvision vgg19 state dict: vgg_weights='/path/to/vgg19.pth',\n"
         f"  or, knowing the losses then carry no ImageNet meaning, vgg_weights='random'."
     )
@@ -188,15 +173,6 @@ def _features_state_dict(
     return found
 
 
-def _load_file(path: Path) -> object:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for truncated / foreign files
-        raise ValueError(
-            f"{path}: cannot be read as a torch state dict ({type(error).__name__}: {error})"
-        ) from None
-
-
 def load_vgg19_features(
     weights: str | os.PathLike = "imagenet", layers=PERCEPTUAL_LAYERS + STYLE_LAYERS
 ) -> VGG19Features:
@@ -231,10 +207,10 @@ def load_vgg19_features(
         model.weights_source = "random"
         return model
     if weights == "imagenet":
-        cached = _hub_checkpoint_dir() / VGG19_FILE
+        cached = plumbing.hub_checkpoint_dir() / VGG19_FILE
         if cached.is_file():
-            state = _load_file(cached)
-        elif not _download_reachable():
+            state = plumbing.load_weight_file(cached)
+        elif not plumbing.reachable(VGG19_URL):
             raise FileNotFoundError(
                 _missing_weights_message(
                     "the cache has no copy and download.pytorch.org cannot be reached"
@@ -256,7 +232,7 @@ def load_vgg19_features(
                 f"weights: {str(weights)!r} is neither 'imagenet', 'random' nor an existing file "
                 f"(looked for {path.resolve()})"
             )
-        state, source, label = _load_file(path), str(path), f"file:{path.resolve()}"
+        state, source, label = plumbing.load_weight_file(path), str(path), f"file:{path.resolve()}"
     model.body.load_state_dict(_features_state_dict(state, source, model))
     model.weights_source = label
     return model

@@ -26,19 +26,25 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bidsnet_lib.plumbing import (
+    IMAGE_EXTENSIONS,
+    atomic_write,
+    check_int,
+    got_expected,
+    image_files,
+    photo_rgb,
+)
+
 RATIO_BINS = ((0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5), (0.5, 0.6))
 MIN_SIZE = 32  # smallest side: below it a brush stroke is wider than a bin's worth of pixels
-MASK_EXTENSIONS = (".png", ".jpg", ".jpeg")
+MAX_SIZE = 8192  # largest side: a mask set of 110 such masks is written in seconds, not hours
 EVAL_PRESETS = ("thin", "medium", "thick")  # LaMa evaluates on these; "train" is for training
 
 
 # ----------------------------------------------------------------------------- input checks
-def _check_size(height, width) -> tuple[int, int]:
-    for name, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if value < MIN_SIZE:
-            raise ValueError(f"{name} must be at least {MIN_SIZE} pixels, got {value}")
+def _check_size(height, width, names=("height", "width")) -> tuple[int, int]:
+    for name, value in zip(names, (height, width), strict=True):
+        check_int(name, value, MIN_SIZE, MAX_SIZE)
     return int(height), int(width)
 
 
@@ -511,9 +517,9 @@ class MaskFolder:
         self.root = Path(root)
         if not self.root.is_dir():
             raise ValueError(f"root must be a folder of mask images, got {str(self.root)!r} (no such folder)")
-        self.paths = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in MASK_EXTENSIONS and p.is_file())
+        self.paths = image_files(self.root, recursive=True)
         if not self.paths:
-            raise ValueError(f"mask folder {str(self.root)!r} holds no {'/'.join(MASK_EXTENSIONS)} files")
+            raise ValueError(got_expected("mask folder", str(self.root), f"a folder holding {'/'.join(IMAGE_EXTENSIONS)} files"))
         self.size = _parse_size(size)
         self.threshold = _check_threshold(threshold)
         self.invert = bool(invert)
@@ -592,11 +598,8 @@ def square_photo(image, size: int) -> np.ndarray:
 
 
 def read_photo(path) -> np.ndarray:
-    """Read a photo as RGB uint8 (H, W, 3)."""
-    image = cv2.imdecode(np.fromfile(Path(path), np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read photo {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """Read a photo as RGB uint8 (H, W, 3) (:func:`bidsnet_lib.plumbing.photo_rgb`)."""
+    return photo_rgb(path, "photo")
 
 
 def mask_gallery(photos, out_dir, rng=None, *, size=256, columns=4) -> list[Path]:
@@ -632,8 +635,7 @@ def mask_gallery(photos, out_dir, rng=None, *, size=256, columns=4) -> list[Path
                 ax.set_xticks([])
                 ax.set_yticks([])
             axes[row, 0].set_ylabel(label, fontsize=10)
-        fig.savefig(out_dir / filename, dpi=100)
-        written.append(out_dir / filename)
+        written.append(atomic_write(out_dir / filename, lambda stream, fig=fig: fig.savefig(stream, format="png", dpi=100)))
     return written
 
 
@@ -645,12 +647,6 @@ def _png_bytes(mask: np.ndarray) -> bytes:
     return buffer.tobytes()
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_eval_set(out, size=256, seed=0, per_bin=10, per_preset=20, presets=EVAL_PRESETS) -> list[Path]:
     """Write the fixed evaluation masks as 0/255 PNGs (255 = hole) plus a README; returns the PNG paths.
 
@@ -658,34 +654,35 @@ def write_eval_set(out, size=256, seed=0, per_bin=10, per_preset=20, presets=EVA
     ``out/set2/<preset>/NNN.png``: Mask Set II, `per_preset` masks per preset, masks over 50 %
     rejected as in LaMa's evaluation. Mask NNN of bin or preset number g in set s is drawn with
     ``numpy.random.default_rng([seed, s, g, NNN])``, so a file does not depend on which others are
-    written, and the same seed rewrites the same bytes. Old NNN.png files in the set folders are
-    removed first.
+    written, and the same seed rewrites the same bytes. The set is drawn in memory before any file
+    is touched, each file replaced atomically, and old NNN.png files not in the new set removed
+    last: a failure midway leaves the previous set whole.
     """
     out = Path(out)
-    for name, value in (("size", size), ("seed", seed), ("per_bin", per_bin), ("per_preset", per_preset)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    _check_size(size, size)
+    for name, value in (("seed", seed), ("per_bin", per_bin), ("per_preset", per_preset)):
+        check_int(name, value, 0)
+    _check_size(size, size, ("size", "size"))
+    if out.exists() and not out.is_dir():
+        raise ValueError(got_expected("out", str(out), "a folder for the mask set; it is a file"))
     for name in presets:
         if name not in LARGE_MASK_PRESETS:
-            raise ValueError(f"presets must be names from {sorted(LARGE_MASK_PRESETS)}, got {name!r}")
+            raise ValueError(got_expected("presets", name, f"names from {sorted(LARGE_MASK_PRESETS)}"))
     # (set folder, group folder, set number, group number, count, mask maker)
     groups = [("set1", bin_name(b), 1, g, per_bin, lambda rng, b=b: irregular_mask(size, size, b, rng))
               for g, b in enumerate(RATIO_BINS)]
     groups += [("set2", name, 2, list(LARGE_MASK_PRESETS).index(name), per_preset,
                 lambda rng, name=name: large_mask(size, size, name, rng, 0.5)) for name in presets]
-    for old in sorted(out.glob("set[12]/*/*.png")):
-        if re.fullmatch(r"\d{3}\.png", old.name):
-            old.unlink()
-    written = []
+    # The whole set is drawn and encoded first: a failure or Ctrl-C meanwhile leaves the old set
+    # as it was. Then each file is replaced atomically, and only then are old extras removed.
+    new = {}
     for set_name, group, set_number, group_number, count, make in groups:
-        folder = out / set_name / group
-        folder.mkdir(parents=True, exist_ok=True)
         for i in range(count):
             mask = make(np.random.default_rng([seed, set_number, group_number, i]))
-            path = folder / f"{i:03d}.png"
-            _write_bytes(path, _png_bytes(mask))
-            written.append(path)
+            new[out / set_name / group / f"{i:03d}.png"] = _png_bytes(mask)
+    written = [atomic_write(path, data) for path, data in new.items()]
+    for old in sorted(out.glob("set[12]/*/*.png")):
+        if re.fullmatch(r"\d{3}\.png", old.name) and old not in new:
+            old.unlink()
     command = (f"python -m bidsnet_lib.masks write --out {shlex.quote(str(out))} --size {size} --seed {seed}"
                f" --per-bin {per_bin} --per-preset {per_preset}")
     if tuple(presets) != EVAL_PRESETS:
@@ -708,11 +705,11 @@ Mask NNN of bin b (0 = 10-20, ..., 4 = 50-60) in set1 comes from
 `numpy.random.default_rng([seed, 1, b, NNN])`; mask NNN of preset p (0 = thin, 1 = medium,
 2 = thick, 3 = train) in set2 from `numpy.random.default_rng([seed, 2, p, NNN])`.
 """
-    _write_bytes(out / "README.md", readme.encode())
+    atomic_write(out / "README.md", readme)
     return written
 
 
-def main(argv=None, prog="python -m bidsnet_lib.masks") -> int:
+def main(argv=None, prog="bidsnet masks") -> int:
     """Command line: `write` the fixed evaluation set, or draw a `gallery` over photos. Returns the exit code."""
     parser = argparse.ArgumentParser(prog=prog, description="Inpainting masks (1 = hole).")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -736,17 +733,19 @@ def main(argv=None, prog="python -m bidsnet_lib.masks") -> int:
             paths = write_eval_set(args.out, args.size, args.seed, args.per_bin, args.per_preset, tuple(args.presets))
             print(f"wrote {len(paths)} masks and README.md to {args.out}")
         else:
-            photos = sorted(p for p in Path(args.photos).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+            if not Path(args.photos).is_dir():
+                raise ValueError(got_expected("--photos", args.photos, "a folder of photos"))
+            photos = image_files(Path(args.photos), recursive=True)
             if not photos:
-                raise ValueError(f"--photos {args.photos!r} holds no .jpg/.png photos")
+                raise ValueError(got_expected("--photos", args.photos, f"a folder holding {'/'.join(IMAGE_EXTENSIONS)} photos"))
             for path in mask_gallery(photos, args.out, np.random.default_rng(args.seed),
                                      size=args.size, columns=args.columns):
                 print(f"wrote {path}")
     except (ValueError, TypeError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m bidsnet_lib.masks"))

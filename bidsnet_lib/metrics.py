@@ -14,17 +14,16 @@ labelled as not comparable to published numbers.
 
 from __future__ import annotations
 
-import socket
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from bidsnet_lib.plumbing import fetch_weights
 
 # ----------------------------------------------------------------------------------------------
 # Inputs
@@ -119,64 +118,6 @@ def ssim(pred, target) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------------------
 # Pretrained weight files
-
-
-def hub_checkpoint_dir() -> Path:
-    """torch.hub's checkpoint cache, looked up on each call so TORCH_HOME changes take effect."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def _reachable(url: str, timeout: float = 2.0) -> bool:
-    # Seconds at most: an offline machine must fail fast, not wait for a download's time-out.
-    try:
-        with socket.create_connection((urlparse(url).hostname, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _load_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"{path}: cannot be read as a torch state dict "
-                         f"({type(error).__name__}: {error})") from None
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path}: expected a state dict (str -> tensor), got {type(state).__name__}")
-    return state
-
-
-def fetch_weights(file_name: str, url: str, what: str, path=None, download: bool = True,
-                  alternative: str = "") -> tuple[Mapping[str, torch.Tensor], Path]:
-    """Load a weight file from ``path``, torch.hub's cache, or (if reachable) ``url``.
-
-    Fails with FileNotFoundError naming the file, the directory to put it in and the URL.
-    """
-    if path is not None:
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"{what}: no file at {path} (expected {file_name}, from {url})")
-        return _load_state_dict(path), path
-    cached = hub_checkpoint_dir() / file_name
-    if cached.is_file():
-        return _load_state_dict(cached), cached
-    reason = "downloading is switched off (download=False)"
-    if download and _reachable(url):
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(url, str(cached), progress=True)
-            return _load_state_dict(cached), cached
-        except Exception as error:
-            reason = f"the download failed ({type(error).__name__}: {error})"
-    elif download:
-        reason = f"{urlparse(url).hostname} cannot be reached (offline?)"
-    raise FileNotFoundError(
-        f"{what} needs the weight file {file_name}, which is not in torch.hub's cache and "
-        f"{reason}.\n"
-        f"  Download {url} on a machine with internet and place it as {cached}\n"
-        f"  (the directory is torch.hub.get_dir()/checkpoints; set TORCH_HOME to move it),\n"
-        f"  or pass its path explicitly{alternative}."
-    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from bidsnet_lib.plumbing import atomic_write
+
 
 def section_markers(owner: str) -> tuple[str, str]:
     """The begin and end comments that enclose ``owner``'s section, e.g. for "bench/model.py"."""
@@ -35,10 +37,7 @@ def write_section(path: Path, owner: str, text: str, title: str = "# Benchmarks"
             # Appending would leave two begin markers; better to stop than to guess the section's end.
             raise ValueError(f"{path} has {begin!r} but no {end!r} after it; fix the file by hand")
         new = old[:start] + section + old[stop + len(end):]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, path)  # readers never see a half-written file
-    return path
+    return atomic_write(path, new)  # readers never see a half-written file
 
 
 def cpu_model() -> str:

@@ -34,6 +34,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 import warnings
@@ -53,6 +54,8 @@ from bidsnet_lib.attention import FastAttention
 from bidsnet_lib.checkpoint import (
     INFERENCE_FORMAT,
     TRAIN_FORMAT,
+    CheckpointError,
+    check_finite,
     load_checkpoint,
     save_checkpoint,
 )
@@ -66,6 +69,17 @@ from bidsnet_lib.model import (
     BIDSNetConfig,
     check_config_keys,
     composite,
+)
+from bidsnet_lib.plumbing import atomic_write, resolve_device
+from bidsnet_lib.runs import (
+    PATH_FIELDS,
+    StopRequest,
+    check_fresh_dir,
+    check_resumable,
+    ignore_stop_signals,
+    photo_identity,
+    require_checkpoint,
+    resolve_paths,
 )
 
 # Fields a resumed run may change; any other difference would make it a different experiment.
@@ -348,23 +362,28 @@ class Trainer:
     """A training run in ``out_dir``: build with a config, then ``train()``; see the module docstring.
 
     ``resume=True`` continues the run in ``out_dir`` from ``latest.pt``; ``config`` must equal the
-    saved one except for :data:`RESUME_OVERRIDABLE` fields (e.g. a larger ``steps``). Without
-    ``resume`` an ``out_dir`` that already holds a run is refused rather than overwritten.
+    saved one except for :data:`RESUME_OVERRIDABLE` fields (e.g. a larger ``steps``), and its
+    ``data`` must hold the photos the run trained on. Without ``resume`` an ``out_dir`` that holds
+    anything is refused rather than overwritten or mixed into, unless ``overwrite=True`` (which
+    replaces the run files there). Folders are stored resolved (absolute).
     """
 
     def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = False,
-                 device: str | torch.device | None = None, progress: bool = True):
+                 device: str | torch.device | None = None, progress: bool = True, overwrite: bool = False):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config: got {type(config).__name__}, expected a TrainConfig")
         if not config.data:
             raise ValueError("config.data: got no folders, expected at least one folder of training photos")
+        config = resolve_paths(config)
         self.config, self.out_dir, self.progress = config, Path(out_dir), progress
         self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         self.is_main = self.rank == 0
-        self.device = torch.device(device) if device is not None else _process_device()
+        self.stopped_by: int | None = None  # the signal that ended train() early, if any
+        self.device = resolve_device(device, "device") if device is not None else _process_device()
         if self.device.type == "cuda" and self.device.index is None:  # DDP needs the index
             self.device = torch.device("cuda", torch.cuda.current_device())
-        checkpoint = self._checkpoint_to_resume() if resume else self._check_fresh()
+        checkpoint = self._checkpoint_to_resume() if resume else self._check_fresh(overwrite)
+        self.photos = photo_identity(config.data) if checkpoint is None else checkpoint["meta"].get("photos")
 
         # The losses first: a missing VGG-19 file fails here, before minutes of other set-up.
         self.loss_fn = GeneratorLoss(config.loss).to(self.device)
@@ -410,33 +429,13 @@ class Trainer:
         self.val_images, self.val_masks = self._validation_items() if self.is_main else (None, None)
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+            atomic_write(self.out_dir / "config.json", json.dumps(config.to_dict(), indent=2))
             if checkpoint is not None:
                 self._truncate_log(self.step)
         if checkpoint is not None:  # last, after everything that drew random numbers at set-up
             self._restore_rng(checkpoint["rng"])
 
     # -- set-up helpers ------------------------------------------------------------------------
-
-    def _check_fresh(self) -> None:
-        latest = self.out_dir / "latest.pt"
-        if latest.exists():
-            raise ValueError(f"out_dir: {self.out_dir} already holds a run ({latest}); pass resume=True "
-                             f"(--resume) to continue it, or choose another out_dir")
-
-    def _checkpoint_to_resume(self) -> dict:
-        latest = self.out_dir / "latest.pt"
-        if not latest.exists():
-            raise FileNotFoundError(f"out_dir: no checkpoint {latest} to resume from; drop resume "
-                                    f"(--resume) to start a new run there")
-        checkpoint = load_checkpoint(latest, TRAIN_FORMAT)
-        saved = TrainConfig.from_dict(checkpoint["config"])
-        changed = [f.name for f in dataclasses.fields(TrainConfig)
-                   if f.name not in RESUME_OVERRIDABLE and getattr(saved, f.name) != getattr(self.config, f.name)]
-        if changed:
-            raise ValueError(f"config: differs from the run in {latest} in {changed}; a resumed run may "
-                             f"change only {list(RESUME_OVERRIDABLE)} (start a new run for other changes)")
-        return checkpoint
 
     def _load_state(self, checkpoint: dict) -> None:
         self.generator.load_state_dict(checkpoint["model"])
@@ -451,6 +450,16 @@ class Trainer:
             if isinstance(module, FastAttention):
                 module.calls_since_redraw = checkpoint["redraw_calls"][name]
         self.step = checkpoint["step"]
+
+    def _check_fresh(self, overwrite: bool) -> None:
+        check_fresh_dir(self.out_dir, overwrite, clear=self.is_main)
+
+    def _checkpoint_to_resume(self) -> dict:
+        latest = require_checkpoint(self.out_dir)
+        checkpoint = load_checkpoint(latest, TRAIN_FORMAT)
+        check_resumable(checkpoint, latest, TrainConfig.from_dict(checkpoint["config"]), self.config,
+                        RESUME_OVERRIDABLE)
+        return checkpoint
 
     def _warm_start(self, path: Path) -> None:
         """Generator (and EMA) weights from ``path``, the critic's too when both have one."""
@@ -540,11 +549,15 @@ class Trainer:
         # Its own generator: creating an iterator then leaves the global RNG untouched.
         return DataLoader(EpochItems(self.train_set), batch_size=cfg.batch_size, sampler=sampler,
                           num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
-                          generator=torch.Generator().manual_seed(cfg.seed))
+                          generator=torch.Generator().manual_seed(cfg.seed),
+                          worker_init_fn=ignore_stop_signals if cfg.num_workers else None)
 
     def train(self, until: int | None = None) -> dict:
         """Train up to step ``until`` (default ``config.steps``), then checkpoint; returns the last
-        log row. Logs, samples, validation and checkpoints follow the config's intervals."""
+        log row. Logs, samples, validation and checkpoints follow the config's intervals.
+
+        SIGINT (Ctrl-C) or SIGTERM ends the loop at the next step boundary with a checkpoint of
+        that step; ``stopped_by`` then names the signal."""
         cfg = self.config
         until = cfg.steps if until is None else until
         if not isinstance(until, int) or until < self.step:
@@ -556,8 +569,37 @@ class Trainer:
         if self.is_main and cfg.validate_every and self.step == 0:  # the untrained baseline
             self._write_row({"step": 0, "val_psnr": self.validate()})
         sums, count, tick, row = {}, 0, time.perf_counter(), {}
+        with StopRequest() as stop:
+            row = self._loop(until, batches, bar, stop, sums, count, tick, row)
+        bar.close()
+        del batches  # stops DataLoader workers
+        self._check_ranks_agree()
+        return row
+
+    def _stop_now(self, stop: StopRequest) -> bool:
+        """Whether any process was asked to stop (all of them then stop at the same step)."""
+        flag = stop.signal is not None
+        if self.world_size > 1:
+            t = torch.tensor([float(stop.signal or 0)], device=self.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag, stop.signal = bool(t.item()), int(t.item()) or None
+        return flag
+
+    def _loop(self, until, batches, bar, stop, sums, count, tick, row) -> dict:
+        cfg = self.config
         while self.step < until:
-            logs = self.train_step(next(batches))
+            if self._stop_now(stop):
+                self.stopped_by = stop.signal
+                if not (self.step % cfg.checkpoint_every == 0 and (self.out_dir / "latest.pt").exists()):
+                    self.save_checkpoint()
+                break
+            try:
+                batch = next(batches)
+            except RuntimeError:  # a DataLoader worker hit by the signal before it could ignore it
+                if stop.signal is None:
+                    raise
+                continue
+            logs = self.train_step(batch)
             self.step += 1
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0) + v
@@ -575,9 +617,6 @@ class Trainer:
             if self.step % cfg.checkpoint_every == 0 or self.step == until:
                 self.save_checkpoint()
             bar.update(1)
-        bar.close()
-        del batches  # stops DataLoader workers
-        self._check_ranks_agree()
         return row
 
     def _log_row(self, sums: dict, count: int, seconds: float) -> dict:
@@ -601,7 +640,7 @@ class Trainer:
         path = self.out_dir / "metrics.jsonl"
         if path.is_file():
             rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-            path.write_text("".join(line + "\n" for line in rows))
+            atomic_write(path, "".join(line + "\n" for line in rows))
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -620,9 +659,7 @@ class Trainer:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             grid = sample_grid(self.ema, image, mask)
         path = self.out_dir / "samples" / f"step_{self.step:07d}.png"
-        path.parent.mkdir(exist_ok=True)
-        save_image(grid, path)
-        return path
+        return atomic_write(path, lambda stream: save_image(grid, stream, format="png"))
 
     # -- checkpoints -----------------------------------------------------------------------------
 
@@ -640,7 +677,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(), "config": self.config.to_dict(), "rng": states,
             "redraw_calls": redraw_counters(self.generator),
             "meta": {"vgg_weights": self.loss_fn.weights_source or "none (perceptual and style off)",
-                     "data": list(self.config.data), "image_size": self.config.size,
+                     "data": list(self.config.data), "photos": self.photos, "image_size": self.config.size,
                      "world_size": self.world_size, "samples_per_rank": self.step * self.config.batch_size,
                      "torch": str(torch.__version__), "bidsnet_lib_version": bidsnet_lib.__version__},
         }
@@ -648,6 +685,11 @@ class Trainer:
     def save_checkpoint(self) -> Path | None:
         """Write ``latest.pt`` atomically (and a milestone every ``keep_every`` steps) on rank 0."""
         state = self.state()
+        try:  # a diverged run must not replace its last good checkpoint with NaN weights
+            check_finite(state["model"], self.out_dir / "latest.pt", f"step {self.step} model weights")
+        except CheckpointError as error:
+            raise FloatingPointError(f"training diverged: {error}; latest.pt was not overwritten "
+                                     f"(lower --lr-g / --lr-d, or resume from it)") from None
         if not self.is_main:
             return None
         if self.config.keep_every and self.step % self.config.keep_every == 0:
@@ -714,7 +756,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS), help="config preset of a new run (default small)")
     p.add_argument("--data", nargs="+", metavar="DIR", help="folders of training photos (recursive)")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory, e.g. runs/NAME")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest.pt; the command that started it plus "
+                        "--resume works (flags must agree with the run's config; a larger --steps extends it)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an --out folder that holds files but no checkpoint")
     p.add_argument("--init", metavar="CHECKPOINT",
                    help="start a new run from this checkpoint's weights (inference or training; "
                         "fine-tune on your own --data); the model config comes from it")
@@ -780,6 +826,19 @@ def read_run_config(out_dir: str | os.PathLike) -> TrainConfig:
     return TrainConfig.from_dict(load_checkpoint(Path(out_dir) / "latest.pt", TRAIN_FORMAT, mmap=True)["config"])
 
 
+def resume_base(args: argparse.Namespace) -> TrainConfig:
+    """What flags are written onto on ``--resume``: the run's saved config, or, when the command
+    names ``--preset`` (the command that started the run, repeated), that preset, so that what
+    the preset says is compared with the run too."""
+    if not (Path(args.out) / "latest.pt").is_file():
+        return PRESETS[args.preset or "small"]()  # Trainer explains what the folder lacks
+    saved = read_run_config(args.out)
+    if not args.preset:
+        return saved
+    # Folders are not the preset's business: unless given again, they stay the run's.
+    return dataclasses.replace(PRESETS[args.preset](), **{name: getattr(saved, name) for name in PATH_FIELDS})
+
+
 def init_distributed() -> bool:
     """Join torchrun's process group (NCCL on GPUs, gloo on CPU); False when run alone."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
@@ -793,26 +852,35 @@ def init_distributed() -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.resume and args.preset:
-        parser.error("--preset starts a new run; --resume continues with the run's own config")
     distributed = init_distributed()
     try:
         try:
-            base = read_run_config(args.out) if args.resume else PRESETS[args.preset or "small"]()
+            base = resume_base(args) if args.resume else PRESETS[args.preset or "small"]()
             config = config_from_args(args, base)
-            trainer = Trainer(config, args.out, resume=args.resume, device=args.device,
-                              progress=not args.no_progress)
+            device = None if args.device is None else resolve_device(args.device)
+            trainer = Trainer(config, args.out, resume=args.resume, device=device,
+                              progress=not args.no_progress, overwrite=args.overwrite)
         except (FileNotFoundError, ValueError, TypeError) as error:
             # Bad flags, a missing folder, missing VGG-19 weights: the message is the whole story.
             print(f"bidsnet train: error: {error}", file=sys.stderr)
             return 2
         start, first = time.perf_counter(), trainer.step
-        trainer.train()
+        try:
+            trainer.train()
+        except FloatingPointError as error:
+            print(f"bidsnet train: error: {error}", file=sys.stderr)
+            return 1
         if trainer.is_main:
             seconds = time.perf_counter() - start
             print(f"trained steps {first}-{trainer.step} in {seconds:.1f} s "
-                  f"({(trainer.step - first) / seconds:.2f} steps/s, {trainer.world_size} process(es)); "
+                  f"({(trainer.step - first) / max(seconds, 1e-9):.2f} steps/s, {trainer.world_size} process(es)); "
                   f"checkpoint {trainer.out_dir / 'latest.pt'}")
+        if trainer.stopped_by is not None:
+            if trainer.is_main:
+                name = signal.Signals(trainer.stopped_by).name
+                print(f"bidsnet train: stopped by {name} at step {trainer.step}, checkpoint saved; continue with: "
+                      f"bidsnet train --out {args.out} --resume", file=sys.stderr)
+            return 128 + trainer.stopped_by  # the shell's convention for "ended by a signal"
         return 0
     finally:
         if distributed:

@@ -28,7 +28,6 @@ import io
 import math
 import numbers
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,12 +37,14 @@ import numpy as np
 import traitlets
 from PIL import Image, ImageOps
 
+from bidsnet_lib.plumbing import DATA_DIR, atomic_write, photo_rgb
+
 try:
     import anywidget
 except ImportError:  # no custom widgets: InpaintDemo falls back to stock ipywidgets
     anywidget = None
 
-PHOTO_DIR = Path(__file__).resolve().parents[1] / "data" / "images"
+PHOTO_DIR = DATA_DIR / "images"
 OVERLAY_RGBA = (255, 40, 40, 140)  # translucent red: the photo stays visible under the mask
 RECORD_ENV = "BIDSNET_WIDGET_RECORD"  # set by tests/test_widget_browser.py for the notebook's kernel
 
@@ -299,12 +300,15 @@ def read_photo(source, max_side: int = 1024) -> np.ndarray:
         source = source()
     if isinstance(source, bytes | bytearray | memoryview):
         source = io.BytesIO(bytes(source))
-    if isinstance(source, str | os.PathLike | io.BytesIO):
+    if isinstance(source, io.BytesIO):  # an upload: opened here, then read by the one photo reader
         try:
             with Image.open(source) as pil:
-                source = np.asarray(ImageOps.exif_transpose(pil).convert("RGB"))
-        except OSError as err:
+                pil.load()
+                source = ImageOps.exif_transpose(pil)
+        except (OSError, Image.DecompressionBombError) as err:
             raise ValueError(f"source is not an image this widget can read ({err})") from err
+    if isinstance(source, str | os.PathLike | Image.Image):
+        source = photo_rgb(source, "source")  # alpha composited on white, as everywhere
     if not isinstance(source, np.ndarray) or source.dtype != np.uint8 or source.ndim != 3 or source.shape[2] != 3:
         raise ValueError(f"source must become an RGB uint8 (H, W, 3) image, got {getattr(source, 'shape', type(source))}")
     scale = max_side / max(source.shape[:2])
@@ -460,11 +464,10 @@ class InpaintDemo:
         if self.record_dir is None:
             return
         self.record_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=self.record_dir)
-        with os.fdopen(fd, "wb") as stream:
-            np.savez(stream, image=self.image, mask=self.painter.mask, strokes=self.strokes,
-                     result=self.result if self.result is not None else np.zeros((0, 0, 3), np.uint8))
-        os.replace(tmp, self.record_dir / "state.npz")  # readers never see a half-written file
+        result = self.result if self.result is not None else np.zeros((0, 0, 3), np.uint8)
+        atomic_write(self.record_dir / "state.npz",  # readers never see a half-written file
+                     lambda stream: np.savez(stream, image=self.image, mask=self.painter.mask,
+                                             strokes=self.strokes, result=result))
 
     # -- callbacks (exceptions here would vanish into the widget log, so they go to the status line)
     def _on_canvas_message(self, _widget, content, _buffers) -> None:

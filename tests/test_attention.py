@@ -259,9 +259,9 @@ def test_make_attention_builds_each_kind_and_names_the_valid_ones():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"dim_head": 0}, "dim_head must be a positive int, got 0"),
-    ({"dim_head": 16, "nb_features": 2.5}, "nb_features must be a positive int, got 2.5"),
-    ({"dim_head": 16, "redraw_interval": 0}, "redraw_interval must be a positive int, got 0"),
+    ({"dim_head": 0}, "dim_head: got 0, expected a positive int"),
+    ({"dim_head": 16, "nb_features": 2.5}, "nb_features: got 2.5, expected a positive int"),
+    ({"dim_head": 16, "redraw_interval": 0}, "redraw_interval: got 0, expected a positive int"),
     ({"dim_head": 16, "kind": "favor+"}, r"kind: got 'favor\+'; expected one of favor, favor\+\+"),
 ])
 def test_fast_attention_rejects_bad_arguments(kwargs, message):
@@ -323,7 +323,7 @@ def test_transformer_stream_is_a_ustream_at_reduced_resolution():
     exact = TransformerStream(4, (8, 16), (1, 1), heads=2, dim_head=4, attention="softmax", patch=4)
     assert exact(torch.randn(1, 4, 16, 16)).shape == (1, 8, 4, 4)
     assert not any(isinstance(m, FastAttention) for m in exact.modules())
-    with pytest.raises(ValueError, match="patch must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="patch: got 0, expected a positive int"):
         TransformerStream(4, (8, 16), (1, 1), patch=0)
     with pytest.raises(ValueError, match="attention must be one of"):
         TransformerStream(4, (8, 16), (1, 1), attention="exact")

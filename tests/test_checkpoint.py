@@ -94,7 +94,7 @@ def one_line_error(path, format=TRAIN_FORMAT) -> str:
 
 
 def test_missing_file_names_the_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"absent.pt: no such checkpoint file \(expected a bidsnet-train"):
+    with pytest.raises(FileNotFoundError, match=r"absent.pt', expected a bidsnet-train checkpoint file; there is no file"):
         load_checkpoint(tmp_path / "absent.pt")
 
 
@@ -205,7 +205,7 @@ def test_inference_load_refuses_a_config_or_weights_that_do_not_fit(tmp_path):
 
 
 def test_export_refuses_a_bad_dtype(train_file, tmp_path):
-    with pytest.raises(ValueError, match="dtype must be one of .*got torch.int8"):
+    with pytest.raises(ValueError, match=r"dtype: got torch.int8, expected one of \['bfloat16'"):
         export_inference(train_file, tmp_path / "m.pt", dtype=torch.int8)
 
 
@@ -222,3 +222,50 @@ def test_export_command(train_file, tmp_path, capsys):
 
 def test_module_constants_match_the_formats():
     assert set(ck.REQUIRED_KEYS) == {TRAIN_FORMAT, INFERENCE_FORMAT}
+
+
+# ------------------------------------------------------------------------------ issue 17
+def test_export_never_overwrites_a_training_checkpoint_or_its_source(train_file, tmp_path, capsys):
+    """#2: `bidsnet export RUN RUN/latest.pt` replaced the training checkpoint, exit 0."""
+    before = train_file.read_bytes()
+    assert main([str(train_file.parent), str(train_file)]) == 2
+    assert "it is the checkpoint being exported" in capsys.readouterr().err
+    other = save_checkpoint(train_payload(seed=1), tmp_path / "other" / "latest.pt", TRAIN_FORMAT)
+    assert main([str(train_file), str(other)]) == 2
+    assert "it is a training checkpoint, which an export would make impossible to resume" in capsys.readouterr().err
+    assert main([str(train_file), str(tmp_path)]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert train_file.read_bytes() == before
+    # An older inference file is replaced, as before.
+    assert main([str(train_file), str(tmp_path / "m.pt")]) == 0
+    assert main([str(train_file), str(tmp_path / "m.pt")]) == 0
+
+
+def test_export_refuses_nan_weights(tmp_path):
+    """#7's sibling: a diverged run is not exported into a file that paints black holes."""
+    payload = train_payload()
+    name = next(iter(payload["ema"]))
+    payload["ema"][name].view(-1)[0] = float("inf")
+    save_checkpoint(payload, tmp_path / "latest.pt", TRAIN_FORMAT)
+    with pytest.raises(CheckpointError, match=f"EMA weights tensor '{name}' holds 1 NaN or infinite"):
+        export_inference(tmp_path / "latest.pt", tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_run_folder_as_checkpoint_says_to_pass_its_latest(train_file):
+    """#14: a run folder was reported as "no such checkpoint file"."""
+    with pytest.raises(CheckpointError, match="file, not a folder \\(a run folder: pass its latest.pt\\)"):
+        load_checkpoint(train_file.parent)
+
+
+def test_atomic_save_leaves_normal_permissions(tmp_path):
+    """#17: temporary-file writes gave 0600 files whatever the umask."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_save({"x": torch.zeros(1)}, tmp_path / "a.pt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

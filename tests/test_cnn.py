@@ -31,7 +31,7 @@ def test_num_groups_handles_awkward_counts():
 
 @pytest.mark.parametrize("bad", [0, -4, 2.0, True, "8"])
 def test_check_positive_int_rejects(bad):
-    with pytest.raises(ValueError, match=r"width must be a positive int, got"):
+    with pytest.raises(ValueError, match=r"width: got .*, expected a positive int"):
         check_positive_int("width", bad)
 
 
@@ -80,7 +80,7 @@ def test_preact_block_same_in_train_and_eval_and_batch_independent():
 
 
 def test_preact_block_rejects_bad_widths():
-    with pytest.raises(ValueError, match="out_channels must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="out_channels: got 0, expected a positive int"):
         PreActResBlock(8, 0)
 
 
@@ -138,9 +138,9 @@ def test_ustream_with_no_scales_is_stem_and_bottleneck():
     [
         ([8, 16], [1], "same length >= 1"),
         ([], [], "same length >= 1"),
-        ([8, 0], [1, 1], r"widths\[1\] must be a positive int, got 0"),
-        ([8, 16], [1, -1], r"depths\[1\] must be a positive int, got -1"),
-        ([8, 16.0], [1, 1], r"widths\[1\] must be a positive int, got 16.0"),
+        ([8, 0], [1, 1], r"widths\[1\]: got 0, expected a positive int"),
+        ([8, 16], [1, -1], r"depths\[1\]: got -1, expected a positive int"),
+        ([8, 16.0], [1, 1], r"widths\[1\]: got 16.0, expected a positive int"),
     ],
 )
 def test_ustream_rejects_bad_sizes(widths, depths, match):
@@ -171,7 +171,7 @@ def test_cnn_stream_is_full_resolution_and_trains():
 
 
 def test_cnn_stream_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="in_channels must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="in_channels: got 0, expected a positive int"):
         CNNStream(0, [8], [1])
     with pytest.raises(ValueError, match="widths must hold at least one width"):
         CNNStream(4, [], [])

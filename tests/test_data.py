@@ -19,6 +19,7 @@ from bidsnet_lib.data import (
     fixed_validation_set,
     load_rgb,
     mask_sources,
+    to_rgb,
 )
 
 
@@ -289,7 +290,7 @@ def test_empty_and_missing_folders_are_named(tmp_path):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     (tmp_path / "empty" / "sub" / "readme.txt").write_text("x")
     with pytest.raises(
-        ValueError, match=f"roots: folder '{tmp_path / 'empty'}' holds no .jpg/.jpeg/.png/.webp"
+        ValueError, match=f"roots: got '{tmp_path / 'empty'}', expected a folder holding .png/.jpg/.jpeg/.bmp"
     ):
         InpaintingDataset(tmp_path / "empty")
     with pytest.raises(ValueError, match=f"roots: '{tmp_path / 'missing'}' is not a folder"):
@@ -452,3 +453,27 @@ def test_course_photo_folders_share_no_photo(tmp_path, monkeypatch):
     assert sorted(p.stem for p in test.iterdir()) == sorted(data_module.STANDIN_TEST_PHOTOS)
     assert not set(data_module.STANDIN_TRAIN_PHOTOS) & set(data_module.STANDIN_TEST_PHOTOS)
     assert len(InpaintingDataset([train], size=64)) == 3
+
+
+def test_every_image_extension_the_inpainter_reads_also_trains(tmp_path):
+    """Issue 13: a folder of .bmp photos inpainted but did not train (two extension lists)."""
+    from bidsnet_lib import plumbing
+
+    for i, ext in enumerate(plumbing.IMAGE_EXTENSIONS):
+        Image.fromarray(np.full((40, 40, 3), 10 * i, np.uint8)).save(tmp_path / f"p{i}{ext}")
+    good, bad = find_images(tmp_path)
+    assert len(good) == len(plumbing.IMAGE_EXTENSIONS) and not bad
+
+
+def test_transparent_and_16_bit_photos_train_as_they_are_inpainted(tmp_path):
+    """Issue 13: data.to_rgb composited alpha on white, the inpainter dropped it: one rule now."""
+    from bidsnet_lib import plumbing
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:4, :, 3] = 255  # top opaque red, bottom transparent
+    image = Image.fromarray(rgba)
+    np.testing.assert_array_equal(np.asarray(to_rgb(image)), plumbing.read_photo(image).rgb)
+    assert (np.asarray(to_rgb(image))[4:] == 255).all()
+    grey16 = Image.fromarray(np.full((8, 8), 32768, np.uint16))
+    assert np.asarray(to_rgb(grey16)).mean() == pytest.approx(127.5, abs=1)  # was 255: clipped

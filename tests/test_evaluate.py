@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from bidsnet_lib import evaluate as ev
-from bidsnet_lib import metrics
+from bidsnet_lib import metrics, plumbing
 from bidsnet_lib.checkpoint import INFERENCE_FORMAT, save_checkpoint
 from bidsnet_lib.masks import EVAL_PRESETS, RATIO_BINS, bin_name, irregular_mask
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig
@@ -110,7 +110,7 @@ def test_same_seed_gives_the_same_csv_and_the_table_is_printed(quick_run, checkp
 
 def test_random_lpips_backbone_is_computed_and_labelled_not_comparable(checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(metrics, "_reachable", lambda url, timeout=2.0: False)
+    monkeypatch.setattr(plumbing, "reachable", lambda url, timeout=2.0: False)
     assert run(checkpoint, tmp_path / "out", "--random-lpips-backbone", "--no-fid") == 0
     rows = [r for r in read_rows(tmp_path / "out" / "results.csv") if r["metric"] == "lpips"]
     assert len(rows) == len(GROUPS) * len(METHODS)
@@ -156,7 +156,7 @@ def test_weight_flags_reach_the_metrics_and_fid_rows_state_the_count(checkpoint,
 def test_missing_weights_fail_fast_naming_the_file_and_the_flags(checkpoint, tmp_path, monkeypatch,
                                                                  capsys, args, flags):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(metrics, "_reachable", lambda url, timeout=2.0: False)
+    monkeypatch.setattr(plumbing, "reachable", lambda url, timeout=2.0: False)
     assert run(checkpoint, tmp_path / "out", *args) == 2
     err = capsys.readouterr().err
     assert all(flag in err for flag in flags), err
@@ -196,7 +196,7 @@ def test_errors_exit_2_with_one_line(checkpoint, tmp_path, capsys):
         (["--checkpoint", str(checkpoint), *base, "--images", str(tmp_path / "nowhere")],
          "images: no such folder"),
         (["--checkpoint", str(checkpoint), *base, "--images", str(empty)], "holds no .png"),
-        (["--checkpoint", str(checkpoint), *base, "--masks", str(empty)], "holds no .png"),
+        (["--checkpoint", str(checkpoint), *base, "--masks", str(empty)], "expected a folder holding .png"),
         (["--checkpoint", str(checkpoint), *base, "--masks", str(tmp_path / "nowhere")],
          "masks: no such folder"),
         (["--checkpoint", str(checkpoint), *base, "--size", "8"], "--size: got '8'"),
@@ -348,3 +348,20 @@ def test_standin_data_is_the_shipped_masks_and_loads(tmp_path):
         assert all(np.array_equal(a, b) for a, b in zip(ours.masks, theirs.masks, strict=True)), ours.name
     with pytest.raises(ValueError, match="per_group: got 0"):
         ev.write_standin_data(tmp_path, per_group=0)
+
+
+def test_a_device_this_machine_lacks_is_one_line(checkpoint, tmp_path, capsys):
+    """Issue 17 #11: --device cuda without a GPU (or --device gpu) ended in a traceback."""
+    base = ["--checkpoint", str(checkpoint), "--images", str(IMAGES), "--masks", str(MASKS),
+            "--out", str(tmp_path / "out"), "--lpips", "off", "--no-fid"]
+    assert ev.main([*base, "--device", "gpu"]) == 2
+    assert "--device: got 'gpu', expected a device name; available here: cpu" in one_line_error(capsys)
+    assert ev.main([*base, "--device", "cuda:99"]) == 2
+    assert "expected a device this machine has" in one_line_error(capsys)
+
+
+def test_a_run_folder_as_checkpoint_says_what_to_pass(tmp_path, capsys):
+    """Sibling of issue 17 #14 in evaluate: a run folder was "no such file"."""
+    assert ev.main(["--checkpoint", str(tmp_path), "--images", str(IMAGES), "--masks", str(MASKS),
+                    "--out", str(tmp_path / "out")]) == 2
+    assert "expected a checkpoint file, not a folder" in one_line_error(capsys)

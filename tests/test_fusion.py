@@ -95,7 +95,7 @@ def test_sff_rejects_bad_inputs():
         sff(torch.randn(1, 8, 4, 4), torch.randn(1, 8, 2, 2))
     with pytest.raises(ValueError, match="num_inputs must be an int >= 2, got 1"):
         SFF(8, num_inputs=1)
-    with pytest.raises(ValueError, match="reduction must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="reduction: got 0, expected a positive int"):
         SFF(8, reduction=0)
 
 
@@ -159,7 +159,7 @@ def test_bfi_rejects_bad_choices_and_shapes():
         BFI(8, 12, interaction="both")
     with pytest.raises(ValueError, match=r"fusion must be one of .*got 'avg'"):
         BFI(8, 12, fusion="avg")
-    with pytest.raises(ValueError, match="scale must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="scale: got 0, expected a positive int"):
         BFI(8, 12, scale=0)
     bfi = BFI(8, 12)
     c, t = _pair()

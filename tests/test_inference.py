@@ -70,22 +70,23 @@ def test_load_image_forms(tmp_path):
     grey = rgb[:, :, 0]
     Image.fromarray(rgb).save(tmp_path / "p.png")
     np.testing.assert_array_equal(load_image(rgb), rgb)
-    np.testing.assert_array_equal(load_image(rgba), rgb)
+    on_white = np.rint(rgb * (7 / 255) + 255 * (1 - 7 / 255)).astype(np.uint8)  # the one alpha rule
+    np.testing.assert_array_equal(load_image(rgba), on_white)
     np.testing.assert_array_equal(load_image(grey), np.dstack([grey] * 3))
     np.testing.assert_array_equal(load_image(grey[:, :, None]), np.dstack([grey] * 3))
-    np.testing.assert_array_equal(load_image(Image.fromarray(rgba)), rgb)
+    np.testing.assert_array_equal(load_image(Image.fromarray(rgba)), on_white)
     np.testing.assert_array_equal(load_image(tmp_path / "p.png"), rgb)
     np.testing.assert_array_equal(load_image(str(tmp_path / "p.png")), rgb)
 
 
 def test_load_image_rejects_bad_input(tmp_path):
-    with pytest.raises(TypeError, match="image must have dtype uint8.*float64"):
+    with pytest.raises(TypeError, match="image dtype: got 'float64', expected uint8"):
         load_image(np.zeros((4, 4, 3)))
-    with pytest.raises(ValueError, match=r"image must be \(H, W\).*\(4, 4, 2\)"):
+    with pytest.raises(ValueError, match=r"image shape: got \(4, 4, 2\), expected \(H, W\)"):
         load_image(np.zeros((4, 4, 2), np.uint8))
-    with pytest.raises(TypeError, match="image must be a uint8 numpy array.*list"):
+    with pytest.raises(TypeError, match="image: got 'list', expected a uint8 numpy array"):
         load_image([[1, 2]])
-    with pytest.raises(ValueError, match="no such file"):
+    with pytest.raises(ValueError, match="expected an image file; there is no file"):
         load_image(tmp_path / "missing.png")
     (tmp_path / "notes.png").write_text("not a picture")
     with pytest.raises(ValueError, match="not an image"):
@@ -122,7 +123,8 @@ def test_inpaint_keeps_known_pixels_for_every_image_form(inpainter, tmp_path, fo
     Image.fromarray(rgb).save(tmp_path / "p.png")
     source = {"rgb": rgb, "rgba": rgba, "grey": rgb[:, :, 1], "pil": Image.fromarray(rgb),
               "path": tmp_path / "p.png"}[form]
-    expected = np.dstack([rgb[:, :, 1]] * 3) if form == "grey" else rgb
+    expected = {"grey": np.dstack([rgb[:, :, 1]] * 3),
+                "rgba": np.rint(rgb * (200 / 255) + 255 * (55 / 255)).astype(np.uint8)}.get(form, rgb)
     out = inpainter.inpaint(source, holes * 255)
     assert out.dtype == np.uint8 and out.shape == (48, 40, 3)
     known = holes == 0
@@ -255,7 +257,7 @@ def test_bad_checkpoints_are_refused(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ValueError, match="junk.pt"):
         Inpainter.from_checkpoint(tmp_path / "junk.pt")
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(FileNotFoundError, match="absent.pt', expected a checkpoint file; there is no file"):
         Inpainter.from_checkpoint(tmp_path / "absent.pt")
 
 
@@ -310,15 +312,15 @@ def test_cli_bad_inputs(files, checkpoint, capsys):
     ck = ["--checkpoint", str(checkpoint)]
     out = folder / "result.png"
     p, m = str(folder / "photo.png"), str(folder / "mask.png")
-    assert "no such file" in bad_call([str(folder / "nope.png"), m, "-o", str(out), *ck], capsys)
+    assert "there is no file" in bad_call([str(folder / "nope.png"), m, "-o", str(out), *ck], capsys)
     (folder / "text.png").write_text("hello")
     assert "not an image" in bad_call([str(folder / "text.png"), m, "-o", str(out), *ck], capsys)
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(folder / "small.png")
-    assert "mask is 10x10 but image is 48x40" in bad_call([p, str(folder / "small.png"), "-o", str(out), *ck], capsys)
+    assert "MASK is 10x10 but IMAGE is 48x40" in bad_call([p, str(folder / "small.png"), "-o", str(out), *ck], capsys)
     Image.fromarray(np.zeros((48, 40), np.uint8)).save(folder / "empty.png")
     assert "all known" in bad_call([p, str(folder / "empty.png"), "-o", str(out), "--strict", *ck], capsys)
-    assert "is an input file" in bad_call([p, m, "-o", p, *ck], capsys)
-    assert "unknown image extension '.txt'" in bad_call([p, m, "-o", str(folder / "r.txt"), *ck], capsys)
+    assert "it is an input file" in bad_call([p, m, "-o", p, *ck], capsys)
+    assert "r.txt', expected a file name ending in one of .png" in bad_call([p, m, "-o", str(folder / "r.txt"), *ck], capsys)
     (folder / "corrupt.pt").write_bytes(b"PK\x03\x04garbage")
     assert "corrupt.pt" in bad_call([p, m, "-o", str(out), "--checkpoint", str(folder / "corrupt.pt")], capsys)
     torch.save({"weight": torch.zeros(3)}, folder / "foreign.pt")
@@ -327,22 +329,43 @@ def test_cli_bad_inputs(files, checkpoint, capsys):
     assert not out.exists()
 
 
-def test_cli_folder_mode_refuses_and_writes_nothing_on_failure(tmp_path, checkpoint, capsys):
+def test_cli_folder_mode_checks_first_skips_bad_pairs_and_keeps_good_results(tmp_path, checkpoint, capsys):
+    """Issue 17 #18: every problem reported at once, good pairs written, exit 1 when any was skipped."""
     images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
     images.mkdir()
     masks.mkdir()
-    for i in range(3):
+    for i in range(5):
         Image.fromarray(photo(48, 40, i)).save(images / f"p{i}.png")
         Image.fromarray(box_mask() * 255).save(masks / f"p{i}.png")
     ck = ["--checkpoint", str(checkpoint)]
-    assert "is the --images folder" in bad_call(["--images", str(images), "--masks", str(masks), "-o", str(images), *ck], capsys)
-    # A truncated file passes the header check and fails while decoding: nothing may be written.
+    assert "it is the --images folder" in bad_call(["--images", str(images), "--masks", str(masks), "-o", str(images), *ck], capsys)
+    # Three kinds of problem at once: a truncated file (found only while decoding), a missing mask,
+    # a size mismatch.
     data = (images / "p2.png").read_bytes()
     (images / "p2.png").write_bytes(data[: len(data) // 2])
-    assert "p2.png" in bad_call(["--images", str(images), "--masks", str(masks), "-o", str(out), *ck], capsys)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "masks"]
     (masks / "p1.png").unlink()
-    assert "no mask for 1 image(s): p1" in bad_call(["--images", str(images), "--masks", str(masks), "-o", str(out), *ck], capsys)
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(masks / "p3.png")
+    assert main(["--images", str(images), "--masks", str(masks), "-o", str(out), *ck]) == 1
+    err = capsys.readouterr().err
+    assert "skipped p1: " in err and "no mask named p1" in err
+    assert "skipped p3: mask " in err and "is 10x10 but image" in err
+    assert "skipped p2: " in err and "p2.png" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p4.png"]  # the good ones, nothing else
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "masks", "out"]  # no staging folder
+
+
+def test_cli_folder_mode_refuses_a_file_as_out_before_any_work(tmp_path, checkpoint, capsys):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    Image.fromarray(photo()).save(images / "a.png")
+    Image.fromarray(box_mask() * 255).save(masks / "a.png")
+    (tmp_path / "afile.txt").write_text("keep me")
+    err = bad_call(["--images", str(images), "--masks", str(masks), "-o", str(tmp_path / "afile.txt"),
+                    "--checkpoint", str(checkpoint)], capsys)
+    assert "a folder for the results (folder mode); it is a file" in err
+    assert (tmp_path / "afile.txt").read_text() == "keep me"
 
 
 def test_python_dash_m_reports_errors_without_traceback(tmp_path):
@@ -350,7 +373,8 @@ def test_python_dash_m_reports_errors_without_traceback(tmp_path):
                           str(tmp_path / "b.png"), "-o", str(tmp_path / "c.png")], capture_output=True, text=True)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [
-        f"python -m bidsnet_lib.inference: error: image: no such file {str(tmp_path / 'a.png')!r}"]
+        f"python -m bidsnet_lib.inference: error: IMAGE: got {str(tmp_path / 'a.png')!r}, expected an image "
+        "file; there is no file (it does not exist)"]
 
 
 def test_white_photo_with_a_large_hole(inpainter):
@@ -379,3 +403,213 @@ def test_course_checkpoint_prefers_the_learners_export(tmp_path, monkeypatch):
     (runs / "06_model.pt").write_bytes(b"x")  # beside the notebook: this machine's own export first
     path, why = inference.course_checkpoint(runs, drive)
     assert path == runs / "06_model.pt" and why.startswith("your own model, exported by notebook 06")
+
+
+# ----------------------------------------------------------------------------- issue 17: hostile input
+def inpaint_file(tmp_path, checkpoint, image: Image.Image, holes: np.ndarray, name="out.png", capsys=None):
+    image.save(tmp_path / "in.png") if not name.endswith(".tif") else image.save(tmp_path / "in.tif")
+    source = tmp_path / ("in.tif" if name.endswith(".tif") else "in.png")
+    Image.fromarray(holes * 255).save(tmp_path / "m.png")
+    code = main([str(source), str(tmp_path / "m.png"), "-o", str(tmp_path / name), "--checkpoint", str(checkpoint)])
+    assert code == 0, capsys.readouterr().err if capsys else code
+    return Image.open(tmp_path / name)
+
+
+def test_16_bit_grey_photo_keeps_its_depth_and_level(tmp_path, checkpoint):
+    """#5: a 16-bit grey photo came back 90 % white (mean 251 for an input of mean 127.5)."""
+    grey = np.random.default_rng(0).integers(0, 65536, (48, 40)).astype(np.uint16)
+    holes = box_mask()
+    out = inpaint_file(tmp_path, checkpoint, Image.fromarray(grey), holes)
+    assert out.mode.startswith("I")  # 16-bit in, 16-bit out
+    values = np.asarray(out).astype(np.int64)
+    np.testing.assert_array_equal(values[holes == 0], grey[holes == 0])
+    assert abs(values.mean() - grey.mean()) < 0.1 * 65535
+    np.testing.assert_allclose(load_image(tmp_path / "in.png").mean(), grey.mean() / 257, atol=1)
+
+
+@pytest.mark.parametrize("mode", ["I", "F", "F01"])
+def test_int32_and_float_photos_are_scaled_not_clipped(mode):
+    """#5: PIL I and F photos came back white or black."""
+    level = np.tile(np.linspace(0, 1, 40), (48, 1))
+    if mode == "I":
+        pil = Image.fromarray((level * 65535).astype(np.int32), "I")
+    elif mode == "F":
+        pil = Image.fromarray((level * 255).astype(np.float32), "F")
+    else:
+        pil = Image.fromarray(level.astype(np.float32), "F")
+    rgb = load_image(pil)
+    np.testing.assert_allclose(rgb[..., 0], level * 255, atol=1)
+
+
+def test_rgba_photo_keeps_its_alpha_through_inpainting(tmp_path, checkpoint):
+    """#8: transparent areas became opaque black; alpha is written back unchanged, holes included."""
+    rgb, holes = photo(), box_mask()
+    alpha = np.zeros((48, 40), np.uint8)
+    alpha[:, 20:] = 255
+    alpha[:, 10:20] = 128
+    out = inpaint_file(tmp_path, checkpoint, Image.fromarray(np.dstack([rgb, alpha])), holes)
+    assert out.mode == "RGBA"
+    values = np.asarray(out)
+    np.testing.assert_array_equal(values[..., 3], alpha)  # holes included
+    np.testing.assert_array_equal(values[holes == 0], np.dstack([rgb, alpha])[holes == 0])
+    assert (values[..., :3][holes == 1] != rgb[holes == 1]).any()
+
+
+def test_grey_in_grey_out(tmp_path, checkpoint):
+    """#9: a grey photo came back RGB with a colour cast in the hole."""
+    grey, holes = photo()[..., 0], box_mask()
+    out = inpaint_file(tmp_path, checkpoint, Image.fromarray(grey), holes)
+    assert out.mode == "L"
+    values = np.asarray(out)
+    np.testing.assert_array_equal(values[holes == 0], grey[holes == 0])
+    grey_alpha = np.dstack([grey, np.full_like(grey, 255)])
+    out = inpaint_file(tmp_path, checkpoint, Image.fromarray(grey_alpha, "LA"), holes, "la.png")
+    assert out.mode == "LA"
+
+
+def test_lossy_output_keeps_known_pixels_close_and_says_so(tmp_path, checkpoint, capsys):
+    """#10: .jpg/.webp outputs differed by up to 36 levels on known pixels, silently."""
+    rgb = np.asarray(Image.open(inference.__file__.replace("bidsnet_lib/inference.py", "data/images/test/")
+                                + sorted(__import__("os").listdir(
+                                    inference.__file__.replace("bidsnet_lib/inference.py", "data/images/test/")))[0])
+                     .convert("RGB").resize((160, 120)))
+    holes = box_mask(120, 160, (30, 30, 70, 90))
+    jpg = np.asarray(inpaint_file(tmp_path, checkpoint, Image.fromarray(rgb), holes, "out.jpg")).astype(int)
+    err = capsys.readouterr().err
+    assert ".jpg is lossy" in err and "use .png" in err
+    known = holes == 0
+    assert np.percentile(np.abs(jpg[known] - rgb[known].astype(int)), 99) <= 8
+    webp = np.asarray(inpaint_file(tmp_path, checkpoint, Image.fromarray(rgb), holes, "out.webp"))
+    np.testing.assert_array_equal(webp[known], rgb[known])  # WebP is written lossless
+    assert capsys.readouterr().err == ""
+
+
+def test_jpeg_output_of_a_transparent_photo_is_refused(files, checkpoint, capsys, tmp_path):
+    rgba = np.dstack([photo(), np.full((48, 40), 100, np.uint8)])
+    Image.fromarray(rgba).save(tmp_path / "t.png")
+    err = bad_call([str(tmp_path / "t.png"), str(files[0] / "mask.png"), "-o", str(tmp_path / "t.jpg"),
+                    "--checkpoint", str(checkpoint)], capsys)
+    assert "keeps transparency" in err
+
+
+def test_nan_weights_are_refused_at_load_naming_the_tensor(tiny_model, tmp_path):
+    """#7: a checkpoint whose weights hold NaN filled holes with black."""
+    state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name].view(-1)[0] = float("nan")
+    save_checkpoint({"model": state, "config": tiny_config().to_dict(), "meta": {}}, tmp_path / "nan.pt",
+                    INFERENCE_FORMAT)
+    with pytest.raises(ValueError, match=f"tensor '{name}' holds 1 NaN or infinite value"):
+        Inpainter.from_checkpoint(tmp_path / "nan.pt")
+
+
+def test_non_finite_predictions_are_never_pasted():
+    """#7: whatever the model, a NaN prediction is an error, not black holes."""
+    inp = Inpainter(lambda image, mask: image * float("nan"), work_size=WORK)
+    with pytest.raises(ValueError, match="model output: got 'NaN or infinite values', expected finite"):
+        inp.inpaint(photo(), box_mask())
+
+
+def test_crafted_config_is_refused_before_anything_is_allocated(tiny_model, tmp_path):
+    """#12: a config asking for width 10**6 made the program try to allocate terabytes."""
+    config = tiny_config().to_dict()
+    config["width"] = 10**6
+    save_checkpoint({"model": tiny_model.state_dict(), "config": config, "meta": {}}, tmp_path / "huge.pt",
+                    INFERENCE_FORMAT)
+    with pytest.raises(ValueError, match="huge.pt: its model config does not fit its weights.*refused before"):
+        Inpainter.from_checkpoint(tmp_path / "huge.pt")
+
+
+def test_folder_passed_as_image_or_checkpoint_says_what_to_pass(files, checkpoint, capsys, tmp_path):
+    """#14: a folder as IMAGE, or a run folder as --checkpoint, was reported as "no such file"."""
+    folder, _, _ = files
+    m, out = str(folder / "mask.png"), str(tmp_path / "r.png")
+    err = bad_call([str(folder), m, "-o", out, "--checkpoint", str(checkpoint)], capsys)
+    assert "expected an image file, not a folder (a folder of photos goes to --images)" in err
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "latest.pt").write_bytes(b"")
+    err = bad_call([str(folder / "photo.png"), m, "-o", out, "--checkpoint", str(run)], capsys)
+    assert "not a folder; pass its" in err and "latest.pt" in err and "bidsnet export" in err
+
+
+def test_cli_device_that_does_not_exist_is_one_line(files, checkpoint, capsys):
+    """#11: --device cuda without a GPU (and --device gpu) ended in a traceback."""
+    folder, _, _ = files
+    argv = [str(folder / "photo.png"), str(folder / "mask.png"), "-o", str(folder / "r.png"),
+            "--checkpoint", str(checkpoint)]
+    assert "available here: cpu" in bad_call([*argv, "--device", "gpu"], capsys)
+    if not torch.cuda.is_available():
+        assert "expected a device this machine has: cpu" in bad_call([*argv, "--device", "cuda"], capsys)
+    assert "expected a device this machine has" in bad_call([*argv, "--device", "cuda:99"], capsys)
+
+
+def test_folder_mode_errors_never_name_a_staging_path(tmp_path, checkpoint, capsys):
+    """#16: errors in folder mode named out/.afile.txt.gui3zi5k/a.png."""
+    images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
+    images.mkdir()
+    masks.mkdir()
+    Image.fromarray(photo()).save(images / "a.png")
+    Image.fromarray(box_mask() * 255).save(masks / "a.png")
+    out.mkdir()
+    (out / "a.png").mkdir()  # the result's name is taken by a folder
+    assert main(["--images", str(images), "--masks", str(masks), "-o", str(out), "--checkpoint", str(checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert str(out / "a.png") in err and "/." not in err.replace(str(tmp_path), "")
+
+
+def test_outputs_get_the_permissions_of_a_normal_write(files, checkpoint, tmp_path):
+    """#17: results were written 0600 and folders 0700 whatever the umask."""
+    import os
+    import stat
+
+    folder, _, _ = files
+    old = os.umask(0o022)
+    try:
+        assert main([str(folder / "photo.png"), str(folder / "mask.png"), "-o", str(tmp_path / "new" / "r.png"),
+                     "--checkpoint", str(checkpoint)]) == 0
+        images, masks = tmp_path / "images", tmp_path / "masks"
+        images.mkdir()
+        masks.mkdir()
+        Image.fromarray(photo()).save(images / "photo.png")
+        Image.fromarray(box_mask() * 255).save(masks / "photo.png")
+        assert main(["--images", str(images), "--masks", str(masks), "-o", str(tmp_path / "outdir"),
+                     "--checkpoint", str(checkpoint)]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new" / "r.png").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "outdir").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "outdir" / "photo.png").stat().st_mode) == 0o644
+
+
+# ----------------------------------------------------------------------------- siblings and the hostile pass
+def test_16_bit_mask_opened_as_mode_i_is_not_clipped():
+    """Sibling of #5: a 16-bit mask PIL opens as mode I was clipped by convert("L") (30000 -> hole)."""
+    values = np.array([[0, 30000, 33000, 65535]], np.int32)
+    np.testing.assert_array_equal(load_mask(Image.fromarray(values, "I")), [[0, 0, 1, 1]])
+
+
+def test_crafted_working_size_in_the_meta_is_refused(tiny_model, tmp_path):
+    """Sibling of #12: meta image_size 10**6 padded every crop to a terapixel square."""
+    save_checkpoint({"model": tiny_model.state_dict(), "config": tiny_config().to_dict(),
+                     "meta": {"image_size": 10**6}}, tmp_path / "big.pt", INFERENCE_FORMAT)
+    with pytest.raises(ValueError, match=r"meta image_size: got 1000000, expected an int from 1 to 2048"):
+        Inpainter.from_checkpoint(tmp_path / "big.pt")
+
+
+def test_out_whose_folder_is_a_file_is_one_line(files, checkpoint, capsys):
+    folder, _, _ = files
+    err = bad_call([str(folder / "photo.png"), str(folder / "mask.png"), "-o", str(folder / "mask.png" / "r.png"),
+                    "--checkpoint", str(checkpoint)], capsys)
+    assert "r.png', expected a file in a folder;" in err and "mask.png' is a file" in err
+
+
+def test_an_all_known_mask_writes_the_photo_unchanged(files, checkpoint, tmp_path, capsys):
+    """Hostile pass: an all-known mask (no --strict) crashed the writer ("cannot reshape array of size 0")."""
+    folder, rgb, _ = files
+    Image.fromarray(np.zeros((48, 40), np.uint8)).save(tmp_path / "none.png")
+    for source in (rgb, np.dstack([rgb, np.full((48, 40), 50, np.uint8)]), rgb[..., 0]):
+        Image.fromarray(source).save(tmp_path / "src.png")
+        assert main([str(tmp_path / "src.png"), str(tmp_path / "none.png"), "-o", str(tmp_path / "r.png"),
+                     "--checkpoint", str(checkpoint)]) == 0, capsys.readouterr().err
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "r.png")), source)

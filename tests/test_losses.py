@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import vgg as tv_vgg
 
-from bidsnet_lib import losses
+from bidsnet_lib import losses, plumbing
 from bidsnet_lib.losses import (
     VGG19_FILE,
     GeneratorLoss,
@@ -179,7 +179,7 @@ def test_imagenet_failed_download_hides_urllib(offline, monkeypatch):
     def failing(*args, **kwargs):
         raise urllib.error.URLError("name resolution failed")
 
-    monkeypatch.setattr(losses, "_download_reachable", lambda: True)
+    monkeypatch.setattr(plumbing, "reachable", lambda url, timeout=2.0: True)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", failing)
     with pytest.raises(FileNotFoundError, match="download failed") as info:
         load_vgg19_features("imagenet")

@@ -227,10 +227,10 @@ def test_bins_and_names():
     (dict(ratio_bin=0.3), TypeError, "ratio_bin must be a pair"),
     (dict(ratio_bin=("a", "b")), TypeError, "ratio_bin must hold two numbers"),
     (dict(ratio_bin=(0.3, 0.3001)), ValueError, "narrower than one pixel of a 32x32"),
-    (dict(height=16), ValueError, "height must be at least 32 pixels, got 16"),
-    (dict(width=31), ValueError, "width must be at least 32 pixels, got 31"),
-    (dict(height=32.0), TypeError, "height must be an int, got float"),
-    (dict(width=True), TypeError, "width must be an int, got bool"),
+    (dict(height=16), ValueError, "height: got 16, expected an int from 32 to 8192"),
+    (dict(width=31), ValueError, "width: got 31, expected an int from 32 to 8192"),
+    (dict(height=32.0), TypeError, "height: got 32.0, expected an int"),
+    (dict(width=True), TypeError, "width: got True, expected an int"),
     (dict(rng=0), TypeError, "rng must be a numpy.random.Generator or None, got int"),
     (dict(rng=np.random.RandomState(0)), TypeError, "rng must be a numpy.random.Generator.*RandomState"),
     (dict(params={"stroke_width": 0.1}), TypeError, "params must be an IrregularMaskParams"),
@@ -248,7 +248,7 @@ def test_irregular_mask_bad_inputs(kwargs, error, message):
     (dict(max_hole_ratio=1.5), ValueError, r"max_hole_ratio must be in \(0.0, 1.0\], got 1.5"),
     (dict(max_hole_ratio="0.5"), TypeError, "max_hole_ratio must be a number, got str"),
     (dict(max_hole_ratio=1e-6), ValueError, "max_hole_ratio 1e-06 rejected 1000 masks in a row"),
-    (dict(height=8), ValueError, "height must be at least 32 pixels, got 8"),
+    (dict(height=8), ValueError, "height: got 8, expected an int from 32 to 8192"),
     (dict(rng="seed"), TypeError, "rng must be a numpy.random.Generator or None, got str"),
 ])
 def test_large_mask_bad_inputs(kwargs, error, message):
@@ -362,7 +362,7 @@ def test_mask_folder_errors_name_the_folder_or_file(tmp_path, mask_folder):
     with pytest.raises(ValueError, match="no such folder"):
         MaskFolder(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match=r"empty' holds no .png/.jpg/.jpeg files"):
+    with pytest.raises(ValueError, match=r"empty', expected a folder holding .png/.jpg"):
         MaskFolder(tmp_path / "empty")
     folder, _ = mask_folder
     broken = folder / "zz_broken.png"
@@ -423,15 +423,15 @@ def test_write_removes_stale_masks_and_validates(tmp_path):
     assert not stale.exists() and len(paths) == 6
     assert (tmp_path / "set2" / "train" / "000.png").exists()
     assert "--presets train" in (tmp_path / "README.md").read_text()
-    with pytest.raises(ValueError, match="presets must be names from"):
+    with pytest.raises(ValueError, match="presets: got 'wide', expected names from"):
         M.write_eval_set(tmp_path, presets=("wide",))
-    with pytest.raises(ValueError, match="per_bin must be an int >= 0, got -1"):
+    with pytest.raises(ValueError, match="per_bin: got -1, expected an int >= 0"):
         M.write_eval_set(tmp_path, per_bin=-1)
 
 
 def test_cli_reports_bad_input_and_draws_a_gallery(tmp_path, capsys):
-    assert M.main(["write", "--out", str(tmp_path), "--size", "8"]) == 1
-    assert "height must be at least 32" in capsys.readouterr().err
+    assert M.main(["write", "--out", str(tmp_path), "--size", "8"]) == 2
+    assert "size: got 8, expected an int from 32 to 8192" in capsys.readouterr().err
     photos = tmp_path / "photos"
     photos.mkdir()
     cv2.imwrite(str(photos / "p.jpg"), rng().integers(0, 255, (80, 120, 3), dtype=np.uint8))
@@ -440,8 +440,9 @@ def test_cli_reports_bad_input_and_draws_a_gallery(tmp_path, capsys):
     for name in ("masks_set1.png", "masks_set2.png"):
         image = cv2.imread(str(tmp_path / "out" / name))
         assert image is not None and image.shape[0] > 200
-    assert M.main(["gallery", "--photos", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 1
-    assert "holds no .jpg/.png photos" in capsys.readouterr().err
+    assert M.main(["gallery", "--photos", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--photos: got " in err and "expected a folder of photos" in err
 
 
 def test_mask_gallery_takes_arrays_and_overlay_paints_holes(tmp_path):
@@ -465,3 +466,43 @@ def test_bench_quick_runs(capsys):
     assert bench.main(["--quick"]) == 0
     table = capsys.readouterr().out
     assert "| masks | masks/s |" in table and "Set I 50-60 %" in table and "Set II thick" in table
+
+
+# ----------------------------------------------------------------------------- issue 17: nothing lost
+def test_write_keeps_the_old_set_when_generation_fails(tmp_path, monkeypatch):
+    """#1: `masks write` deleted the existing set before generating; any failure wiped it."""
+    M.write_eval_set(tmp_path, size=32, per_bin=1, per_preset=1)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*.png")}
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 3:
+            raise MemoryError("simulated: out of memory while drawing mask 4")
+        return original(*args, **kwargs)
+
+    original = M.irregular_mask
+    monkeypatch.setattr(M, "irregular_mask", failing)
+    with pytest.raises(MemoryError):
+        M.write_eval_set(tmp_path, size=48, per_bin=2, per_preset=2)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.png")} == before
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_write_size_has_bounds_named_in_one_phrase(tmp_path, capsys):
+    """#13: --size 100000 had no upper limit (MemoryError), --size 0 was called a height."""
+    for size in ("0", "100000"):
+        assert M.main(["write", "--out", str(tmp_path / "m"), "--size", size]) == 2
+        assert f"size: got {size}, expected an int from 32 to 8192" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+    (tmp_path / "file").write_text("x")
+    assert M.main(["write", "--out", str(tmp_path / "file"), "--size", "32"]) == 2
+    assert "expected a folder for the mask set; it is a file" in capsys.readouterr().err
+
+
+def test_errors_name_the_command_the_user_typed(tmp_path, capsys):
+    """Hostile pass: `bidsnet masks` errors were signed "python -m bidsnet_lib.masks"."""
+    from bidsnet_lib.cli import main as bidsnet
+
+    assert bidsnet(["masks", "write", "--out", str(tmp_path), "--size", "0"]) == 2
+    assert capsys.readouterr().err.startswith("bidsnet masks: error: size: got 0")

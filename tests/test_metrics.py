@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 
-from bidsnet_lib import metrics
+from bidsnet_lib import metrics, plumbing
 from bidsnet_lib.metrics import (
     FID_WEIGHTS_FILE,
     FIDInceptionV3,
@@ -162,7 +162,7 @@ def test_gaussian_window():
 def _offline(monkeypatch, tmp_path) -> Path:
     """A fresh TORCH_HOME and no network: returns torch.hub's checkpoint directory."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(metrics, "_reachable", lambda url, timeout=2.0: False)
+    monkeypatch.setattr(plumbing, "reachable", lambda url, timeout=2.0: False)
     return tmp_path / "torch" / "hub" / "checkpoints"
 
 
@@ -199,7 +199,7 @@ def test_reachability_probe_is_bounded():
     # The only network wait on a missing file: a TCP connect with a short time-out. The address
     # is reserved for documentation (TEST-NET-1), so nothing answers there.
     start = time.perf_counter()
-    assert not metrics._reachable("https://192.0.2.1/weights.pth", timeout=0.3)
+    assert not plumbing.reachable("https://192.0.2.1/weights.pth", timeout=0.3)
     assert time.perf_counter() - start < 2
 
 

@@ -225,7 +225,7 @@ def test_config_from_dict_rejects_unknown_keys():
 @pytest.mark.parametrize(
     "changes,match",
     [
-        ({"width": 0}, "width must be a positive int, got 0"),
+        ({"width": 0}, "width: got 0, expected a positive int"),
         ({"cnn_share": 1.0}, "cnn_share must be a float strictly between 0 and 1, got 1.0"),
         ({"cnn_share": 0.01}, "leaves a stream empty at scale 0"),
         ({"fusion": "mul"}, r"fusion must be one of \['add', 'concat', 'sff'\], got 'mul'"),
@@ -234,10 +234,10 @@ def test_config_from_dict_rejects_unknown_keys():
         ({"channel_mults": (1, 2)}, r"channel_mults needs num_scales \+ 1 = 3 entries"),
         ({"trans_depths": (1,)}, "cnn_depths and trans_depths need one entry per scale each, got 2 and 1"),
         ({"cnn_depths": ()}, "cnn_depths must be a non-empty tuple of ints"),
-        ({"cnn_depths": (1, 0)}, r"cnn_depths\[1\] must be a positive int, got 0"),
-        ({"redraw_interval": 0}, "redraw_interval must be a positive int, got 0"),
+        ({"cnn_depths": (1, 0)}, r"cnn_depths\[1\]: got 0, expected a positive int"),
+        ({"redraw_interval": 0}, "redraw_interval: got 0, expected a positive int"),
         ({"ortho": "yes"}, "ortho must be a bool, got 'yes'"),
-        ({"nb_features": 0}, "nb_features must be a positive int, got 0"),
+        ({"nb_features": 0}, "nb_features: got 0, expected a positive int"),
     ],
 )
 def test_config_rejects_bad_values(changes, match):

@@ -15,7 +15,7 @@ from PIL import Image
 from skimage import data as skdata
 from skimage import transform
 
-from bidsnet_lib import losses
+from bidsnet_lib import losses, plumbing
 from bidsnet_lib.checkpoint import (
     INFERENCE_FORMAT,
     TRAIN_FORMAT,
@@ -251,18 +251,20 @@ def test_dataloader_workers_do_not_change_the_batches(photos, tmp_path):
 
 def test_resume_guards(photos, tmp_path):
     config = tiny_config(photos, steps=2, validate_every=0, sample_every=0)
-    with pytest.raises(FileNotFoundError, match="no checkpoint .*latest.pt to resume from"):
+    with pytest.raises(FileNotFoundError, match="it holds no run .*drop --resume to start one"):
         Trainer(config, tmp_path, resume=True)
     Trainer(config, tmp_path, progress=False).train()
     with pytest.raises(ValueError, match="already holds a run"):
         Trainer(config, tmp_path)
-    with pytest.raises(ValueError, match=r"differs from the run .* in \['lr_g'\]"):
+    with pytest.raises(ValueError, match=r"differs from the run .* in 1 field.*\n  lr_g: saved 0.0005, given 0.5$"):
         Trainer(dataclasses.replace(config, lr_g=0.5), tmp_path, resume=True)
     longer = Trainer(dataclasses.replace(config, steps=3), tmp_path, resume=True, progress=False)
     longer.train()
     assert longer.step == 3
     with pytest.raises(ValueError, match="until: got 1, expected an int >= the current step 3"):
         longer.train(until=1)
+    with pytest.raises(ValueError, match="steps: got 2, expected at least the run's step 3"):
+        Trainer(config, tmp_path, resume=True)
 
 
 def test_bfloat16_autocast_on_the_cpu_trains(photos, tmp_path):
@@ -317,7 +319,7 @@ def test_flags_map_onto_the_dataclass():
 
 def test_missing_vgg_weights_is_the_message_a_user_sees(photos, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.setattr(losses, "_download_reachable", lambda timeout=2.0: False)
+    monkeypatch.setattr(plumbing, "reachable", lambda url, timeout=2.0: False)
     code = main(["--preset", "paper", "--data", photos[0], "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("bidsnet train: error: VGG-19 ImageNet weights are needed")
@@ -335,9 +337,10 @@ def test_cli_trains_resumes_and_refuses_mixed_flags(photos, tmp_path, capsys):
     assert "trained steps 0-1" in capsys.readouterr().out
     assert main(["--out", str(tmp_path), "--resume", "--steps", "2", "--no-progress"]) == 0
     assert "trained steps 1-2" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        main(["--out", str(tmp_path), "--resume", "--preset", "paper"])
-    assert "--preset starts a new run" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path), "--resume", "--preset", "paper"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("bidsnet train: error: config: differs from the run")
+    assert "  model.width: saved 32, given 64" in err and "  batch_size: saved 1, given 8" in err
 
 
 def test_two_process_gloo_torchrun_keeps_ranks_identical(photos, tmp_path):
@@ -401,3 +404,158 @@ def test_cli_init_takes_the_model_from_the_checkpoint_and_refuses_conflicting_fl
     assert "model flags conflict with the checkpoint's model: output: saved 'residual', given 'image'" in err
     assert main([*common, "--out", str(tmp_path / "d"), "--init", str(tmp_path / "absent.pt")]) == 2
     assert "absent.pt: no such checkpoint file" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ issue 13 part 3, issue 17
+def test_the_same_command_plus_resume_continues_and_conflicts_are_listed(photos, tmp_path, capsys):
+    """Issue 13 part 3: `train ... --out X` then the same line + --resume (a larger --steps extends)."""
+    command = ["--preset", "small", "--data", photos[0], "--val-data", photos[1], "--out", str(tmp_path / "run"),
+               "--size", "32", "--batch-size", "1", "--no-progress", "--validate-every", "0", "--sample-every", "0"]
+    assert main([*command, "--steps", "1"]) == 0
+    assert main([*command, "--steps", "2", "--resume"]) == 0
+    assert "trained steps 1-2" in capsys.readouterr().out
+    # Relative and trailing-slash spellings of the same folder agree (folders compare resolved).
+    os.chdir(Path(photos[0]).parent)
+    try:
+        same = [a.replace(photos[0], "./train/").replace(photos[1], "../" + Path(photos[1]).parent.name + "/val")
+                for a in command]
+        assert main([*same, "--steps", "3", "--resume"]) == 0
+    finally:
+        os.chdir(ROOT)
+    capsys.readouterr()
+    assert main([*command, "--steps", "4", "--resume", "--size", "48", "--lr-g", "0.01"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("bidsnet train: error: config: differs from the run") and "2 field(s)" in err[0]
+    assert err[1:] == ["  size: saved 32, given 48", "  lr_g: saved 0.0005, given 0.01"]
+
+
+def test_out_folder_with_files_but_no_checkpoint_is_refused(photos, tmp_path, capsys):
+    """#3: --out into a folder without latest.pt overwrote config.json and appended to metrics.jsonl."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "metrics.jsonl").write_text('{"step": 10}\n')
+    config = tiny_config(photos, steps=1, validate_every=0, sample_every=0)
+    with pytest.raises(ValueError, match="expected a new or empty folder; it holds config.json, metrics.jsonl "
+                                         r"\(the files of a run stopped before its first checkpoint\)"):
+        Trainer(config, run)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "thesis.tex").write_text("keep")
+    with pytest.raises(ValueError, match=r"thesis.tex \(files that are not a run's\)"):
+        Trainer(config, tmp_path / "notes")
+    assert (run / "metrics.jsonl").read_text() == '{"step": 10}\n'
+    Trainer(config, run, overwrite=True, progress=False).train()
+    assert [r["step"] for r in read_metrics(run) if "g_total" in r] == [1]  # no old rows mixed in
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_says_so(photos, tmp_path):
+    """#15: a missing latest.pt said only "no such checkpoint file"; stale temp files are removed (#4)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"checkpoint_every": 100}))
+    (run / "metrics.jsonl").write_text('{"step": 10}\n{"step": 20}\n')
+    (run / ".latest.pt.123.abcdef12.tmp").write_bytes(b"half")
+    with pytest.raises(FileNotFoundError, match="stopped before its first checkpoint at step 100 "
+                                                r"\(it had logged up to step 20\).*--overwrite"):
+        Trainer(tiny_config(photos), run, resume=True)
+    assert not (run / ".latest.pt.123.abcdef12.tmp").exists()
+
+
+def test_relative_data_is_stored_resolved_and_other_photos_are_refused(photos, tmp_path):
+    """#6: a run started with a relative --data, resumed elsewhere, trained on another folder."""
+    import shutil
+
+    here = tmp_path / "here"
+    shutil.copytree(photos[0], here / "photos")
+    config = tiny_config(photos, steps=1, validate_every=0, sample_every=0, data=("photos",))
+    os.chdir(here)
+    try:
+        Trainer(config, tmp_path / "run", progress=False).train()
+    finally:
+        os.chdir(ROOT)
+    assert read_run_config(tmp_path / "run").data == (str(here / "photos"),)
+    elsewhere = tmp_path / "elsewhere" / "photos"
+    shutil.copytree(photos[0], elsewhere)
+    (elsewhere / "0.png").unlink()
+    os.chdir(elsewhere.parent)
+    try:
+        with pytest.raises(ValueError, match=r"do not hold the photos the run trained on \(5 then, 4 now\); "
+                                             rf"saved \['{here / 'photos'}'\], given \['{elsewhere}'\]"):
+            Trainer(dataclasses.replace(config, steps=2), tmp_path / "run", resume=True)
+    finally:
+        os.chdir(ROOT)
+
+
+def test_nan_checkpoint_is_not_resumed(photos, tmp_path):
+    """#7's sibling: resuming a diverged run names the tensor instead of training on NaN."""
+    from bidsnet_lib.checkpoint import save_checkpoint
+
+    config = tiny_config(photos, steps=1, validate_every=0, sample_every=0)
+    Trainer(config, tmp_path, progress=False).train()
+    saved = load_checkpoint(tmp_path / "latest.pt")
+    name = next(iter(saved["model"]))
+    saved["model"][name].view(-1)[0] = float("nan")
+    save_checkpoint({k: v for k, v in saved.items() if k not in ("format", "version")}, tmp_path / "latest.pt",
+                    TRAIN_FORMAT)
+    with pytest.raises(ValueError, match=f"model weights tensor '{name}' holds 1 NaN"):
+        Trainer(dataclasses.replace(config, steps=2), tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_save_a_checkpoint_and_say_how_to_resume(photos, tmp_path, sig):
+    """#4: a run killed before its first checkpoint lost everything; Ctrl-C printed a traceback."""
+    run = tmp_path / "run"
+    script = (f"import os, signal, sys\n"
+              f"from bidsnet_lib import train\n"
+              f"real = train.Trainer.train_step\n"
+              f"def step(self, batch):\n"
+              f"    if self.step == 2: os.kill(os.getpid(), {int(sig)})\n"
+              f"    return real(self, batch)\n"
+              f"train.Trainer.train_step = step\n"
+              f"sys.exit(train.main(sys.argv[1:]))\n")
+    run_ = subprocess.run([sys.executable, "-c", script, "--data", photos[0], "--out", str(run), "--size", "32",
+                           "--batch-size", "1", "--steps", "50", "--no-progress", "--validate-every", "0",
+                           "--sample-every", "0"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    assert run_.returncode == 128 + int(sig), run_.stderr
+    assert "Traceback" not in run_.stderr
+    assert f"stopped by {signal.Signals(sig).name} at step 3, checkpoint saved; continue with: bidsnet train " \
+           f"--out {run} --resume" in run_.stderr
+    assert load_checkpoint(run / "latest.pt")["step"] == 3
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_a_device_this_machine_lacks_is_one_line(photos, tmp_path, capsys):
+    """#11: --device cuda without a GPU (and --device gpu) ended in a traceback."""
+    for device, message in (("gpu", "--device: got 'gpu', expected a device name; available here: cpu"),
+                            ("cuda:99", "expected a device this machine has")):
+        assert main(["--data", photos[0], "--out", str(tmp_path / "run"), "--device", device]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_diverged_run_keeps_its_last_good_checkpoint(photos, tmp_path):
+    """Sibling of #7 (work lost): NaN weights never replace latest.pt."""
+    trainer = Trainer(tiny_config(photos, steps=1, validate_every=0, sample_every=0), tmp_path, progress=False)
+    trainer.train()
+    before = (tmp_path / "latest.pt").read_bytes()
+    with torch.no_grad():
+        next(trainer.generator.parameters()).fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="training diverged: .*NaN.*latest.pt was not overwritten"):
+        trainer.save_checkpoint()
+    assert (tmp_path / "latest.pt").read_bytes() == before
+
+
+def test_a_crafted_config_in_a_training_checkpoint_is_refused_before_building(photos, tmp_path):
+    """Sibling of #12 for resume: the trainer built the model of the saved config before any check."""
+    from bidsnet_lib.checkpoint import save_checkpoint
+
+    config = tiny_config(photos, steps=1, validate_every=0, sample_every=0)
+    Trainer(config, tmp_path, progress=False).train()
+    saved = load_checkpoint(tmp_path / "latest.pt")
+    saved["config"]["model"]["width"] = 10**6
+    save_checkpoint({k: v for k, v in saved.items() if k not in ("format", "version")}, tmp_path / "latest.pt",
+                    TRAIN_FORMAT)
+    with pytest.raises(ValueError, match="its model config does not fit its weights"):
+        Trainer(read_run_config(tmp_path), tmp_path, resume=True)

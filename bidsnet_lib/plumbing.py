@@ -1,0 +1,404 @@
+"""The ground floor every concept module stands on: paths, image files, the photo reader, the
+atomic writer, devices, pretrained weight files and input validators.
+
+Nothing here imports from ``bidsnet_lib``, so any module may import this one; torch is imported
+inside the functions that need it (``bidsnet masks`` runs without loading it).
+
+Error messages across the library read ``name: got X, expected Y`` (:func:`got_expected`).
+
+- Photos: :func:`read_photo` is the one reader (EXIF rotation followed; grey, RGBA and 16-bit
+  or float photos understood). Its one alpha rule: the colour a model sees is the photo
+  composited on WHITE (transparent areas of web images and cut-outs are shown on white pages,
+  and the colour stored under them is arbitrary); the alpha channel itself travels beside it, so
+  an inpainted photo is written back with the transparency it came with.
+- Writes: :func:`atomic_write` puts text, bytes or whatever a callable streams (``torch.save``)
+  in a uniquely named temporary file beside the target, fsyncs it and renames it over the
+  target: readers see the old file or the new one, never half, and two writers never collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import stat
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The repository's data/ (photos, masks, checkpoint) beside the package: a clone or editable install.
+REPO_ROOT = PACKAGE_DIR.parent
+DATA_DIR = REPO_ROOT / "data"
+
+# Photos every command reads and writes (PIL reads and writes them all).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
+# Quality for lossy outputs: JPEG 95 keeps known pixels within a few levels (tested), WebP
+# lossless keeps them exactly.
+LOSSY_SAVE_OPTIONS = {".jpg": {"quality": 95, "subsampling": 0}, ".jpeg": {"quality": 95, "subsampling": 0},
+                      ".webp": {"lossless": True}}
+
+
+# ----------------------------------------------------------------------------- messages, checks
+def got_expected(name: str, got, expected: str) -> str:
+    """The library's one error phrasing: ``name: got X, expected Y`` (X as ``repr``)."""
+    return f"{name}: got {got!r}, expected {expected}"
+
+
+def check_int(name: str, value, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as an int within [low, high] (either bound optional; bools refused)."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(got_expected(name, value, "an int"))
+    if (low is not None and value < low) or (high is not None and value > high):
+        if high is None:
+            expected = f"an int >= {low}"
+        elif low is None:
+            expected = f"an int <= {high}"
+        else:
+            expected = f"an int from {low} to {high}"
+        raise ValueError(got_expected(name, value, expected))
+    return int(value)
+
+
+def check_positive_int(name: str, value) -> int:
+    """``value`` as an int >= 1; anything else raises ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(got_expected(name, value, "a positive int"))
+    return value
+
+
+# ----------------------------------------------------------------------------- files and folders
+def is_image_file(path: Path) -> bool:
+    """A visible file with one of :data:`IMAGE_EXTENSIONS` (any case)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file()
+
+
+def image_files(folder: Path, recursive: bool = False) -> list[Path]:
+    """The image files in ``folder`` (or under it), sorted."""
+    found = Path(folder).rglob("*") if recursive else Path(folder).iterdir()
+    return sorted(p for p in found if is_image_file(p))
+
+
+def describe_path(path: Path) -> str:
+    """What lies at ``path``, for an error message: "a folder", "no file", "a file" ..."""
+    if path.is_dir():
+        return "a folder"
+    if path.exists():
+        return "a file" if path.is_file() else "not a regular file"
+    return "no file (it does not exist)" if path.parent.is_dir() or str(path.parent) == "" else \
+        f"no file (its folder {str(path.parent)!r} does not exist)"
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name == "posix":  # the rename itself made durable; Windows cannot open a directory
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def temp_name(path: Path) -> Path:
+    """A unique hidden name beside ``path``: ``.NAME.<pid>.<hex>.tmp`` (see :func:`stale_temps`)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def stale_temps(path: Path) -> list[Path]:
+    """Temporary files of :func:`atomic_write` for ``path`` left by a killed writer."""
+    return sorted(path.parent.glob(f".{path.name}.*.*.tmp"))
+
+
+def atomic_write(path: str | os.PathLike, content: str | bytes | Callable) -> Path:
+    """Write ``content`` (text as UTF-8, bytes, or ``content(binary_stream)``) to ``path`` atomically.
+
+    The temporary file lives in the target's folder (``os.replace`` is atomic only within one
+    file system), is created with the permissions a plain ``open`` would give (umask applied; an
+    existing target's mode kept), fsynced before the rename, and removed on any failure.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(got_expected("path", str(path), "a file to write, not a folder"))
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():  # mkdir would say only "File exists"
+        raise NotADirectoryError(got_expected("path", str(path), f"a file in a folder; {str(blocker)!r} is a file"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with os.fdopen(fd, "wb") as stream:
+            if isinstance(content, str):
+                stream.write(content.encode("utf-8"))
+            elif isinstance(content, bytes | bytearray | memoryview):
+                stream.write(content)
+            elif callable(content):
+                content(stream)
+            else:
+                raise TypeError(got_expected("content", type(content).__name__, "str, bytes or a callable(stream)"))
+            stream.flush()
+            os.fsync(stream.fileno())
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))  # a rewrite keeps the file's mode
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_save(obj, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` through :func:`atomic_write`."""
+    import torch
+
+    return atomic_write(path, lambda stream: torch.save(obj, stream))
+
+
+# ----------------------------------------------------------------------------- devices
+def resolve_device(device, name: str = "--device"):
+    """``device`` (None: the GPU when there is one) as a torch.device that exists on this machine.
+
+    Raises ValueError in one line naming the devices available, instead of CUDA's traceback.
+    """
+    import torch
+
+    available = ["cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+                           if torch.cuda.is_available() else [])
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        available.append("mps")
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(got_expected(name, device, f"a device name; available here: {', '.join(available)}")) from None
+    ok = parsed.type == "cpu" or (
+        parsed.type == "cuda" and torch.cuda.is_available()
+        and (parsed.index is None or parsed.index < torch.cuda.device_count())
+    ) or (parsed.type == "mps" and "mps" in available)
+    if not ok:
+        raise ValueError(got_expected(name, str(device), f"a device this machine has: {', '.join(available)}"))
+    return parsed
+
+
+# ----------------------------------------------------------------------------- photos
+@dataclass
+class Photo:
+    """A photo as read: ``rgb`` (H, W, 3) uint8, what a model sees (alpha composited on white,
+    grey replicated); ``pixels`` the values as stored ((H, W) grey, (H, W, 2) grey + alpha,
+    (H, W, 3) colour or (H, W, 4) with alpha; uint8, or uint16 for 16-bit grey); ``full`` the
+    value of full scale (255 or 65535); ``grey`` and ``alpha`` (the (H, W) channel, or None)."""
+
+    rgb: np.ndarray
+    pixels: np.ndarray
+    full: float
+    grey: bool
+    alpha: np.ndarray | None
+
+    def with_rgb(self, rgb: np.ndarray, where: np.ndarray) -> np.ndarray:
+        """``pixels`` with the colour ``rgb`` (H, W, 3) uint8 at ``where`` (H, W) bool, in the
+        photo's own channels and depth; everything else, the alpha channel included, as read."""
+        out = self.pixels.copy()
+        if not where.any():  # an all-known mask: the photo as it was
+            return out
+        new = rgb[where].astype(np.float64) * (self.full / 255)  # (N, 3) at the photo's scale
+        if self.grey:
+            new = new @ np.array([0.299, 0.587, 0.114])  # ITU-R 601 luma, PIL's RGB -> L: grey in, grey out
+        new = np.clip(np.rint(new), 0, self.full).astype(out.dtype)
+        if out.ndim == 2:
+            out[where] = new
+        else:  # the colour channels of RGB, RGBA or LA; a view, so the assignment lands in `out`
+            out[..., : 1 if self.grey else 3][where] = new.reshape(len(new), 1 if self.grey else 3)
+        return out
+
+
+def open_image(path, name: str = "image"):
+    """A PIL image, loaded and turned by its EXIF orientation; ValueError naming what is wrong."""
+    from PIL import Image, ImageOps
+
+    path = Path(path)
+    if not path.is_file():
+        if path.is_dir():
+            raise ValueError(got_expected(name, str(path), "an image file, not a folder (a folder of photos goes to --images)"))
+        raise ValueError(got_expected(name, str(path), f"an image file; there is {describe_path(path)}"))
+    try:
+        with Image.open(path) as pil:
+            pil.load()
+            # Phones store rotation as EXIF; a mask painted in any viewer follows the rotated view.
+            return ImageOps.exif_transpose(pil)
+    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as err:
+        raise ValueError(f"{name}: {str(path)!r} is not an image this program can read ({err})") from err
+
+
+def _pixels(pil) -> tuple[np.ndarray, float, bool, bool]:
+    """(uint8 or uint16 pixels, full scale, grey, has alpha) of a PIL image in any photo mode.
+
+    16-bit grey (``I;16*``, and ``I`` as PIL opens 16-bit PNGs) stays 16-bit; float (``F``)
+    photos are read as [0, 1], [0, 255] or [0, 65535] by their largest value and stored so.
+    """
+    mode = pil.mode
+    if mode.startswith("I;16"):
+        return np.asarray(pil).astype(np.uint16), 65535.0, True, False
+    if mode in ("I", "F"):
+        values = np.asarray(pil).astype(np.float64)
+        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 65535:
+            raise ValueError(got_expected("image", f"mode {mode} values {values.min()}..{values.max()}",
+                                 "grey levels from 0 to 65535 (or 0 to 1 as floats)"))
+        top = values.max()
+        if mode == "F" and top <= 1:
+            values = values * 255
+        if top > 255:
+            return np.rint(values).astype(np.uint16), 65535.0, True, False
+        return np.rint(values).astype(np.uint8), 255.0, True, False
+    if mode in ("1", "L"):
+        return np.asarray(pil.convert("L")), 255.0, True, False
+    if mode == "LA":
+        return np.asarray(pil), 255.0, True, True
+    if mode in ("RGBA", "PA", "La") or (mode == "P" and "transparency" in pil.info):
+        return np.asarray(pil.convert("RGBA")), 255.0, False, True
+    return np.asarray(pil.convert("RGB")), 255.0, False, False
+
+
+def read_photo(source, name: str = "image") -> Photo:
+    """A path, a PIL image or a uint8 array ((H, W), (H, W, 1|3|4)) -> :class:`Photo`."""
+    from PIL import Image
+
+    if isinstance(source, str | os.PathLike):
+        source = open_image(source, name)
+    if isinstance(source, Image.Image):
+        pixels, full, grey, has_alpha = _pixels(source)
+    elif isinstance(source, np.ndarray):
+        if source.dtype != np.uint8:
+            raise TypeError(got_expected(f"{name} dtype", str(source.dtype), "uint8 (0..255); for floats in [0, 1] "
+                                "pass (x * 255).round().astype(np.uint8)"))
+        if source.ndim == 3 and source.shape[2] == 1:
+            source = source[:, :, 0]
+        if not (source.ndim == 2 or (source.ndim == 3 and source.shape[2] in (3, 4))):
+            raise ValueError(got_expected(f"{name} shape", source.shape, "(H, W), (H, W, 1), (H, W, 3) or (H, W, 4)"))
+        pixels, full, grey, has_alpha = source, 255.0, source.ndim == 2, source.ndim == 3 and source.shape[2] == 4
+    else:
+        raise TypeError(got_expected(name, type(source).__name__, "a uint8 numpy array, a PIL image or a path"))
+    if min(pixels.shape[:2]) < 1:
+        raise ValueError(got_expected(f"{name} shape", pixels.shape, "a non-empty image"))
+    alpha = pixels[..., -1] if has_alpha else None
+    colour = pixels[..., :-1] if has_alpha else pixels
+    if grey:
+        colour = np.repeat(colour.reshape(*colour.shape[:2], 1), 3, axis=2)  # (H, W, 3)
+    if full == 255 and alpha is None:  # the common case, 8-bit without alpha: no arithmetic
+        rgb = np.ascontiguousarray(colour)
+    else:
+        level = colour.astype(np.float32) * np.float32(255 / full)  # 16-bit scaled, never clipped
+        if alpha is not None:
+            a = alpha[..., None].astype(np.float32) / 255
+            level = level * a + 255 * (1 - a)  # composited on white: the library's one alpha rule
+        rgb = np.clip(np.rint(level), 0, 255).astype(np.uint8)  # (H, W, 3)
+    return Photo(rgb, np.ascontiguousarray(pixels), full, grey, None if alpha is None else alpha.copy())
+
+
+def photo_rgb(source, name: str = "image") -> np.ndarray:
+    """:func:`read_photo`'s ``rgb``: RGB uint8 (H, W, 3), alpha composited on white."""
+    return read_photo(source, name).rgb
+
+
+def save_image(pixels: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write an image array atomically in the format its extension names; lossy formats at the
+    quality of :data:`LOSSY_SAVE_OPTIONS`. uint16 grey goes to PNG/TIFF at 16 bits."""
+    import io
+
+    from PIL import Image
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or suffix not in IMAGE_EXTENSIONS:
+        raise ValueError(got_expected("output", str(path), f"a file ending in one of {', '.join(IMAGE_EXTENSIONS)}"))
+    if pixels.dtype == np.uint16 and suffix not in (".png", ".tif", ".tiff"):
+        pixels = (pixels // 257).astype(np.uint8)  # the format has no 16-bit grey
+    image = Image.fromarray(pixels)  # uint16 (H, W): I;16
+    if fmt == "JPEG" and image.mode in ("RGBA", "LA"):
+        raise ValueError(got_expected("output", str(path), "a format that keeps transparency (.png, .webp, .tif) "
+                             "for a photo with an alpha channel"))
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **LOSSY_SAVE_OPTIONS.get(suffix, {}))
+    return atomic_write(path, buffer.getvalue())
+
+
+# ----------------------------------------------------------------------------- pretrained weights
+def hub_checkpoint_dir() -> Path:
+    """torch.hub's checkpoint cache, looked up on each call so TORCH_HOME changes take effect."""
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def reachable(url: str, timeout: float = 2.0) -> bool:
+    """Can a connection to ``url``'s host open within seconds? A proxy decides for itself."""
+    if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
+        return True
+    try:  # seconds at most: an offline machine must fail fast, not wait for a download's time-out
+        with socket.create_connection((urlparse(url).hostname, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def load_weight_file(path: Path):
+    """``torch.load(path, weights_only=True)``, one ValueError line for a file torch cannot read."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise ValueError(f"{path}: cannot be read as a torch state dict "
+                         f"({type(error).__name__}: {error})") from None
+
+
+def fetch_weights(file_name: str, url: str, what: str, path=None, download: bool = True,
+                  alternative: str = "") -> tuple[object, Path]:
+    """(loaded file, its path) from ``path``, torch.hub's cache, or (if reachable) ``url``.
+
+    Fails with FileNotFoundError naming the file, the directory to put it in and the URL; never
+    falls back to anything else.
+    """
+    from collections.abc import Mapping
+
+    import torch
+
+    def state_dict(file: Path):
+        state = load_weight_file(file)
+        if not isinstance(state, Mapping):
+            raise ValueError(got_expected(str(file), type(state).__name__, "a state dict (str -> tensor)"))
+        return state
+
+    if path is not None:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"{what}: no file at {path} (expected {file_name}, from {url})")
+        return state_dict(path), path
+    cached = hub_checkpoint_dir() / file_name
+    if cached.is_file():
+        return state_dict(cached), cached
+    reason = "downloading is switched off (download=False)"
+    if download and reachable(url):
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(cached), progress=True)
+            return state_dict(cached), cached
+        except Exception as error:
+            reason = f"the download failed ({type(error).__name__}: {error})"
+    elif download:
+        reason = f"{urlparse(url).hostname} cannot be reached (offline?)"
+    raise FileNotFoundError(
+        f"{what} needs the weight file {file_name}, which is not in torch.hub's cache and "
+        f"{reason}.\n"
+        f"  Download {url} on a machine with internet and place it as {cached}\n"
+        f"  (the directory is torch.hub.get_dir()/checkpoints; set TORCH_HOME to move it),\n"
+        f"  or pass its path explicitly{alternative}."
+    )
