@@ -34,7 +34,8 @@ from PIL import Image, ImageOps
 
 from bidsnet_lib.masks import binarize_mask
 
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "bidsnet_small.pt"
+# Package data (pyproject.toml), so a pip install carries it and any working directory finds it.
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "bidsnet_small.pt"
 MASK_THRESHOLD = 0.5  # a mask pixel is a hole when its value > this fraction of full scale
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MAX_GROUPS = 64  # more separate holes than this (speckle) are inpainted as one union crop
@@ -217,15 +218,15 @@ class Inpainter:
 
     @classmethod
     def from_checkpoint(cls, path=None, device=None, **kwargs) -> Inpainter:
-        """Load an inference checkpoint; no `path`: the shipped ``data/checkpoints/bidsnet_small.pt``."""
+        """Load an inference checkpoint; no `path`: the one shipped in the package (:data:`SHIPPED_CHECKPOINT`)."""
         from bidsnet_lib.checkpoint import load_inference_model
 
         if path is None:
             if not SHIPPED_CHECKPOINT.is_file():
                 raise FileNotFoundError(
-                    f"the shipped checkpoint {SHIPPED_CHECKPOINT} is missing: use a clone of the course "
-                    "repository (it ships data/checkpoints/bidsnet_small.pt), or train one with "
-                    "`bidsnet train`, export it and pass its path")
+                    f"the shipped checkpoint {SHIPPED_CHECKPOINT} is missing: it is package data of "
+                    "bidsnet_lib, so reinstall the package (`pip install --force-reinstall` from the "
+                    "repository), or train one with `bidsnet train`, export it and pass its path")
             path = SHIPPED_CHECKPOINT
         path = Path(path)
         if not path.is_file():

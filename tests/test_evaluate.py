@@ -17,7 +17,7 @@ from bidsnet_lib.masks import EVAL_PRESETS, RATIO_BINS, bin_name, irregular_mask
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGES, MASKS = ROOT / "data" / "images" / "test", ROOT / "data" / "masks"
+IMAGES, MASKS = ROOT / "data" / "images" / "test", ev.SHIPPED_MASKS
 GROUPS = [("Set I", bin_name(b)) for b in RATIO_BINS] + [("Set II", p) for p in EVAL_PRESETS]
 TINY = dataclasses.replace(BIDSNetConfig.small(), width=8, channel_mults=(1, 2), cnn_depths=(1,),
                            trans_depths=(1,), heads=1, dim_head=8, nb_features=8)
