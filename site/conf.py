@@ -14,6 +14,7 @@ nb_execution_mode = "off"
 exclude_patterns = ["_build"]
 html_theme = "sphinx_book_theme"
 html_title = project
+html_copy_source = False  # the executed notebooks are large; the pages are what is read
 html_theme_options = {"show_toc_level": 2}
 # The notebooks link to one another and to repository files (data/, bidsnet_lib/) that the site
 # does not hold; those stay plain links.
