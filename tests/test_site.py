@@ -4,23 +4,29 @@ notebook and its Colab copy.
 
 Building the site executes every notebook on a bare install of the wheel, each from an empty
 temporary folder, so this is also the test of the Colab path (a notebook that fails there fails
-the build). Slow (minutes: it runs the whole course once more), so it is marked `site`:
-`make site-test` runs it, `make test` runs that too. Executed notebooks are reused from
+the build). Slow (minutes: it runs the whole course once more), so those tests are marked
+`site`: `make site-test` runs them, `make test` runs that too; the unmarked ones check how
+tools/build_site.py lays out the pages, in a moment. Executed notebooks are reused from
 build/site while nothing they depend on changed. Chromium missing: skipped, failed under CI.
 """
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+import nbformat
 import pytest
 from conftest import NOTEBOOKS, ROOT
 from test_widget_browser import CHROMIUM, CHROMIUM_FLAGS, require_browser
 
 from bidsnet_lib.colab import colab_url
 
-pytestmark = pytest.mark.site
+spec = importlib.util.spec_from_file_location("build_site", ROOT / "tools" / "build_site.py")
+build_site = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(build_site)
+
 OUT = ROOT / "build" / "site"
 TRACEBACK = "Traceback (most recent call last)"
 REFERENCE_PAGES = ("model_card.html", "docs/benchmarks.html", "docs/ablations.html")
@@ -64,17 +70,20 @@ def local_images(seen) -> list[dict]:
     return [i for i in seen["images"] if i["src"].startswith(("file:", "data:"))]
 
 
+@pytest.mark.site
 def test_every_image_of_the_site_renders(pages):
     for rel, seen in pages.items():
         broken = [i["src"] for i in local_images(seen) if not (i["complete"] and i["width"] > 0)]
         assert not broken, f"{rel}: images that do not render: {broken}"
 
 
+@pytest.mark.site
 def test_no_page_shows_a_traceback(pages):
     shown = [rel for rel, seen in pages.items() if TRACEBACK in seen["text"]]
     assert not shown, f"pages showing a Python traceback: {shown}"
 
 
+@pytest.mark.site
 def test_notebook_pages_have_their_outputs_and_say_how_they_were_run(pages):
     for nb in NOTEBOOKS:
         seen = pages[f"notebooks/{nb.stem}.html"]
@@ -83,6 +92,7 @@ def test_notebook_pages_have_their_outputs_and_say_how_they_were_run(pages):
         assert colab_url(nb.name) in seen["links"], nb.name
 
 
+@pytest.mark.site
 def test_landing_page_leads_to_every_notebook_in_order_and_to_colab(pages):
     seen = pages["index.html"]
     pages_linked = [link for link in seen["links"] if "/notebooks/" in link and link.endswith(".html")]
@@ -95,6 +105,38 @@ def test_landing_page_leads_to_every_notebook_in_order_and_to_colab(pages):
     assert "small mode" in seen["text"]
 
 
+@pytest.mark.site
 def test_reference_pages_show_their_plots(pages):
     for rel in ("docs/benchmarks.html", "docs/ablations.html"):
         assert local_images(pages[rel]), f"{rel}: its plots are missing"
+
+
+# ----------------------------------------------------------------------------- page layout (fast)
+def test_pages_say_how_they_were_run_and_cut_tracebacks_to_their_last_line():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 01 · Title"),
+                                         nbformat.v4.new_code_cell("raise ValueError('bad')")])
+    nb.cells[1].outputs = [nbformat.v4.new_output(
+        "error", ename="ValueError", evalue="bad",
+        traceback=["-----", "ValueError   Traceback (most recent call last)", "----> 1 raise ValueError('bad')"])]
+    page = build_site.page(nb, "01_title.ipynb")
+    assert [c.cell_type for c in page.cells] == ["markdown", "markdown", "code"]
+    assert "small mode" in page.cells[1].source and colab_url("01_title.ipynb") in page.cells[1].source
+    assert page.cells[2].outputs[0].traceback == ["ValueError: bad"]
+
+
+def test_an_executed_copy_is_reused_only_while_its_sources_are_unchanged(tmp_path):
+    notebook = NOTEBOOKS[0]
+    key = build_site.source_key(notebook)
+    copy = nbformat.read(notebook, 4)
+    copy.metadata[build_site.KEY] = key
+    nbformat.write(copy, tmp_path / notebook.name)
+    assert build_site.is_current(tmp_path / notebook.name, key)
+    assert not build_site.is_current(tmp_path / notebook.name, build_site.source_key(NOTEBOOKS[1]))
+    assert not build_site.is_current(tmp_path / "absent.ipynb", key)
+
+
+def test_what_notebook_09_downloads_on_colab_is_laid_out_beforehand(tmp_path):
+    folder = build_site.lay_downloads(tmp_path)
+    from bidsnet_lib.ablate import STUDIES
+
+    assert sorted(p.stem for p in (folder / "runs" / "09_published").glob("*.json")) == sorted(STUDIES)
