@@ -49,8 +49,11 @@ def execute(path: Path, out: Path, timeout: int, files: Path | None) -> tuple[fl
             shutil.copytree(files, work, dirs_exist_ok=True)
         client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL,
                                 resources={"metadata": {"path": work}})
+        # Its own temporary folder too: `make test` runs the checkout's copies at the same time,
+        # and a notebook that clears a fixed folder under /tmp (06's runs) must not clear theirs.
+        (Path(work) / "tmp").mkdir()
         try:
-            client.execute()
+            client.execute(env={**os.environ, "TMPDIR": str(Path(work) / "tmp")})
         except CellExecutionError as exc:
             error = "\n".join(ANSI.sub("", str(exc)).strip().splitlines()[-12:])
     nbformat.write(nb, out / path.name)
