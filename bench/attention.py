@@ -19,7 +19,7 @@ A second experiment measures the error of FAVOR+ and FAVOR++ against m, relative
 of the plain mean of V (the estimate that ignores the queries: a ratio below 1 beats it), on
 Gaussian q, k, v of several scales and on the q, k, v that a trained model's Transformer stream
 feeds each of its attention layers (``--checkpoint``, by default the shipped
-``data/checkpoints/bidsnet_small.pt``; on two test photos under a fixed mask).
+``bidsnet_lib/checkpoints/bidsnet_small.pt``; on two test photos under a fixed mask).
 
 A third times ours on large logits with subnormal features flushed to zero (the library), kept,
 or kept under ``torch.set_flush_denormal(True)``.
@@ -42,6 +42,7 @@ from torch.nn import functional as F
 
 import bidsnet_lib.attention as attention_module
 from bidsnet_lib.attention import FastAttention, optimal_a, pair_rho, softmax_attention
+from bidsnet_lib.inference import SHIPPED_CHECKPOINT
 from bidsnet_lib.reports import machine_line, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +59,6 @@ SCALES = (0.25, 0.5, INPUT_STD, 0.75, 1.0)
 FEATURE_N = 1024
 KINDS = ("favor", "favor++")
 KIND_LABEL = {"favor": "FAVOR+", "favor++": "FAVOR++"}
-SHIPPED_CHECKPOINT = ROOT / "data" / "checkpoints" / "bidsnet_small.pt"
 
 
 def make_inputs(n: int, std: float = INPUT_STD, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -466,7 +466,7 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's table for ours")
     parser.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT,
                         help="trained model whose q, k, v the error experiment uses "
-                             "(default: the shipped data/checkpoints/bidsnet_small.pt)")
+                             "(default: the shipped bidsnet_lib/checkpoints/bidsnet_small.pt)")
     parser.add_argument("--draws", type=int, default=5,
                         help="feature draws averaged per error point (default: 5; quick: 1)")
     parser.add_argument("--photos", type=int, default=2, help="test photos fed to the trained model (default: 2)")

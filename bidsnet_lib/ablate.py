@@ -4,7 +4,7 @@ Its tables and verdicts go to ``docs/ablations.md`` (``--docs``). Every variant 
 from ``TrainConfig.small()`` with one ``BIDSNetConfig`` field changed, on the same photos
 (``data/images/train``), for the same steps, with the same seeds and mask mix; its EMA generator
 is then scored by :func:`bidsnet_lib.evaluate.evaluate` on ``data/images/test`` under the shipped
-fixed masks (``data/masks``), beside Telea and Navier-Stokes (computed once).
+fixed masks (``bidsnet_lib/eval_masks``), beside Telea and Navier-Stokes (computed once).
 
 Studies, with the paper's choice:
 
@@ -653,7 +653,7 @@ def build_parser(prog: str = "bidsnet ablate") -> argparse.ArgumentParser:
     p.add_argument("--lpips-weights", metavar="FILE", help="the AlexNet ImageNet weight file for --lpips alex")
     p.add_argument("--data", default=str(TRAIN_IMAGES), help="training photos (default data/images/train)")
     p.add_argument("--images", default=str(SHIPPED_IMAGES), help="test photos (default data/images/test)")
-    p.add_argument("--masks", default=str(SHIPPED_MASKS), help="evaluation masks (default data/masks)")
+    p.add_argument("--masks", default=str(SHIPPED_MASKS), help="evaluation masks (default bidsnet_lib/eval_masks)")
     p.add_argument("--docs", nargs="?", const=str(DOCS), metavar="FILE",
                    help="also rewrite the study's section of FILE (default docs/ablations.md) and its plot")
     p.add_argument("--dry-run", action="store_true", help="measure, print the plan and time estimate, train nothing")

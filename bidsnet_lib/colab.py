@@ -33,6 +33,12 @@ from bidsnet_lib.colab import setup_notebook
 DEVICE = setup_notebook()'''
 
 
+def colab_url(notebook: str) -> str:
+    """The address that opens ``notebooks/<notebook>`` of the repository in Colab."""
+    colab = REPO_URL.replace("https://github.com/", "https://colab.research.google.com/github/")
+    return f"{colab}/blob/main/notebooks/{notebook}"
+
+
 def in_colab() -> bool:
     """True inside a Google Colab runtime."""
     try:

@@ -7,7 +7,7 @@ Colab recipe for Places2, CelebA-HQ and Paris StreetView from Google Drive or yo
   side, resized to ``size``), horizontal flips, and a mask drawn from a weighted mix of Mask Set
   I bins, Mask Set II presets and an optional external mask folder (:mod:`bidsnet_lib.masks`).
 - :func:`fixed_validation_set` (``train=False``): centre crops paired with the shipped fixed
-  masks in ``data/masks`` in a fixed order, so validation numbers compare across runs.
+  masks in ``bidsnet_lib/eval_masks`` in a fixed order, so validation numbers compare across runs.
 
 Every random choice of item ``i`` comes from ``numpy.random.default_rng([seed, epoch, i])``: the
 same item whichever DataLoader worker draws it, and again after a resume (call
@@ -33,9 +33,9 @@ from PIL import Image, ImageOps
 from bidsnet_lib import masks
 from bidsnet_lib.plumbing import DATA_DIR, IMAGE_EXTENSIONS, got_expected, is_image_file, read_photo
 
-# The repository's shipped photos and evaluation masks (present in a clone or an editable install).
+# The repository's shipped photos (a clone or an editable install only) and the package's evaluation masks.
 COURSE_IMAGES = DATA_DIR / "images"
-DEFAULT_MASKS_DIR = DATA_DIR / "masks"
+DEFAULT_MASKS_DIR = masks.SHIPPED_MASKS
 # Half Set I (bins 10-60 % equally, as PConv-style irregular holes) and half LaMa's training
 # masks (Set II "train"): the paper evaluates on both kinds, so the model trains on both.
 DEFAULT_MASK_MIX = {"set1": 0.5, "set2/train": 0.5}
@@ -334,7 +334,7 @@ def fixed_validation_set(
 ) -> InpaintingDataset:
     """Centre crops of the photos in ``roots`` paired in a fixed order with the shipped masks.
 
-    ``masks_dir`` defaults to the repository's ``data/masks``; ``mask_groups`` picks groups such
+    ``masks_dir`` defaults to the shipped ``bidsnet_lib/eval_masks``; ``mask_groups`` picks groups such
     as ``["set1/40-50", "set2/thick"]`` (default: all). Same items on every call and machine.
     """
     return InpaintingDataset(

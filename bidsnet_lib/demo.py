@@ -11,7 +11,14 @@ import numpy as np
 
 from bidsnet_lib.baselines import make_baseline
 from bidsnet_lib.inference import Inpainter
-from bidsnet_lib.masks import mask_gallery, overlay_mask, read_mask_file, read_photo, square_photo
+from bidsnet_lib.masks import (
+    SHIPPED_MASKS,
+    mask_gallery,
+    overlay_mask,
+    read_mask_file,
+    read_photo,
+    square_photo,
+)
 from bidsnet_lib.plumbing import DATA_DIR, image_files
 
 DATA = DATA_DIR
@@ -35,7 +42,7 @@ def inpainting_grid(photos: list[Path], out_path: Path, size: int = 256) -> Path
     inpainter = Inpainter.from_checkpoint()
     telea = Inpainter(make_baseline("telea"), work_size=size)
     images = [square_photo(read_photo(p), size) for p in photos]
-    masks = [read_mask_file(DATA / "masks" / name) for name in DEMO_MASKS]
+    masks = [read_mask_file(SHIPPED_MASKS / name) for name in DEMO_MASKS]
     rows = [(image, masks[i % len(masks)]) for i, image in enumerate(images)]
     ours = inpainter.inpaint_many([r[0] for r in rows], [r[1] for r in rows])
     theirs = telea.inpaint_many([r[0] for r in rows], [r[1] for r in rows])

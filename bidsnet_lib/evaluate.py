@@ -3,7 +3,7 @@ OpenCV's Telea and Navier–Stokes; the ``bidsnet evaluate`` command.
 
 Taught in ``notebooks/07_evaluation.ipynb``. The protocol, stated in every table it writes:
 
-- **Groups.** The shipped root ``data/masks`` gives one group per Mask Set I hole-ratio bin
+- **Groups.** The shipped root ``bidsnet_lib/eval_masks`` gives one group per Mask Set I hole-ratio bin
   (``set1/10-20`` ...) and one per Mask Set II preset (``set2/thin`` ...); any other folder of
   masks is split into the Set I bins by each mask's hole ratio (``MaskFolder.by_bin``).
 - **Pairing.** Every mask of a group is paired with every photo, so a cell of the table averages
@@ -23,7 +23,7 @@ Taught in ``notebooks/07_evaluation.ipynb``. The protocol, stated in every table
 
 Command line (also ``bidsnet evaluate ...``)::
 
-    python -m bidsnet_lib.evaluate --checkpoint CKPT --images data/images/test --masks data/masks --out results/
+    python -m bidsnet_lib.evaluate --checkpoint CKPT --images data/images/test --masks bidsnet_lib/eval_masks --out results/
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from bidsnet_lib.masks import (
     LARGE_MASK_PRESETS,
     MIN_SIZE,
     RATIO_BINS,
+    SHIPPED_MASKS,
     MaskFolder,
     bin_name,
     hole_ratio,
@@ -78,7 +79,6 @@ from bidsnet_lib.plumbing import (
 
 ROOT = REPO_ROOT
 SHIPPED_IMAGES = ROOT / "data" / "images" / "test"
-SHIPPED_MASKS = ROOT / "data" / "masks"
 STANDIN_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")  # scikit-image's, for installs without data/
 
 # metric key -> table header; the arrow says which way is better.
@@ -155,7 +155,7 @@ def write_standin_data(folder, per_group: int | None = None) -> tuple[Path, Path
 
 def load_mask_groups(source, limit: int | None = None) -> list[MaskGroup]:
     """The mask groups of a folder: the shipped layout (``set1/<bin>``, ``set2/<preset>``), one
-    set's folder (``data/masks/set1``), or any folder of masks, split into hole-ratio bins.
+    set's folder (``bidsnet_lib/eval_masks/set1``), or any folder of masks, split into hole-ratio bins.
 
     ``limit`` keeps the first masks (sorted by path) of each group.
     """
@@ -163,7 +163,7 @@ def load_mask_groups(source, limit: int | None = None) -> list[MaskGroup]:
         raise ValueError(f"limit: got {limit!r}; expected None or an int >= 1")
     root = Path(source)
     if not root.is_dir():
-        raise ValueError(f"masks: no such folder {str(root)!r}; expected the shipped root data/masks, "
+        raise ValueError(f"masks: no such folder {str(root)!r}; expected the shipped root bidsnet_lib/eval_masks, "
                          "one of its sets, or a folder of mask images")
     sets = [(root / key, name) for key, name in SET_NAMES.items() if (root / key).is_dir()]
     if not sets and root.name in SET_NAMES:
@@ -663,9 +663,9 @@ def build_parser(prog: str = "bidsnet evaluate") -> argparse.ArgumentParser:
     parser.add_argument("--images", default=str(SHIPPED_IMAGES),
                         help="folder of test photos (default: the shipped data/images/test)")
     parser.add_argument("--masks", default=str(SHIPPED_MASKS),
-                        help="the shipped root data/masks (every Set I bin and Set II preset), one "
+                        help="the shipped root bidsnet_lib/eval_masks (every Set I bin and Set II preset), one "
                              "set's folder, or any folder of masks (grouped by hole ratio); "
-                             "default: the shipped data/masks")
+                             "default: the shipped bidsnet_lib/eval_masks")
     parser.add_argument("--out", required=True, help="folder for the results")
     parser.add_argument("--size", type=_size, default=None,
                         help="working resolution: centre square crops resized to SIZE x SIZE "

@@ -51,7 +51,8 @@ from bidsnet_lib.plumbing import (
     save_image,
 )
 
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "bidsnet_small.pt"
+# Package data (pyproject.toml), so a pip install carries it and any working directory finds it.
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "bidsnet_small.pt"
 # Where notebook 06 exports the learner's own model (full mode): runs/ beside the notebooks; on
 # Colab the same name on Google Drive, which outlives the session.
 LEARNER_EXPORT = "06_model.pt"
@@ -229,15 +230,15 @@ class Inpainter:
 
     @classmethod
     def from_checkpoint(cls, path=None, device=None, **kwargs) -> Inpainter:
-        """Load an inference checkpoint; no `path`: the shipped ``data/checkpoints/bidsnet_small.pt``."""
+        """Load an inference checkpoint; no `path`: the one shipped in the package (:data:`SHIPPED_CHECKPOINT`)."""
         from bidsnet_lib.checkpoint import load_inference_model
 
         if path is None:
             if not SHIPPED_CHECKPOINT.is_file():
                 raise FileNotFoundError(
-                    f"the shipped checkpoint {SHIPPED_CHECKPOINT} is missing: use a clone of the course "
-                    "repository (it ships data/checkpoints/bidsnet_small.pt), or train one with "
-                    "`bidsnet train`, export it and pass its path")
+                    f"the shipped checkpoint {SHIPPED_CHECKPOINT} is missing: it is package data of "
+                    "bidsnet_lib, so reinstall the package (`pip install --force-reinstall` from the "
+                    "repository), or train one with `bidsnet train`, export it and pass its path")
             path = SHIPPED_CHECKPOINT
         path = Path(path)
         if path.is_dir():

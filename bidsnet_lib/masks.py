@@ -1,12 +1,12 @@
 """Inpainting masks: Mask Set I (irregular, by hole-ratio bin), Mask Set II (LaMa's large masks),
-external mask folders, and the fixed evaluation set shipped in ``data/masks``.
+external mask folders, and the fixed evaluation set shipped in ``bidsnet_lib/eval_masks``.
 
 Taught in ``notebooks/01_masks.ipynb``. Convention everywhere: 1 = hole (missing), 0 = known. A
 mask is a (H, W) ``uint8`` array of 0/1, or a float tensor (B, 1, H, W) once it meets a model.
 
 Command line (also ``bidsnet masks ...``)::
 
-    python -m bidsnet_lib.masks write --out data/masks --size 256 --seed 0 --per-bin 10 --per-preset 20
+    python -m bidsnet_lib.masks write --out bidsnet_lib/eval_masks --size 256 --seed 0 --per-bin 10 --per-preset 20
     python -m bidsnet_lib.masks gallery --photos data/images/test --out outputs
 """
 
@@ -39,6 +39,8 @@ RATIO_BINS = ((0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5), (0.5, 0.6))
 MIN_SIZE = 32  # smallest side: below it a brush stroke is wider than a bin's worth of pixels
 MAX_SIZE = 8192  # largest side: a mask set of 110 such masks is written in seconds, not hours
 EVAL_PRESETS = ("thin", "medium", "thick")  # LaMa evaluates on these; "train" is for training
+# The fixed evaluation set, package data (pyproject.toml): a pip install (Colab) has the same bytes.
+SHIPPED_MASKS = Path(__file__).resolve().parent / "eval_masks"
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -714,7 +716,7 @@ def main(argv=None, prog="bidsnet masks") -> int:
     parser = argparse.ArgumentParser(prog=prog, description="Inpainting masks (1 = hole).")
     commands = parser.add_subparsers(dest="command", required=True)
     write = commands.add_parser("write", help="write the fixed evaluation mask set as 0/255 PNGs")
-    write.add_argument("--out", default="data/masks", help="output folder (default: data/masks)")
+    write.add_argument("--out", default="bidsnet_lib/eval_masks", help="output folder (default: bidsnet_lib/eval_masks)")
     write.add_argument("--size", type=int, default=256, help="mask side in pixels (default: 256)")
     write.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     write.add_argument("--per-bin", type=int, default=10, help="Set I masks per ratio bin (default: 10)")

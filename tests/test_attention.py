@@ -342,7 +342,7 @@ def test_bench_quick_mode_runs_and_writes_its_table(tmp_path):
     text = output.read_text()
     assert "| 1,024 | SDPA |" in text and "ours (FAVOR+, m = 72)" in text
     assert "| 1,024 | ours (FAVOR++, m = 72) |" in text and "FAVOR++ time / FAVOR+ time at N = 1,024" in text
-    assert "On the trained model (`data/checkpoints/bidsnet_small.pt`" in text and "| trans.encoder.0.0.attn |" in text
+    assert "On the trained model (`bidsnet_lib/checkpoints/bidsnet_small.pt`" in text and "| trans.encoder.0.0.attn |" in text
     for figure in ("attention_scaling.png", "attention_features.png"):
         assert (tmp_path / figure).stat().st_size > 0
 

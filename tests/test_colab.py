@@ -67,3 +67,9 @@ def test_package_requirement_keeps_colabs_torch(root):
     # A loose lower bound: pip leaves Colab's newer torch in place instead of downloading one.
     text = (root / "pyproject.toml").read_text()
     assert '"torch>=2.2"' in text and "torch==" not in text
+
+
+def test_colab_url_opens_the_repository_notebook(monkeypatch):
+    monkeypatch.setattr(colab, "REPO_URL", "https://github.com/someone/course")
+    assert colab.colab_url("01_masks.ipynb") == (
+        "https://colab.research.google.com/github/someone/course/blob/main/notebooks/01_masks.ipynb")

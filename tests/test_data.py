@@ -225,7 +225,7 @@ def test_dataloader_with_two_workers_matches_one_process(tree):
 def test_fixed_validation_set_is_fixed_and_centre_cropped(tmp_path):
     root = save(tmp_path / "val" / "v.png", noise(60, 90)).parent
     save(root / "w.png", noise(64, 64, 9))
-    val = fixed_validation_set(root, size=48)  # the shipped data/masks
+    val = fixed_validation_set(root, size=48)  # the shipped bidsnet_lib/eval_masks
     n_masks = sum(1 for _ in DEFAULT_MASKS_DIR.glob("set[12]/*/*.png"))
     assert len(val) == max(2, n_masks) and n_masks >= 50
     again = fixed_validation_set(root, size=48)

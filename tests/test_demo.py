@@ -17,7 +17,7 @@ def test_demo_writes_galleries_and_inpainting_grid(tmp_path):
 
 def test_demo_masks_are_shipped():
     for name in demo.DEMO_MASKS:
-        assert (demo.DATA / "masks" / name).is_file(), name
+        assert (demo.SHIPPED_MASKS / name).is_file(), name
 
 
 def test_missing_photos_name_the_folder_and_the_fix(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ from bidsnet_lib.masks import EVAL_PRESETS, RATIO_BINS, bin_name, irregular_mask
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-MASKS = ROOT / "data" / "masks"
+MASKS = ev.SHIPPED_MASKS
 # Four shipped test photos (those held out since issue 3), copied by the fixture below: the runs
 # stay quick and their counts fixed however many photos data/images/test holds.
 FOUR = ("lomiri_greentock_by_peter_nerlich", "lomiri_life_by_aitzol_berasategi",

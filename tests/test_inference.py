@@ -249,7 +249,7 @@ def test_from_checkpoint_reads_the_working_size(checkpoint, tiny_model):
 
 def test_missing_shipped_checkpoint_says_how_to_get_one(monkeypatch, tmp_path):
     monkeypatch.setattr(inference, "SHIPPED_CHECKPOINT", tmp_path / "bidsnet_small.pt")
-    with pytest.raises(FileNotFoundError, match="shipped checkpoint .*bidsnet_small.pt is missing.*bidsnet train"):
+    with pytest.raises(FileNotFoundError, match="shipped checkpoint .*bidsnet_small.pt is missing.*reinstall.*bidsnet train"):
         Inpainter.from_checkpoint()
 
 

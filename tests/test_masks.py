@@ -22,7 +22,7 @@ from bidsnet_lib.masks import (
     large_mask,
 )
 
-SHIPPED = ROOT / "data" / "masks"
+SHIPPED = M.SHIPPED_MASKS
 
 
 def rng(seed=0):
@@ -400,9 +400,9 @@ def test_shipped_masks_regenerate_byte_for_byte(tmp_path):
     assert len(shipped) == 5 * 10 + 3 * 20 and shipped == fresh
     for rel in shipped:
         assert (SHIPPED / rel).read_bytes() == (out / rel).read_bytes(), rel
-    readme = (out / "README.md").read_text().replace(str(out), "data/masks")
+    readme = (out / "README.md").read_text().replace(str(out), "bidsnet_lib/eval_masks")
     assert readme == (SHIPPED / "README.md").read_text()
-    assert "python -m bidsnet_lib.masks write --out data/masks --size 256 --seed 0" in readme
+    assert "python -m bidsnet_lib.masks write --out bidsnet_lib/eval_masks --size 256 --seed 0" in readme
 
 
 def test_shipped_masks_lie_in_their_bins():

@@ -5,7 +5,7 @@ import re
 import pytest
 from conftest import NOTEBOOKS, cell_tags, read_notebook
 
-from bidsnet_lib.colab import REPO_URL, SETUP_CELL
+from bidsnet_lib.colab import SETUP_CELL, colab_url
 
 EXPECTED = [
     "01_masks",
@@ -30,7 +30,7 @@ def test_course_is_complete_and_ordered():
 def test_first_markdown_cell_has_badge_and_module(path):
     first = read_notebook(path).cells[0]
     assert first.cell_type == "markdown"
-    badge = f"{REPO_URL.replace('https://github.com/', 'https://colab.research.google.com/github/')}/blob/main/notebooks/{path.name}"
+    badge = colab_url(path.name)
     assert badge in first.source, f"{path.name}: Colab badge must link to {badge}"
     assert "bidsnet_lib" in first.source, f"{path.name}: first cell must name the module it builds"
 

@@ -1,0 +1,112 @@
+"""The wheel carries what a bare install needs: built, installed with --no-deps into a fresh venv
+outside the repository (tools/bare_install.py says how the dev set stays reachable while the
+editable install does not), it inpaints with its own checkpoint from any working directory."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from bidsnet_lib.inference import SHIPPED_CHECKPOINT, Inpainter
+from bidsnet_lib.masks import SHIPPED_MASKS, read_mask_file, square_photo
+
+spec = importlib.util.spec_from_file_location("bare_install", ROOT / "tools" / "bare_install.py")
+bare_install = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bare_install)
+
+MASK = "set1/30-40/000.png"
+# Run by the bare install's python, from an empty folder: a photo, a shipped mask, the default model.
+SCRIPT = f"""
+import json, sys
+import numpy as np
+from skimage import data
+import bidsnet_lib
+from bidsnet_lib.inference import Inpainter
+from bidsnet_lib.masks import SHIPPED_MASKS, read_mask_file, square_photo
+
+inpainter = Inpainter.from_checkpoint(device="cpu")
+out = inpainter.inpaint(square_photo(data.chelsea(), 256), read_mask_file(SHIPPED_MASKS / {MASK!r}))
+np.save("filled.npy", out)
+print(json.dumps({{"package": bidsnet_lib.__file__, "prefix": sys.prefix, "label": inpainter.label}}))
+"""
+
+
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory):
+    """(wheel, python of a fresh venv with it installed)."""
+    folder = tmp_path_factory.mktemp("bare")
+    wheel = bare_install.build_wheel(folder / "wheel")
+    return wheel, bare_install.make_venv(folder / "venv", wheel)
+
+
+def bare_env() -> dict:
+    """The environment minus anything that would put the checkout on the bare python's path."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
+def test_wheel_holds_the_checkpoint_and_the_fixed_masks(bare):
+    wheel, _ = bare
+    package = ROOT / "bidsnet_lib"
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        data = {rel: archive.read(f"bidsnet_lib/{rel}") for rel in
+                [str(p.relative_to(package)) for p in [SHIPPED_CHECKPOINT, *SHIPPED_MASKS.rglob("*")]
+                 if p.is_file()]}
+    assert f"bidsnet_lib/{SHIPPED_CHECKPOINT.relative_to(package)}" in names
+    assert "bidsnet_lib/checkpoints/MODEL_CARD.md" in names
+    assert len([n for n in names if n.startswith("bidsnet_lib/eval_masks/") and n.endswith(".png")]) == len(
+        list(SHIPPED_MASKS.rglob("*.png"))) > 0
+    for rel, blob in data.items():
+        assert blob == (package / rel).read_bytes(), rel
+    assert not [n for n in names if n.startswith(("data/", "notebooks/", "tests/"))]
+
+
+def test_bare_install_inpaints_with_the_shipped_checkpoint_from_anywhere(bare, tmp_path):
+    _, python = bare
+    result = subprocess.run([str(python), "-c", SCRIPT], cwd=tmp_path, env=bare_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads(result.stdout.strip().splitlines()[-1])
+    # The wheel's copy, not the checkout's (the dev venv's editable install is not reachable).
+    assert Path(info["package"]).is_relative_to(info["prefix"]) and not Path(info["package"]).is_relative_to(ROOT)
+    assert SHIPPED_CHECKPOINT.name in info["label"]
+    from skimage import data
+
+    photo, mask = square_photo(data.chelsea(), 256), read_mask_file(SHIPPED_MASKS / MASK)
+    filled = np.load(tmp_path / "filled.npy")
+    # The same trained weights as the checkout's: the same pixels, known ones untouched.
+    np.testing.assert_array_equal(filled, Inpainter.from_checkpoint(device="cpu").inpaint(photo, mask))
+    np.testing.assert_array_equal(filled[mask == 0], photo[mask == 0])
+    assert (filled[mask == 1] != photo[mask == 1]).any()
+
+
+def test_bare_install_command_needs_no_checkpoint_argument(bare, tmp_path):
+    _, python = bare
+    from PIL import Image
+    from skimage import data
+
+    Image.fromarray(square_photo(data.astronaut(), 128)).save(tmp_path / "photo.png")
+    hole = np.zeros((128, 128), np.uint8)
+    hole[40:80, 50:90] = 255
+    Image.fromarray(hole).save(tmp_path / "mask.png")
+    result = subprocess.run([str(python.parent / "bidsnet"), "inpaint", "photo.png", "mask.png", "-o", "filled.png"],
+                            cwd=tmp_path, env=bare_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with Image.open(tmp_path / "filled.png") as filled:
+        assert filled.size == (128, 128)
+
+
+def test_bare_install_reaches_the_dev_packages_not_the_editable_install(bare):
+    _, python = bare
+    probe = "import importlib.util, sys; print(importlib.util.find_spec('torch').origin); print(sys.prefix)"
+    result = subprocess.run([str(python), "-c", probe], env=bare_env(), capture_output=True, text=True,
+                            check=True, cwd=python.parent)
+    torch_origin, prefix = result.stdout.split()
+    assert Path(prefix) != Path(sys.prefix) and Path(torch_origin).is_relative_to(sys.prefix)
