@@ -530,7 +530,7 @@ class EvalResult:
         n_photos = self.rows[0]["n_photos"]
         fmt = {"psnr": "{:+.2f}", "ssim": "{:+.4f}", "lpips": "{:+.4f}"}
         lines = [f"**{model} minus each baseline**, photo by photo: the mean difference and its "
-                 f"{CONFIDENCE:.0%} bootstrap interval over photos; ✓ when the whole interval lies on "
+                 f"{100 * CONFIDENCE:g} % bootstrap interval over photos; ✓ when the whole interval lies on "
                  "the better side of zero; wins: the photos on which the model is better, of "
                  f"{n_photos}; † marks the group's best baseline on that metric (best mean).",
                  "",
@@ -704,7 +704,7 @@ def evaluate(model, images, mask_groups, *, label: str = "BIDS-Net", baselines=N
     if protocol is None:
         size = "x".join(map(str, next(iter(shapes)))) if len(shapes) == 1 else "their own sizes"
         protocol = f"{len(photos)} photos at {size}."
-    confidence = f"{CONFIDENCE:.0%}"
+    confidence = f"{100 * CONFIDENCE:g} %"
     protocol += (f" Each mask of a group is paired with each of the {len(photos)} photos; each photo's "
                  f"scores are averaged over the group's masks, and [brackets] give the {confidence} "
                  f"percentile bootstrap interval of the mean over photos ({n_resamples:,} resamples "
