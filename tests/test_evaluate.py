@@ -28,6 +28,7 @@ LABEL = "BIDS-Net (tiny.pt)"
 BASELINES = ("Telea (r=3)", "Navier-Stokes (r=3)", "Biharmonic", "PatchMatch (p=3)")
 METHODS = (*BASELINES, LABEL)
 QUICK = ["--size", "32", "--limit", "1"]  # 8 groups x 1 mask x 4 photos = 32 pairs at 32x32
+SET2 = ["--masks", str(MASKS / "set2")]  # quicker still: its 3 groups
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -162,9 +163,9 @@ def test_random_lpips_backbone_is_computed_and_labelled_not_comparable(checkpoin
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(metrics, "_reachable", lambda url, timeout=2.0: False)
     assert run(checkpoint, tmp_path / "out", "--random-lpips-backbone", "--no-fid",
-               "--baselines", "telea") == 0
+               "--baselines", "telea", *SET2) == 0
     rows = [r for r in read_rows(tmp_path / "out" / "results.csv") if r["metric"] == "lpips"]
-    assert len(rows) == len(GROUPS) * 2
+    assert len(rows) == len(EVAL_PRESETS) * 2
     assert all(0 <= float(r["value"]) < 1 and "not comparable" in r["note"].lower() for r in rows)
     assert "RANDOM trunk: not comparable" in (tmp_path / "out" / "results.md").read_text()
 
@@ -189,7 +190,7 @@ def test_weight_flags_reach_the_metrics_and_fid_rows_state_the_count(checkpoint,
     monkeypatch.setattr(metrics, "load_fid_inception", fake_inception)
     with pytest.warns(metrics.FIDSampleSizeWarning, match="from 4 to 4 images"):
         assert run(checkpoint, tmp_path / "out", "--lpips", "vgg", "--lpips-weights", "vgg.pth",
-                   "--fid-weights", "inception.pth", "--baselines", "telea,ns") == 0
+                   "--fid-weights", "inception.pth", "--baselines", "telea,ns", *SET2) == 0
     assert seen == {"lpips": ("vgg", "vgg.pth", False), "fid": "inception.pth"}
     rows = read_rows(tmp_path / "out" / "results.csv")
     for row in rows:
@@ -253,14 +254,15 @@ def test_command_runs_the_model_through_the_inpainter_at_256_by_default(checkpoi
 
 
 def test_baselines_flag_and_patchmatch_left_out_when_missing(checkpoint, tmp_path, monkeypatch, capsys):
-    assert run(checkpoint, tmp_path / "two", "--lpips", "off", "--no-fid", "--baselines", "biharmonic,telea") == 0
+    off = ["--lpips", "off", "--no-fid", *SET2]
+    assert run(checkpoint, tmp_path / "two", *off, "--baselines", "biharmonic,telea") == 0
     methods = list(dict.fromkeys(r["method"] for r in read_rows(tmp_path / "two" / "results.csv")))
     assert methods == ["Biharmonic", "Telea (r=3)", LABEL, ev.REFERENCE]
-    assert run(checkpoint, tmp_path / "alone", "--lpips", "off", "--no-fid", "--baselines", "none") == 0
+    assert run(checkpoint, tmp_path / "alone", *off, "--baselines", "none") == 0
     assert "minus each baseline" not in (tmp_path / "alone" / "results.md").read_text()
     monkeypatch.setattr(ev, "patchmatch_available", lambda: False)
     capsys.readouterr()
-    assert run(checkpoint, tmp_path / "no_pm", "--lpips", "off", "--no-fid") == 0
+    assert run(checkpoint, tmp_path / "no_pm", *off) == 0
     assert "PatchMatch left out of the baselines: pypatchmatch is not installed" in capsys.readouterr().err
     assert "PatchMatch is left out" in (tmp_path / "no_pm" / "results.md").read_text()
     assert not any("PatchMatch" in r["method"] for r in read_rows(tmp_path / "no_pm" / "results.csv"))
