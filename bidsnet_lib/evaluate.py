@@ -332,7 +332,7 @@ def _methods(model, label: str, baselines: Sequence, radius: int, cache) -> tupl
         else:
             raise TypeError(f"baselines: got {item!r:.60}; expected names from {list(BASELINES)} or "
                             "baselines (callables with a name, see make_baseline)")
-        if cache is not None and isinstance(baseline, Baseline):
+        if cache is not None and isinstance(baseline, Baseline) and baseline.cache_outputs:
             baseline = CachedBaseline(baseline, cache)
         methods[baseline.name] = baseline
     names = list(methods)
@@ -651,8 +651,8 @@ def evaluate(model, images, mask_groups, *, label: str = "BIDS-Net", baselines=N
     :func:`load_mask_groups`) or a dict ``{name: [masks]}``; masks are resized to each photo.
     ``baselines``: names (``"telea"``, ``"ns"``, ``"biharmonic"``, ``"patchmatch"``) or baseline
     objects (:func:`bidsnet_lib.baselines.make_baseline`); None: :func:`default_baselines`.
-    ``radius``: Telea's and NS's neighbourhood. ``cache``: a folder keeping the baselines' outputs
-    (:class:`bidsnet_lib.baselines.CachedBaseline`), or None.
+    ``radius``: Telea's and NS's neighbourhood. ``cache``: a folder keeping the outputs of the
+    slow baselines (:class:`bidsnet_lib.baselines.CachedBaseline`), or None.
     ``lpips``: a metric ``(pred, target) -> (B,)`` with a ``label`` (an ``LPIPSMetric``) or None;
     ``fid_features``: a feature extractor ``images (B, 3, H, W) -> (B, D)`` or None. A metric
     left None is reported as skipped, with the reason from ``skipped`` if given.
@@ -947,8 +947,9 @@ def build_parser(prog: str = "bidsnet evaluate") -> argparse.ArgumentParser:
     parser.add_argument("--patch-size", type=_positive, default=3,
                         help="PatchMatch's patch radius: patches of (2p+1)^2 pixels (default 3)")
     parser.add_argument("--cache", default=None,
-                        help=f"folder keeping the baselines' outputs, computed once per photo, mask, "
-                             f"size and method (default: {default_cache_dir()})")
+                        help=f"folder keeping the outputs of the slow baselines (biharmonic, PatchMatch: "
+                             f"about 40 kB a pair at 256 px), computed once per photo, mask, size and "
+                             f"method (default: {default_cache_dir()})")
     parser.add_argument("--no-cache", action="store_true", help="compute every baseline output afresh")
     parser.add_argument("--lpips", choices=("alex", "vgg", "off"), default="alex",
                         help="LPIPS trunk (ImageNet weights needed: torch.hub cache or "
