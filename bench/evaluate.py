@@ -120,7 +120,9 @@ def main(argv=None) -> int:
     # A full evaluation: every shipped mask with every photo; the cached rerun reads the baselines.
     pairs = {g: all_masks[g] * args.estimate_photos for g in labels}
     first = sum(n * (sum(seconds[m][g] for m in methods) + seconds["metrics"][g]) for g, n in pairs.items())
-    again = sum(n * (seconds[model.label][g] + seconds["metrics"][g] + len(names) * seconds["cache read"][g])
+    rerun = {name: (seconds["cache read"] if method.cache_outputs else seconds[name])
+             for name, (method, _) in methods.items() if name != model.label}  # cached or not
+    again = sum(n * (seconds[model.label][g] + seconds["metrics"][g] + sum(r[g] for r in rerun.values()))
                 for g, n in pairs.items())
     lines += ["", f"Estimated `bidsnet evaluate` on {args.estimate_photos} photos x {sum(all_masks.values())} "
                   f"shipped masks ({sum(pairs.values()):,} pairs), on one idle core: {first / 60:.0f} min "
