@@ -126,7 +126,7 @@ def main(argv=None) -> int:
                 for g, n in pairs.items())
     lines += ["", f"Estimated `bidsnet evaluate` on {args.estimate_photos} photos x {sum(all_masks.values())} "
                   f"shipped masks ({sum(pairs.values()):,} pairs), on one idle core: {first / 60:.0f} min "
-                  f"the first time, {again / 60:.1f} min again with the baselines read from the cache."]
+                  f"the first time, {again / 60:.1f} min again with biharmonic and PatchMatch read from the cache."]
     text = "\n".join(lines)
     print(text)
     if output is not None:
