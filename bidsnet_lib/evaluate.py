@@ -1,25 +1,35 @@
-"""Evaluate inpainting the way papers report it: PSNR, SSIM, LPIPS and FID per mask group, next to
-OpenCV's Telea and Navier–Stokes; the ``bidsnet evaluate`` command.
+"""Evaluate inpainting the way papers report it, with intervals a reader can trust: PSNR, SSIM,
+LPIPS, FID and a hole colour error per mask group, next to OpenCV's Telea and Navier–Stokes,
+biharmonic inpainting and PatchMatch; the ``bidsnet evaluate`` command.
 
 Taught in ``notebooks/07_evaluation.ipynb``. The protocol, stated in every table it writes:
 
 - **Groups.** The shipped root ``bidsnet_lib/eval_masks`` gives one group per Mask Set I hole-ratio bin
   (``set1/10-20`` ...) and one per Mask Set II preset (``set2/thin`` ...); any other folder of
   masks is split into the Set I bins by each mask's hole ratio (``MaskFolder.by_bin``).
-- **Pairing.** Every mask of a group is paired with every photo, so a cell of the table averages
-  ``n = masks × photos`` images. No pairing is random; the seed only picks the example shown per
-  group in the picture grid (and seeds torch for any stochastic model).
+- **Pairing.** Every mask of a group is paired with every photo. No pairing is random; the seed
+  only picks the example shown per group, seeds torch for any stochastic model, and seeds the
+  bootstrap.
+- **Intervals over photos.** Each photo's scores are averaged over the group's masks; a cell gives
+  the mean over photos and its 95 % percentile bootstrap interval, photos resampled
+  (:mod:`bidsnet_lib.bootstrap`). Each model is compared with each baseline photo by photo: the
+  mean paired difference with its own interval, and the share of photos it wins.
 - **Resolution.** ``size=N``: each photo is centre-cropped to a square and resized to N×N, the
-  papers' protocol (256×256), and the model runs on the whole image (its forward pads to its
-  stride, so N need not be a multiple of it); ``bidsnet evaluate`` defaults to the size the
-  checkpoint was trained at. ``size=None`` (``--size native``): each photo at
-  its own size, every mask stretched to it (nearest neighbour), and the model through
-  ``bidsnet_lib.inference.Inpainter``, the crop-around-the-holes path ``bidsnet inpaint`` uses.
+  papers' protocol (256×256); ``size=None`` (``--size native``): each photo at its own size,
+  every mask stretched to it (nearest neighbour). ``bidsnet evaluate`` runs the model through
+  ``bidsnet_lib.inference.Inpainter``, the crop-around-the-holes path of ``bidsnet inpaint``
+  (at the checkpoint's working size), and the baselines on the whole image, as users run them.
 - **Composited, 8-bit.** Every method's output keeps the known pixels of the input bit for bit and
   is rounded to 8 bits, as a saved PNG would be; metrics compare it with the original photo.
+- **Hole colour error** (:func:`bidsnet_lib.metrics.hole_colour_error`) needs no ground truth:
+  each filled hole's mean colour against its ring of known pixels, so colour casts show; the
+  original photos' own score is given beside it.
 - **FID** is computed per group from that group's n images (real: the photos of its pairs;
   generated: the outputs); with tens of images it is biased and only comparable at equal n, so
-  the count is in every row and a warning is issued.
+  the count is in every row and a warning is issued. It has no interval.
+- **Seconds per image**: each method's wall time on this machine; a baseline read from the
+  output cache (:class:`bidsnet_lib.baselines.CachedBaseline`) reports the time it took when
+  it was computed.
 
 Command line (also ``bidsnet evaluate ...``)::
 
@@ -31,9 +41,12 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import math
+import os
 import re
 import sys
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +57,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bidsnet_lib.baselines import make_baseline
+from bidsnet_lib.baselines import (
+    BASELINES,
+    Baseline,
+    CachedBaseline,
+    make_baseline,
+    patchmatch_available,
+)
+from bidsnet_lib.bootstrap import CONFIDENCE, N_RESAMPLES, bootstrap_interval, paired_difference
 from bidsnet_lib.masks import (
     EVAL_PRESETS,
     LARGE_MASK_PRESETS,
@@ -59,12 +79,12 @@ from bidsnet_lib.masks import (
     write_eval_set,
 )
 from bidsnet_lib.metrics import (
+    COLOUR_RING,
     FID_MIN_IMAGES,
     FID_WEIGHTS_FILE,
-    FIDResult,
+    FIDMetric,
     FIDSampleSizeWarning,
-    feature_statistics,
-    frechet_distance,
+    hole_colour_error,
     psnr,
     ssim,
 )
@@ -82,8 +102,17 @@ SHIPPED_IMAGES = ROOT / "data" / "images" / "test"
 STANDIN_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")  # scikit-image's, for installs without data/
 
 # metric key -> table header; the arrow says which way is better.
-METRICS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "fid": "FID ↓"}
-CSV_COLUMNS = ("set", "group", "hole_ratio", "method", "metric", "value", "std", "n", "note")
+METRICS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "fid": "FID ↓",
+           "colour": "Hole colour error ↓"}
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "fid": False, "colour": False}
+PER_PHOTO = ("psnr", "ssim", "lpips", "colour")  # per-image metrics: intervals over photos
+COMPARED = ("psnr", "ssim", "lpips")  # what a model must win on against each baseline
+CSV_COLUMNS = ("set", "group", "hole_ratio", "method", "metric", "value", "ci_low", "ci_high", "std",
+               "n", "n_photos", "note")
+PER_PHOTO_COLUMNS = ("set", "group", "photo", "method", "metric", "value", "n_masks")
+COMPARISON_COLUMNS = ("set", "group", "model", "baseline", "metric", "diff", "ci_low", "ci_high", "wins",
+                      "beats", "best", "n_photos")
+REFERENCE = "original photo"  # the hole colour error of the photo itself, beside the methods'
 SET_NAMES = {"set1": "Set I", "set2": "Set II"}
 _BIN_PATTERN = re.compile(r"^\d+-\d+$")
 
@@ -282,22 +311,49 @@ def as_method(model, name: str | None = None) -> Callable:
                     "a callable (image, mask) -> image, or a dict of them by name")
 
 
-def _methods(model, label: str, baselines: Sequence[str], radius: int) -> dict[str, Callable]:
+def default_cache_dir() -> Path:
+    """Where ``bidsnet evaluate`` keeps baseline outputs: ``$XDG_CACHE_HOME/bidsnet/baselines``
+    (``~/.cache/bidsnet/baselines`` when unset)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bidsnet" / "baselines"
+
+
+def default_baselines() -> tuple[str, ...]:
+    """Every baseline of :data:`bidsnet_lib.baselines.BASELINES`, PatchMatch only when its package
+    is installed (a warning says when it is left out)."""
+    if patchmatch_available():
+        return tuple(BASELINES)
+    warnings.warn("PatchMatch left out of the baselines: the pypatchmatch package is not installed "
+                  "(pip install pypatchmatch)", UserWarning, stacklevel=3)
+    return tuple(b for b in BASELINES if b != "patchmatch")
+
+
+def _methods(model, label: str, baselines: Sequence, radius: int, cache) -> tuple[dict[str, Callable], list[str]]:
+    """Every method by name, baselines first, and the names of the baselines."""
     methods = {}
-    for key in baselines:
-        baseline = make_baseline(key, radius)
+    for item in baselines:
+        if isinstance(item, str):
+            baseline = make_baseline(item, radius if item in ("telea", "ns") else None)
+        elif callable(item) and isinstance(getattr(item, "name", None), str):
+            baseline = item
+        else:
+            raise TypeError(f"baselines: got {item!r:.60}; expected names from {list(BASELINES)} or "
+                            "baselines (callables with a name, see make_baseline)")
+        if cache is not None and isinstance(baseline, Baseline) and baseline.cache_outputs:
+            baseline = CachedBaseline(baseline, cache)
         methods[baseline.name] = baseline
+    names = list(methods)
     if isinstance(model, Mapping):
         models = dict(model)
     else:
         models = {} if model is None else {label: model}
     for name, m in models.items():
-        if name in methods:
-            raise ValueError(f"model name {name!r} is also a baseline's; expected distinct names")
+        if name in methods or name == REFERENCE:
+            raise ValueError(f"model name {name!r} is also a baseline's or the reference's; expected "
+                             "distinct names")
         methods[name] = as_method(m, name)
     if not methods:
         raise ValueError("nothing to evaluate: model is None and baselines is empty")
-    return methods
+    return methods, names
 
 
 # ----------------------------------------------------------------------------- results
@@ -315,21 +371,60 @@ class Example:
 
 @dataclass
 class EvalResult:
-    """The long-format rows (``CSV_COLUMNS``) with what a table must state beside them."""
+    """The long-format rows (``CSV_COLUMNS``) with what a table must state beside them: each
+    photo's means (``PER_PHOTO_COLUMNS``), each model against each baseline
+    (``COMPARISON_COLUMNS``), each method's seconds per image and the bootstrap's settings."""
 
     rows: list[dict]
     methods: list[str]
     metric_notes: dict[str, str]  # metric -> what was used, or "skipped: why"
     protocol: str
     examples: list[Example]
+    baselines: list[str] = field(default_factory=list)  # the methods that are baselines
+    per_photo: list[dict] = field(default_factory=list)
+    comparisons: list[dict] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # method -> seconds per image
+    bootstrap: dict = field(default_factory=dict)  # seed, n_resamples
 
-    def value(self, group: str, method: str, metric: str) -> float:
-        """The value of one cell; ``group`` is a group's name ("10-20") or label ("Set I 10-20")."""
+    @property
+    def models(self) -> list[str]:
+        return [m for m in self.methods if m not in self.baselines]
+
+    def _row(self, group: str, method: str, metric: str) -> dict:
         for row in self.rows:
             if group in (row["group"], f"{row['set']} {row['group']}") and row["method"] == method \
                     and row["metric"] == metric:
-                return row["value"]
+                return row
         raise KeyError(f"no row for group={group!r}, method={method!r}, metric={metric!r}")
+
+    def value(self, group: str, method: str, metric: str) -> float:
+        """The value of one cell; ``group`` is a group's name ("10-20") or label ("Set I 10-20")."""
+        return self._row(group, method, metric)["value"]
+
+    def interval(self, group: str, method: str, metric: str) -> tuple[float, float]:
+        """The bootstrap interval over photos of one cell (NaN for FID and skipped metrics)."""
+        row = self._row(group, method, metric)
+        return row["ci_low"], row["ci_high"]
+
+    def comparison(self, group: str, model: str, baseline: str, metric: str) -> dict:
+        """``model`` minus ``baseline`` in one group: diff, ci_low, ci_high, wins, beats, best."""
+        for c in self.comparisons:
+            if group in (c["group"], f"{c['set']} {c['group']}") and (c["model"], c["baseline"],
+                                                                       c["metric"]) == (model, baseline, metric):
+                return c
+        raise KeyError(f"no comparison for group={group!r}, model={model!r}, baseline={baseline!r}, "
+                       f"metric={metric!r}")
+
+    def target_groups(self, model: str, metrics: Sequence[str] = ("psnr", "ssim")) -> list[str]:
+        """The groups (labels) in which ``model`` beats every baseline on every one of ``metrics``
+        with the whole paired interval on the better side of zero."""
+        won = []
+        for set_name, group, _, _ in self.groups:
+            cells = [c for c in self.comparisons if (c["set"], c["group"], c["model"]) == (set_name, group, model)
+                     and c["metric"] in metrics]
+            if cells and len(cells) == len(metrics) * len(self.baselines) and all(c["beats"] for c in cells):
+                won.append(f"{set_name} {group}")
+        return won
 
     @property
     def groups(self) -> list[tuple[str, str, float, int]]:
@@ -343,44 +438,127 @@ class EvalResult:
     def computed_metrics(self) -> list[str]:
         return [m for m in METRICS if not self.metric_notes[m].startswith("skipped")]
 
-    def write_csv(self, path) -> Path:
-        """``results.csv``: one row per (group, method, metric); skipped metrics have no value."""
-
+    def _write_table(self, path, columns: Sequence[str], rows: list[dict]) -> Path:
         def cell(v):
             if isinstance(v, float):
                 return "" if math.isnan(v) else repr(v)
             return v
 
         def write(stream):
-            writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, lineterminator="\n")
+            writer = csv.DictWriter(stream, fieldnames=columns, lineterminator="\n")
             writer.writeheader()
-            for row in self.rows:
-                writer.writerow({k: cell(row[k]) for k in CSV_COLUMNS})
+            for row in rows:
+                writer.writerow({k: cell(row[k]) for k in columns})
 
         return _write_atomic(path, write)
 
+    def write_csv(self, path) -> Path:
+        """``results.csv``: one row per (group, method, metric); skipped metrics have no value."""
+        return self._write_table(path, CSV_COLUMNS, self.rows)
+
+    def write_per_photo_csv(self, path) -> Path:
+        """``per_photo.csv``: each photo's mean over a group's masks, per method and metric."""
+        return self._write_table(path, PER_PHOTO_COLUMNS, self.per_photo)
+
+    def to_json(self) -> dict:
+        """Everything of the result but the pictures, as plain JSON data (NaN as null, ±inf as
+        the strings "inf" / "-inf")."""
+        def plain(v):
+            if isinstance(v, float) and not math.isfinite(v):
+                return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+            if isinstance(v, dict):
+                return {k: plain(x) for k, x in v.items()}
+            if isinstance(v, list | tuple):
+                return [plain(x) for x in v]
+            return v
+
+        return plain({"format": "bidsnet-evaluation", "protocol": self.protocol,
+                      "metric_notes": self.metric_notes,
+                      "bootstrap": {"method": "percentile", "over": "photos", "confidence": CONFIDENCE,
+                                    **self.bootstrap},
+                      "methods": self.methods, "baselines": self.baselines,
+                      "seconds_per_image": self.seconds, "rows": self.rows,
+                      "comparisons": self.comparisons, "per_photo": self.per_photo})
+
+    def write_json(self, path) -> Path:
+        """``results.json``: :meth:`to_json`."""
+        return _write_atomic(path, lambda f: f.write(json.dumps(self.to_json(), indent=1) + "\n"))
+
     def markdown(self) -> str:
-        """The table: a row per (group, method), a column per metric, notes saying how."""
-        fmt = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}", "fid": "{:.4g}"}
+        """The scores table (a row per group and method, a column per metric, mean [interval]),
+        then each model against each baseline, with notes saying how."""
+        fmt = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}", "fid": "{:.4g}", "colour": "{:.1f}"}
         lines = [
             f"Metrics on the composited output (known pixels kept from the input, holes filled by "
             f"the method, rounded to 8 bits), against the original photo. {self.protocol}",
             "",
-            "| Set | Group | Hole % | n | Method | " + " | ".join(METRICS.values()) + " |",
-            "|---|---|---:|---:|---|" + "---:|" * len(METRICS),
+            "| Set | Group | Hole % | Photos × masks | Method | " + " | ".join(METRICS.values())
+            + " | s / image |",
+            "|---|---|---:|---:|---|" + "---:|" * (len(METRICS) + 1),
         ]
-        cells = {(r["set"], r["group"], r["method"], r["metric"]): r["value"] for r in self.rows}
+        cells = {(r["set"], r["group"], r["method"], r["metric"]): r for r in self.rows}
         for set_name, group, ratio, n in self.groups:
             for method in self.methods:
                 values = []
                 for metric in METRICS:
-                    v = cells[(set_name, group, method, metric)]
-                    values.append("skipped" if math.isnan(v) else fmt[metric].format(v))
-                lines.append(f"| {set_name} | {group} | {100 * ratio:.1f} | {n} | {method} | "
-                             + " | ".join(values) + " |")
+                    row = cells[(set_name, group, method, metric)]
+                    v, low, high = row["value"], row["ci_low"], row["ci_high"]
+                    if math.isnan(v):
+                        values.append("skipped")
+                        continue
+                    text = fmt[metric].format(v)
+                    if not math.isnan(low):
+                        text += f" [{fmt[metric].format(low)}, {fmt[metric].format(high)}]"
+                    values.append(text)
+                row = cells[(set_name, group, method, "psnr")]
+                seconds = self.seconds.get(method, math.nan)
+                lines.append(f"| {set_name} | {group} | {100 * ratio:.1f} | {row['n_photos']} × "
+                             f"{n // row['n_photos']} | {method} | " + " | ".join(values)
+                             + f" | {'—' if math.isnan(seconds) else f'{seconds:.3f}'} |")
         lines.append("")
-        lines += [f"- {METRICS[m].split()[0]}: {note}" for m, note in self.metric_notes.items()]
+        for metric, note in self.metric_notes.items():
+            header = METRICS[metric].rsplit(" ", 1)[0]
+            if metric == "colour" and not note.startswith("skipped"):
+                own = [cells[(s, g, REFERENCE, "colour")]["value"] for s, g, _, _ in self.groups]
+                note += (f"; the original photos themselves score {min(own):.1f}–{max(own):.1f} over "
+                         "the groups (their hidden content differs from the ring too)")
+            lines.append(f"- {header}: {note}")
+        lines.append("- s / image: wall time per image of each method on this machine (batched for the "
+                     "model); baselines read from the cache report the time measured when computed")
+        for model in self.models:
+            lines += ["", *self._comparison_lines(model)]
         return "\n".join(lines)
+
+    def _comparison_lines(self, model: str) -> list[str]:
+        compared = [m for m in COMPARED if any(c["metric"] == m and c["model"] == model for c in self.comparisons)]
+        if not compared or not self.baselines:
+            return []
+        n_photos = self.rows[0]["n_photos"]
+        fmt = {"psnr": "{:+.2f}", "ssim": "{:+.4f}", "lpips": "{:+.4f}"}
+        lines = [f"**{model} minus each baseline**, photo by photo: the mean difference and its "
+                 f"{100 * CONFIDENCE:g} % bootstrap interval over photos; ✓ when the whole interval lies on "
+                 "the better side of zero; wins: the photos on which the model is better, of "
+                 f"{n_photos}; † marks the group's best baseline on that metric (best mean).",
+                 "",
+                 "| Set | Group | Baseline | " + " | ".join(f"Δ{METRICS[m]} | wins" for m in compared) + " |",
+                 "|---|---|---|" + "---:|---:|" * len(compared)]
+        for set_name, group, _, _ in self.groups:
+            for baseline in self.baselines:
+                values = []
+                for metric in compared:
+                    c = self.comparison(f"{set_name} {group}", model, baseline, metric)
+                    f = fmt[metric]
+                    text = f.format(c["diff"])
+                    if not math.isnan(c["ci_low"]):
+                        text += f" [{f.format(c['ci_low'])}, {f.format(c['ci_high'])}]"
+                    text += (" ✓" if c["beats"] else "") + (" †" if c["best"] else "")
+                    values += [text, f"{round(c['wins'] * c['n_photos'])}/{c['n_photos']}"]
+                lines.append(f"| {set_name} | {group} | {baseline} | " + " | ".join(values) + " |")
+        won = self.target_groups(model)
+        total = len(self.groups)
+        lines += ["", f"Beats every baseline on PSNR and SSIM with both intervals above zero in {len(won)} "
+                      f"of {total} groups" + (f": {', '.join(won)}." if won else ".")]
+        return lines
 
     def figure(self):
         """Each computed metric against the group's mean hole ratio: a line per method through the
@@ -420,8 +598,13 @@ class EvalResult:
 
         columns = ["input", "mask", *self.methods, "target"]
         rows = len(self.examples)
-        fig = Figure(figsize=(1.9 * len(columns), 2.0 * rows + 0.3), layout="constrained")
-        axes = fig.subplots(rows, len(columns), squeeze=False)
+        width, height = 1.9 * len(columns) + 0.25, 1.95 * rows + 0.35
+        # Fixed margins, not a layout engine: a grid of equal tiles needs none, and the constrained
+        # layout of (groups x methods) axes took longer than the evaluation of a quick run.
+        fig = Figure(figsize=(width, height))
+        axes = fig.subplots(rows, len(columns), squeeze=False, gridspec_kw={
+            "left": 0.25 / width, "right": 1 - 0.05 / width, "bottom": 0.05 / height,
+            "top": 1 - 0.3 / height, "wspace": 0.05, "hspace": 0.05})
         for r, (row, ex) in enumerate(zip(axes, self.examples, strict=True)):
             tiles = [overlay_mask(ex.target, ex.mask), ex.mask * np.uint8(255),
                      *(ex.outputs[m] for m in self.methods), ex.target]
@@ -443,30 +626,36 @@ def _write_atomic(path, write: Callable) -> Path:
 
 
 # ----------------------------------------------------------------------------- evaluation
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def _std(values: list[float]) -> float:
+    """The spread over pairs (NaN pairs left out); NaN when a value is infinite (a perfect fill)."""
     a = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(a).all():  # PSNR of a perfect fill is +inf: the mean is too, the spread is not
-        return float(a.mean()), math.nan
-    return float(a.mean()), float(a.std())
+    a = a[~np.isnan(a)]
+    return float(a.std()) if len(a) and np.isfinite(a).all() else math.nan
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return (x * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()  # (H, W, 3)
 
 
-def evaluate(model, images, mask_groups, *, label: str = "BIDS-Net", baselines=("telea", "ns"),
+def evaluate(model, images, mask_groups, *, label: str = "BIDS-Net", baselines=None,
              radius: int = 3, lpips=None, fid_features=None, skipped: Mapping[str, str] | None = None,
              batch_size: int = 16, seed: int = 0, progress: bool = True,
-             protocol: str | None = None) -> EvalResult:
-    """Every metric for the model(s) and the baselines on every (mask, photo) pair of each group.
+             protocol: str | None = None, cache=None, n_resamples: int = N_RESAMPLES) -> EvalResult:
+    """Every metric for the model(s) and the baselines on every (mask, photo) pair of each group,
+    with bootstrap intervals over photos and each model's paired differences to each baseline.
 
     ``model``: a BIDSNet, an ``Inpainter``, any callable ``(image, mask) -> image`` on tensors, a
     dict ``{name: one of those}``, or None (baselines only). ``images``: RGB uint8 (H, W, 3)
     arrays, as a dict by name or a list. ``mask_groups``: ``MaskGroup``s (see
     :func:`load_mask_groups`) or a dict ``{name: [masks]}``; masks are resized to each photo.
+    ``baselines``: names (``"telea"``, ``"ns"``, ``"biharmonic"``, ``"patchmatch"``) or baseline
+    objects (:func:`bidsnet_lib.baselines.make_baseline`); None: :func:`default_baselines`.
+    ``radius``: Telea's and NS's neighbourhood. ``cache``: a folder keeping the outputs of the
+    slow baselines (:class:`bidsnet_lib.baselines.CachedBaseline`), or None.
     ``lpips``: a metric ``(pred, target) -> (B,)`` with a ``label`` (an ``LPIPSMetric``) or None;
     ``fid_features``: a feature extractor ``images (B, 3, H, W) -> (B, D)`` or None. A metric
     left None is reported as skipped, with the reason from ``skipped`` if given.
+    ``n_resamples`` and ``seed`` set the bootstrap.
     """
     if isinstance(images, Mapping):
         photos = dict(images)
@@ -492,62 +681,120 @@ def evaluate(model, images, mask_groups, *, label: str = "BIDS-Net", baselines=(
         raise ValueError(f"batch_size: got {batch_size!r}; expected an int >= 1")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed: got {seed!r}; expected an int >= 0")
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
+        raise ValueError(f"n_resamples: got {n_resamples!r}; expected an int >= 1")
     if lpips is not None and not callable(lpips):
         raise TypeError(f"lpips: got {type(lpips).__name__}; expected a metric (pred, target) -> (B,) or None")
     if fid_features is not None and not callable(fid_features):
         raise TypeError(f"fid_features: got {type(fid_features).__name__}; expected a feature "
                         "extractor images (B, 3, H, W) -> (B, D) or None")
-    methods = _methods(model, label, baselines, radius)
+    methods, baseline_names = _methods(model, label, default_baselines() if baselines is None else baselines,
+                                       radius, cache)
     skipped = dict(skipped or {})
-    notes = {"psnr": "10·log10(1/MSE) per image on [0, 1], averaged over the n images",
-             "ssim": "Gaussian window 11, σ 1.5, per image, averaged over the n images",
+    notes = {"psnr": "10·log10(1/MSE) per image on [0, 1]",
+             "ssim": "Gaussian window 11, σ 1.5, per image",
              "lpips": getattr(lpips, "label", "LPIPS (custom metric)") if lpips is not None
              else f"skipped: {skipped.get('lpips', 'not requested')}",
-             "fid": f"skipped: {skipped.get('fid', 'not requested')}"}
-    fid = None
+             "fid": f"skipped: {skipped.get('fid', 'not requested')}",
+             "colour": f"per filled hole, the distance (0-255 RGB) of its mean colour from that of "
+                       f"the known pixels within {COLOUR_RING} px of it, area-weighted over the holes"}
     if fid_features is not None:
         fid_name = getattr(fid_features, "name", type(fid_features).__name__)
         fid_comparable = bool(getattr(fid_features, "comparable", False))
-        fid = (fid_features, fid_name, fid_comparable)
         notes["fid"] = (f"{fid_name}{'' if fid_comparable else ' (NOT comparable to published FID)'}"
                         f"; per row from its n real and n generated images: below {FID_MIN_IMAGES} "
-                        "biased upwards, compare only at equal n")
+                        "biased upwards, compare only at equal n; no interval")
     shapes = {im.shape[:2] for im in photos.values()}
     if protocol is None:
         size = "x".join(map(str, next(iter(shapes)))) if len(shapes) == 1 else "their own sizes"
         protocol = f"{len(photos)} photos at {size}."
-    protocol += (f" Each mask of a group is paired with each of the {len(photos)} photos: "
-                 f"n = masks × {len(photos)} per cell.")
+    confidence = f"{100 * CONFIDENCE:g} %"
+    protocol += (f" Each mask of a group is paired with each of the {len(photos)} photos; each photo's "
+                 f"scores are averaged over the group's masks, and [brackets] give the {confidence} "
+                 f"percentile bootstrap interval of the mean over photos ({n_resamples:,} resamples "
+                 f"of the {len(photos)} photos, seed {seed}).")
+    stats = {"seed": seed, "n_resamples": n_resamples}
 
     names = list(photos)
     total = sum(len(g.masks) for g in groups) * len(names)
-    rows, examples, few_fid = [], [], []
+    rows, per_photo, comparisons, examples, few_fid = [], [], [], [], []
+    timing = {name: [0.0, 0] for name in methods}
     with torch.random.fork_rng(devices=[]), tqdm(total=total, unit="pair", desc="evaluate",
                                                   disable=not progress) as bar:
         torch.manual_seed(seed)
         for g_index, group in enumerate(groups):
             shown = int(np.random.default_rng([seed, g_index]).integers(len(names) * len(group.masks)))
-            run = _run_group(group, photos, methods, lpips, fid, batch_size, shown, bar)
+            run = _run_group(group, photos, methods, lpips, fid_features, batch_size, shown, bar, timing)
             examples.append(run["example"])
             common = {"set": group.set_name, "group": group.name,
-                      "hole_ratio": float(np.mean(run["ratios"])), "n": len(run["ratios"])}
-            for name in methods:
+                      "hole_ratio": float(np.mean(run["ratios"])), "n": len(run["ratios"]),
+                      "n_photos": len(names)}
+            means = {}  # method -> metric -> per-photo means, in photo order
+            for name in [*methods, REFERENCE]:
                 for metric in METRICS:
-                    value, std, note = math.nan, math.nan, notes[metric]
-                    if metric == "fid" and fid is not None:
-                        result = _fid(run["features"]["real"], run["features"][name], fid)
+                    if name == REFERENCE and metric != "colour":
+                        continue
+                    value, low, high, std, note = math.nan, math.nan, math.nan, math.nan, notes[metric]
+                    if metric == "fid" and run["fid"]:
+                        result = run["fid"][name]
                         value, note = result.fid, result.label
                         if result.n_fake < max(FID_MIN_IMAGES, result.feature_dim + 1):
                             few_fid.append(result.n_fake)
                     elif metric != "fid" and not note.startswith("skipped"):
-                        value, std = _mean_std(run["scores"][name][metric])
+                        pairs = run["scores"][name][metric]
+                        photo_means = _photo_means(pairs, run["photos"], names)
+                        means.setdefault(name, {})[metric] = photo_means
+                        per_photo += [{"set": group.set_name, "group": group.name, "photo": p,
+                                       "method": name, "metric": metric, "value": v,
+                                       "n_masks": len(group.masks)} for p, v in zip(names, photo_means, strict=True)]
+                        value, std = float(np.mean(photo_means)), _std(pairs)
+                        low, high = bootstrap_interval(photo_means, n_resamples=n_resamples, seed=seed)
                     rows.append({**common, "method": name, "metric": metric, "value": value,
-                                 "std": std, "note": "" if metric in ("psnr", "ssim") else note})
+                                 "ci_low": low, "ci_high": high, "std": std,
+                                 "note": "" if metric in ("psnr", "ssim") else note})
+            comparisons += _compare(group, means, [m for m in methods if m not in baseline_names],
+                                    baseline_names, stats)
     if few_fid:
         warnings.warn(f"FID per group from {min(few_fid)} to {max(few_fid)} images: far below the "
                       f"{FID_MIN_IMAGES} a stable estimate needs; biased upwards, compare only at "
                       "equal n (stated in every row)", FIDSampleSizeWarning, stacklevel=2)
-    return EvalResult(rows, list(methods), notes, protocol, examples)
+    seconds = {name: (t / n if n else math.nan) for name, (t, n) in timing.items()}
+    return EvalResult(rows, list(methods), notes, protocol, examples, baselines=baseline_names,
+                      per_photo=per_photo, comparisons=comparisons, seconds=seconds, bootstrap=stats)
+
+
+def _photo_means(pairs: list[float], photo_of_pair: list[str], names: list[str]) -> list[float]:
+    """Each photo's mean over its pairs (NaN pairs, holes without a ring, left out)."""
+    values = np.asarray(pairs, dtype=np.float64)
+    owners = np.asarray(photo_of_pair)
+    means = []
+    for name in names:
+        v = values[owners == name]
+        v = v[~np.isnan(v)]
+        means.append(float(v.mean()) if len(v) else math.nan)
+    return means
+
+
+def _compare(group: MaskGroup, means: dict, models: list[str], baselines: list[str], stats: dict) -> list[dict]:
+    """Each model against each baseline on the compared metrics: paired differences over photos."""
+    out = []
+    for metric in COMPARED:
+        present = [b for b in baselines if metric in means.get(b, {})]
+        if not present:
+            continue
+        higher = HIGHER_IS_BETTER[metric]
+        group_means = {b: np.mean(means[b][metric]) for b in present}
+        best = (max if higher else min)(present, key=lambda b: group_means[b])
+        for model in models:
+            if metric not in means.get(model, {}):
+                continue
+            for baseline in present:
+                diff = paired_difference(means[model][metric], means[baseline][metric],
+                                         higher_is_better=higher, n_resamples=stats["n_resamples"],
+                                         seed=stats["seed"])
+                out.append({"set": group.set_name, "group": group.name, "model": model,
+                            "baseline": baseline, "metric": metric, **diff, "best": baseline == best})
+    return out
 
 
 def _batches(pairs: list[tuple[str, int]], photos: dict, batch_size: int):
@@ -563,14 +810,22 @@ def _batches(pairs: list[tuple[str, int]], photos: dict, batch_size: int):
         yield batch
 
 
-def _run_group(group: MaskGroup, photos: dict, methods: dict, lpips, fid, batch_size: int,
-               shown: int, bar) -> dict:
-    """Scores, FID features and hole ratios of every pair of a group, and pair ``shown``'s example."""
+def _fid_metrics(extractor, methods) -> dict[str, FIDMetric]:
+    first = next(extractor.parameters(), None) if isinstance(extractor, torch.nn.Module) else None
+    device = None if first is None else first.device
+    return {name: FIDMetric(extractor, device=device) for name in methods}
+
+
+def _run_group(group: MaskGroup, photos: dict, methods: dict, lpips, fid_features, batch_size: int,
+               shown: int, bar, timing: dict) -> dict:
+    """Scores, FIDs, hole ratios and photo of every pair of a group, and pair ``shown``'s example;
+    adds each method's seconds and images to ``timing``."""
     # Photo-major: at native size consecutive pairs share a photo, so batches have one shape.
     pairs = [(p, m) for p in photos for m in range(len(group.masks))]
-    scores = {name: {"psnr": [], "ssim": [], "lpips": []} for name in methods}
-    features = {name: [] for name in ["real", *methods]}
-    ratios, example, done = [], None, 0
+    scores = {name: {"psnr": [], "ssim": [], "lpips": [], "colour": []} for name in methods}
+    scores[REFERENCE] = {"colour": []}
+    fid = _fid_metrics(fid_features, methods) if fid_features is not None else {}
+    ratios, owners, example, done = [], [], None, 0
     for batch in _batches(pairs, photos, batch_size):
         shape = photos[batch[0][0]].shape[:2]
         holes = [fit_mask(group.masks[m], shape) for _, m in batch]
@@ -580,14 +835,19 @@ def _run_group(group: MaskGroup, photos: dict, methods: dict, lpips, fid, batch_
                 raise ValueError(f"mask group {group.label}: {source} has no hole left at "
                                  f"{shape[0]}x{shape[1]} (photo {p!r}); use a larger size")
         ratios += [hole_ratio(h) for h in holes]
+        owners += [p for p, _ in batch]
         target = torch.from_numpy(np.stack([photos[p] for p, _ in batch]))
         target = target.permute(0, 3, 1, 2).float() / 255  # (B, 3, H, W)
         mask = torch.from_numpy(np.stack(holes)).float()[:, None]  # (B, 1, H, W)
-        if fid is not None:
-            features["real"].append(_features(fid[0], target))
+        scores[REFERENCE]["colour"] += hole_colour_error(target, mask).tolist()
+        real = next(iter(fid.values())).features(target) if fid else None
         outputs = {}
         for name, method in methods.items():
+            start = time.perf_counter()
             out = method(target, mask)
+            # A cached baseline reports the seconds its outputs took when they were computed.
+            timing[name][0] += getattr(method, "last_seconds", time.perf_counter() - start)
+            timing[name][1] += len(batch)
             if not isinstance(out, torch.Tensor) or out.shape != target.shape:
                 raise ValueError(f"method {name!r} returned {getattr(out, 'shape', type(out).__name__)}; "
                                  f"expected a tensor {tuple(target.shape)}")
@@ -595,10 +855,11 @@ def _run_group(group: MaskGroup, photos: dict, methods: dict, lpips, fid, batch_
             out = composite((out.detach().float().clamp(0, 1) * 255).round() / 255, target, mask)
             scores[name]["psnr"] += psnr(out, target).tolist()
             scores[name]["ssim"] += ssim(out, target).tolist()
+            scores[name]["colour"] += hole_colour_error(out, mask).tolist()
             if lpips is not None:
                 scores[name]["lpips"] += lpips(out, target).flatten().tolist()
-            if fid is not None:
-                features[name].append(_features(fid[0], out))
+            if fid:
+                fid[name].add_features(real=real, fake=fid[name].features(out))
             outputs[name] = out
         if done <= shown < done + len(batch):
             i = shown - done
@@ -608,24 +869,12 @@ def _run_group(group: MaskGroup, photos: dict, methods: dict, lpips, fid, batch_
                               {name: _to_uint8(o[i]) for name, o in outputs.items()})
         done += len(batch)
         bar.update(len(batch))
-    return {"scores": scores, "features": features, "ratios": ratios, "example": example}
+    with warnings.catch_warnings():  # one warning for all groups, issued by evaluate()
+        warnings.simplefilter("ignore", FIDSampleSizeWarning)
+        fids = {name: metric.compute() for name, metric in fid.items()}
+    return {"scores": scores, "fid": fids, "ratios": ratios, "photos": owners, "example": example}
 
 
-def _fid(real: list[np.ndarray], fake: list[np.ndarray], fid) -> FIDResult:
-    real, fake = np.concatenate(real), np.concatenate(fake)  # (n, D) each
-    _, name, comparable = fid
-    value = frechet_distance(*feature_statistics(real), *feature_statistics(fake))
-    return FIDResult(value, len(real), len(fake), real.shape[1], name, comparable)
-
-
-def _features(extractor, images: torch.Tensor) -> np.ndarray:
-    first = next(extractor.parameters(), None) if isinstance(extractor, torch.nn.Module) else None
-    with torch.inference_mode():
-        f = extractor(images if first is None else images.to(first.device))
-    if not isinstance(f, torch.Tensor) or f.dim() != 2 or f.shape[0] != images.shape[0]:
-        raise ValueError(f"fid_features returned {getattr(f, 'shape', type(f).__name__)} for "
-                         f"{images.shape[0]} images; expected a tensor ({images.shape[0]}, D)")
-    return f.detach().cpu().double().numpy()
 # ----------------------------------------------------------------------------- command line
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit status 2, like every other bad input
@@ -654,11 +903,25 @@ def _positive(text: str) -> int:
     return value
 
 
+def _baseline_names(text: str) -> tuple[str, ...]:
+    if text == "none":
+        return ()
+    names = tuple(n.strip() for n in text.split(","))
+    wrong = [n for n in names if n not in BASELINES]
+    if wrong or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected distinct names from "
+                                         f"{','.join(BASELINES)} separated by commas, or none")
+    return names
+
+
 def build_parser(prog: str = "bidsnet evaluate") -> argparse.ArgumentParser:
     parser = _Parser(prog=prog, description=(
-        "PSNR, SSIM, LPIPS and FID of a checkpoint and of OpenCV's Telea and Navier-Stokes, per "
-        "mask group (Set I hole-ratio bins, Set II presets), on the composited outputs. Writes "
-        "results.csv, results.md, metrics_vs_hole_ratio.png and examples.png into --out."))
+        "PSNR, SSIM, LPIPS, FID and hole colour error of a checkpoint (through bidsnet inpaint's "
+        "Inpainter) and of the classical baselines, per mask group (Set I hole-ratio bins, Set II "
+        "presets), on the composited outputs, with 95 % bootstrap intervals over photos and the "
+        "checkpoint's paired differences to each baseline. Writes results.md (the tables, also "
+        "printed), results.csv, results.json, per_photo.csv, metrics_vs_hole_ratio.png and "
+        "examples.png into --out."))
     parser.add_argument("--checkpoint", required=True, help="inference (or training) checkpoint")
     parser.add_argument("--images", default=str(SHIPPED_IMAGES),
                         help="folder of test photos (default: the shipped data/images/test)")
@@ -667,13 +930,26 @@ def build_parser(prog: str = "bidsnet evaluate") -> argparse.ArgumentParser:
                              "set's folder, or any folder of masks (grouped by hole ratio); "
                              "default: the shipped bidsnet_lib/eval_masks")
     parser.add_argument("--out", required=True, help="folder for the results")
-    parser.add_argument("--size", type=_size, default=None,
-                        help="working resolution: centre square crops resized to SIZE x SIZE "
-                             "(default: the checkpoint's training size, else 256), or 'native': "
-                             "each photo at its own size, the model through bidsnet inpaint's crops")
-    parser.add_argument("--limit", type=_positive, default=None,
-                        help="only the first LIMIT masks of each group (quick runs)")
-    parser.add_argument("--seed", type=int, default=0, help="picks the examples shown; seeds torch")
+    parser.add_argument("--size", type=_size, default=256,
+                        help="evaluation resolution: centre square crops resized to SIZE x SIZE "
+                             "(default 256), or 'native': each photo at its own size; the model "
+                             "always runs through bidsnet inpaint's crops at its training size")
+    parser.add_argument("--masks-per-group", "--limit", dest="limit", type=_positive, default=None,
+                        help="only the first K masks (sorted by file) of each group (quick runs)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the bootstrap and torch, picks the examples shown")
+    parser.add_argument("--resamples", type=_positive, default=N_RESAMPLES,
+                        help=f"bootstrap resamples of the photos (default {N_RESAMPLES})")
+    parser.add_argument("--baselines", type=_baseline_names, default=None,
+                        help=f"comma-separated, from {','.join(BASELINES)}, or none (default: all; "
+                             "patchmatch only when pypatchmatch is installed)")
+    parser.add_argument("--patch-size", type=_positive, default=3,
+                        help="PatchMatch's patch radius: patches of (2p+1)^2 pixels (default 3)")
+    parser.add_argument("--cache", default=None,
+                        help=f"folder keeping the outputs of the slow baselines (biharmonic, PatchMatch: "
+                             f"about 40 kB a pair at 256 px), computed once per photo, mask, size and "
+                             f"method (default: {default_cache_dir()})")
+    parser.add_argument("--no-cache", action="store_true", help="compute every baseline output afresh")
     parser.add_argument("--lpips", choices=("alex", "vgg", "off"), default="alex",
                         help="LPIPS trunk (ImageNet weights needed: torch.hub cache or "
                              "--lpips-weights), or off (reported as skipped)")
@@ -683,7 +959,8 @@ def build_parser(prog: str = "bidsnet evaluate") -> argparse.ArgumentParser:
     parser.add_argument("--fid-weights", help=f"FID's Inception-v3 weight file ({FID_WEIGHTS_FILE})")
     parser.add_argument("--no-fid", action="store_true", help="skip FID (reported as skipped)")
     parser.add_argument("--radius", type=_positive, default=3, help="Telea/NS neighbourhood radius")
-    parser.add_argument("--batch-size", type=_positive, default=16, help="pairs per forward pass")
+    parser.add_argument("--batch-size", type=_positive, default=16,
+                        help="pairs per batch (the model's crops: at most this many per forward pass)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     return parser
 
@@ -731,30 +1008,49 @@ def _run(args) -> EvalResult:
     groups = load_mask_groups(args.masks, args.limit)
     device = resolve_device(args.device)  # one line naming the devices there are, not CUDA's traceback
     lpips, fid, skipped = _metrics(args, device)
+    baselines = _cli_baselines(args)
     model, meta = load_inference_model(checkpoint, device=device)
     trained = int(meta.get("image_size", 256)) if isinstance(meta, dict) else 256
-    size = trained if args.size is None else args.size
     label = f"BIDS-Net ({checkpoint.name})"
-    if size == "native":
+    method = Inpainter(model, work_size=trained, device=device, batch_size=args.batch_size, label=label)
+    through = (f"the model through bidsnet inpaint's Inpainter (crops around the holes at its training "
+               f"size {trained}x{trained}), the baselines on the whole image")
+    if args.size == "native":
         photos = load_photos(args.images)
-        method = Inpainter(model, work_size=trained, device=device, label=label)
         protocol = (f"{len(photos)} photos of {args.images} at their own sizes; masks stretched to each "
-                    f"(nearest); the model through bidsnet inpaint's crops at {trained}x{trained}.")
+                    f"(nearest); {through}.")
     else:
-        photos = load_photos(args.images, size)
-        method = model
+        photos = load_photos(args.images, args.size)
         protocol = (f"{len(photos)} photos of {args.images}, centre-cropped to a square and resized "
-                    f"to {size}x{size} (the checkpoint was trained at {trained}x{trained}).")
-    return evaluate({label: method}, photos, groups, radius=args.radius, lpips=lpips, fid_features=fid,
-                    skipped=skipped, batch_size=args.batch_size, seed=args.seed, protocol=protocol)
+                    f"to {args.size}x{args.size}; {through}.")
+    if args.baselines is None and not patchmatch_available():
+        protocol += " PatchMatch is left out: pypatchmatch is not installed."
+    cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache_dir()
+    return evaluate({label: method}, photos, groups, baselines=baselines, radius=args.radius,
+                    lpips=lpips, fid_features=fid, skipped=skipped, batch_size=args.batch_size,
+                    seed=args.seed, protocol=protocol, cache=cache, n_resamples=args.resamples)
+
+
+def _cli_baselines(args) -> list:
+    """The baselines asked for (PatchMatch with --patch-size); an unusable one fails here."""
+    names = args.baselines
+    if names is None:
+        names = tuple(BASELINES) if patchmatch_available() else tuple(b for b in BASELINES if b != "patchmatch")
+        if "patchmatch" not in names:
+            print("note: PatchMatch left out of the baselines: pypatchmatch is not installed "
+                  "(pip install pypatchmatch)", file=sys.stderr)
+    return [make_baseline(n, patch_size=args.patch_size) if n == "patchmatch" else n for n in names]
 
 
 def write_outputs(result: EvalResult, out) -> dict[str, Path]:
-    """results.csv, results.md, metrics_vs_hole_ratio.png and examples.png in folder ``out``."""
+    """results.csv, results.md, results.json, per_photo.csv, metrics_vs_hole_ratio.png and
+    examples.png in folder ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": result.write_csv(out / "results.csv"),
-             "markdown": _write_atomic(out / "results.md", lambda f: f.write(result.markdown() + "\n"))}
+             "markdown": _write_atomic(out / "results.md", lambda f: f.write(result.markdown() + "\n")),
+             "json": result.write_json(out / "results.json"),
+             "per_photo": result.write_per_photo_csv(out / "per_photo.csv")}
     for key, name, fig in (("figure", "metrics_vs_hole_ratio.png", result.figure()),
                            ("examples", "examples.png", result.examples_figure())):
         fig.savefig(out / name, dpi=100)
@@ -779,7 +1075,7 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet evaluate") -> int:
     try:
         result = _run(args)
         paths = write_outputs(result, args.out)
-    except (ValueError, TypeError, OSError, CheckpointError) as error:
+    except (ValueError, TypeError, OSError, ImportError, CheckpointError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     print(result.markdown())

@@ -14,10 +14,12 @@ labelled as not comparable to published numbers.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -114,6 +116,64 @@ def ssim(pred, target) -> torch.Tensor:
     ssim_map = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / (
         (mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2))
     return ssim_map.flatten(1).mean(dim=1)  # (B,)
+
+
+# ----------------------------------------------------------------------------------------------
+# Hole colour error: a colour cast needs no ground truth to be seen
+
+COLOUR_RING = 5  # px: the known pixels this close to a hole are its surroundings
+
+
+def _hole_masks(mask, batch: int, shape: tuple[int, int]) -> np.ndarray:
+    """A mask as (B, H, W) bool from a tensor (B, 1, H, W) or an array (H, W) / (B, H, W)."""
+    m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    if m.ndim == 4 and m.shape[1] == 1:
+        m = m[:, 0]
+    if m.ndim == 2:
+        m = m[None]
+    if m.shape != (batch, *shape):
+        raise ValueError(f"mask: got shape {tuple(np.shape(mask))}; expected ({batch}, 1, {shape[0]}, "
+                         f"{shape[1]}), ({batch}, {shape[0]}, {shape[1]}) or {shape} for one image")
+    if not np.isin(m, (0, 1)).all():
+        raise ValueError("mask: got values other than 0 and 1; expected 1 = hole, 0 = known")
+    return m.astype(bool)
+
+
+def hole_colour_error(pred, mask, ring: int = COLOUR_RING) -> torch.Tensor:
+    """How far each filled hole's mean colour lies from its surroundings', per image: shape (B,).
+
+    For each hole (8-connected component of ``mask``, 1 = hole): the Euclidean distance, in 0–255
+    RGB units, between the mean colour of its pixels in ``pred`` and the mean colour of the known
+    pixels within ``ring`` pixels of it; averaged over the image's holes weighted by their areas.
+    A colour cast or blotch shows as a large value; a true photo scores above 0 too (its hidden
+    content differs from the ring), so compare with the photo's own score. NaN when no hole has a
+    known pixel around it.
+    """
+    p = to_image_batch(pred, "pred")
+    if isinstance(ring, bool) or not isinstance(ring, int) or ring < 1:
+        raise ValueError(f"ring: got {ring!r}; expected an int >= 1 (pixels)")
+    holes = _hole_masks(mask, p.shape[0], tuple(p.shape[-2:]))
+    rgb = (p.detach().double() * 255).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring + 1, 2 * ring + 1))
+    errors = []
+    for image, hole in zip(rgb, holes, strict=True):
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+        total, weight = 0.0, 0
+        for label in range(1, count):
+            x, y, w, h, area = stats[label]
+            # The component's box grown by the ring: dilation needs only that window.
+            y0, x0 = max(y - ring, 0), max(x - ring, 0)
+            y1, x1 = min(y + h + ring, hole.shape[0]), min(x + w + ring, hole.shape[1])
+            own = (labels[y0:y1, x0:x1] == label).astype(np.uint8)
+            around = cv2.dilate(own, kernel).astype(bool) & ~hole[y0:y1, x0:x1]
+            if not around.any():
+                continue
+            window = image[y0:y1, x0:x1]
+            gap = window[own.astype(bool)].mean(axis=0) - window[around].mean(axis=0)  # (3,)
+            total += area * float(np.sqrt((gap**2).sum()))
+            weight += area
+        errors.append(total / weight if weight else math.nan)
+    return torch.tensor(errors, dtype=torch.float64)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -449,6 +509,20 @@ class FIDMetric:
         for key, images in (("real", real), ("fake", fake)):
             if images is not None:
                 self._features[key].append(self._extract(images, f"{key} images"))
+
+    def features(self, images) -> np.ndarray:
+        """The features (N, D) that :meth:`update` would add for these images."""
+        return self._extract(images, "images")
+
+    def add_features(self, real=None, fake=None) -> None:
+        """Add features (N, D) from :meth:`features`: one pass over the real images can serve the
+        FIDs of several methods."""
+        for key, f in (("real", real), ("fake", fake)):
+            if f is not None:
+                if not isinstance(f, np.ndarray) or f.ndim != 2:
+                    raise ValueError(f"{key}: got {getattr(f, 'shape', type(f).__name__)}; expected "
+                                     "a features array (N, D)")
+                self._features[key].append(f.astype(np.float64, copy=False))
 
     @property
     def counts(self) -> tuple[int, int]:

@@ -225,18 +225,24 @@ def check_inputs(image: torch.Tensor, mask: torch.Tensor, min_size: int = 1) -> 
         raise ValueError("mask must be binary (0 = known, 1 = hole); got values other than 0 and 1")
 
 
-def opencv_fill(image: torch.Tensor, mask: torch.Tensor, method: int = cv2.INPAINT_TELEA,
-                radius: int = FILL_RADIUS) -> torch.Tensor:
-    """``cv2.inpaint`` over a batch: (B, 3, H, W) in [0, 1] and (B, 1, H, W) 1 = hole -> (B, 3, H, W).
+def fill_each(fill, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``fill(rgb, hole)`` on each 8-bit image of a batch: (B, 3, H, W) in [0, 1] and (B, 1, H, W)
+    1 = hole -> (B, 3, H, W); ``fill`` maps (H, W, 3) uint8 and (H, W) uint8 0/1 to (H, W, 3) uint8.
 
-    OpenCV inpaints 8-bit images, so every pixel comes back rounded to 1/255; callers keep their
-    own known pixels (``composite``). No gradient flows through it.
+    Classical inpainters work on 8-bit images, so every pixel comes back rounded to 1/255; callers
+    keep their own known pixels (``composite``). No gradient flows through it.
     """
     pixels = (image.detach().float() * 255).round().to(torch.uint8).permute(0, 2, 3, 1)  # (B, H, W, 3)
     pixels = pixels.contiguous().cpu().numpy()
     holes = mask.detach().to(torch.uint8)[:, 0].contiguous().cpu().numpy()  # (B, H, W)
-    filled = np.stack([cv2.inpaint(p, m, radius, method) for p, m in zip(pixels, holes, strict=True)])
-    return torch.from_numpy(filled).permute(0, 3, 1, 2).to(image.device, image.dtype) / 255  # (B, 3, H, W)
+    filled = np.stack([fill(p, m) for p, m in zip(pixels, holes, strict=True)])  # (B, H, W, 3)
+    return torch.from_numpy(filled).permute(0, 3, 1, 2).to(image.device, image.dtype) / 255
+
+
+def opencv_fill(image: torch.Tensor, mask: torch.Tensor, method: int = cv2.INPAINT_TELEA,
+                radius: int = FILL_RADIUS) -> torch.Tensor:
+    """``cv2.inpaint`` (Telea by default) over a batch, through :func:`fill_each`."""
+    return fill_each(lambda rgb, hole: cv2.inpaint(rgb, hole, radius, method), image, mask)
 
 
 def composite(pred: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

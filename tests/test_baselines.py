@@ -1,4 +1,5 @@
-"""bidsnet_lib.baselines: OpenCV Telea / Navier–Stokes behind the model's (image, mask) interface."""
+"""bidsnet_lib.baselines: Telea, Navier–Stokes, biharmonic and PatchMatch behind the model's
+(image, mask) interface, and the output cache."""
 
 from pathlib import Path
 
@@ -7,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from bidsnet_lib.baselines import BASELINES, OpenCVInpaint, make_baseline
+from bidsnet_lib import baselines as bl
+from bidsnet_lib.baselines import BASELINES, CachedBaseline, OpenCVInpaint, make_baseline
 from bidsnet_lib.metrics import psnr
+
+SMOOTH = ("telea", "ns", "biharmonic")  # border-propagating: they rebuild a smooth ramp
 
 PHOTO = Path(__file__).resolve().parents[1] / "data" / "images" / "test" / "skimage_rocket.jpg"
 
@@ -27,10 +31,10 @@ def _box_mask(h=48, w=64) -> torch.Tensor:
     return mask
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
+@pytest.mark.parametrize("name", SMOOTH)
 def test_known_pixels_kept_and_holes_filled_smoothly(name):
     image, mask = _gradient(), _box_mask()
-    out = make_baseline(name, radius=3)(image, mask)
+    out = make_baseline(name)(image, mask)
     assert out.shape == image.shape and out.dtype == image.dtype
     assert torch.equal(out[mask.expand_as(out) == 0], image[mask.expand_as(image) == 0])
     assert out.min() >= 0 and out.max() <= 1
@@ -53,6 +57,70 @@ def test_real_photo_hole_and_bool_mask(name):
     grey = torch.full_like(image, 0.5)
     grey_fill = torch.where(mask, grey, image)
     assert psnr(out, image) > psnr(grey_fill, image) + 5
+
+
+def test_patchmatch_continues_a_texture_and_is_seeded():
+    # Vertical stripes, 6 px a period: a border fill smears them, patches copy them.
+    x = torch.arange(64)
+    stripes = ((x // 3) % 2).float().expand(64, 64)
+    image = torch.stack([0.2 + 0.6 * stripes, 0.5 * torch.ones(64, 64), 0.8 - 0.6 * stripes])[None]
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 20:44, 20:44] = 1
+    patchmatch = make_baseline("patchmatch")
+    out = patchmatch(image, mask)
+    assert torch.equal(out[mask.expand_as(out) == 0], image[mask.expand_as(image) == 0])
+    assert psnr(out, image) > psnr(make_baseline("telea")(image, mask), image) + 5
+    again = make_baseline("patchmatch")(image, mask)
+    assert torch.equal(out, again)  # seeded: equal inputs, equal outputs
+    assert patchmatch.name == "PatchMatch (p=3)" and "seed=0" in patchmatch.cache_key
+
+
+def test_biharmonic_is_scikit_images():
+    from skimage.restoration import inpaint_biharmonic
+
+    rgb = cv2.cvtColor(cv2.imread(str(PHOTO)), cv2.COLOR_BGR2RGB)[:64, :64]
+    hole = np.zeros((64, 64), np.uint8)
+    hole[20:40, 10:50] = 1
+    got = make_baseline("biharmonic").fill(rgb, hole)
+    expected = np.rint(inpaint_biharmonic(rgb, hole.astype(bool), channel_axis=-1) * 255)
+    np.testing.assert_array_equal(got[hole == 1], expected[hole == 1].astype(np.uint8))
+    np.testing.assert_array_equal(got[hole == 0], rgb[hole == 0])
+
+
+def test_patchmatch_without_its_package_names_the_fix(monkeypatch):
+    monkeypatch.setattr(bl, "patchmatch_available", lambda: False)
+    with pytest.raises(ImportError, match=r"pip install pypatchmatch==2\.2\.0"):
+        make_baseline("patchmatch")
+
+
+def test_cache_computes_once_and_reads_back_bit_for_bit(tmp_path):
+    rgb = cv2.cvtColor(cv2.imread(str(PHOTO)), cv2.COLOR_BGR2RGB)[:48, :48]
+    image = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    mask = torch.zeros(1, 1, 48, 48)
+    mask[..., 10:30, 5:40] = 1
+    cached = CachedBaseline(make_baseline("biharmonic"), tmp_path)
+    first = cached(image, mask)
+    assert (cached.hits, cached.misses) == (0, 1) and cached.last_seconds > 0
+    computed = cached.last_seconds
+    files = list(tmp_path.rglob("*.npz"))
+    assert len(files) == 1
+    again = CachedBaseline(make_baseline("biharmonic"), tmp_path)
+    second = again(image, mask)
+    assert torch.equal(first, second) and torch.equal(first, make_baseline("biharmonic")(image, mask))
+    assert (again.hits, again.misses) == (1, 0) and again.last_seconds == computed  # time as computed
+    # Another mask, another method setting: other entries.
+    other = mask.clone()
+    other[..., 0, 0] = 1
+    again(image, other)
+    CachedBaseline(make_baseline("telea", 5), tmp_path)(image, mask)
+    assert len(list(tmp_path.rglob("*.npz"))) == 3
+    # A damaged entry is computed again and rewritten.
+    files[0].write_bytes(b"not a numpy file")
+    repaired = CachedBaseline(make_baseline("biharmonic"), tmp_path)
+    assert torch.equal(repaired(image, mask), first) and repaired.misses == 1
+    assert np.load(files[0])["fill"].shape == (int(mask.sum()), 3)
+    with pytest.raises(TypeError, match="baseline: got function"):
+        CachedBaseline(lambda i, m: i, tmp_path)
 
 
 def test_radius_and_method_change_the_fill():
@@ -79,12 +147,18 @@ def test_names_and_repr():
     telea = make_baseline("telea", radius=5)
     assert telea.name == "Telea (r=5)" and repr(telea) == "OpenCVInpaint(method='telea', radius=5)"
     assert make_baseline("ns").name == "Navier-Stokes (r=3)"
+    assert make_baseline("biharmonic").name == "Biharmonic"
+    assert repr(make_baseline("patchmatch", patch_size=5)) == "PatchMatchInpaint(patch_size=5, seed=0)"
+    assert list(BASELINES) == ["telea", "ns", "biharmonic", "patchmatch"]
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"name": "lama"}, r"name: got 'lama'; expected one of \['ns', 'telea'\]"),
+        ({"name": "lama"}, r"name: got 'lama'; expected one of \['telea', 'ns', 'biharmonic', 'patchmatch'\]"),
+        ({"name": "biharmonic", "radius": 3}, "radius: got 3 for 'biharmonic'; expected None"),
+        ({"name": "telea", "patch_size": 3}, "patch_size: got 3 for 'telea'; expected None"),
+        ({"name": "patchmatch", "patch_size": 0}, "patch_size: got 0; expected an int >= 1"),
         ({"name": "telea", "radius": 0}, "radius: got 0; expected an int >= 1"),
         ({"name": "ns", "radius": 2.5}, "radius: got 2.5"),
         ({"name": "ns", "radius": True}, "radius: got True"),
@@ -121,6 +195,14 @@ def test_bad_configuration(kwargs, match):
         ),
     ],
 )
-def test_bad_inputs(image, mask, error, match):
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_bad_inputs(image, mask, error, match, name):
     with pytest.raises(error, match=match):
-        make_baseline("telea")(image, mask)
+        make_baseline(name)(image, mask)
+
+
+def test_fill_checks_its_arrays():
+    with pytest.raises(ValueError, match=r"rgb: got float64 \(8, 8, 3\); expected uint8"):
+        make_baseline("biharmonic").fill(np.zeros((8, 8, 3)), np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match=r"hole: got \(8, 9\)"):
+        make_baseline("telea").fill(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9), np.uint8))

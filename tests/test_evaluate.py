@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import json
 import math
 import shutil
 from pathlib import Path
@@ -13,6 +14,8 @@ import torch
 
 from bidsnet_lib import evaluate as ev
 from bidsnet_lib import metrics, plumbing
+from bidsnet_lib.baselines import make_baseline
+from bidsnet_lib.bootstrap import bootstrap_interval
 from bidsnet_lib.checkpoint import INFERENCE_FORMAT, save_checkpoint
 from bidsnet_lib.masks import EVAL_PRESETS, RATIO_BINS, bin_name, irregular_mask
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig
@@ -28,8 +31,19 @@ GROUPS = [("Set I", bin_name(b)) for b in RATIO_BINS] + [("Set II", p) for p in 
 TINY = dataclasses.replace(BIDSNetConfig.small(), width=8, channel_mults=(1, 2), cnn_depths=(1,),
                            trans_depths=(1,), heads=1, dim_head=8, nb_features=8)
 LABEL = "BIDS-Net (tiny.pt)"
-METHODS = ("Telea (r=3)", "Navier-Stokes (r=3)", LABEL)
+BASELINES = ("Telea (r=3)", "Navier-Stokes (r=3)", "Biharmonic", "PatchMatch (p=3)")
+METHODS = (*BASELINES, LABEL)
 QUICK = ["--size", "32", "--limit", "1"]  # 8 groups x 1 mask x 4 photos = 32 pairs at 32x32
+SET2 = ["--masks", str(MASKS / "set2")]  # quicker still: its 3 groups
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache_home(tmp_path_factory):
+    """The command's default baseline cache goes to a folder of this module's, never ~/.cache."""
+    home = tmp_path_factory.mktemp("xdg")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(home))
+        yield home / "bidsnet" / "baselines"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -68,52 +82,104 @@ def read_rows(path: Path) -> list[dict]:
 def test_command_writes_a_well_formed_csv_for_every_group_method_and_metric(quick_run):
     rows = read_rows(quick_run / "results.csv")
     assert tuple(rows[0]) == ev.CSV_COLUMNS
-    assert len(rows) == len(GROUPS) * len(METHODS) * len(ev.METRICS)
+    # Every method and metric, and the photos' own hole colour error as the reference.
+    assert len(rows) == len(GROUPS) * (len(METHODS) * len(ev.METRICS) + 1)
     cells = {(r["set"], r["group"], r["method"], r["metric"]): r for r in rows}
     for set_name, group in GROUPS:
         for method in METHODS:
             psnr, ssim = cells[(set_name, group, method, "psnr")], cells[(set_name, group, method, "ssim")]
             assert 5 < float(psnr["value"]) < 60 and 0 < float(ssim["value"]) <= 1
-            assert psnr["n"] == "4"  # 1 mask x 4 photos
+            assert psnr["n"] == "4" and psnr["n_photos"] == "4"  # 1 mask x 4 photos
+            for metric in ("psnr", "ssim", "colour"):
+                row = cells[(set_name, group, method, metric)]
+                assert float(row["ci_low"]) <= float(row["value"]) <= float(row["ci_high"]), row
             for metric, flag in (("lpips", "--lpips off"), ("fid", "--no-fid")):
                 row = cells[(set_name, group, method, metric)]
                 assert row["value"] == "" and row["note"] == f"skipped: {flag}"
+        assert float(cells[(set_name, group, ev.REFERENCE, "colour")]["value"]) > 0
         ratio = float(cells[(set_name, group, METHODS[0], "psnr")]["hole_ratio"])
         if set_name == "Set I":  # at 32x32 the resized masks stay near their bin
             low, high = (int(v) / 100 for v in group.split("-"))
             assert low - 0.05 <= ratio < high + 0.05
 
 
-def test_command_writes_the_markdown_table_and_both_pictures(quick_run):
+def test_command_writes_the_markdown_tables_and_both_pictures(quick_run):
     table = (quick_run / "results.md").read_text()
-    assert "composited output (known pixels kept" in table
-    assert "n = masks × 4 per cell" in table and "resized to 32x32" in table
+    assert "composited output (known pixels kept" in table and "resized to 32x32" in table
+    assert "the model through bidsnet inpaint's Inpainter" in table
+    assert "95 % percentile bootstrap interval of the mean over photos (10,000 resamples" in table
+    lines = table.splitlines()
     for set_name, group in GROUPS:
         for method in METHODS:
-            line = next(x for x in table.splitlines() if x.startswith(f"| {set_name} | {group} |")
-                        and f"| {method} |" in x)
-            assert line.count("skipped") == 2
+            line = next(x for x in lines if x.startswith(f"| {set_name} | {group} |") and f"| {method} |" in x)
+            assert line.count("skipped") == 2 and "| 4 × 1 |" in line and line.count(" [") == 3
+        for baseline in BASELINES:  # the model against each baseline: ΔPSNR, wins, ΔSSIM, wins
+            line = next(x for x in lines if x.startswith(f"| {set_name} | {group} | {baseline} |"))
+            assert line.count("/4 |") == 2
     assert "LPIPS: skipped: --lpips off" in table and "FID: skipped: --no-fid" in table
+    assert "the original photos themselves score" in table and "| s / image |" in table
+    assert f"**{LABEL} minus each baseline**" in table
+    assert "with both intervals above zero in 0 of 8 groups." in table  # a random tiny model
     figure = cv2.imread(str(quick_run / "metrics_vs_hole_ratio.png"))
     grid = cv2.imread(str(quick_run / "examples.png"))
     assert figure is not None and grid is not None
-    assert grid.shape[0] > 4 * grid.shape[1] / 6  # a row per group (8), six columns
+    assert grid.shape[0] > 4 * grid.shape[1] / 8  # a row per group (8), eight columns
 
 
-def test_same_seed_gives_the_same_csv_and_the_table_is_printed(quick_run, checkpoint, tmp_path, capsys):
+def test_per_photo_numbers_give_the_means_intervals_and_comparisons(quick_run):
+    rows = {(r["set"], r["group"], r["method"], r["metric"]): r for r in read_rows(quick_run / "results.csv")}
+    per_photo = read_rows(quick_run / "per_photo.csv")
+    assert tuple(per_photo[0]) == ev.PER_PHOTO_COLUMNS
+    data = json.loads((quick_run / "results.json").read_text(),
+                      parse_constant=lambda c: pytest.fail(f"{c} in strict JSON"))
+    assert data["bootstrap"] == {"method": "percentile", "over": "photos", "confidence": 0.95,
+                                 "seed": 0, "n_resamples": 10_000}
+    assert data["baselines"] == list(BASELINES) and data["methods"] == list(METHODS)
+    assert set(data["seconds_per_image"]) == set(METHODS)
+    values = {}
+    for r in per_photo:
+        values.setdefault((r["set"], r["group"], r["method"], r["metric"]), {})[r["photo"]] = float(r["value"])
+    for set_name, group in GROUPS:
+        for method in METHODS:
+            for metric in ("psnr", "ssim"):
+                photos = values[(set_name, group, method, metric)]
+                assert len(photos) == 4
+                row = rows[(set_name, group, method, metric)]
+                assert np.mean(list(photos.values())) == pytest.approx(float(row["value"]), rel=1e-9)
+                low, high = bootstrap_interval(list(photos.values()), seed=0)
+                assert (low, high) == pytest.approx((float(row["ci_low"]), float(row["ci_high"])), rel=1e-12)
+    for c in data["comparisons"]:
+        model = values[(c["set"], c["group"], c["model"], c["metric"])]
+        base = values[(c["set"], c["group"], c["baseline"], c["metric"])]
+        diff = [model[p] - base[p] for p in model]
+        assert c["diff"] == pytest.approx(np.mean(diff), rel=1e-9, abs=1e-12)
+        assert c["wins"] == np.mean([d > 0 for d in diff]) and c["n_photos"] == 4
+    assert len(data["comparisons"]) == len(GROUPS) * len(BASELINES) * 2  # PSNR and SSIM
+    assert sum(c["best"] for c in data["comparisons"]) == len(GROUPS) * 2  # one best per group, metric
+
+
+def test_same_seed_gives_the_same_csv_and_the_table_is_printed(quick_run, checkpoint, tmp_path, capsys,
+                                                                cache_home):
+    cached = sorted(cache_home.rglob("*.npz"))
+    assert len(cached) == len(GROUPS) * 4 * 2  # each (photo, mask) once for biharmonic and PatchMatch
     assert run(checkpoint, tmp_path / "again", "--lpips", "off", "--no-fid") == 0
+    assert sorted(cache_home.rglob("*.npz")) == cached  # read back, nothing recomputed
     assert (tmp_path / "again" / "results.csv").read_bytes() == (quick_run / "results.csv").read_bytes()
     printed = capsys.readouterr().out
-    assert printed.startswith((quick_run / "results.md").read_text())
+    assert printed.startswith((tmp_path / "again" / "results.md").read_text())  # (its timings differ)
+    assert run(checkpoint, tmp_path / "fresh", "--lpips", "off", "--no-fid", "--no-cache") == 0
+    assert (tmp_path / "fresh" / "results.csv").read_bytes() == (quick_run / "results.csv").read_bytes()
+    printed += capsys.readouterr().out
     assert "wrote " in printed and "examples.png" in printed
 
 
 def test_random_lpips_backbone_is_computed_and_labelled_not_comparable(checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(plumbing, "reachable", lambda url, timeout=2.0: False)
-    assert run(checkpoint, tmp_path / "out", "--random-lpips-backbone", "--no-fid") == 0
+    assert run(checkpoint, tmp_path / "out", "--random-lpips-backbone", "--no-fid",
+               "--baselines", "telea", *SET2) == 0
     rows = [r for r in read_rows(tmp_path / "out" / "results.csv") if r["metric"] == "lpips"]
-    assert len(rows) == len(GROUPS) * len(METHODS)
+    assert len(rows) == len(EVAL_PRESETS) * 2
     assert all(0 <= float(r["value"]) < 1 and "not comparable" in r["note"].lower() for r in rows)
     assert "RANDOM trunk: not comparable" in (tmp_path / "out" / "results.md").read_text()
 
@@ -138,7 +204,7 @@ def test_weight_flags_reach_the_metrics_and_fid_rows_state_the_count(checkpoint,
     monkeypatch.setattr(metrics, "load_fid_inception", fake_inception)
     with pytest.warns(metrics.FIDSampleSizeWarning, match="from 4 to 4 images"):
         assert run(checkpoint, tmp_path / "out", "--lpips", "vgg", "--lpips-weights", "vgg.pth",
-                   "--fid-weights", "inception.pth") == 0
+                   "--fid-weights", "inception.pth", "--baselines", "telea,ns", *SET2) == 0
     assert seen == {"lpips": ("vgg", "vgg.pth", False), "fid": "inception.pth"}
     rows = read_rows(tmp_path / "out" / "results.csv")
     for row in rows:
@@ -146,7 +212,9 @@ def test_weight_flags_reach_the_metrics_and_fid_rows_state_the_count(checkpoint,
             assert math.isfinite(float(row["value"])), row
     fid_notes = {r["note"] for r in rows if r["metric"] == "fid"}
     assert fid_notes and all("4 real / 4 generated images" in note for note in fid_notes)
-    assert "LPIPS: LPIPS (fake: mean absolute error)" in (tmp_path / "out" / "results.md").read_text()
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "LPIPS: LPIPS (fake: mean absolute error)" in table
+    assert "| ΔLPIPS ↓ | wins |" in table  # LPIPS is compared too when computed
 
 
 @pytest.mark.parametrize("args, flags", [
@@ -177,6 +245,43 @@ def test_native_size_runs_the_any_size_path(checkpoint, tmp_path):
     assert "at their own sizes" in (out / "results.md").read_text()
 
 
+def test_command_runs_the_model_through_the_inpainter_at_256_by_default(checkpoint, tmp_path, monkeypatch,
+                                                                       cache_home):
+    from bidsnet_lib.inference import Inpainter
+
+    seen = {}
+
+    def record(models, photos, groups, **options):
+        seen.update(models=models, photos=photos, options=options)
+        raise ValueError("recorded")
+
+    monkeypatch.setattr(ev, "evaluate", record)
+    assert ev.main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), "--limit", "1",
+                    "--lpips", "off", "--no-fid"]) == 2
+    inpainter = seen["models"][LABEL]
+    assert isinstance(inpainter, Inpainter) and inpainter.work_size == 32  # the checkpoint's size
+    assert {p.shape for p in seen["photos"].values()} == {(256, 256, 3)}
+    options = seen["options"]
+    assert options["cache"] == cache_home and options["n_resamples"] == 10_000
+    assert [getattr(b, "name", b) for b in options["baselines"]] == ["telea", "ns", "biharmonic",
+                                                                     "PatchMatch (p=3)"]
+
+
+def test_baselines_flag_and_patchmatch_left_out_when_missing(checkpoint, tmp_path, monkeypatch, capsys):
+    off = ["--lpips", "off", "--no-fid", *SET2]
+    assert run(checkpoint, tmp_path / "two", *off, "--baselines", "biharmonic,telea") == 0
+    methods = list(dict.fromkeys(r["method"] for r in read_rows(tmp_path / "two" / "results.csv")))
+    assert methods == ["Biharmonic", "Telea (r=3)", LABEL, ev.REFERENCE]
+    assert run(checkpoint, tmp_path / "alone", *off, "--baselines", "none") == 0
+    assert "minus each baseline" not in (tmp_path / "alone" / "results.md").read_text()
+    monkeypatch.setattr(ev, "patchmatch_available", lambda: False)
+    capsys.readouterr()
+    assert run(checkpoint, tmp_path / "no_pm", *off) == 0
+    assert "PatchMatch left out of the baselines: pypatchmatch is not installed" in capsys.readouterr().err
+    assert "PatchMatch is left out" in (tmp_path / "no_pm" / "results.md").read_text()
+    assert not any("PatchMatch" in r["method"] for r in read_rows(tmp_path / "no_pm" / "results.csv"))
+
+
 def one_line_error(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert err.startswith("bidsnet evaluate: error:") and "\n" not in err, err
@@ -201,6 +306,10 @@ def test_errors_exit_2_with_one_line(checkpoint, tmp_path, capsys):
          "masks: no such folder"),
         (["--checkpoint", str(checkpoint), *base, "--size", "8"], "--size: got '8'"),
         (["--checkpoint", str(checkpoint), *base, "--limit", "0"], "--limit: got '0'"),
+        (["--checkpoint", str(checkpoint), *base, "--masks-per-group", "x"], "--masks-per-group/--limit: got 'x'"),
+        (["--checkpoint", str(checkpoint), *base, "--resamples", "0"], "--resamples: got '0'"),
+        (["--checkpoint", str(checkpoint), *base, "--baselines", "telea,lama"],
+         "--baselines: got 'telea,lama'; expected distinct names from telea,ns,biharmonic,patchmatch"),
         (["--checkpoint", str(checkpoint), *base, "--lpips", "off", "--random-lpips-backbone"],
          "needs an LPIPS trunk"),
         (["--checkpoint", str(checkpoint), *base, "--no-fid", "--fid-weights", "x.pth"],
@@ -288,6 +397,9 @@ def test_evaluate_keeps_known_pixels_and_scores_like_the_metrics(photos, masks):
                 expected.append(metrics.psnr(out, photo).item())
         assert result.value(group, "black", "psnr") == pytest.approx(np.mean(expected), rel=1e-6)
         assert result.value(f"masks {group}", "black", "psnr") == result.value(group, "black", "psnr")
+        low, high = result.interval(group, "black", "psnr")
+        assert low < result.value(group, "black", "psnr") < high
+    assert result.comparisons == [] and "minus each baseline" not in result.markdown()
     ex = result.examples[0]
     np.testing.assert_array_equal(ex.outputs["black"], np.where(ex.mask[:, :, None] == 1, 0, ex.target))
 
@@ -296,8 +408,11 @@ def test_evaluate_fid_with_a_pluggable_extractor_states_the_count_and_warns(phot
     oracle = lambda image, mask: image  # noqa: E731 - fills every hole with the truth
     with pytest.warns(metrics.FIDSampleSizeWarning, match="from 6 to 6 images"):
         result = ev.evaluate({"oracle": oracle}, photos, masks, fid_features=Projection(), progress=False)
-    assert result.methods == ["Telea (r=3)", "Navier-Stokes (r=3)", "oracle"]
+    assert result.methods == [*BASELINES, "oracle"] and result.baselines == list(BASELINES)
     assert result.value("10-20", "oracle", "psnr") == math.inf
+    assert all(math.isnan(v) for v in result.interval("10-20", "oracle", "psnr"))  # no interval of inf
+    # The true content's hole colour error is the photos' own, the reference.
+    assert result.value("10-20", "oracle", "colour") == result.value("10-20", ev.REFERENCE, "colour")
     assert result.value("10-20", "oracle", "fid") == pytest.approx(0, abs=1e-4)
     assert result.value("40-50", "Telea (r=3)", "fid") > result.value("40-50", "oracle", "fid")
     fid_rows = [r for r in result.rows if r["metric"] == "fid"]
@@ -307,12 +422,40 @@ def test_evaluate_fid_with_a_pluggable_extractor_states_the_count_and_warns(phot
 
 def test_evaluate_runs_a_bidsnet_restores_its_mode_and_is_deterministic(photos, masks):
     model = BIDSNet(TINY).train()
-    first = ev.evaluate(model, photos, masks, seed=3, progress=False)
+    first = ev.evaluate(model, photos, masks, baselines=("telea", "ns"), seed=3, progress=False)
     assert model.training
-    second = ev.evaluate(model, photos, masks, seed=3, progress=False)
-    assert first.rows == second.rows
+    second = ev.evaluate(model, photos, masks, baselines=("telea", "ns"), seed=3, progress=False)
+    assert first.rows == second.rows and first.comparisons == second.comparisons
     assert [ex.photo for ex in first.examples] == [ex.photo for ex in second.examples]
-    assert "BIDS-Net" in first.methods and len(first.rows) == 2 * 3 * 4
+    assert "BIDS-Net" in first.methods and len(first.rows) == 2 * (3 * len(ev.METRICS) + 1)
+    assert first.models == ["BIDS-Net"] and set(first.seconds) == set(first.methods)
+
+
+def test_a_better_model_beats_every_baseline_and_a_worse_one_none(photos, masks, tmp_path):
+    def near_oracle(image, mask):  # the truth, one grey level off: finite PSNR far above any fill
+        return (image + 1 / 255).clamp(0, 1)
+
+    black = lambda image, mask: torch.zeros_like(image)  # noqa: E731
+    result = ev.evaluate({"near": near_oracle, "black": black}, photos, masks, cache=tmp_path,
+                         baselines=("telea", "biharmonic", make_baseline("patchmatch", patch_size=2)),
+                         n_resamples=500, progress=False)
+    assert result.baselines == ["Telea (r=3)", "Biharmonic", "PatchMatch (p=2)"]
+    assert result.target_groups("near") == ["masks 10-20", "masks 40-50"]
+    assert result.target_groups("black") == []
+    for baseline in result.baselines:
+        c = result.comparison("40-50", "near", baseline, "ssim")
+        assert c["beats"] and c["wins"] == 1 and 0 < c["ci_low"] <= c["diff"] <= c["ci_high"]
+        assert result.comparison("40-50", "black", baseline, "psnr")["wins"] == 0
+    table = result.markdown()
+    assert "Beats every baseline on PSNR and SSIM with both intervals above zero in 2 of 2 groups: " \
+           "masks 10-20, masks 40-50." in table and "500 resamples" in table
+    # The baselines went to the cache: an evaluation of the same pairs reads them back.
+    assert len(list(tmp_path.rglob("*.npz"))) == 2 * len(photos) * 4  # Telea is not worth caching
+    again = ev.evaluate({"near": near_oracle}, photos, masks, cache=tmp_path, n_resamples=500,
+                        baselines=("telea", "biharmonic", make_baseline("patchmatch", patch_size=2)),
+                        progress=False)
+    assert again.value("40-50", "PatchMatch (p=2)", "psnr") == result.value("40-50", "PatchMatch (p=2)", "psnr")
+    assert again.seconds["Biharmonic"] == pytest.approx(result.seconds["Biharmonic"])  # as computed
 
 
 def test_evaluate_bad_arguments(photos, masks):
@@ -336,6 +479,14 @@ def test_evaluate_bad_arguments(photos, masks):
         ev.evaluate(None, photos, masks, seed=-1, progress=False)
     with pytest.raises(TypeError, match="fid_features: got str"):
         ev.evaluate(None, photos, masks, fid_features="inception", progress=False)
+    with pytest.raises(ValueError, match="name: got 'lama'"):
+        ev.evaluate(None, photos, masks, baselines=("lama",), progress=False)
+    with pytest.raises(TypeError, match="baselines: got 3"):
+        ev.evaluate(None, photos, masks, baselines=(3,), progress=False)
+    with pytest.raises(ValueError, match="n_resamples: got 0"):
+        ev.evaluate(None, photos, masks, n_resamples=0, progress=False)
+    with pytest.raises(ValueError, match="model name 'original photo'"):
+        ev.evaluate({ev.REFERENCE: lambda i, m: i}, photos, masks, progress=False)
 
 
 def test_standin_data_is_the_shipped_masks_and_loads(tmp_path):
@@ -365,3 +516,17 @@ def test_a_run_folder_as_checkpoint_says_what_to_pass(tmp_path, capsys):
     assert ev.main(["--checkpoint", str(tmp_path), "--images", str(IMAGES), "--masks", str(MASKS),
                     "--out", str(tmp_path / "out")]) == 2
     assert "expected a checkpoint file, not a folder" in one_line_error(capsys)
+
+
+def test_bench_quick_mode_times_every_method_and_writes_its_table(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_evaluate", ROOT / "bench" / "evaluate.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    output = tmp_path / "benchmarks.md"
+    assert bench.main(["--quick", "--output", str(output)]) == 0
+    text = output.read_text()
+    for method in [*BASELINES, "BIDS-Net (bidsnet_small.pt)", "metrics", "cache read"]:
+        assert f"| {method} | " in text, method
+    assert "Estimated `bidsnet evaluate` on 30 photos x 110 shipped masks (3,300 pairs)" in text

@@ -1,6 +1,7 @@
 """bidsnet_lib.metrics: PSNR/SSIM against scikit-image on real photos, LPIPS and FID loading, the
 Fréchet distance against closed forms and scipy, and FID with a small deterministic extractor."""
 
+import math
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from bidsnet_lib.metrics import (
     compute_fid,
     feature_statistics,
     frechet_distance,
+    hole_colour_error,
     load_fid_inception,
     lpips_backbone_file,
     psnr,
@@ -388,6 +390,20 @@ def test_fid_metric_accumulates_and_resets(crops):
         metric.compute()
 
 
+def test_fid_metric_features_computed_once_serve_several_metrics(crops):
+    shared = FIDMetric(PooledColour(), min_images=20)
+    real = shared.features(crops)
+    assert real.shape == (40, 12)
+    for factor in (0.7, 0.9):
+        metric = FIDMetric(PooledColour(), min_images=20)
+        metric.add_features(real=real, fake=metric.features(crops * factor))
+        assert metric.counts == (40, 40)
+        assert metric.compute().fid == pytest.approx(
+            compute_fid(crops, crops * factor, PooledColour(), min_images=20).fid, rel=1e-9)
+    with pytest.raises(ValueError, match=r"real: got \(40,\); expected a features array"):
+        shared.add_features(real=real[:, 0])
+
+
 def test_fid_bad_extractors_and_arguments(crops):
     with pytest.raises(TypeError, match="feature_extractor: got int"):
         FIDMetric(3)
@@ -474,3 +490,57 @@ def test_fid_inception_matches_pytorch_fid_architecture(monkeypatch):
         got = ours(images)
     assert expected.abs().mean() > 1e-2  # activations are not vanishing: the check has teeth
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Hole colour error
+
+
+def _flat(colour, size=32) -> torch.Tensor:
+    return torch.tensor(colour, dtype=torch.float64).view(1, 3, 1, 1).expand(1, 3, size, size).clone() / 255
+
+
+def test_hole_colour_error_measures_a_cast_in_rgb_units():
+    image = _flat((100, 120, 140))
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:16, 8:16] = 1
+    assert hole_colour_error(image, mask).item() == pytest.approx(0, abs=1e-9)
+    cast = torch.where(mask.bool(), _flat((103, 124, 140)), image)  # a (3, 4, 0) cast: distance 5
+    assert hole_colour_error(cast, mask).item() == pytest.approx(5, rel=1e-6)
+    # Uint8 arrays and (H, W) masks give the same.
+    as_uint8 = (cast[0].permute(1, 2, 0) * 255).round().byte().numpy()
+    assert hole_colour_error(as_uint8, mask[0, 0].numpy()).item() == pytest.approx(5, rel=1e-6)
+
+
+def test_hole_colour_error_weighs_holes_by_area_and_uses_only_their_ring():
+    image = _flat((50, 50, 50), size=64)
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 4:12, 4:12] = 1  # 64 px, filled 10 grey levels too bright: error sqrt(3) * 10
+    mask[..., 30:34, 40:44] = 1  # 16 px, filled right
+    filled = image.clone()
+    filled[..., 4:12, 4:12] += 10 / 255
+    # Far from both holes the image may be anything: outside every ring it is never looked at.
+    filled[..., 50:, :] = 1.0
+    expected = 64 * math.sqrt(3) * 10 / (64 + 16)
+    assert hole_colour_error(filled, mask, ring=5).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_hole_colour_error_of_a_real_fill_and_of_the_photo_itself():
+    photo = torch.from_numpy(_photo("skimage_rocket", (96, 96))).permute(2, 0, 1)[None].float() / 255
+    mask = torch.zeros(1, 1, 96, 96)
+    mask[..., 30:60, 20:70] = 1
+    truth = hole_colour_error(photo, mask).item()
+    blue = torch.where(mask.bool(), torch.tensor([0.1, 0.2, 0.9]).view(1, 3, 1, 1), photo)
+    assert 0 < truth < hole_colour_error(blue, mask).item()
+
+
+def test_hole_colour_error_without_a_ring_and_bad_inputs():
+    image = _flat((10, 20, 30))
+    everything = torch.ones(1, 1, 32, 32)
+    assert math.isnan(hole_colour_error(image, everything).item())
+    with pytest.raises(ValueError, match="ring: got 0"):
+        hole_colour_error(image, torch.zeros(1, 1, 32, 32), ring=0)
+    with pytest.raises(ValueError, match=r"mask: got shape \(1, 1, 16, 16\); expected \(1, 1, 32, 32\)"):
+        hole_colour_error(image, torch.zeros(1, 1, 16, 16))
+    with pytest.raises(ValueError, match="mask: got values other than 0 and 1"):
+        hole_colour_error(image, torch.full((1, 1, 32, 32), 2.0))
