@@ -162,23 +162,44 @@ def _check_export_target(source: Path, out: Path) -> None:
                                  "checkpoint, which an export would make impossible to resume"))
 
 
+MAX_WORK_SIZE = 2048  # the largest working size a checkpoint may claim (the paper's is 256)
+
+
+def work_size(meta) -> int:
+    """The side of the square the ``Inpainter`` feeds this checkpoint's model: ``meta["work_size"]``
+    when export set one, else the training size ``meta["image_size"]`` (256 when neither)."""
+    size = meta.get("work_size", meta.get("image_size", 256)) if isinstance(meta, dict) else 256
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_WORK_SIZE:
+        # A crafted meta (10**6) would pad every crop to a terapixel square.
+        raise ValueError(got_expected("meta work_size", size, f"an int from 1 to {MAX_WORK_SIZE}"))
+    return size
+
+
 def export_inference(train_checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,
-                     dtype: torch.dtype = torch.float16) -> Path:
+                     dtype: torch.dtype = torch.float16, work_size: int | None = None) -> Path:
     """Write the EMA generator of a training checkpoint, its config and metadata, for inference.
 
     ``train_checkpoint_path`` may be a run directory (its ``latest.pt`` is used). Float16 halves
     the file; inference casts back to float32, which loses nothing the eye can see (tested).
     ``out_path`` may be neither the source nor any training checkpoint (refused before reading).
+    ``work_size``: the side the ``Inpainter`` works at (default: the training size); a fully
+    convolutional model trained on crops may do better at the size it is judged at.
     """
     if dtype not in DTYPES.values():
         raise ValueError(got_expected("dtype", dtype, f"one of {sorted(DTYPES)}"))
+    if work_size is not None and (isinstance(work_size, bool) or not isinstance(work_size, int)
+                                  or not 32 <= work_size <= MAX_WORK_SIZE):
+        raise ValueError(got_expected("work_size", work_size, f"an int from 32 to {MAX_WORK_SIZE}"))
     source = Path(train_checkpoint_path)
     if source.is_dir():
         source = source / "latest.pt"
     _check_export_target(source, Path(out_path))
     train = load_checkpoint(source, TRAIN_FORMAT)
     check_finite(train["ema"], source, "EMA weights")
-    return save_checkpoint(_inference_payload(train, source, dtype), out_path, INFERENCE_FORMAT)
+    payload = _inference_payload(train, source, dtype)
+    if work_size is not None:
+        payload["meta"]["work_size"] = work_size
+    return save_checkpoint(payload, out_path, INFERENCE_FORMAT)
 
 
 def within_presets(config: BIDSNetConfig) -> bool:
@@ -247,11 +268,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("checkpoint", help="training checkpoint (.pt) or run directory (uses latest.pt)")
     parser.add_argument("out", help="inference checkpoint to write (.pt)")
+    parser.add_argument("--work-size", type=int, metavar="PX",
+                        help="the side bidsnet inpaint works at (default: the training size)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float16",
                         help="storage precision of the weights (default float16)")
     args = parser.parse_args(argv)
     try:
-        out = export_inference(args.checkpoint, args.out, DTYPES[args.dtype])
+        out = export_inference(args.checkpoint, args.out, DTYPES[args.dtype], work_size=args.work_size)
     except (OSError, ValueError) as error:  # CheckpointError is a ValueError
         print(f"bidsnet export: error: {error}", file=sys.stderr)
         return 2

@@ -992,7 +992,7 @@ def _metrics(args, device) -> tuple[object, object, dict[str, str]]:
 
 
 def _run(args) -> EvalResult:
-    from bidsnet_lib.checkpoint import load_inference_model
+    from bidsnet_lib.checkpoint import load_inference_model, work_size
     from bidsnet_lib.inference import Inpainter
 
     checkpoint, out = Path(args.checkpoint), Path(args.out)
@@ -1010,11 +1010,11 @@ def _run(args) -> EvalResult:
     lpips, fid, skipped = _metrics(args, device)
     baselines = _cli_baselines(args)
     model, meta = load_inference_model(checkpoint, device=device)
-    trained = int(meta.get("image_size", 256)) if isinstance(meta, dict) else 256
+    size = work_size(meta)
     label = f"BIDS-Net ({checkpoint.name})"
-    method = Inpainter(model, work_size=trained, device=device, batch_size=args.batch_size, label=label)
-    through = (f"the model through bidsnet inpaint's Inpainter (crops around the holes at its training "
-               f"size {trained}x{trained}), the baselines on the whole image")
+    method = Inpainter(model, work_size=size, device=device, batch_size=args.batch_size, label=label)
+    through = (f"the model through bidsnet inpaint's Inpainter (crops around the holes at its working "
+               f"size {size}x{size}), the baselines on the whole image")
     if args.size == "native":
         photos = load_photos(args.images)
         protocol = (f"{len(photos)} photos of {args.images} at their own sizes; masks stretched to each "

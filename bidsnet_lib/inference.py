@@ -58,7 +58,6 @@ SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "bidsnet_
 LEARNER_EXPORT = "06_model.pt"
 COLAB_RUNS = Path("/content/drive/MyDrive/bidsnet_runs")
 MASK_THRESHOLD = 0.5  # a mask pixel is a hole when its value > this fraction of full scale
-MAX_WORK_SIZE = 2048  # the largest training size a checkpoint may claim (the paper's is 256)
 MAX_GROUPS = 64  # more separate holes than this (speckle) are inpainted as one union crop
 
 
@@ -231,7 +230,7 @@ class Inpainter:
     @classmethod
     def from_checkpoint(cls, path=None, device=None, **kwargs) -> Inpainter:
         """Load an inference checkpoint; no `path`: the one shipped in the package (:data:`SHIPPED_CHECKPOINT`)."""
-        from bidsnet_lib.checkpoint import load_inference_model
+        from bidsnet_lib.checkpoint import load_inference_model, work_size
 
         if path is None:
             if not SHIPPED_CHECKPOINT.is_file():
@@ -248,10 +247,10 @@ class Inpainter:
         if not path.is_file():
             raise FileNotFoundError(got_expected("checkpoint", str(path), f"a checkpoint file; there is {describe_path(path)}"))
         model, meta = load_inference_model(path, device=device)
-        size = meta.get("image_size", 256) if isinstance(meta, dict) else 256
-        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_WORK_SIZE:
-            # A crafted meta (10**6) would pad every crop to a terapixel square.
-            raise ValueError(got_expected(f"{path}: meta image_size", size, f"an int from 1 to {MAX_WORK_SIZE}"))
+        try:
+            size = work_size(meta)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
         kwargs.setdefault("work_size", size)
         kwargs.setdefault("label", f"BIDS-Net ({path.name})")
         return cls(model, device=device, **kwargs)

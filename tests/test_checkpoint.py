@@ -269,3 +269,17 @@ def test_atomic_save_leaves_normal_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_export_sets_the_working_size_the_inpainter_uses(tmp_path):
+    from bidsnet_lib.checkpoint import work_size
+    from bidsnet_lib.inference import Inpainter
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(train_payload(), run / "latest.pt", TRAIN_FORMAT)  # trained at 64 px
+    assert work_size(load_checkpoint(export_inference(run, tmp_path / "a.pt"), INFERENCE_FORMAT)["meta"]) == 64
+    wide = export_inference(run, tmp_path / "b.pt", work_size=256)
+    assert Inpainter.from_checkpoint(wide, device="cpu").work_size == 256
+    with pytest.raises(ValueError, match="work_size: got 16, expected an int from 32 to 2048"):
+        export_inference(run, tmp_path / "c.pt", work_size=16)

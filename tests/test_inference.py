@@ -593,7 +593,7 @@ def test_crafted_working_size_in_the_meta_is_refused(tiny_model, tmp_path):
     """Sibling of #12: meta image_size 10**6 padded every crop to a terapixel square."""
     save_checkpoint({"model": tiny_model.state_dict(), "config": tiny_config().to_dict(),
                      "meta": {"image_size": 10**6}}, tmp_path / "big.pt", INFERENCE_FORMAT)
-    with pytest.raises(ValueError, match=r"meta image_size: got 1000000, expected an int from 1 to 2048"):
+    with pytest.raises(ValueError, match=r"big.pt: meta work_size: got 1000000, expected an int from 1 to 2048"):
         Inpainter.from_checkpoint(tmp_path / "big.pt")
 
 
