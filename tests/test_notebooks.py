@@ -64,15 +64,8 @@ def test_committed_without_outputs(path):
             assert not cell.outputs and cell.execution_count is None, f"{path.name} has outputs"
 
 
-# Notebook 03's summary, references and open question come with its own rework (issue 15); drop it
-# from this set when that lands.
-WITHOUT_ENDING_YET = {"03_fast_attention"}
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_notebook_ends_with_summary_references_and_an_open_question(path):
-    if path.stem in WITHOUT_ENDING_YET:
-        pytest.skip("notebook 03's ending is part of its own rework")
     cells = read_notebook(path).cells
     last = cells[-1]
     assert last.cell_type == "markdown" and "## Summary" in last.source and "## References" in last.source, path.name
