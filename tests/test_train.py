@@ -403,7 +403,8 @@ def test_cli_init_takes_the_model_from_the_checkpoint_and_refuses_conflicting_fl
     err = capsys.readouterr().err
     assert "model flags conflict with the checkpoint's model: output: saved 'residual', given 'image'" in err
     assert main([*common, "--out", str(tmp_path / "d"), "--init", str(tmp_path / "absent.pt")]) == 2
-    assert "absent.pt: no such checkpoint file" in capsys.readouterr().err
+    assert "absent.pt', expected a bidsnet-inference checkpoint or a bidsnet-train checkpoint file; there is no file" \
+        in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ issue 13 part 3, issue 17
