@@ -35,10 +35,8 @@ def shipped_photos(split: str = "test") -> list[Path]:
     return photos
 
 
-def inpainting_grid(photos: list[Path], out_path: Path, size: int = 256) -> Path:
-    """Write a before/after grid: input with holes, Telea, BIDS-Net (shipped checkpoint), original."""
-    from matplotlib.figure import Figure
-
+def demo_fills(photos: list[Path], size: int = 256):
+    """The demo's (photo, mask) rows and their fills by the shipped BIDS-Net and by Telea."""
     inpainter = Inpainter.from_checkpoint()
     telea = Inpainter(make_baseline("telea"), work_size=size)
     images = [square_photo(read_photo(p), size) for p in photos]
@@ -46,6 +44,14 @@ def inpainting_grid(photos: list[Path], out_path: Path, size: int = 256) -> Path
     rows = [(image, masks[i % len(masks)]) for i, image in enumerate(images)]
     ours = inpainter.inpaint_many([r[0] for r in rows], [r[1] for r in rows])
     theirs = telea.inpaint_many([r[0] for r in rows], [r[1] for r in rows])
+    return rows, ours, theirs
+
+
+def inpainting_grid(photos: list[Path], out_path: Path, size: int = 256) -> Path:
+    """Write a before/after grid: input with holes, Telea, BIDS-Net (shipped checkpoint), original."""
+    from matplotlib.figure import Figure
+
+    rows, ours, theirs = demo_fills(photos, size)
     titles = ("input", "OpenCV Telea", "BIDS-Net (shipped small)", "original")
     fig = Figure(figsize=(2.4 * len(titles), 2.5 * len(rows)), layout="constrained")
     axes = fig.subplots(len(rows), len(titles), squeeze=False)
