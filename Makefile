@@ -20,7 +20,7 @@ demo: $(STAMP)
 ## The notebooks run twice, in the checkout (nbval) and on a bare install (the site): both at once,
 ## one thread each on the two cores, each target's output printed when it is done.
 test: lint $(STAMP)
-	OMP_NUM_THREADS=1 BIDSNET_SMALL=1 $(BIN)/pytest -q -m "not site" tests
+	OMP_NUM_THREADS=1 BIDSNET_SMALL=1 $(BIN)/pytest -q --durations=15 -m "not site" tests
 	$(MAKE) -j2 --output-sync=target test-notebooks site-test
 
 test-notebooks: $(STAMP)
