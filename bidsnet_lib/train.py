@@ -61,7 +61,7 @@ from bidsnet_lib.checkpoint import (
 )
 from bidsnet_lib.data import DEFAULT_MASK_MIX, InpaintingDataset, fixed_validation_set
 from bidsnet_lib.losses import GeneratorLoss, LossConfig, PatchDiscriminator, discriminator_loss
-from bidsnet_lib.metrics import psnr
+from bidsnet_lib.metrics import psnr, ssim
 from bidsnet_lib.model import (
     INPUT_FILLS,
     OUTPUTS,
@@ -567,7 +567,7 @@ class Trainer:
         batches = iter(self.loader())
         self.generator.train()
         if self.is_main and cfg.validate_every and self.step == 0:  # the untrained baseline
-            self._write_row({"step": 0, "val_psnr": self.validate()})
+            self._write_row({"step": 0, **self.validate()})
         sums, count, tick, row = {}, 0, time.perf_counter(), {}
         with StopRequest() as stop:
             row = self._loop(until, batches, bar, stop, sums, count, tick, row)
@@ -613,7 +613,7 @@ class Trainer:
             if self.is_main and cfg.sample_every and (self.step % cfg.sample_every == 0 or self.step == until):
                 self.write_samples()
             if self.is_main and cfg.validate_every and (self.step % cfg.validate_every == 0 or self.step == until):
-                self._write_row({"step": self.step, "val_psnr": self.validate()})
+                self._write_row({"step": self.step, **self.validate()})
             if self.step % cfg.checkpoint_every == 0 or self.step == until:
                 self.save_checkpoint()
             bar.update(1)
@@ -643,15 +643,18 @@ class Trainer:
             atomic_write(path, "".join(line + "\n" for line in rows))
 
     @torch.no_grad()
-    def validate(self) -> float:
-        """Mean PSNR (dB) of the EMA generator's composites on the fixed-mask validation items."""
-        values = []
+    def validate(self) -> dict[str, float]:
+        """Mean PSNR (dB) and SSIM of the EMA generator's composites on the fixed-mask validation
+        items: {"val_psnr": ..., "val_ssim": ...}."""
+        scores = {"val_psnr": [], "val_ssim": []}
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             for image, mask in zip(self.val_images.split(self.config.batch_size),
                                    self.val_masks.split(self.config.batch_size), strict=True):
                 image, mask = image.to(self.device), mask.to(self.device)
-                values.append(psnr(composite(self.ema(image, mask), image, mask), image))
-        return torch.cat(values).mean().item()
+                comp = composite(self.ema(image, mask), image, mask)
+                scores["val_psnr"].append(psnr(comp, image))
+                scores["val_ssim"].append(ssim(comp, image))
+        return {name: torch.cat(values).mean().item() for name, values in scores.items()}
 
     def write_samples(self) -> Path:
         """Save the sample grid of the first 4 validation items (EMA weights) to ``samples/``."""
@@ -735,7 +738,7 @@ FLAG_FIELDS = {
     "keep_every": "keep_every", "val_size": "val_size", "mask_folder": "mask_folder",
     "mask_mix": "mask_mix", "vgg_weights": "loss.vgg_weights", "perceptual": "loss.perceptual",
     "style": "loss.style", "adversarial": "loss.adversarial", "hole": "loss.hole", "valid": "loss.valid",
-    "r1": "loss.r1", "init": "init", "input_fill": "model.input_fill", "output": "model.output",
+    "r1": "loss.r1", "ssim": "loss.ssim", "init": "init", "input_fill": "model.input_fill", "output": "model.output",
 }
 
 
@@ -782,7 +785,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("LossConfig fields")
     g.add_argument("--vgg-weights", metavar="imagenet|random|PATH",
                    help="VGG-19 weights for the perceptual and style losses")
-    for flag in ("perceptual", "style", "adversarial", "hole", "valid", "r1"):
+    for flag in ("perceptual", "style", "adversarial", "hole", "valid", "r1", "ssim"):
         g.add_argument(f"--{flag}", type=float, metavar="W", help=f"weight of the {flag} term")
     return p
 

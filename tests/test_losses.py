@@ -1,5 +1,6 @@
 """bidsnet_lib.losses: toy values, zero on identical inputs, VGG loading errors, gradients."""
 
+import dataclasses
 import math
 import socket
 import time
@@ -10,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import vgg as tv_vgg
 
-from bidsnet_lib import losses, plumbing
+from bidsnet_lib import losses, metrics, plumbing
 from bidsnet_lib.losses import (
     VGG19_FILE,
     GeneratorLoss,
@@ -24,6 +25,7 @@ from bidsnet_lib.losses import (
     load_vgg19_features,
     perceptual_loss,
     pixel_l1,
+    ssim_loss,
     style_loss,
 )
 
@@ -395,7 +397,10 @@ def test_config_defaults_presets_and_validation():
         "adversarial": 0,
         "perceptual": 0,
         "style": 0,
+        "ssim": 0,
     }
+    with pytest.raises(ValueError, match=r"ssim: got -0.5, expected a finite number >= 0"):
+        LossConfig(ssim=-0.5)
     with pytest.raises(ValueError, match=r"hole: got -1, expected a finite number >= 0"):
         LossConfig(hole=-1)
     with pytest.raises(ValueError, match="style: got nan"):
@@ -429,7 +434,7 @@ def test_generator_loss_zero_for_identical_without_critic(vgg, batch):
 def test_generator_loss_total_is_weighted_sum_and_gradients_flow(vgg, batch):
     pred, target, mask = batch
     pred = pred.clone().requires_grad_(True)
-    cfg = LossConfig.small()
+    cfg = dataclasses.replace(LossConfig.small(), ssim=0.5)  # every term on
     loss = GeneratorLoss(cfg, vgg=vgg)
     D = PatchDiscriminator(channels=8, n_layers=2)
     comp = pred * mask + target * (1 - mask)
@@ -451,6 +456,21 @@ def test_generator_loss_total_is_weighted_sum_and_gradients_flow(vgg, batch):
         )
     with pytest.raises(TypeError, match="config: got dict"):
         GeneratorLoss({"hole": 6})
+
+
+def test_ssim_loss_is_one_minus_the_evaluation_ssim_and_reaches_only_the_hole(batch):
+    pred, target, mask = batch
+    pred = pred.clone().requires_grad_(True)
+    comp = pred * mask + target * (1 - mask)
+    value = ssim_loss(comp, target)
+    assert value.item() == pytest.approx(1 - metrics.ssim(comp, target).mean().item(), abs=1e-6)
+    assert 0 < value.item() < 1 and ssim_loss(target, target).item() == pytest.approx(0, abs=1e-6)
+    value.backward()
+    assert pred.grad[mask.expand_as(pred) == 0].abs().max() == 0  # the known pixels are the input's
+    assert pred.grad[mask.expand_as(pred) == 1].abs().sum() > 0
+    # Off by default: no "ssim" term unless it has a weight.
+    _, logs = GeneratorLoss(LossConfig.pixel_only())(pred.detach(), comp.detach(), target, mask)
+    assert "ssim" not in logs
 
 
 def test_generator_loss_loads_the_configured_weights(offline):

@@ -201,6 +201,7 @@ def test_a_run_writes_logs_samples_validation_and_a_checkpoint(photos, tmp_path)
     val = [r["val_psnr"] for r in rows if "val_psnr" in r]
     assert [r["step"] for r in rows if "val_psnr" in r] == [0, 3, 6]  # 0: the untrained baseline
     assert all(10 < v < 60 for v in val)
+    assert all(0 < r["val_ssim"] < 1 for r in rows if "val_psnr" in r)
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step_0000003.png", "step_0000006.png"]
     saved = load_checkpoint(tmp_path / "latest.pt", TRAIN_FORMAT)
     assert saved["step"] == 6 and saved["opt_d"] is not None and len(saved["rng"]) == 1
