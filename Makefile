@@ -15,14 +15,16 @@ $(STAMP): requirements-dev.txt pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m bidsnet_lib.demo --out outputs
 
-## Everything CI runs. One torch thread: small-mode work is many tiny ops, and two threads that
-## share two busy cores spin-wait on each other (measured 2-10x slower under load).
-## The notebooks run twice, in the checkout (nbval) and on a bare install (the site): both at once,
-## one thread each on the two cores, each target's output printed when it is done.
+## Everything CI runs, in one pytest over two processes (pytest-xdist), a module or notebook at a
+## time each, longest first (tests/conftest.py): the unit tests, the notebooks with their exercises
+## (nbval, in the checkout) and the site (every notebook again, on a bare install). One torch
+## thread: small-mode work is many tiny ops, and two threads that share two busy cores spin-wait on
+## each other (measured 2-10x slower under load).
 test: lint $(STAMP)
-	OMP_NUM_THREADS=1 BIDSNET_SMALL=1 $(BIN)/pytest -q --durations=15 -m "not site" tests
-	$(MAKE) -j2 --output-sync=target test-notebooks site-test
+	OMP_NUM_THREADS=1 BIDSNET_SMALL=1 $(BIN)/pytest -q -n 2 --dist loadscope --no-loadscope-reorder \
+		--durations=15 --nbval-lax tests notebooks
 
+## The notebooks alone, top to bottom, with their exercises (notebooks/conftest.py).
 test-notebooks: $(STAMP)
 	OMP_NUM_THREADS=1 BIDSNET_SMALL=1 $(BIN)/pytest -q --nbval-lax notebooks
 

@@ -1,18 +1,61 @@
-"""pytest --nbval-lax notebooks: a cell that hits pytest-timeout kills its notebook's kernel.
+"""pytest --nbval-lax notebooks: the course's checks on top of nbval's top-to-bottom run.
 
-nbval runs every cell of a notebook in one kernel; after a hang the kernel may never answer
-again, and each later cell would wait out its own timeout. Stopped, later cells fail at once
-("Kernel dead on test start").
+- Exercises: at each "# Check exercise N" cell (tagged raises-exception) the check must fail
+  unanswered; then the solution from tests/exercise_solutions/NN_name.py and the check again run
+  in the same kernel and must pass. The notebook thus runs once for both purposes.
+- A cell that hits pytest-timeout kills its notebook's kernel: after a hang the kernel may never
+  answer again, and each later cell would wait out its own timeout. Stopped, later cells fail at
+  once ("Kernel dead on test start").
 """
+
+import importlib.util
+import re
+from pathlib import Path
 
 import pytest
 
+SOLUTIONS_DIR = Path(__file__).resolve().parents[1] / "tests" / "exercise_solutions"
+_spec = importlib.util.spec_from_file_location("exercise_solutions", SOLUTIONS_DIR / "__init__.py")
+exercise_solutions = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(exercise_solutions)
+CHECK = re.compile(r"# Check exercise (\d+)")
+EXERCISE_TIMEOUT = 300  # s for a solution or a check (pyproject's per-test limit)
 
-@pytest.hookimpl(hookwrapper=True)
+
+def run_in_kernel(kernel, source: str) -> str | None:
+    """Execute ``source`` in nbval's kernel; None when it ran cleanly, else the error's last line."""
+    reply = kernel.kc.execute_interactive(source, store_history=False, timeout=EXERCISE_TIMEOUT,
+                                          output_hook=lambda msg: None)
+    content = reply["content"]
+    return None if content["status"] == "ok" else f"{content.get('ename')}: {content.get('evalue')}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    result = yield
+    cell = getattr(item, "cell", None)
+    match = CHECK.match(cell.source) if cell is not None and cell.cell_type == "code" else None
+    if match is None or "raises-exception" not in cell.metadata.get("tags", []):
+        return result
+    number, notebook = int(match.group(1)), Path(str(item.fspath)).stem
+    if not any(out.output_type == "error" for out in item.test_outputs):
+        pytest.fail(f"{notebook}: check {number} passes with no answer")
+    solution = exercise_solutions.load_solutions(notebook).get(number)
+    if solution is None:
+        pytest.fail(f"{notebook}: no solution {number} in {SOLUTIONS_DIR / notebook}.py")
+    kernel = item.parent.kernel
+    if error := run_in_kernel(kernel, solution):
+        pytest.fail(f"{notebook}: solution {number} raised {error}")
+    if error := run_in_kernel(kernel, cell.source):
+        pytest.fail(f"{notebook}: check {number} fails with the solution: {error}")
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
+    report = yield
     kernel = getattr(item.parent, "kernel", None)
     if report.failed and kernel is not None and "Timeout" in str(report.longrepr) \
             and "pytest-timeout" in str(report.longrepr):
         kernel.stop()
+    return report

@@ -1,25 +1,13 @@
-"""Shared test set-up: small mode everywhere, and the notebooks as parsed documents."""
+"""Shared test set-up: small mode everywhere, a fixed torch seed, shared fixtures."""
 
 import os
 from pathlib import Path
 
-import nbformat
 import pytest
 import torch
+from course_files import ROOT
 
 os.environ.setdefault("BIDSNET_SMALL", "1")
-
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK_DIR = ROOT / "notebooks"
-NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-
-
-def read_notebook(path: Path) -> nbformat.NotebookNode:
-    return nbformat.read(path, as_version=4)
-
-
-def cell_tags(cell) -> list[str]:
-    return list(cell.get("metadata", {}).get("tags", []))
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +39,15 @@ def made_up_fusion_report():
                         for seed in range(2)] for i, v in enumerate(study.variants)}
     return StudyReport(study, list(study.variants), {v.name: v.name for v in study.variants}, records,
                        rows("Telea (r=3)", 24), AblationSettings.quick_preset(), "made up")
+
+
+def pytest_collection_modifyitems(items):
+    """The longest work first, so that `make test`'s two xdist workers (one module or notebook
+    each at a time, --no-loadscope-reorder) end together: the site build (every notebook on a bare
+    install), then the notebooks, then the test modules."""
+    def cost(item):
+        if item.get_closest_marker("site") or item.path.name == "test_site.py":
+            return 0
+        return 1 if item.path.suffix == ".ipynb" else 2
+
+    items.sort(key=cost)

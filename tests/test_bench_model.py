@@ -5,7 +5,7 @@ import importlib.util
 
 import pytest
 import torch
-from conftest import ROOT
+from course_files import ROOT
 from torch import nn
 
 from bidsnet_lib.attention import SoftmaxAttention

@@ -4,7 +4,7 @@ import importlib.util
 
 import pytest
 import torch
-from conftest import ROOT
+from course_files import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import re
 import textwrap
 
 import pytest
-from conftest import NOTEBOOKS, read_notebook
+from course_files import NOTEBOOKS, read_notebook
 
 MARKER = re.compile(r"^# Copied from (bidsnet_lib(?:\.\w+)+)\s*\n")
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from course_files import ROOT
 from PIL import Image
 
 from bidsnet_lib import masks as M

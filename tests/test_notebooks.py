@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from conftest import NOTEBOOKS, cell_tags, read_notebook
+from course_files import NOTEBOOKS, cell_tags, read_notebook
 
 from bidsnet_lib.colab import SETUP_CELL, colab_url
 

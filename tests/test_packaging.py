@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from course_files import ROOT
 
 from bidsnet_lib.inference import SHIPPED_CHECKPOINT, Inpainter
 from bidsnet_lib.masks import SHIPPED_MASKS, read_mask_file, square_photo

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import nbformat
 import pytest
-from conftest import NOTEBOOKS, ROOT
+from course_files import NOTEBOOKS, ROOT
 from test_widget_browser import CHROMIUM, CHROMIUM_FLAGS, require_browser
 
 from bidsnet_lib.colab import colab_url

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from course_files import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 NOTEBOOK = "notebooks/08_demo.ipynb"

@@ -1,4 +1,4 @@
-"""Solutions to the exercises of notebooks/01_masks.ipynb (tests/test_exercises.py runs them)."""
+"""Solutions to the exercises of notebooks/01_masks.ipynb (notebooks/conftest.py runs them)."""
 
 SOLUTIONS = {
     1: '''# Exercise 1: write bin_of(ratio) returning the bin of M.RATIO_BINS that holds `ratio`

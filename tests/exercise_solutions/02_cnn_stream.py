@@ -1,4 +1,4 @@
-"""Solutions to the exercises of notebooks/02_cnn_stream.ipynb (tests/test_exercises.py runs them)."""
+"""Solutions to the exercises of notebooks/02_cnn_stream.ipynb (notebooks/conftest.py runs them)."""
 
 SOLUTIONS = {
     1: '''# Exercise 1: write block_params(c_in, c_out), the number of parameters of

@@ -1,4 +1,4 @@
-"""Solutions to the exercises of notebooks/03_fast_attention.ipynb (tests/test_exercises.py runs them)."""
+"""Solutions to the exercises of notebooks/03_fast_attention.ipynb (notebooks/conftest.py runs them)."""
 
 SOLUTIONS = {
     1: '''# Exercise 1: Colab's T4 is sold as "16 GB" but exposes about 15 GiB to PyTorch. Find the side

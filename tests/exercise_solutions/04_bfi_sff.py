@@ -1,4 +1,4 @@
-"""Solutions to the exercises of notebooks/04_bfi_sff.ipynb (tests/test_exercises.py runs them)."""
+"""Solutions to the exercises of notebooks/04_bfi_sff.ipynb (notebooks/conftest.py runs them)."""
 
 SOLUTIONS = {
     1: '''# Exercise 1: write sff_params(channels, num_inputs=2, reduction=4, min_width=8), the number of

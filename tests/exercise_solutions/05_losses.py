@@ -1,4 +1,4 @@
-"""Solutions to the exercises of notebooks/05_losses.ipynb (tests/test_exercises.py runs them)."""
+"""Solutions to the exercises of notebooks/05_losses.ipynb (notebooks/conftest.py runs them)."""
 
 SOLUTIONS = {
     1: '''# Exercise 1: return the mean |pred - target| over the hole's elements only

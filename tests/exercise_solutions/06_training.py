@@ -1,4 +1,4 @@
-"""Solutions to the exercises of notebooks/06_training.ipynb (tests/test_exercises.py runs them)."""
+"""Solutions to the exercises of notebooks/06_training.ipynb (notebooks/conftest.py runs them)."""
 
 SOLUTIONS = {
     1: '''# Exercise 1: write warmup_decay(step, decay) = the EMA decay the library uses at `step`

@@ -1,4 +1,4 @@
-"""Solutions to the exercises of notebooks/07_evaluation.ipynb (tests/test_exercises.py runs them)."""
+"""Solutions to the exercises of notebooks/07_evaluation.ipynb (notebooks/conftest.py runs them)."""
 
 SOLUTIONS = {
     1: '''# Exercise 1: a method fills every hole pixel with a constant error, so the mean squared error
