@@ -30,21 +30,18 @@ Outputs per study in ``--out``: ``<study>.json`` (read back by :func:`load_repor
 the table and a plot; ``--docs`` also copies the data and plot to ``docs/ablations/``, which
 notebook 09 reads (:func:`fetch_published` downloads it where docs/ is missing).
 
-Command line (also ``bidsnet ablate``)::
+Command line (``bidsnet_lib.commands.ablate``)::
 
-    python -m bidsnet_lib.ablate --study all --docs        # about 2 hours on 2 CPU cores
-    python -m bidsnet_lib.ablate --study fusion --quick    # the runner end to end in seconds
+    bidsnet ablate --study all --docs        # about 2 hours on 2 CPU cores
+    bidsnet ablate --study fusion --quick    # the runner end to end in seconds
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import multiprocessing
 import os
-import shlex
-import sys
 import tempfile
 import time
 import urllib.error
@@ -66,7 +63,7 @@ from bidsnet_lib.ablation_tables import (
     short_path,
     write_text,
 )
-from bidsnet_lib.checkpoint import CheckpointError, export_inference
+from bidsnet_lib.checkpoint import export_inference
 from bidsnet_lib.colab import REPO_URL
 from bidsnet_lib.evaluate import (
     ROOT,
@@ -629,57 +626,3 @@ def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, 
             f"below states its own run."))
     log(f"\nverdicts: {verdicts.replace('**', '')} (wall time {format_duration(wall)})")
     return reports
-
-
-# ----------------------------------------------------------------------------- command line
-def build_parser(prog: str = "bidsnet ablate") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=(
-        "Reproduce the paper's ablations at small scale: train every variant of a study with the "
-        "same data, steps, seeds and masks, evaluate it against Telea and Navier-Stokes, and write "
-        "one table per study with a verdict per claim. Finished runs in --out are reused."))
-    p.add_argument("--study", required=True, metavar="NAME", help=f"one of {', '.join(STUDY_NAMES)}")
-    p.add_argument("--out", default="runs/ablations", help="folder for runs and tables (default runs/ablations)")
-    p.add_argument("--steps", type=int, help=f"training steps per run (default {DEFAULT_STEPS}; quick 2)")
-    p.add_argument("--seeds", type=int, help="seeds per variant, 0..N-1 (default 2, at least 2)")
-    p.add_argument("--size", type=int, help="training and evaluation size in px (default 128; quick 64)")
-    p.add_argument("--limit", type=int, help="masks per evaluation group (default all; quick 1)")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke test: 2 steps at 64 px, 1 mask per group, 2 seeds, 2 variants per study")
-    p.add_argument("--jobs", type=int,
-                   help="runs at once, each with cores/jobs torch threads (default min(2, cores); quick 1)")
-    p.add_argument("--lpips", choices=LPIPS_MODES, default="off",
-                   help="off (default), alex (needs torchvision's AlexNet ImageNet file: --lpips-weights "
-                        "or torch.hub's cache), or random (a random trunk: NOT comparable, labelled so)")
-    p.add_argument("--lpips-weights", metavar="FILE", help="the AlexNet ImageNet weight file for --lpips alex")
-    p.add_argument("--data", default=str(TRAIN_IMAGES), help="training photos (default data/images/train)")
-    p.add_argument("--images", default=str(SHIPPED_IMAGES), help="test photos (default data/images/test)")
-    p.add_argument("--masks", default=str(SHIPPED_MASKS), help="evaluation masks (default bidsnet_lib/eval_masks)")
-    p.add_argument("--docs", nargs="?", const=str(DOCS), metavar="FILE",
-                   help="also rewrite the study's section of FILE (default docs/ablations.md) and its plot")
-    p.add_argument("--dry-run", action="store_true", help="measure, print the plan and time estimate, train nothing")
-    return p
-
-
-def main(argv: list[str] | None = None, prog: str = "bidsnet ablate") -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:  # argparse exits on bad usage (2) and --help (0); main returns the status instead
-        args = build_parser(prog).parse_args(argv)
-    except SystemExit as stop:
-        return int(stop.code or 0)
-    try:
-        studies = resolve_studies(args.study)
-        knobs = {k: getattr(args, k) for k in ("steps", "seeds", "size", "limit") if getattr(args, k) is not None}
-        knobs.update(lpips=args.lpips, lpips_weights=args.lpips_weights, train_images=args.data,
-                     test_images=args.images, masks=args.masks)
-        settings = AblationSettings.quick_preset(**knobs) if args.quick else AblationSettings(**knobs)
-        jobs = args.jobs if args.jobs is not None else 1 if args.quick else min(2, os.cpu_count() or 1)
-        run_ablations(studies, settings, args.out, jobs=jobs, docs=args.docs, dry_run=args.dry_run,
-                      command=shlex.join(["bidsnet", "ablate", *argv]))
-    except (ValueError, TypeError, OSError, CheckpointError) as error:  # OSError: missing files too
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(prog="python -m bidsnet_lib.ablate"))

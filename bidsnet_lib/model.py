@@ -2,7 +2,7 @@
 
 Assembled in ``notebooks/04_bfi_sff.ipynb`` from the CNN stream (``bidsnet_lib.cnn``, notebook
 02), the Transformer stream (``bidsnet_lib.attention``, notebook 03) and the fusion modules
-(``bidsnet_lib.fusion``). ``python -m bidsnet_lib.model --summary`` prints the parameter counts of
+(``bidsnet_lib.fusion``). ``bidsnet model --summary`` prints the parameter counts of
 the presets and the ablation variants.
 
 Data flow for an (H, W) input, S scales and the Transformer at 1/d of the CNN's resolution:
@@ -17,10 +17,8 @@ Data flow for an (H, W) input, S scales and the Transformer at 1/d of the CNN's 
     a sigmoid (``output="image"``), or the fill plus a zero-initialised correction ("residual")
 """
 
-import argparse
 import dataclasses
 import math
-import sys
 from dataclasses import dataclass
 
 import cv2
@@ -335,20 +333,3 @@ def summary_table(configs: dict[str, BIDSNetConfig]) -> str:
         counts = count_parameters(BIDSNet(config))
         lines.append(f"{name:<{name_width}}" + "".join(f"{counts[c]:>13,}" for c in columns))
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bidsnet model", description="BIDS-Net parameter counts.")
-    parser.add_argument("--summary", action="store_true",
-                        help="parameter counts of the presets and the ablation variants (the default)")
-    parser.parse_args(argv)
-    configs = {}
-    for preset, config in (("paper", BIDSNetConfig.paper()), ("small", BIDSNetConfig.small())):
-        configs[preset] = config
-        configs.update({f"{preset} {n}": v for n, v in ablation_variants(config).items()})
-    print(summary_table(configs))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

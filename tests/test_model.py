@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from bidsnet_lib.attention import FastAttention
+from bidsnet_lib.commands.model import main
 from bidsnet_lib.fusion import FUSIONS, INTERACTIONS, SFF
 from bidsnet_lib.model import (
     ATTENTIONS,
@@ -17,7 +18,6 @@ from bidsnet_lib.model import (
     check_inputs,
     composite,
     count_parameters,
-    main,
 )
 
 # Two scales, a few channels: every code path of the full model at a fraction of small()'s cost.
