@@ -345,7 +345,7 @@ def test_cli_trains_resumes_and_refuses_mixed_flags(photos, tmp_path, capsys):
 def test_two_process_gloo_torchrun_keeps_ranks_identical(photos, tmp_path):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "bidsnet_lib.train", "--data", photos[0], "--val-data", photos[1], "--out", str(out),
+               "-m", "bidsnet_lib.commands.train", "--data", photos[0], "--val-data", photos[1], "--out", str(out),
                "--steps", "4", "--size", "32", "--batch-size", "2", "--log-every", "2", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # Its own session, so that a hang kills torchrun's workers too, not only torchrun.
