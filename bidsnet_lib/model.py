@@ -3,7 +3,7 @@
 Assembled in ``notebooks/04_bfi_sff.ipynb`` from the CNN stream (``bidsnet_lib.cnn``, notebook
 02), the Transformer stream (``bidsnet_lib.attention``, notebook 03) and the fusion modules
 (``bidsnet_lib.fusion``). ``bidsnet model --summary`` prints the parameter counts of
-the presets and the ablation variants.
+the presets and the ablation variants (``bidsnet_lib.studies``).
 
 Data flow for an (H, W) input, S scales and the Transformer at 1/d of the CNN's resolution:
 
@@ -179,17 +179,6 @@ class BIDSNetConfig:
         """The config ``to_dict`` wrote; missing keys take the defaults, unknown keys are an error."""
         check_config_keys(cls, data)
         return cls(**data)
-
-
-def ablation_variants(base: BIDSNetConfig) -> dict[str, BIDSNetConfig]:
-    """The paper's ablations of ``base``, one field changed at a time, keyed by a short name."""
-    variants = {f"fusion={f}": dataclasses.replace(base, fusion=f) for f in FUSIONS if f != base.fusion}
-    variants.update({f"interaction={i}": dataclasses.replace(base, interaction=i)
-                     for i in INTERACTIONS if i != base.interaction})
-    variants.update({f"cnn_share={s}": dataclasses.replace(base, cnn_share=s) for s in (0.25, 0.75)})
-    variants.update({f"attention={a}": dataclasses.replace(base, attention=a)
-                     for a in ATTENTIONS if a != base.attention})
-    return variants
 
 
 def check_inputs(image: torch.Tensor, mask: torch.Tensor, min_size: int = 1) -> None:

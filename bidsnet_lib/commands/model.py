@@ -3,7 +3,8 @@
 import sys
 
 from bidsnet_lib.commands import Parser, run
-from bidsnet_lib.model import BIDSNetConfig, ablation_variants, summary_table
+from bidsnet_lib.model import BIDSNetConfig, summary_table
+from bidsnet_lib.studies import ablation_variants
 
 
 def build_parser(prog: str = "bidsnet model") -> Parser:
