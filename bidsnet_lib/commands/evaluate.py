@@ -10,18 +10,12 @@ from pathlib import Path
 from bidsnet_lib.baselines import BASELINES, make_baseline, patchmatch_available
 from bidsnet_lib.bootstrap import N_RESAMPLES
 from bidsnet_lib.commands import USER_ERRORS, Parser, run
-from bidsnet_lib.evaluate import (
-    SHIPPED_IMAGES,
-    EvalResult,
-    default_cache_dir,
-    evaluate,
-    load_mask_groups,
-    load_photos,
-    write_outputs,
-)
+from bidsnet_lib.eval_inputs import load_mask_groups, load_photos
+from bidsnet_lib.eval_results import EvalResult, write_outputs
+from bidsnet_lib.evaluate import default_cache_dir, evaluate
 from bidsnet_lib.masks import MIN_SIZE, SHIPPED_MASKS
 from bidsnet_lib.metrics import FID_WEIGHTS_FILE
-from bidsnet_lib.plumbing import resolve_device
+from bidsnet_lib.plumbing import SHIPPED_IMAGES, resolve_device
 
 
 def _size(text: str) -> int | str:
