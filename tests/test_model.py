@@ -256,7 +256,7 @@ def test_ablation_variants_are_the_studies_variants():
     variants = ablation_variants(TINY)
     expected = {v.name for study in STUDIES.values() for v in study.variants if v.config(TINY) != TINY}
     assert set(variants) == expected
-    assert {"fusion=add", "interaction=none", "cnn_share=0.25", "attention=favor++", "nb_features=16"} <= expected
+    assert {"fusion=add", "interaction=none", "cnn_share=0.25", "attention=favor++", "nb_features=256"} <= expected
     for name, config in variants.items():
         assert config != TINY, name
         differing = {f.name for f in dataclasses.fields(TINY) if getattr(config, f.name) != getattr(TINY, f.name)}
