@@ -30,21 +30,17 @@ Outputs per study in ``--out``: ``<study>.json`` (read back by :func:`load_repor
 the table and a plot; ``--docs`` also copies the data and plot to ``docs/ablations/``, which
 notebook 09 reads (:func:`fetch_published` downloads it where docs/ is missing).
 
-Command line (also ``bidsnet ablate``)::
+Command line (``bidsnet_lib.commands.ablate``)::
 
-    python -m bidsnet_lib.ablate --study all --docs        # about 2 hours on 2 CPU cores
-    python -m bidsnet_lib.ablate --study fusion --quick    # the runner end to end in seconds
+    bidsnet ablate --study all --docs        # about 2 hours on 2 CPU cores
+    bidsnet ablate --study fusion --quick    # the runner end to end in seconds
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import multiprocessing
 import os
-import shlex
-import sys
 import tempfile
 import time
 import urllib.error
@@ -57,199 +53,44 @@ from pathlib import Path
 import torch
 
 from bidsnet_lib import reports
-from bidsnet_lib.ablation_tables import (
+from bidsnet_lib.ablation_tables import (  # noqa: F401  (load_report: ablate.load_report for notebook 09)
+    DOCS,
     FORMATS,
+    PUBLISHED,
     REPORT_FORMAT,
     StudyReport,
     format_duration,
+    load_report,
     seed_scores,
     short_path,
     write_text,
 )
-from bidsnet_lib.checkpoint import CheckpointError, export_inference
+from bidsnet_lib.checkpoint import export_inference
 from bidsnet_lib.colab import REPO_URL
 from bidsnet_lib.evaluate import (
-    ROOT,
-    SHIPPED_IMAGES,
-    SHIPPED_MASKS,
     evaluate,
     load_mask_groups,
     load_photos,
 )
 from bidsnet_lib.model import BIDSNetConfig, count_parameters
 from bidsnet_lib.reports import machine_line
+from bidsnet_lib.studies import (  # noqa: F401  (the studies' names, as ablate.X for notebook 09)
+    DEFAULT_STEPS,
+    LPIPS_MODES,
+    STUDIES,
+    STUDY_NAMES,
+    TRAIN_IMAGES,
+    AblationSettings,
+    Study,
+    Variant,
+    resolve_studies,
+    study_variants,
+)
 from bidsnet_lib.train import TrainConfig, Trainer, read_metrics
 
-TRAIN_IMAGES = ROOT / "data" / "images" / "train"
-DOCS = ROOT / "docs" / "ablations.md"
-# Each study's data from the last full run, committed beside DOCS (`--docs` writes it) and read by
-# notebook 09; a bare pip install (Colab) has no docs/, so fetch_published() downloads it.
-PUBLISHED = DOCS.parent / "ablations"
 PUBLISHED_URL = REPO_URL.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main/docs/ablations"
-# `--study all` was 26 runs (13 configs x 2 seeds) before the attention study added FAVOR++ (28
-# now). At 128 px, one thread, a busy 2-core machine took 0.53-0.78 s a step (softmax attention
-# 1.46 s) and 17 s to evaluate a run: about 2 hours for the 26 as two parallel jobs (`--dry-run`
-# measures and prints the estimate).
-DEFAULT_STEPS = 800
-LPIPS_MODES = ("off", "alex", "random")
 BASELINES = ("telea", "ns")
 RESULTS_FORMAT = "bidsnet-ablation-run"
-
-
-# ----------------------------------------------------------------------------- studies
-@dataclass(frozen=True)
-class Variant:
-    """One model of a study: the small preset with the fields of ``changes`` set."""
-
-    name: str  # "fusion=add"
-    changes: tuple[tuple[str, object], ...]
-
-    def config(self, base: BIDSNetConfig) -> BIDSNetConfig:
-        return dataclasses.replace(base, **dict(self.changes))
-
-    @property
-    def label(self) -> str:
-        """The changed value alone ("add"), for plot ticks."""
-        return ", ".join(str(v) for _, v in self.changes)
-
-
-@dataclass(frozen=True)
-class Study:
-    """A claim of the paper and the variants that test it; ``match``: rivals the paper's choice
-    need only not lose to (a trade-off claim); it must beat every other rival."""
-
-    name: str
-    title: str
-    claim: str
-    variants: tuple[Variant, ...]
-    winner: str
-    match: tuple[str, ...] = ()
-
-    def __post_init__(self):
-        names = [v.name for v in self.variants]
-        unknown = [n for n in (self.winner, *self.match) if n not in names]
-        if unknown:
-            raise ValueError(f"study {self.name!r}: {unknown} are not among its variants {names}")
-
-    def rivals(self, present: Sequence[str]) -> tuple[list[str], list[str]]:
-        """(must beat, must not lose to) among the variant names ``present``."""
-        beat = [n for n in present if n != self.winner and n not in self.match]
-        return beat, [n for n in present if n in self.match]
-
-
-def _sweep(field: str, values: Sequence) -> tuple[Variant, ...]:
-    return tuple(Variant(f"{field}={v}", ((field, v),)) for v in values)
-
-
-STUDIES = {
-    "channel_split": Study(
-        "channel_split", "Channel split between the streams",
-        "an equal split of the channels between the CNN and the Transformer stream (CNN share 0.5) "
-        "is best, at equal total width", _sweep("cnn_share", (0.25, 0.5, 0.75)), "cnn_share=0.5"),
-    "interaction": Study(
-        "interaction", "Interaction between the streams",
-        "bidirectional interaction beats one-way interaction (CNN → Transformer, Transformer → CNN) "
-        "and none", _sweep("interaction", ("bidirectional", "cnn_to_trans", "trans_to_cnn", "none")),
-        "interaction=bidirectional"),
-    "fusion": Study(
-        "fusion", "Fusion inside BFI", "Selective Feature Fusion (SFF) beats element-wise addition "
-        "and concatenation", _sweep("fusion", ("sff", "add", "concat")), "fusion=sff"),
-    "features": Study(
-        "features", "Number of random features",
-        "72 orthogonal random features are the best trade-off: better than fewer (16, 32), and no "
-        "worse than more (128, 256) or than exact softmax attention",
-        _sweep("nb_features", (16, 32, 72, 128, 256)) + (Variant("attention=softmax", (("attention", "softmax"),)),),
-        "nb_features=72", match=("nb_features=128", "nb_features=256", "attention=softmax")),
-    "attention": Study(
-        "attention", "Kind of random features: FAVOR+ against FAVOR++ (course addition)",
-        "the paper's FAVOR+ positive random features (m = 72) lose nothing against the lower-variance "
-        "optimal positive random features of FAVOR++ (Likhosherstov et al., 2022) at the same m, nor "
-        "against exact softmax attention", _sweep("attention", ("favor", "favor++", "softmax")),
-        "attention=favor", match=("attention=favor++", "attention=softmax")),
-    "start": Study(
-        "start", "Where the network starts: input fill and output form (course addition)",
-        "a residual on a Telea fill (holes pre-filled by OpenCV's Telea, the head adding a "
-        "zero-initialised correction) beats the paper's zero-filled input with a sigmoid image head, "
-        "and a Telea-filled input alone",
-        (Variant("input_fill=zeros, output=image", ()),
-         Variant("input_fill=telea, output=image", (("input_fill", "telea"),)),
-         Variant("input_fill=telea, output=residual", (("input_fill", "telea"), ("output", "residual")))),
-        "input_fill=telea, output=residual"),
-}
-STUDY_NAMES = (*STUDIES, "all")
-
-
-def resolve_studies(name: str) -> list[Study]:
-    """The studies run by ``--study name`` ("all": every one)."""
-    if name == "all":
-        return list(STUDIES.values())
-    if name not in STUDIES:
-        raise ValueError(f"study: got {name!r}; expected one of {', '.join(STUDY_NAMES)}")
-    return [STUDIES[name]]
-
-
-def study_variants(study: Study, quick: bool) -> list[Variant]:
-    """Every variant, or in quick mode the paper's choice and the first rival."""
-    if not quick:
-        return list(study.variants)
-    first_rival = next(v for v in study.variants if v.name != study.winner)
-    return [v for v in study.variants if v.name in (study.winner, first_rival.name)]
-
-
-# ----------------------------------------------------------------------------- settings
-@dataclass(frozen=True)
-class AblationSettings:
-    """What every run of an invocation shares; ``quick_preset()`` is the smoke test's."""
-
-    steps: int = DEFAULT_STEPS
-    seeds: int = 2
-    size: int = 128
-    limit: int | None = None  # masks per group in the evaluation (None: all)
-    lpips: str = "off"
-    lpips_weights: str | None = None
-    train_images: str = str(TRAIN_IMAGES)
-    test_images: str = str(SHIPPED_IMAGES)
-    masks: str = str(SHIPPED_MASKS)
-    quick: bool = False
-
-    def __post_init__(self):
-        for name, low in (("steps", 1), ("seeds", 2), ("size", 32)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}: got {value!r}; expected an int >= {low}")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
-                                       or self.limit < 1):
-            raise ValueError(f"limit: got {self.limit!r}; expected None (every mask) or an int >= 1")
-        if self.lpips not in LPIPS_MODES:
-            raise ValueError(f"lpips: got {self.lpips!r}; expected one of {', '.join(LPIPS_MODES)}")
-        if self.lpips_weights is not None and self.lpips != "alex":
-            raise ValueError(f"lpips_weights: given with lpips={self.lpips!r}; expected lpips='alex'")
-        for name in ("train_images", "test_images", "masks"):
-            object.__setattr__(self, name, os.path.abspath(getattr(self, name)))
-
-    @classmethod
-    def quick_preset(cls, **changes) -> AblationSettings:
-        """2 steps at 64 px, 1 mask per group, 2 seeds: shows the runner works, measures nothing."""
-        return cls(**{"steps": 2, "seeds": 2, "size": 64, "limit": 1, "quick": True, **changes})
-
-    @property
-    def metrics(self) -> list[str]:
-        return ["psnr", "ssim"] + ([] if self.lpips == "off" else ["lpips"])
-
-    def train_config(self, model: BIDSNetConfig, seed: int) -> TrainConfig:
-        """The small preset with this model, seed, data, size and steps; no validation or samples
-        (the evaluation replaces them)."""
-        return dataclasses.replace(TrainConfig.small(), model=model, data=(self.train_images,), size=self.size,
-                                   steps=self.steps, seed=seed, validate_every=0, sample_every=0)
-
-    def eval_fingerprint(self) -> dict:
-        return {"images": self.test_images, "masks": self.masks, "size": self.size, "limit": self.limit,
-                "lpips": self.lpips}
-
-    def fingerprint(self, model: BIDSNetConfig, seed: int) -> dict:
-        """Everything a run's numbers depend on, as JSON would read it back."""
-        data = {"train": self.train_config(model, seed).to_dict(), "eval": self.eval_fingerprint()}
-        return json.loads(json.dumps(data))
 
 
 def make_lpips(settings: AblationSettings, device=None):
@@ -442,42 +283,6 @@ def makespan(durations: Sequence[float], jobs: int) -> float:
     return max(free_at)
 
 
-def load_report(path) -> StudyReport:
-    """A study's report from the ``<study>.json`` that :meth:`StudyReport.write_data` wrote:
-    verdicts, tables and plot can be rebuilt from it without the runs."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; expected a <study>.json written by `bidsnet ablate` "
-                                f"(in its --out folder, or {short_path(str(PUBLISHED))})")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not JSON ({error}); expected a <study>.json written by `bidsnet ablate`") from None
-    if not isinstance(data, dict) or data.get("format") != REPORT_FORMAT:
-        raise ValueError(f"{path}: format {data.get('format') if isinstance(data, dict) else None!r}; "
-                         f"expected {REPORT_FORMAT!r} (a <study>.json written by `bidsnet ablate`)")
-    missing = [k for k in ("study", "variants", "keys", "settings", "stamp", "records", "baselines") if k not in data]
-    if missing:
-        raise ValueError(f"{path}: no {missing} in it; expected a whole <study>.json written by `bidsnet ablate`")
-    study = resolve_studies(data["study"])[0]
-    known = {v.name: v for v in study.variants}
-    unknown = [n for n in data["variants"] if n not in known]
-    if unknown:
-        raise ValueError(f"{path}: variants {unknown} are not in study {study.name!r}; expected among {list(known)}")
-    unrun = [n for n in data["variants"] if not data["records"].get(n)]
-    if unrun:
-        raise ValueError(f"{path}: no runs recorded for {unrun}; expected each variant's runs under 'records'")
-    settings = dict(data["settings"])
-    for name in ("train_images", "test_images", "masks"):  # stored relative to the repository
-        settings[name] = str(ROOT / settings.get(name, ""))
-    try:
-        settings = AblationSettings(**settings)
-    except TypeError as error:  # a key this version does not know
-        raise ValueError(f"{path}: settings {sorted(data['settings'])} do not fit this version ({error})") from None
-    return StudyReport(study, [known[n] for n in data["variants"]], data["keys"], data["records"],
-                       data["baselines"], settings, data["stamp"])
-
-
 def fetch_published(dest, base_url: str = PUBLISHED_URL, studies: Sequence[str] = tuple(STUDIES)) -> Path:
     """Download each study's published ``<study>.json`` from ``base_url`` into ``dest`` (for a
     bare pip install, which has no docs/); returns ``dest``. Files already there are kept; a study
@@ -629,57 +434,3 @@ def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, 
             f"below states its own run."))
     log(f"\nverdicts: {verdicts.replace('**', '')} (wall time {format_duration(wall)})")
     return reports
-
-
-# ----------------------------------------------------------------------------- command line
-def build_parser(prog: str = "bidsnet ablate") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=(
-        "Reproduce the paper's ablations at small scale: train every variant of a study with the "
-        "same data, steps, seeds and masks, evaluate it against Telea and Navier-Stokes, and write "
-        "one table per study with a verdict per claim. Finished runs in --out are reused."))
-    p.add_argument("--study", required=True, metavar="NAME", help=f"one of {', '.join(STUDY_NAMES)}")
-    p.add_argument("--out", default="runs/ablations", help="folder for runs and tables (default runs/ablations)")
-    p.add_argument("--steps", type=int, help=f"training steps per run (default {DEFAULT_STEPS}; quick 2)")
-    p.add_argument("--seeds", type=int, help="seeds per variant, 0..N-1 (default 2, at least 2)")
-    p.add_argument("--size", type=int, help="training and evaluation size in px (default 128; quick 64)")
-    p.add_argument("--limit", type=int, help="masks per evaluation group (default all; quick 1)")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke test: 2 steps at 64 px, 1 mask per group, 2 seeds, 2 variants per study")
-    p.add_argument("--jobs", type=int,
-                   help="runs at once, each with cores/jobs torch threads (default min(2, cores); quick 1)")
-    p.add_argument("--lpips", choices=LPIPS_MODES, default="off",
-                   help="off (default), alex (needs torchvision's AlexNet ImageNet file: --lpips-weights "
-                        "or torch.hub's cache), or random (a random trunk: NOT comparable, labelled so)")
-    p.add_argument("--lpips-weights", metavar="FILE", help="the AlexNet ImageNet weight file for --lpips alex")
-    p.add_argument("--data", default=str(TRAIN_IMAGES), help="training photos (default data/images/train)")
-    p.add_argument("--images", default=str(SHIPPED_IMAGES), help="test photos (default data/images/test)")
-    p.add_argument("--masks", default=str(SHIPPED_MASKS), help="evaluation masks (default bidsnet_lib/eval_masks)")
-    p.add_argument("--docs", nargs="?", const=str(DOCS), metavar="FILE",
-                   help="also rewrite the study's section of FILE (default docs/ablations.md) and its plot")
-    p.add_argument("--dry-run", action="store_true", help="measure, print the plan and time estimate, train nothing")
-    return p
-
-
-def main(argv: list[str] | None = None, prog: str = "bidsnet ablate") -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:  # argparse exits on bad usage (2) and --help (0); main returns the status instead
-        args = build_parser(prog).parse_args(argv)
-    except SystemExit as stop:
-        return int(stop.code or 0)
-    try:
-        studies = resolve_studies(args.study)
-        knobs = {k: getattr(args, k) for k in ("steps", "seeds", "size", "limit") if getattr(args, k) is not None}
-        knobs.update(lpips=args.lpips, lpips_weights=args.lpips_weights, train_images=args.data,
-                     test_images=args.images, masks=args.masks)
-        settings = AblationSettings.quick_preset(**knobs) if args.quick else AblationSettings(**knobs)
-        jobs = args.jobs if args.jobs is not None else 1 if args.quick else min(2, os.cpu_count() or 1)
-        run_ablations(studies, settings, args.out, jobs=jobs, docs=args.docs, dry_run=args.dry_run,
-                      command=shlex.join(["bidsnet", "ablate", *argv]))
-    except (ValueError, TypeError, OSError, CheckpointError) as error:  # OSError: missing files too
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(prog="python -m bidsnet_lib.ablate"))

@@ -26,22 +26,23 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bidsnet_lib.plumbing import REPO_ROOT as ROOT
 from bidsnet_lib.plumbing import atomic_write
-from bidsnet_lib.train import TrainConfig
-
-if TYPE_CHECKING:
-    from bidsnet_lib.ablate import AblationSettings, Study, Variant
+from bidsnet_lib.studies import AblationSettings, Study, Variant, resolve_studies
 
 HEADERS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
 FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}"}
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
 VERDICTS = ("reproduced", "not reproduced", "within noise")
 REPORT_FORMAT = "bidsnet-ablation-study"
+DOCS = ROOT / "docs" / "ablations.md"
+# Each study's data from the last full run, committed beside DOCS (`bidsnet ablate --docs` writes
+# it) and read by notebook 09; a bare pip install (Colab) has no docs/, so
+# ablate.fetch_published() downloads it.
+PUBLISHED = DOCS.parent / "ablations"
 
 
 # ----------------------------------------------------------------------------- verdicts
@@ -207,7 +208,7 @@ class StudyReport:
         pairs = sum(r["n"] for r in self.baselines if r["metric"] == "psnr" and r["method"] == first)
         masks = "every mask" if s.limit is None else f"{s.limit} mask(s)"
         lines += ["", f"Setting: {s.steps} training steps of `TrainConfig.small()` at {s.size} px, batch "
-                      f"{TrainConfig.small().batch_size}, seeds {seeds}, on `{short_path(s.train_images)}`; "
+                      f"{s.batch_size}, seeds {seeds}, on `{short_path(s.train_images)}`; "
                       f"scored on `{short_path(s.test_images)}` at {s.size} px under `{short_path(s.masks)}` "
                       f"({masks} per group, {pairs} pairs a run), composited, 8-bit. A run's score is the mean "
                       f"over the mask groups; mean ± sample std (ddof 1) over the seeds. Per-group "
@@ -298,3 +299,39 @@ def format_duration(seconds: float) -> str:
         return f"{seconds / 60:.1f} min"
     minutes = round(seconds / 60)
     return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def load_report(path) -> StudyReport:
+    """A study's report from the ``<study>.json`` that :meth:`StudyReport.write_data` wrote:
+    verdicts, tables and plot can be rebuilt from it without the runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; expected a <study>.json written by `bidsnet ablate` "
+                                f"(in its --out folder, or {short_path(str(PUBLISHED))})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not JSON ({error}); expected a <study>.json written by `bidsnet ablate`") from None
+    if not isinstance(data, dict) or data.get("format") != REPORT_FORMAT:
+        raise ValueError(f"{path}: format {data.get('format') if isinstance(data, dict) else None!r}; "
+                         f"expected {REPORT_FORMAT!r} (a <study>.json written by `bidsnet ablate`)")
+    missing = [k for k in ("study", "variants", "keys", "settings", "stamp", "records", "baselines") if k not in data]
+    if missing:
+        raise ValueError(f"{path}: no {missing} in it; expected a whole <study>.json written by `bidsnet ablate`")
+    study = resolve_studies(data["study"])[0]
+    known = {v.name: v for v in study.variants}
+    unknown = [n for n in data["variants"] if n not in known]
+    if unknown:
+        raise ValueError(f"{path}: variants {unknown} are not in study {study.name!r}; expected among {list(known)}")
+    unrun = [n for n in data["variants"] if not data["records"].get(n)]
+    if unrun:
+        raise ValueError(f"{path}: no runs recorded for {unrun}; expected each variant's runs under 'records'")
+    settings = dict(data["settings"])
+    for name in ("train_images", "test_images", "masks"):  # stored relative to the repository
+        settings[name] = str(ROOT / settings.get(name, ""))
+    try:
+        settings = AblationSettings(**settings)
+    except TypeError as error:  # a key this version does not know
+        raise ValueError(f"{path}: settings {sorted(data['settings'])} do not fit this version ({error})") from None
+    return StudyReport(study, [known[n] for n in data["variants"]], data["keys"], data["records"],
+                       data["baselines"], settings, data["stamp"])

@@ -45,15 +45,20 @@ _LOG2_TINY = {torch.float32: math.log2(torch.finfo(torch.float32).tiny),
               torch.float64: math.log2(torch.finfo(torch.float64).tiny)}
 
 
+def _check_tensor(name: str, t) -> None:
+    """Raise unless ``t`` is a floating-point (B, heads, N, dim) tensor."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != 4:
+        raise ValueError(f"{name} must have shape (B, heads, N, dim_head), got {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+
+
 def _check_qk(q, k) -> None:
     """Raise unless q, k are floating-point (B, heads, N, dim) tensors that fit together."""
-    for name, t in (("q", q), ("k", k)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 4:
-            raise ValueError(f"{name} must have shape (B, heads, N, dim_head), got {tuple(t.shape)}")
-        if not t.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+    _check_tensor("q", q)
+    _check_tensor("k", k)
     if q.shape[:2] != k.shape[:2]:
         raise ValueError(f"q, k must share (B, heads), got {tuple(q.shape)}, {tuple(k.shape)}")
     if q.shape[-1] != k.shape[-1]:
@@ -65,22 +70,14 @@ def _check_qk(q, k) -> None:
 def _check_qkv(q, k, v, dim_head: int | None = None) -> None:
     """Raise unless q, k, v are (B, heads, N, dim) tensors that fit together."""
     for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 4:
-            raise ValueError(f"{name} must have shape (B, heads, N, dim_head), got {tuple(t.shape)}")
-        if not t.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
-    if q.shape[:2] != k.shape[:2] or k.shape[:2] != v.shape[:2]:
+        _check_tensor(name, t)
+    if q.shape[:2] != k.shape[:2] or k.shape[:2] != v.shape[:2]:  # before _check_qk: name all three
         raise ValueError(
             f"q, k, v must share (B, heads), got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
         )
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q and k must share dim_head, got {q.shape[-1]} and {k.shape[-1]}")
+    _check_qk(q, k)
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(f"k and v must hold the same number of tokens, got {k.shape[-2]} and {v.shape[-2]}")
-    if q.shape[-2] == 0 or k.shape[-2] == 0:
-        raise ValueError(f"q and k must hold at least one token, got {q.shape[-2]} and {k.shape[-2]}")
     if dim_head is not None and q.shape[-1] != dim_head:
         raise ValueError(f"q, k must have dim_head = {dim_head} channels last, got {tuple(q.shape)}")
 

@@ -18,13 +18,11 @@ checkpoint cannot run code. Anything that is not ours (a truncated file, a text 
 torchvision state dict, a pickle of arbitrary objects) raises :class:`CheckpointError`, a
 ``ValueError`` with one line naming the file and what was expected.
 
-``python -m bidsnet_lib.checkpoint CKPT OUT`` (``bidsnet export``) exports an inference file.
+``bidsnet export CKPT OUT`` (``bidsnet_lib.commands.export``) exports an inference file.
 """
 
-import argparse
 import os
 import re
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -258,29 +256,3 @@ def load_inference_model(path: str | os.PathLike, device: str | torch.device | N
                               f"({len(problems)} problem(s), the first: {first})") from None
     device = bidsnet_lib.default_device() if device is None else torch.device(device)
     return model.to(device).eval(), data["meta"]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="bidsnet export",
-        description="Write a small inference checkpoint (EMA weights + config + metadata) from a "
-                    "training checkpoint or run directory.",
-    )
-    parser.add_argument("checkpoint", help="training checkpoint (.pt) or run directory (uses latest.pt)")
-    parser.add_argument("out", help="inference checkpoint to write (.pt)")
-    parser.add_argument("--work-size", type=int, metavar="PX",
-                        help="the side bidsnet inpaint works at (default: the training size)")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float16",
-                        help="storage precision of the weights (default float16)")
-    args = parser.parse_args(argv)
-    try:
-        out = export_inference(args.checkpoint, args.out, DTYPES[args.dtype], work_size=args.work_size)
-    except (OSError, ValueError) as error:  # CheckpointError is a ValueError
-        print(f"bidsnet export: error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

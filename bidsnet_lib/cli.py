@@ -1,4 +1,4 @@
-"""The `bidsnet` console command: one sub-command per library module that has a `main(argv)`."""
+"""The `bidsnet` console command: one sub-command per module of ``bidsnet_lib.commands``, each with a `main(argv)`."""
 
 import importlib
 import sys
@@ -6,14 +6,14 @@ import sys
 # Sub-command -> (module, one-line help). Modules are imported only when their command runs,
 # so `bidsnet masks` does not pay for torch start-up of unrelated parts.
 COMMANDS = {
-    "demo": ("bidsnet_lib.demo", "the demo on shipped photos, pictures in outputs/"),
-    "masks": ("bidsnet_lib.masks", "write the fixed evaluation mask set"),
-    "model": ("bidsnet_lib.model", "parameter summary of the presets"),
-    "train": ("bidsnet_lib.train", "train BIDS-Net (torchrun -m bidsnet_lib.train for several processes)"),
-    "export": ("bidsnet_lib.checkpoint", "write a small inference checkpoint from a training run"),
-    "evaluate": ("bidsnet_lib.evaluate", "PSNR/SSIM/LPIPS/FID per mask group against Telea and NS"),
-    "ablate": ("bidsnet_lib.ablate", "the paper's ablations at small scale: tables and verdicts"),
-    "inpaint": ("bidsnet_lib.inference", "inpaint a photo, or a folder of photos with masks"),
+    "demo": ("bidsnet_lib.commands.demo", "the demo on shipped photos, pictures in outputs/"),
+    "masks": ("bidsnet_lib.commands.masks", "write the fixed evaluation mask set"),
+    "model": ("bidsnet_lib.commands.model", "parameter summary of the presets"),
+    "train": ("bidsnet_lib.commands.train", "train BIDS-Net (torchrun -m bidsnet_lib.commands.train for several processes)"),
+    "export": ("bidsnet_lib.commands.export", "write a small inference checkpoint from a training run"),
+    "evaluate": ("bidsnet_lib.commands.evaluate", "PSNR/SSIM/LPIPS/FID per mask group against Telea and NS"),
+    "ablate": ("bidsnet_lib.commands.ablate", "the paper's ablations at small scale: tables and verdicts"),
+    "inpaint": ("bidsnet_lib.commands.inpaint", "inpaint a photo, or a folder of photos with masks"),
 }
 
 

@@ -385,7 +385,7 @@ def _fixed_masks(
     masks_dir: Path, mask_groups, size: int
 ) -> list[tuple[str, masks.MaskFolder, int]]:
     """[(group, folder, index)] over ``masks_dir/set{1,2}/<group>/*.png``, in a fixed order."""
-    hint = f"write them with: python -m bidsnet_lib.masks write --out {masks_dir}"
+    hint = f"write them with: bidsnet masks write --out {masks_dir}"
     if not masks_dir.is_dir():
         raise ValueError(f"masks_dir: {str(masks_dir)!r} is not a folder of fixed masks; {hint}")
     found = {

@@ -1,10 +1,9 @@
-"""`make demo`: the course's main job on shipped data, pictures written to an output folder.
+"""`make demo` (``bidsnet demo``): the course's main job on shipped data, pictures written to an output folder.
 
 Mask galleries of Set I and Set II over the shipped test photos (notebook 01), then the shipped
 checkpoint inpainting those photos under shipped fixed masks, beside OpenCV's Telea (notebook 08).
 """
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -66,20 +65,12 @@ def inpainting_grid(photos: list[Path], out_path: Path, size: int = 256) -> Path
     return out_path
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bidsnet demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("outputs"), help="folder for the pictures")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the mask generators")
-    args = parser.parse_args(argv)
+def run_demo(out: Path = Path("outputs"), seed: int = 0) -> list[Path]:
+    """Mask galleries and the inpainting grid of the shipped photos in folder ``out``; the files written."""
     photos = shipped_photos()
     # One photo per demo mask, spread over the test set (a grid of all 37 would be unreadable).
     photos = photos[:: max(1, len(photos) // len(DEMO_MASKS))][: len(DEMO_MASKS)]
-    written = mask_gallery(photos, args.out, np.random.default_rng(args.seed))
-    written.append(inpainting_grid(photos, args.out / "inpainting.png"))
-    for path in written:
-        print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    out = Path(out)
+    written = mask_gallery(photos, out, np.random.default_rng(seed))
+    written.append(inpainting_grid(photos, out / "inpainting.png"))
+    return written

@@ -1,6 +1,6 @@
 """Evaluate inpainting the way papers report it, with intervals a reader can trust: PSNR, SSIM,
 LPIPS, FID and a hole colour error per mask group, next to OpenCV's Telea and Navier–Stokes,
-biharmonic inpainting and PatchMatch; the ``bidsnet evaluate`` command.
+biharmonic inpainting and PatchMatch; behind the ``bidsnet evaluate`` command.
 
 Taught in ``notebooks/07_evaluation.ipynb``. The protocol, stated in every table it writes:
 
@@ -31,28 +31,20 @@ Taught in ``notebooks/07_evaluation.ipynb``. The protocol, stated in every table
   output cache (:class:`bidsnet_lib.baselines.CachedBaseline`) reports the time it took when
   it was computed.
 
-Command line (also ``bidsnet evaluate ...``)::
+Command line (``bidsnet_lib.commands.evaluate``)::
 
-    python -m bidsnet_lib.evaluate --checkpoint CKPT --images data/images/test --masks bidsnet_lib/eval_masks --out results/
+    bidsnet evaluate --checkpoint CKPT --images data/images/test --masks bidsnet_lib/eval_masks --out results/
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
-import json
 import math
 import os
-import re
-import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -65,23 +57,36 @@ from bidsnet_lib.baselines import (
     patchmatch_available,
 )
 from bidsnet_lib.bootstrap import CONFIDENCE, N_RESAMPLES, bootstrap_interval, paired_difference
+from bidsnet_lib.eval_inputs import (  # noqa: F401  (ev.load_photos and the rest, as before the split)
+    SET_NAMES,
+    STANDIN_PHOTOS,
+    MaskGroup,
+    fit_mask,
+    load_mask_groups,
+    load_photos,
+    write_standin_data,
+)
+from bidsnet_lib.eval_results import (  # noqa: F401  (ev.EvalResult and the rest, as before the split)
+    COMPARED,
+    COMPARISON_COLUMNS,
+    CSV_COLUMNS,
+    HIGHER_IS_BETTER,
+    METRICS,
+    PER_PHOTO,
+    PER_PHOTO_COLUMNS,
+    REFERENCE,
+    EvalResult,
+    Example,
+    write_outputs,
+)
 from bidsnet_lib.masks import (
-    EVAL_PRESETS,
-    LARGE_MASK_PRESETS,
     MIN_SIZE,
-    RATIO_BINS,
-    SHIPPED_MASKS,
-    MaskFolder,
-    bin_name,
+    SHIPPED_MASKS,  # noqa: F401  (the default masks beside SHIPPED_IMAGES, for notebooks 07 and 09)
     hole_ratio,
-    overlay_mask,
-    square_photo,
-    write_eval_set,
 )
 from bidsnet_lib.metrics import (
     COLOUR_RING,
     FID_MIN_IMAGES,
-    FID_WEIGHTS_FILE,
     FIDMetric,
     FIDSampleSizeWarning,
     hole_colour_error,
@@ -90,173 +95,12 @@ from bidsnet_lib.metrics import (
 )
 from bidsnet_lib.model import check_inputs, composite
 from bidsnet_lib.plumbing import (
-    IMAGE_EXTENSIONS,
     REPO_ROOT,
-    atomic_write,
-    image_files,
-    resolve_device,
-)
+    SHIPPED_IMAGES,  # noqa: F401  (the default photos, as ev.SHIPPED_IMAGES for notebooks 07 and 09)
+    )
 
 ROOT = REPO_ROOT
-SHIPPED_IMAGES = ROOT / "data" / "images" / "test"
-STANDIN_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")  # scikit-image's, for installs without data/
 
-# metric key -> table header; the arrow says which way is better.
-METRICS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "fid": "FID ↓",
-           "colour": "Hole colour error ↓"}
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "fid": False, "colour": False}
-PER_PHOTO = ("psnr", "ssim", "lpips", "colour")  # per-image metrics: intervals over photos
-COMPARED = ("psnr", "ssim", "lpips")  # what a model must win on against each baseline
-CSV_COLUMNS = ("set", "group", "hole_ratio", "method", "metric", "value", "ci_low", "ci_high", "std",
-               "n", "n_photos", "note")
-PER_PHOTO_COLUMNS = ("set", "group", "photo", "method", "metric", "value", "n_masks")
-COMPARISON_COLUMNS = ("set", "group", "model", "baseline", "metric", "diff", "ci_low", "ci_high", "wins",
-                      "beats", "best", "n_photos")
-REFERENCE = "original photo"  # the hole colour error of the photo itself, beside the methods'
-SET_NAMES = {"set1": "Set I", "set2": "Set II"}
-_BIN_PATTERN = re.compile(r"^\d+-\d+$")
-
-
-# ----------------------------------------------------------------------------- inputs
-@dataclass
-class MaskGroup:
-    """The masks of one table row block: a Set I bin, a Set II preset or a bin of a folder."""
-
-    set_name: str  # "Set I", "Set II" or "folder"
-    name: str  # "10-20", "thick", ...
-    masks: list[np.ndarray]  # each (H, W) uint8 0/1
-    sources: list[str] = field(default_factory=list)  # file of each mask, when read from disk
-
-    def __post_init__(self):
-        if not isinstance(self.masks, list) or not self.masks:
-            got = "an empty list" if isinstance(self.masks, list) else type(self.masks).__name__
-            raise ValueError(f"masks of group {self.name!r}: got {got}; expected a non-empty list "
-                             "of (H, W) 0/1 arrays")
-        for i, m in enumerate(self.masks):
-            if not isinstance(m, np.ndarray) or m.ndim != 2:
-                raise ValueError(f"masks[{i}] of group {self.name!r}: got "
-                                 f"{getattr(m, 'shape', type(m).__name__)}; expected an (H, W) array")
-            hole_ratio(m)  # raises unless the values are 0/1
-
-    @property
-    def label(self) -> str:
-        return f"{self.set_name} {self.name}"
-
-
-def _read_group(folder: Path, set_name: str, limit: int | None) -> MaskGroup:
-    masks = MaskFolder(folder)
-    count = len(masks) if limit is None else min(limit, len(masks))
-    return MaskGroup(set_name, folder.name, [masks.load(i) for i in range(count)],
-                     [str(p) for p in masks.paths[:count]])
-
-
-def _subfolders(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def _bin_order(folder: Path) -> tuple[int, str]:
-    names = [bin_name(b) for b in RATIO_BINS]
-    return (names.index(folder.name) if folder.name in names else len(names), folder.name)
-
-
-def _preset_order(folder: Path) -> tuple[int, str]:
-    order = [*EVAL_PRESETS, *LARGE_MASK_PRESETS]
-    return (order.index(folder.name) if folder.name in order else len(order), folder.name)
-
-
-def write_standin_data(folder, per_group: int | None = None) -> tuple[Path, Path]:
-    """Stand-ins for the repository's data/ where a bare pip install (Colab) has none:
-    scikit-image's photos ``STANDIN_PHOTOS`` as PNGs in ``folder/photos``, and in
-    ``folder/masks`` the fixed evaluation masks, the first ``per_group`` of each group (all when
-    None), byte for byte the shipped ones (:func:`bidsnet_lib.masks.write_eval_set`).
-    Returns (photo folder, mask folder)."""
-    from PIL import Image
-    from skimage import data as skdata
-
-    if per_group is not None and (isinstance(per_group, bool) or not isinstance(per_group, int) or per_group < 1):
-        raise ValueError(f"per_group: got {per_group!r}; expected None (every mask) or an int >= 1")
-    photos, masks = Path(folder) / "photos", Path(folder) / "masks"
-    photos.mkdir(parents=True, exist_ok=True)
-    for name in STANDIN_PHOTOS:
-        Image.fromarray(getattr(skdata, name)()).save(photos / f"{name}.png")
-    write_eval_set(masks, per_bin=per_group or 10, per_preset=per_group or 20)
-    return photos, masks
-
-def load_mask_groups(source, limit: int | None = None) -> list[MaskGroup]:
-    """The mask groups of a folder: the shipped layout (``set1/<bin>``, ``set2/<preset>``), one
-    set's folder (``bidsnet_lib/eval_masks/set1``), or any folder of masks, split into hole-ratio bins.
-
-    ``limit`` keeps the first masks (sorted by path) of each group.
-    """
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit: got {limit!r}; expected None or an int >= 1")
-    root = Path(source)
-    if not root.is_dir():
-        raise ValueError(f"masks: no such folder {str(root)!r}; expected the shipped root bidsnet_lib/eval_masks, "
-                         "one of its sets, or a folder of mask images")
-    sets = [(root / key, name) for key, name in SET_NAMES.items() if (root / key).is_dir()]
-    if not sets and root.name in SET_NAMES:
-        sets = [(root, SET_NAMES[root.name])]
-    if not sets:  # a set's folder under another name: its subfolders are bins or presets
-        subs = _subfolders(root)
-        if subs and all(_BIN_PATTERN.match(p.name) for p in subs):
-            sets = [(root, "Set I")]
-        elif subs and all(p.name in LARGE_MASK_PRESETS for p in subs):
-            sets = [(root, "Set II")]
-    groups = []
-    for folder, set_name in sets:
-        order = _bin_order if set_name == "Set I" else _preset_order
-        groups += [_read_group(sub, set_name, limit) for sub in sorted(_subfolders(folder), key=order)]
-    if sets:
-        if not groups:
-            raise ValueError(f"masks: {str(root)!r} has set folders but no group subfolders in them")
-        return groups
-    # Any folder of masks (searched recursively): grouped by each mask's hole ratio.
-    folder = MaskFolder(root)
-    groups = []
-    for ratio_bin, indices in folder.by_bin().items():
-        kept = indices if limit is None else indices[:limit]
-        if kept:
-            groups.append(MaskGroup("folder", bin_name(ratio_bin), [folder.load(i) for i in kept],
-                                    [str(folder.paths[i]) for i in kept]))
-    if not groups:
-        ratios = folder.ratios()
-        raise ValueError(f"masks: none of the {len(folder)} masks in {str(root)!r} has a hole ratio in "
-                         f"the bins {[bin_name(b) for b in RATIO_BINS]} (%); theirs span "
-                         f"{min(ratios):.1%}..{max(ratios):.1%}")
-    return groups
-
-
-def load_photos(folder, size: int | None = None, limit: int | None = None) -> dict[str, np.ndarray]:
-    """Photos of a folder by file stem (sorted), RGB uint8: (size, size, 3) centre crops when
-    ``size`` is an int, their own (H, W, 3) when it is None."""
-    from bidsnet_lib.inference import load_image
-
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIZE):
-        raise ValueError(f"size: got {size!r}; expected None (own size) or an int >= {MIN_SIZE}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit: got {limit!r}; expected None or an int >= 1")
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"images: no such folder {str(folder)!r}")
-    paths = image_files(folder)
-    if not paths:
-        raise ValueError(f"images: folder {str(folder)!r} holds no {'/'.join(IMAGE_EXTENSIONS)} files")
-    photos = {}
-    for path in paths[:limit]:
-        rgb = load_image(path, f"images: {path.name}")  # (H, W, 3)
-        if min(rgb.shape[:2]) < MIN_SIZE:
-            raise ValueError(f"images: {path.name} is {rgb.shape[0]}x{rgb.shape[1]}; expected both sides "
-                             f">= {MIN_SIZE}")
-        photos[path.stem] = rgb if size is None else square_photo(rgb, size)
-    return photos
-
-
-def fit_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A 0/1 mask resized to (H, W) with nearest neighbour, which keeps it binary."""
-    if mask.shape == tuple(shape):
-        return mask
-    return cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
 
 
 # ----------------------------------------------------------------------------- methods
@@ -354,275 +198,6 @@ def _methods(model, label: str, baselines: Sequence, radius: int, cache) -> tupl
     if not methods:
         raise ValueError("nothing to evaluate: model is None and baselines is empty")
     return methods, names
-
-
-# ----------------------------------------------------------------------------- results
-@dataclass
-class Example:
-    """One pair of a group and what every method made of it, all RGB uint8 (H, W, 3)."""
-
-    group: str
-    photo: str
-    mask_source: str
-    target: np.ndarray
-    mask: np.ndarray  # (H, W) 0/1
-    outputs: dict[str, np.ndarray]
-
-
-@dataclass
-class EvalResult:
-    """The long-format rows (``CSV_COLUMNS``) with what a table must state beside them: each
-    photo's means (``PER_PHOTO_COLUMNS``), each model against each baseline
-    (``COMPARISON_COLUMNS``), each method's seconds per image and the bootstrap's settings."""
-
-    rows: list[dict]
-    methods: list[str]
-    metric_notes: dict[str, str]  # metric -> what was used, or "skipped: why"
-    protocol: str
-    examples: list[Example]
-    baselines: list[str] = field(default_factory=list)  # the methods that are baselines
-    per_photo: list[dict] = field(default_factory=list)
-    comparisons: list[dict] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)  # method -> seconds per image
-    bootstrap: dict = field(default_factory=dict)  # seed, n_resamples
-
-    @property
-    def models(self) -> list[str]:
-        return [m for m in self.methods if m not in self.baselines]
-
-    def _row(self, group: str, method: str, metric: str) -> dict:
-        for row in self.rows:
-            if group in (row["group"], f"{row['set']} {row['group']}") and row["method"] == method \
-                    and row["metric"] == metric:
-                return row
-        raise KeyError(f"no row for group={group!r}, method={method!r}, metric={metric!r}")
-
-    def value(self, group: str, method: str, metric: str) -> float:
-        """The value of one cell; ``group`` is a group's name ("10-20") or label ("Set I 10-20")."""
-        return self._row(group, method, metric)["value"]
-
-    def interval(self, group: str, method: str, metric: str) -> tuple[float, float]:
-        """The bootstrap interval over photos of one cell (NaN for FID and skipped metrics)."""
-        row = self._row(group, method, metric)
-        return row["ci_low"], row["ci_high"]
-
-    def comparison(self, group: str, model: str, baseline: str, metric: str) -> dict:
-        """``model`` minus ``baseline`` in one group: diff, ci_low, ci_high, wins, beats, best."""
-        for c in self.comparisons:
-            if group in (c["group"], f"{c['set']} {c['group']}") and (c["model"], c["baseline"],
-                                                                       c["metric"]) == (model, baseline, metric):
-                return c
-        raise KeyError(f"no comparison for group={group!r}, model={model!r}, baseline={baseline!r}, "
-                       f"metric={metric!r}")
-
-    def target_groups(self, model: str, metrics: Sequence[str] = ("psnr", "ssim")) -> list[str]:
-        """The groups (labels) in which ``model`` beats every baseline on every one of ``metrics``
-        with the whole paired interval on the better side of zero."""
-        won = []
-        for set_name, group, _, _ in self.groups:
-            cells = [c for c in self.comparisons if (c["set"], c["group"], c["model"]) == (set_name, group, model)
-                     and c["metric"] in metrics]
-            if cells and len(cells) == len(metrics) * len(self.baselines) and all(c["beats"] for c in cells):
-                won.append(f"{set_name} {group}")
-        return won
-
-    @property
-    def groups(self) -> list[tuple[str, str, float, int]]:
-        """(set, group, mean hole ratio, n) in table order."""
-        seen = {}
-        for row in self.rows:
-            seen.setdefault((row["set"], row["group"]), (row["hole_ratio"], row["n"]))
-        return [(s, g, r, n) for (s, g), (r, n) in seen.items()]
-
-    @property
-    def computed_metrics(self) -> list[str]:
-        return [m for m in METRICS if not self.metric_notes[m].startswith("skipped")]
-
-    def _write_table(self, path, columns: Sequence[str], rows: list[dict]) -> Path:
-        def cell(v):
-            if isinstance(v, float):
-                return "" if math.isnan(v) else repr(v)
-            return v
-
-        def write(stream):
-            writer = csv.DictWriter(stream, fieldnames=columns, lineterminator="\n")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: cell(row[k]) for k in columns})
-
-        return _write_atomic(path, write)
-
-    def write_csv(self, path) -> Path:
-        """``results.csv``: one row per (group, method, metric); skipped metrics have no value."""
-        return self._write_table(path, CSV_COLUMNS, self.rows)
-
-    def write_per_photo_csv(self, path) -> Path:
-        """``per_photo.csv``: each photo's mean over a group's masks, per method and metric."""
-        return self._write_table(path, PER_PHOTO_COLUMNS, self.per_photo)
-
-    def to_json(self) -> dict:
-        """Everything of the result but the pictures, as plain JSON data (NaN as null, ±inf as
-        the strings "inf" / "-inf")."""
-        def plain(v):
-            if isinstance(v, float) and not math.isfinite(v):
-                return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
-            if isinstance(v, dict):
-                return {k: plain(x) for k, x in v.items()}
-            if isinstance(v, list | tuple):
-                return [plain(x) for x in v]
-            return v
-
-        return plain({"format": "bidsnet-evaluation", "protocol": self.protocol,
-                      "metric_notes": self.metric_notes,
-                      "bootstrap": {"method": "percentile", "over": "photos", "confidence": CONFIDENCE,
-                                    **self.bootstrap},
-                      "methods": self.methods, "baselines": self.baselines,
-                      "seconds_per_image": self.seconds, "rows": self.rows,
-                      "comparisons": self.comparisons, "per_photo": self.per_photo})
-
-    def write_json(self, path) -> Path:
-        """``results.json``: :meth:`to_json`."""
-        return _write_atomic(path, lambda f: f.write(json.dumps(self.to_json(), indent=1) + "\n"))
-
-    def markdown(self) -> str:
-        """The scores table (a row per group and method, a column per metric, mean [interval]),
-        then each model against each baseline, with notes saying how."""
-        fmt = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}", "fid": "{:.4g}", "colour": "{:.1f}"}
-        lines = [
-            f"Metrics on the composited output (known pixels kept from the input, holes filled by "
-            f"the method, rounded to 8 bits), against the original photo. {self.protocol}",
-            "",
-            "| Set | Group | Hole % | Photos × masks | Method | " + " | ".join(METRICS.values())
-            + " | s / image |",
-            "|---|---|---:|---:|---|" + "---:|" * (len(METRICS) + 1),
-        ]
-        cells = {(r["set"], r["group"], r["method"], r["metric"]): r for r in self.rows}
-        for set_name, group, ratio, n in self.groups:
-            for method in self.methods:
-                values = []
-                for metric in METRICS:
-                    row = cells[(set_name, group, method, metric)]
-                    v, low, high = row["value"], row["ci_low"], row["ci_high"]
-                    if math.isnan(v):
-                        values.append("skipped")
-                        continue
-                    text = fmt[metric].format(v)
-                    if not math.isnan(low):
-                        text += f" [{fmt[metric].format(low)}, {fmt[metric].format(high)}]"
-                    values.append(text)
-                row = cells[(set_name, group, method, "psnr")]
-                seconds = self.seconds.get(method, math.nan)
-                lines.append(f"| {set_name} | {group} | {100 * ratio:.1f} | {row['n_photos']} × "
-                             f"{n // row['n_photos']} | {method} | " + " | ".join(values)
-                             + f" | {'—' if math.isnan(seconds) else f'{seconds:.3f}'} |")
-        lines.append("")
-        for metric, note in self.metric_notes.items():
-            header = METRICS[metric].rsplit(" ", 1)[0]
-            if metric == "colour" and not note.startswith("skipped"):
-                own = [cells[(s, g, REFERENCE, "colour")]["value"] for s, g, _, _ in self.groups]
-                note += (f"; the original photos themselves score {min(own):.1f}–{max(own):.1f} over "
-                         "the groups (their hidden content differs from the ring too)")
-            lines.append(f"- {header}: {note}")
-        lines.append("- s / image: wall time per image of each method on this machine (batched for the "
-                     "model); baselines read from the cache report the time measured when computed")
-        for model in self.models:
-            lines += ["", *self._comparison_lines(model)]
-        return "\n".join(lines)
-
-    def _comparison_lines(self, model: str) -> list[str]:
-        compared = [m for m in COMPARED if any(c["metric"] == m and c["model"] == model for c in self.comparisons)]
-        if not compared or not self.baselines:
-            return []
-        n_photos = self.rows[0]["n_photos"]
-        fmt = {"psnr": "{:+.2f}", "ssim": "{:+.4f}", "lpips": "{:+.4f}"}
-        lines = [f"**{model} minus each baseline**, photo by photo: the mean difference and its "
-                 f"{100 * CONFIDENCE:g} % bootstrap interval over photos; ✓ when the whole interval lies on "
-                 "the better side of zero; wins: the photos on which the model is better, of "
-                 f"{n_photos}; † marks the group's best baseline on that metric (best mean).",
-                 "",
-                 "| Set | Group | Baseline | " + " | ".join(f"Δ{METRICS[m]} | wins" for m in compared) + " |",
-                 "|---|---|---|" + "---:|---:|" * len(compared)]
-        for set_name, group, _, _ in self.groups:
-            for baseline in self.baselines:
-                values = []
-                for metric in compared:
-                    c = self.comparison(f"{set_name} {group}", model, baseline, metric)
-                    f = fmt[metric]
-                    text = f.format(c["diff"])
-                    if not math.isnan(c["ci_low"]):
-                        text += f" [{f.format(c['ci_low'])}, {f.format(c['ci_high'])}]"
-                    text += (" ✓" if c["beats"] else "") + (" †" if c["best"] else "")
-                    values += [text, f"{round(c['wins'] * c['n_photos'])}/{c['n_photos']}"]
-                lines.append(f"| {set_name} | {group} | {baseline} | " + " | ".join(values) + " |")
-        won = self.target_groups(model)
-        total = len(self.groups)
-        lines += ["", f"Beats every baseline on PSNR and SSIM with both intervals above zero in {len(won)} "
-                      f"of {total} groups" + (f": {', '.join(won)}." if won else ".")]
-        return lines
-
-    def figure(self):
-        """Each computed metric against the group's mean hole ratio: a line per method through the
-        Set I (or folder) bins, an open marker per Set II preset in the method's colour."""
-        from matplotlib.figure import Figure  # no pyplot: headless, no global state
-        from matplotlib.lines import Line2D
-
-        metrics = self.computed_metrics
-        fig = Figure(figsize=(4.2 * len(metrics), 3.6), layout="constrained")
-        axes = fig.subplots(1, len(metrics), squeeze=False)[0]
-        colours = {m: f"C{i}" for i, m in enumerate(self.methods)}
-        presets = [g for s, g, _, _ in self.groups if s == "Set II"]
-        shapes = {g: "svD^<>ph"[i % 8] for i, g in enumerate(presets)}
-        for ax, metric in zip(axes, metrics, strict=True):
-            for method in self.methods:
-                points = [(r["set"], r["group"], r["hole_ratio"], r["value"]) for r in self.rows
-                          if r["method"] == method and r["metric"] == metric]
-                binned = sorted((x, y) for s, _, x, y in points if s != "Set II")
-                if binned:
-                    ax.plot(*zip(*binned, strict=True), "o-", color=colours[method])
-                for s, group, x, y in points:
-                    if s == "Set II":
-                        ax.plot(x, y, shapes[group], mfc="none", color=colours[method])
-            ax.set_xlabel("hole ratio (mean of the group)")
-            ax.set_title(METRICS[metric])
-            ax.xaxis.set_major_formatter(lambda x, _: f"{x:.0%}")
-            ax.grid(alpha=0.3)
-        handles = [Line2D([], [], color=colours[m], marker="o", label=m) for m in self.methods]
-        handles += [Line2D([], [], color="0.4", marker=shapes[g], mfc="none", ls="none",
-                           label=f"Set II {g}") for g in presets]
-        axes[-1].legend(handles=handles, fontsize=7)
-        return fig
-
-    def examples_figure(self):
-        """A row per group: input (holes white), mask, each method, target."""
-        from matplotlib.figure import Figure
-
-        columns = ["input", "mask", *self.methods, "target"]
-        rows = len(self.examples)
-        width, height = 1.9 * len(columns) + 0.25, 1.95 * rows + 0.35
-        # Fixed margins, not a layout engine: a grid of equal tiles needs none, and the constrained
-        # layout of (groups x methods) axes took longer than the evaluation of a quick run.
-        fig = Figure(figsize=(width, height))
-        axes = fig.subplots(rows, len(columns), squeeze=False, gridspec_kw={
-            "left": 0.25 / width, "right": 1 - 0.05 / width, "bottom": 0.05 / height,
-            "top": 1 - 0.3 / height, "wspace": 0.05, "hspace": 0.05})
-        for r, (row, ex) in enumerate(zip(axes, self.examples, strict=True)):
-            tiles = [overlay_mask(ex.target, ex.mask), ex.mask * np.uint8(255),
-                     *(ex.outputs[m] for m in self.methods), ex.target]
-            for ax, tile, title in zip(row, tiles, columns, strict=True):
-                ax.imshow(tile, cmap="gray" if tile.ndim == 2 else None, vmin=0, vmax=255)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if r == 0:  # column titles once, on top
-                    ax.set_title(title, fontsize=8)
-            row[0].set_ylabel(ex.group, fontsize=8)
-        return fig
-
-
-def _write_atomic(path, write: Callable) -> Path:
-    """``write(text_stream)`` into ``path`` through :func:`bidsnet_lib.plumbing.atomic_write`."""
-    text = io.StringIO(newline="")
-    write(text)
-    return atomic_write(path, text.getvalue())
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -873,215 +448,3 @@ def _run_group(group: MaskGroup, photos: dict, methods: dict, lpips, fid_feature
         warnings.simplefilter("ignore", FIDSampleSizeWarning)
         fids = {name: metric.compute() for name, metric in fid.items()}
     return {"scores": scores, "fid": fids, "ratios": ratios, "photos": owners, "example": example}
-
-
-# ----------------------------------------------------------------------------- command line
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit status 2, like every other bad input
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _size(text: str) -> int | str:
-    if text == "native":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < MIN_SIZE:
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected an int >= {MIN_SIZE} or 'native'")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected an int >= 1")
-    return value
-
-
-def _baseline_names(text: str) -> tuple[str, ...]:
-    if text == "none":
-        return ()
-    names = tuple(n.strip() for n in text.split(","))
-    wrong = [n for n in names if n not in BASELINES]
-    if wrong or len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected distinct names from "
-                                         f"{','.join(BASELINES)} separated by commas, or none")
-    return names
-
-
-def build_parser(prog: str = "bidsnet evaluate") -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description=(
-        "PSNR, SSIM, LPIPS, FID and hole colour error of a checkpoint (through bidsnet inpaint's "
-        "Inpainter) and of the classical baselines, per mask group (Set I hole-ratio bins, Set II "
-        "presets), on the composited outputs, with 95 % bootstrap intervals over photos and the "
-        "checkpoint's paired differences to each baseline. Writes results.md (the tables, also "
-        "printed), results.csv, results.json, per_photo.csv, metrics_vs_hole_ratio.png and "
-        "examples.png into --out."))
-    parser.add_argument("--checkpoint", required=True, help="inference (or training) checkpoint")
-    parser.add_argument("--images", default=str(SHIPPED_IMAGES),
-                        help="folder of test photos (default: the shipped data/images/test)")
-    parser.add_argument("--masks", default=str(SHIPPED_MASKS),
-                        help="the shipped root bidsnet_lib/eval_masks (every Set I bin and Set II preset), one "
-                             "set's folder, or any folder of masks (grouped by hole ratio); "
-                             "default: the shipped bidsnet_lib/eval_masks")
-    parser.add_argument("--out", required=True, help="folder for the results")
-    parser.add_argument("--size", type=_size, default=256,
-                        help="evaluation resolution: centre square crops resized to SIZE x SIZE "
-                             "(default 256), or 'native': each photo at its own size; the model "
-                             "always runs through bidsnet inpaint's crops at its training size")
-    parser.add_argument("--masks-per-group", "--limit", dest="limit", type=_positive, default=None,
-                        help="only the first K masks (sorted by file) of each group (quick runs)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seeds the bootstrap and torch, picks the examples shown")
-    parser.add_argument("--resamples", type=_positive, default=N_RESAMPLES,
-                        help=f"bootstrap resamples of the photos (default {N_RESAMPLES})")
-    parser.add_argument("--baselines", type=_baseline_names, default=None,
-                        help=f"comma-separated, from {','.join(BASELINES)}, or none (default: all; "
-                             "patchmatch only when pypatchmatch is installed)")
-    parser.add_argument("--patch-size", type=_positive, default=3,
-                        help="PatchMatch's patch radius: patches of (2p+1)^2 pixels (default 3)")
-    parser.add_argument("--cache", default=None,
-                        help=f"folder keeping the outputs of the slow baselines (biharmonic, PatchMatch: "
-                             f"about 40 kB a pair at 256 px), computed once per photo, mask, size and "
-                             f"method (default: {default_cache_dir()})")
-    parser.add_argument("--no-cache", action="store_true", help="compute every baseline output afresh")
-    parser.add_argument("--lpips", choices=("alex", "vgg", "off"), default="alex",
-                        help="LPIPS trunk (ImageNet weights needed: torch.hub cache or "
-                             "--lpips-weights), or off (reported as skipped)")
-    parser.add_argument("--lpips-weights", help="the torchvision ImageNet weight file of the trunk")
-    parser.add_argument("--random-lpips-backbone", action="store_true",
-                        help="a random LPIPS trunk: runs offline, NOT comparable to published LPIPS")
-    parser.add_argument("--fid-weights", help=f"FID's Inception-v3 weight file ({FID_WEIGHTS_FILE})")
-    parser.add_argument("--no-fid", action="store_true", help="skip FID (reported as skipped)")
-    parser.add_argument("--radius", type=_positive, default=3, help="Telea/NS neighbourhood radius")
-    parser.add_argument("--batch-size", type=_positive, default=16,
-                        help="pairs per batch (the model's crops: at most this many per forward pass)")
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    return parser
-
-
-def _metrics(args, device) -> tuple[object, object, dict[str, str]]:
-    """LPIPS and FID as asked; missing weight files fail here, before any work, naming the flags."""
-    from bidsnet_lib.metrics import LPIPSMetric, load_fid_inception
-
-    lpips, fid, skipped = None, None, {}
-    if args.lpips == "off":
-        skipped["lpips"] = "--lpips off"
-    else:
-        try:
-            lpips = LPIPSMetric(args.lpips, backbone_path=args.lpips_weights,
-                                random_backbone=args.random_lpips_backbone, device=device)
-        except FileNotFoundError as error:
-            raise FileNotFoundError(
-                f"{error}\n  Here: --lpips-weights PATH, or --lpips off (LPIPS reported as skipped), "
-                "or --random-lpips-backbone (labelled NOT comparable).") from None
-    if args.no_fid:
-        skipped["fid"] = "--no-fid"
-    else:
-        try:
-            fid = load_fid_inception(args.fid_weights, device=device)
-        except FileNotFoundError as error:
-            raise FileNotFoundError(
-                f"{error}\n  Here: --fid-weights PATH, or --no-fid (FID reported as skipped).") from None
-    return lpips, fid, skipped
-
-
-def _run(args) -> EvalResult:
-    from bidsnet_lib.checkpoint import load_inference_model, work_size
-    from bidsnet_lib.inference import Inpainter
-
-    checkpoint, out = Path(args.checkpoint), Path(args.out)
-    if checkpoint.is_dir():
-        raise ValueError(f"--checkpoint: got {str(checkpoint)!r}, expected a checkpoint file, not a folder (a run "
-                         "folder's latest.pt, or a file made by `bidsnet export`)")
-    if not checkpoint.is_file():
-        raise ValueError(f"--checkpoint: no such file {str(checkpoint)!r}")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {str(out)!r} is a file; expected a folder")
-    # Cheap checks first, then the weight files, then the model: every mistake fails in seconds.
-    load_photos(args.images, limit=1)
-    groups = load_mask_groups(args.masks, args.limit)
-    device = resolve_device(args.device)  # one line naming the devices there are, not CUDA's traceback
-    lpips, fid, skipped = _metrics(args, device)
-    baselines = _cli_baselines(args)
-    model, meta = load_inference_model(checkpoint, device=device)
-    size = work_size(meta)
-    label = f"BIDS-Net ({checkpoint.name})"
-    method = Inpainter(model, work_size=size, device=device, batch_size=args.batch_size, label=label)
-    through = (f"the model through bidsnet inpaint's Inpainter (crops around the holes at its working "
-               f"size {size}x{size}), the baselines on the whole image")
-    if args.size == "native":
-        photos = load_photos(args.images)
-        protocol = (f"{len(photos)} photos of {args.images} at their own sizes; masks stretched to each "
-                    f"(nearest); {through}.")
-    else:
-        photos = load_photos(args.images, args.size)
-        protocol = (f"{len(photos)} photos of {args.images}, centre-cropped to a square and resized "
-                    f"to {args.size}x{args.size}; {through}.")
-    if args.baselines is None and not patchmatch_available():
-        protocol += " PatchMatch is left out: pypatchmatch is not installed."
-    cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache_dir()
-    return evaluate({label: method}, photos, groups, baselines=baselines, radius=args.radius,
-                    lpips=lpips, fid_features=fid, skipped=skipped, batch_size=args.batch_size,
-                    seed=args.seed, protocol=protocol, cache=cache, n_resamples=args.resamples)
-
-
-def _cli_baselines(args) -> list:
-    """The baselines asked for (PatchMatch with --patch-size); an unusable one fails here."""
-    names = args.baselines
-    if names is None:
-        names = tuple(BASELINES) if patchmatch_available() else tuple(b for b in BASELINES if b != "patchmatch")
-        if "patchmatch" not in names:
-            print("note: PatchMatch left out of the baselines: pypatchmatch is not installed "
-                  "(pip install pypatchmatch)", file=sys.stderr)
-    return [make_baseline(n, patch_size=args.patch_size) if n == "patchmatch" else n for n in names]
-
-
-def write_outputs(result: EvalResult, out) -> dict[str, Path]:
-    """results.csv, results.md, results.json, per_photo.csv, metrics_vs_hole_ratio.png and
-    examples.png in folder ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": result.write_csv(out / "results.csv"),
-             "markdown": _write_atomic(out / "results.md", lambda f: f.write(result.markdown() + "\n")),
-             "json": result.write_json(out / "results.json"),
-             "per_photo": result.write_per_photo_csv(out / "per_photo.csv")}
-    for key, name, fig in (("figure", "metrics_vs_hole_ratio.png", result.figure()),
-                           ("examples", "examples.png", result.examples_figure())):
-        fig.savefig(out / name, dpi=100)
-        paths[key] = out / name
-    return paths
-
-
-def main(argv: list[str] | None = None, prog: str = "bidsnet evaluate") -> int:
-    parser = build_parser(prog)
-    try:  # argparse exits on bad usage (status 2) and --help (0); main returns the status instead
-        args = parser.parse_args(argv)
-        if args.random_lpips_backbone and args.lpips == "off":
-            parser.error("--random-lpips-backbone needs an LPIPS trunk (--lpips alex or vgg), not --lpips off")
-        if args.random_lpips_backbone and args.lpips_weights:
-            parser.error("--lpips-weights and --random-lpips-backbone exclude each other")
-        if args.no_fid and args.fid_weights:
-            parser.error("--fid-weights and --no-fid exclude each other")
-    except SystemExit as stop:
-        return int(stop.code or 0)
-    from bidsnet_lib.checkpoint import CheckpointError
-
-    try:
-        result = _run(args)
-        paths = write_outputs(result, args.out)
-    except (ValueError, TypeError, OSError, ImportError, CheckpointError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    print(result.markdown())
-    print("\nwrote " + ", ".join(str(p) for p in paths.values()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(prog="python -m bidsnet_lib.evaluate"))

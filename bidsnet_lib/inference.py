@@ -1,4 +1,4 @@
-"""Inpaint any photo with a trained BIDS-Net: ``Inpainter`` and the ``bidsnet inpaint`` command.
+"""Inpaint any photo with a trained BIDS-Net: ``Inpainter``, behind the ``bidsnet inpaint`` command.
 
 Used by ``notebooks/08_demo.ipynb`` (draw a mask, inpaint). The network works at a fixed working
 resolution (the size it was trained at, 256 by default), so a photo of any size goes through it
@@ -18,37 +18,31 @@ rule, as in training) and fills colour only. JPEG is written at quality 95 with 
 is lossy; WebP is written lossless. Folder mode checks every pair first, reports every problem,
 writes each result atomically as it is done and exits 1 when any image was skipped.
 
-Command line (also ``bidsnet inpaint ...``)::
+Command line (``bidsnet_lib.commands.inpaint``)::
 
-    python -m bidsnet_lib.inference IMAGE MASK -o OUT.png
-    python -m bidsnet_lib.inference --images DIR --masks DIR -o OUT_DIR   # pairs by file stem
+    bidsnet inpaint IMAGE MASK -o OUT.png
+    bidsnet inpaint --images DIR --masks DIR -o OUT_DIR   # pairs by file stem
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from bidsnet_lib.masks import binarize_mask
 from bidsnet_lib.plumbing import (
-    IMAGE_EXTENSIONS,
-    LOSSY_EXTENSIONS,
     Photo,
     describe_path,
     got_expected,
-    is_image_file,
     open_image,
     read_photo,
     resolve_device,
-    save_image,
 )
 
 # Package data (pyproject.toml), so a pip install carries it and any working directory finds it.
@@ -108,7 +102,7 @@ def load_mask(mask, name: str = "mask") -> np.ndarray:
     return binarize_mask(mask, threshold=MASK_THRESHOLD, name=name)
 
 
-def _read_pair(image, mask, image_name: str = "image", mask_name: str = "mask") -> tuple[Photo, np.ndarray]:
+def read_pair(image, mask, image_name: str = "image", mask_name: str = "mask") -> tuple[Photo, np.ndarray]:
     photo = read_photo(image, image_name)
     holes = load_mask(mask, mask_name)
     if holes.shape != photo.rgb.shape[:2]:
@@ -119,7 +113,7 @@ def _read_pair(image, mask, image_name: str = "image", mask_name: str = "mask") 
 
 def _pair(image, mask, index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     suffix = "" if index is None else f"[{index}]"
-    photo, holes = _read_pair(image, mask, f"image{suffix}", f"mask{suffix}")
+    photo, holes = read_pair(image, mask, f"image{suffix}", f"mask{suffix}")
     return photo.rgb, holes
 
 
@@ -316,170 +310,3 @@ class Inpainter:
         pixels = np.clip(np.rint(pred * 255), 0, 255).astype(np.uint8)  # (height, width, 3)
         region = out[crop.top : crop.top + crop.height, crop.left : crop.left + crop.width]
         region[crop.own] = pixels[crop.own]
-
-
-# ----------------------------------------------------------------------------- command line
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit status 2, like every other bad input
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _image_files(folder: Path, name: str) -> tuple[dict[str, Path], dict[str, str]]:
-    """(stem -> image file in ``folder``, stem -> problem) where two files share a stem."""
-    if not folder.is_dir():
-        raise ValueError(got_expected(name, str(folder), f"a folder; there is {describe_path(folder)}"))
-    by_stem: dict[str, list[Path]] = {}
-    for path in sorted(folder.iterdir()):
-        if is_image_file(path):
-            by_stem.setdefault(path.stem, []).append(path)
-    if not by_stem:
-        raise ValueError(got_expected(name, str(folder), f"a folder holding {'/'.join(IMAGE_EXTENSIONS)} files; it holds none"))
-    files = {stem: paths[0] for stem, paths in by_stem.items() if len(paths) == 1}
-    shared = {stem: f"{' and '.join(p.name for p in paths)} in {folder} share the stem {stem!r}; pairing by "
-              "stem needs one file per stem" for stem, paths in by_stem.items() if len(paths) > 1}
-    return files, shared
-
-
-def _header_size(path: Path) -> tuple[int, int]:
-    """(width, height) as displayed (EXIF rotation applied), read from the header alone."""
-    try:
-        with Image.open(path) as pil:
-            width, height = pil.size
-            rotated = pil.getexif().get(ImageOps.ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
-    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as err:
-        raise ValueError(f"{str(path)!r} is not an image this program can read ({err})") from err
-    return (height, width) if rotated else (width, height)
-
-
-def _check_strict(holes: np.ndarray, name: str) -> None:
-    if not holes.any() or holes.all():
-        raise ValueError(f"{name} is all {'hole' if holes.all() else 'known'} (--strict wants a mask "
-                         "with both holes and known pixels)")
-
-
-def _same(a: Path, b: Path) -> bool:
-    return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-
-
-def _lossy_note(out: Path, prog: str) -> None:
-    if out.suffix.lower() in LOSSY_EXTENSIONS and out.suffix.lower() != ".webp":  # WebP is written lossless
-        print(f"{prog}: note: {out.suffix} is lossy: written at quality 95, known pixels may differ from the "
-              "input by a few levels; use .png (or .webp, written lossless) to keep them exactly", file=sys.stderr)
-
-
-def _run_single(args, inpainter_for, prog: str) -> int:
-    image, mask, out = Path(args.image), Path(args.mask), Path(args.out)
-    if out.is_dir():
-        raise ValueError(got_expected("-o", str(out), "an image file to write; it is a folder (for a folder of "
-                             "photos use --images DIR --masks DIR -o DIR)"))
-    if out.suffix.lower() not in IMAGE_EXTENSIONS or out.suffix.lower() not in Image.registered_extensions():
-        raise ValueError(got_expected("-o", str(out), f"a file name ending in one of {', '.join(IMAGE_EXTENSIONS)}"))
-    for source in (image, mask):
-        if _same(out, source):
-            raise ValueError(got_expected("-o", str(out), "a new file; it is an input file, which is never overwritten"))
-    photo, holes = _read_pair(image, mask, "IMAGE", "MASK")
-    if args.strict:
-        _check_strict(holes, f"mask {mask}")
-    result = inpainter_for().inpaint(photo.rgb, holes)
-    save_image(photo.with_rgb(result, holes.astype(bool)), out)
-    _lossy_note(out, prog)
-    return 0
-
-
-def _run_folder(args, inpainter_for, prog: str) -> int:
-    """Check every pair first and report every problem; then inpaint the good pairs, each result
-    written atomically as it is done. 1 when any image was skipped."""
-    from tqdm.auto import tqdm
-
-    images_dir, masks_dir, out_dir = Path(args.images), Path(args.masks), Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(got_expected("-o", str(out_dir), "a folder for the results (folder mode); it is a file"))
-    for name, folder in (("--images", images_dir), ("--masks", masks_dir)):
-        if _same(out_dir, folder):
-            raise ValueError(got_expected("-o", str(out_dir), f"a folder for the results; it is the {name} folder, "
-                                 "whose files are never overwritten"))
-    images, skipped = _image_files(images_dir, "--images")
-    masks, mask_shared = _image_files(masks_dir, "--masks")
-    todo = []
-    for stem in sorted(images):  # headers only: a non-image or a size mismatch is found before the model loads
-        try:
-            if stem in mask_shared:
-                raise ValueError(mask_shared[stem])
-            if stem not in masks:
-                raise ValueError(f"{images[stem]}: no mask named {stem}.<image extension> in {masks_dir}")
-            (iw, ih), (mw, mh) = _header_size(images[stem]), _header_size(masks[stem])
-            if (iw, ih) != (mw, mh):
-                raise ValueError(f"mask {masks[stem]} is {mh}x{mw} but image {images[stem]} is {ih}x{iw} "
-                                 "(height x width); they must match")
-        except ValueError as err:
-            skipped[stem] = str(err)
-            continue
-        todo.append(stem)
-    for stem in sorted(skipped):
-        print(f"{prog}: skipped {stem}: {skipped[stem]}", file=sys.stderr)
-    if not todo:
-        raise ValueError(got_expected("--images", str(images_dir), f"a photo with a usable mask; all {len(skipped)} "
-                             "were skipped (reasons above)"))
-    inpainter = inpainter_for()
-    written = 0
-    with tqdm(total=len(todo), unit="image", desc="inpaint") as bar:
-        for start in range(0, len(todo), inpainter.batch_size):
-            chunk = []
-            for stem in todo[start : start + inpainter.batch_size]:
-                try:  # a file may be truncated past its header: found only now, and only it is skipped
-                    photo, holes = _read_pair(images[stem], masks[stem])
-                    if args.strict:
-                        _check_strict(holes, f"mask {masks[stem]}")
-                    chunk.append((stem, photo, holes))
-                except ValueError as err:
-                    skipped[stem] = str(err)
-                    print(f"{prog}: skipped {stem}: {err}", file=sys.stderr)
-            if chunk:
-                results = inpainter.inpaint_many([p.rgb for _, p, _ in chunk], [h for _, _, h in chunk])
-                for (stem, photo, holes), result in zip(chunk, results, strict=True):
-                    save_image(photo.with_rgb(result, holes.astype(bool)), out_dir / f"{stem}.png")
-                    written += 1
-            bar.update(len(todo[start : start + inpainter.batch_size]))
-    print(f"wrote {written} inpainted image(s) to {out_dir}" + (f"; skipped {len(skipped)} (reasons above)"
-                                                                 if skipped else ""))
-    return 1 if skipped else 0
-
-
-def main(argv: list[str] | None = None, prog: str = "bidsnet inpaint") -> int:
-    parser = _Parser(prog=prog, description="Inpaint the holes (white = hole) of a mask in a photo, "
-                     "or of every image in a folder paired with the mask of the same file stem. "
-                     "Known pixels are kept as they are; grey photos stay grey, 16-bit ones 16-bit (PNG, "
-                     "TIFF), and a photo's transparency is written back unchanged, holes included (the "
-                     "model fills colour, seeing transparent areas as white, and never alpha). Folder mode "
-                     "checks every pair first, skips bad ones with a line each and exits 1 if any was skipped.")
-    parser.add_argument("image", nargs="?", help="photo to inpaint")
-    parser.add_argument("mask", nargs="?", help="mask of the same size; pixels > 50%% grey are holes")
-    parser.add_argument("--images", help="folder of photos (folder mode)")
-    parser.add_argument("--masks", help="folder of masks named like the photos (folder mode)")
-    parser.add_argument("-o", "--out", required=True, help="output image file, or folder in folder mode (PNGs)")
-    parser.add_argument("--checkpoint", help="inference checkpoint (default: the shipped one)")
-    parser.add_argument("--strict", action="store_true", help="refuse masks that are all hole or all known")
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    try:  # argparse exits on bad usage (status 2) and --help (0); main returns the status instead
-        args = parser.parse_args(argv)
-        folder = args.images is not None or args.masks is not None
-        if folder and (args.image or args.mask):
-            parser.error("give either IMAGE MASK or --images DIR --masks DIR, not both")
-        if folder and (args.images is None or args.masks is None):
-            parser.error("folder mode needs both --images DIR and --masks DIR")
-        if not folder and (args.image is None or args.mask is None):
-            parser.error("give IMAGE MASK -o OUT, or --images DIR --masks DIR -o DIR")
-    except SystemExit as stop:
-        return int(stop.code or 0)
-
-    try:
-        device = resolve_device(args.device)  # before any work: one line, not CUDA's traceback
-        return (_run_folder if folder else _run_single)(
-            args, lambda: Inpainter.from_checkpoint(args.checkpoint, device=device), prog)
-    except (ValueError, TypeError, OSError, Image.DecompressionBombError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main(prog="python -m bidsnet_lib.inference"))

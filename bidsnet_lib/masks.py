@@ -4,21 +4,19 @@ external mask folders, and the fixed evaluation set shipped in ``bidsnet_lib/eva
 Taught in ``notebooks/01_masks.ipynb``. Convention everywhere: 1 = hole (missing), 0 = known. A
 mask is a (H, W) ``uint8`` array of 0/1, or a float tensor (B, 1, H, W) once it meets a model.
 
-Command line (also ``bidsnet masks ...``)::
+Command line (``bidsnet_lib.commands.masks``)::
 
-    python -m bidsnet_lib.masks write --out bidsnet_lib/eval_masks --size 256 --seed 0 --per-bin 10 --per-preset 20
-    python -m bidsnet_lib.masks gallery --photos data/images/test --out outputs
+    bidsnet masks write --out bidsnet_lib/eval_masks --size 256 --seed 0 --per-bin 10 --per-preset 20
+    bidsnet masks gallery --photos data/images/test --out outputs
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import numbers
 import os
 import re
 import shlex
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -685,7 +683,7 @@ def write_eval_set(out, size=256, seed=0, per_bin=10, per_preset=20, presets=EVA
     for old in sorted(out.glob("set[12]/*/*.png")):
         if re.fullmatch(r"\d{3}\.png", old.name) and old not in new:
             old.unlink()
-    command = (f"python -m bidsnet_lib.masks write --out {shlex.quote(str(out))} --size {size} --seed {seed}"
+    command = (f"bidsnet masks write --out {shlex.quote(str(out))} --size {size} --seed {seed}"
                f" --per-bin {per_bin} --per-preset {per_preset}")
     if tuple(presets) != EVAL_PRESETS:
         command += f" --presets {' '.join(presets)}"
@@ -709,45 +707,3 @@ Mask NNN of bin b (0 = 10-20, ..., 4 = 50-60) in set1 comes from
 """
     atomic_write(out / "README.md", readme)
     return written
-
-
-def main(argv=None, prog="bidsnet masks") -> int:
-    """Command line: `write` the fixed evaluation set, or draw a `gallery` over photos. Returns the exit code."""
-    parser = argparse.ArgumentParser(prog=prog, description="Inpainting masks (1 = hole).")
-    commands = parser.add_subparsers(dest="command", required=True)
-    write = commands.add_parser("write", help="write the fixed evaluation mask set as 0/255 PNGs")
-    write.add_argument("--out", default="bidsnet_lib/eval_masks", help="output folder (default: bidsnet_lib/eval_masks)")
-    write.add_argument("--size", type=int, default=256, help="mask side in pixels (default: 256)")
-    write.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    write.add_argument("--per-bin", type=int, default=10, help="Set I masks per ratio bin (default: 10)")
-    write.add_argument("--per-preset", type=int, default=20, help="Set II masks per preset (default: 20)")
-    write.add_argument("--presets", nargs="+", default=list(EVAL_PRESETS), choices=sorted(LARGE_MASK_PRESETS),
-                       help="Set II presets to write (default: thin medium thick)")
-    gallery = commands.add_parser("gallery", help="draw Set I and Set II masks over photos")
-    gallery.add_argument("--photos", default="data/images/test", help="folder of photos (default: data/images/test)")
-    gallery.add_argument("--out", default="outputs", help="output folder (default: outputs)")
-    gallery.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    gallery.add_argument("--size", type=int, default=256, help="tile side in pixels (default: 256)")
-    gallery.add_argument("--columns", type=int, default=4, help="tiles per row (default: 4)")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "write":
-            paths = write_eval_set(args.out, args.size, args.seed, args.per_bin, args.per_preset, tuple(args.presets))
-            print(f"wrote {len(paths)} masks and README.md to {args.out}")
-        else:
-            if not Path(args.photos).is_dir():
-                raise ValueError(got_expected("--photos", args.photos, "a folder of photos"))
-            photos = image_files(Path(args.photos), recursive=True)
-            if not photos:
-                raise ValueError(got_expected("--photos", args.photos, f"a folder holding {'/'.join(IMAGE_EXTENSIONS)} photos"))
-            for path in mask_gallery(photos, args.out, np.random.default_rng(args.seed),
-                                     size=args.size, columns=args.columns):
-                print(f"wrote {path}")
-    except (ValueError, TypeError, OSError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(prog="python -m bidsnet_lib.masks"))

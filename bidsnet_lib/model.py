@@ -2,8 +2,8 @@
 
 Assembled in ``notebooks/04_bfi_sff.ipynb`` from the CNN stream (``bidsnet_lib.cnn``, notebook
 02), the Transformer stream (``bidsnet_lib.attention``, notebook 03) and the fusion modules
-(``bidsnet_lib.fusion``). ``python -m bidsnet_lib.model --summary`` prints the parameter counts of
-the presets and the ablation variants.
+(``bidsnet_lib.fusion``). ``bidsnet model --summary`` prints the parameter counts of
+the presets and the ablation variants (``bidsnet_lib.studies``).
 
 Data flow for an (H, W) input, S scales and the Transformer at 1/d of the CNN's resolution:
 
@@ -17,10 +17,8 @@ Data flow for an (H, W) input, S scales and the Transformer at 1/d of the CNN's 
     a sigmoid (``output="image"``), or the fill plus a zero-initialised correction ("residual")
 """
 
-import argparse
 import dataclasses
 import math
-import sys
 from dataclasses import dataclass
 
 import cv2
@@ -183,17 +181,6 @@ class BIDSNetConfig:
         return cls(**data)
 
 
-def ablation_variants(base: BIDSNetConfig) -> dict[str, BIDSNetConfig]:
-    """The paper's ablations of ``base``, one field changed at a time, keyed by a short name."""
-    variants = {f"fusion={f}": dataclasses.replace(base, fusion=f) for f in FUSIONS if f != base.fusion}
-    variants.update({f"interaction={i}": dataclasses.replace(base, interaction=i)
-                     for i in INTERACTIONS if i != base.interaction})
-    variants.update({f"cnn_share={s}": dataclasses.replace(base, cnn_share=s) for s in (0.25, 0.75)})
-    variants.update({f"attention={a}": dataclasses.replace(base, attention=a)
-                     for a in ATTENTIONS if a != base.attention})
-    return variants
-
-
 def check_inputs(image: torch.Tensor, mask: torch.Tensor, min_size: int = 1) -> None:
     """Raise ValueError/TypeError unless image is (B, 3, H, W) in [0, 1] and mask (B, 1, H, W) in {0, 1}."""
     for name, x in (("image", image), ("mask", mask)):
@@ -335,20 +322,3 @@ def summary_table(configs: dict[str, BIDSNetConfig]) -> str:
         counts = count_parameters(BIDSNet(config))
         lines.append(f"{name:<{name_width}}" + "".join(f"{counts[c]:>13,}" for c in columns))
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bidsnet model", description="BIDS-Net parameter counts.")
-    parser.add_argument("--summary", action="store_true",
-                        help="parameter counts of the presets and the ablation variants (the default)")
-    parser.parse_args(argv)
-    configs = {}
-    for preset, config in (("paper", BIDSNetConfig.paper()), ("small", BIDSNetConfig.small())):
-        configs[preset] = config
-        configs.update({f"{preset} {n}": v for n, v in ablation_variants(config).items()})
-    print(summary_table(configs))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -34,6 +34,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 # The repository's data/ (photos, masks, checkpoint) beside the package: a clone or editable install.
 REPO_ROOT = PACKAGE_DIR.parent
 DATA_DIR = REPO_ROOT / "data"
+SHIPPED_IMAGES = DATA_DIR / "images" / "test"  # the course's test photos (absent from a pip install)
 
 # Photos every command reads and writes (PIL reads and writes them all).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")

@@ -16,7 +16,7 @@ and the position in that stream on the step; a checkpoint holds the weights, bot
 the scaler, every process's RNG states and the attention redraw counters. So K steps, a kill,
 and a resume for K more give the very weights of 2K steps in one go (tested on CPU).
 
-Several processes: ``torchrun --nproc_per_node=N -m bidsnet_lib.train --data DIR --out runs/x``
+Several processes: ``torchrun --nproc_per_node=N -m bidsnet_lib.commands.train --data DIR --out runs/x``
 runs DistributedDataParallel (NCCL on GPUs, gloo on CPU); ``batch_size`` is per process, so the
 global batch is N times larger. Only rank 0 logs, draws the bar and writes files.
 
@@ -24,21 +24,16 @@ Run directory: ``latest.pt`` (+ ``step_NNNNNNN.pt`` milestones), ``metrics.jsonl
 object a line), ``samples/step_NNNNNNN.png`` (rows: input, mask, output, target), ``config.json``.
 """
 
-import argparse
 import contextlib
 import copy
-import dataclasses
 import hashlib
 import itertools
 import json
 import math
 import os
 import random
-import signal
-import sys
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -59,20 +54,16 @@ from bidsnet_lib.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from bidsnet_lib.data import DEFAULT_MASK_MIX, InpaintingDataset, fixed_validation_set
-from bidsnet_lib.losses import GeneratorLoss, LossConfig, PatchDiscriminator, discriminator_loss
+from bidsnet_lib.data import InpaintingDataset, fixed_validation_set
+from bidsnet_lib.losses import GeneratorLoss, PatchDiscriminator, discriminator_loss
 from bidsnet_lib.metrics import psnr, ssim
 from bidsnet_lib.model import (
-    INPUT_FILLS,
-    OUTPUTS,
     BIDSNet,
     BIDSNetConfig,
-    check_config_keys,
     composite,
 )
 from bidsnet_lib.plumbing import atomic_write, resolve_device
 from bidsnet_lib.runs import (
-    PATH_FIELDS,
     StopRequest,
     check_fresh_dir,
     check_resumable,
@@ -81,147 +72,14 @@ from bidsnet_lib.runs import (
     require_checkpoint,
     resolve_paths,
 )
-
-# Fields a resumed run may change; any other difference would make it a different experiment.
-RESUME_OVERRIDABLE = ("steps", "log_every", "sample_every", "validate_every", "checkpoint_every",
-                      "keep_every", "num_workers")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that shapes a training run; the defaults are the ``paper()`` preset.
-
-    ``batch_size`` is per process. Intervals are in steps; 0 turns sampling, validation or
-    milestones off (``latest.pt`` is still written every ``checkpoint_every`` steps and at the
-    end). ``val_data`` empty: validate on centre crops of ``data`` (this measures fitting;
-    give held-out photos for generalisation). ``amp``: float16 autocast + GradScaler on CUDA;
-    ``cpu_bf16``: bfloat16 autocast on CPU; ``channels_last``: NHWC tensors for the convolutions;
-    ``compile``: ``torch.compile`` the generator (``bench/trainer.py`` measures all three). ``deterministic`` asks PyTorch for deterministic
-    kernels (process-wide) and is what makes a resumed run bit-identical on CUDA. ``init``: a
-    checkpoint (inference or training) whose generator weights (and critic, when it has one) a new
-    run starts from, with fresh optimisers; ``model`` must equal the checkpoint's model config.
-    """
-
-    model: BIDSNetConfig = field(default_factory=BIDSNetConfig.paper)
-    loss: LossConfig = field(default_factory=LossConfig.paper)
-    data: tuple[str, ...] = ()
-    val_data: tuple[str, ...] = ()
-    mask_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MASK_MIX))
-    mask_folder: str | None = None
-    size: int = 256
-    batch_size: int = 8
-    steps: int = 100_000
-    lr_g: float = 2e-4
-    lr_d: float = 2e-5
-    betas: tuple[float, float] = (0.5, 0.999)
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    d_channels: int = 64
-    d_layers: int = 3
-    amp: bool = True
-    cpu_bf16: bool = False
-    channels_last: bool = False
-    compile: bool = False
-    seed: int = 0
-    deterministic: bool = False
-    log_every: int = 50
-    sample_every: int = 1000
-    validate_every: int = 2000
-    checkpoint_every: int = 1000
-    keep_every: int = 10_000
-    val_size: int = 64
-    num_workers: int = 2
-    init: str | None = None
-
-    def __post_init__(self):
-        if not isinstance(self.model, BIDSNetConfig):
-            raise TypeError(f"model: got {type(self.model).__name__}, expected a BIDSNetConfig")
-        if not isinstance(self.loss, LossConfig):
-            raise TypeError(f"loss: got {type(self.loss).__name__}, expected a LossConfig")
-        for name in ("data", "val_data"):
-            value = getattr(self, name)
-            if isinstance(value, str | os.PathLike):
-                value = (value,)
-            if not isinstance(value, list | tuple) or not all(isinstance(v, str | os.PathLike) for v in value):
-                raise TypeError(f"{name}: got {value!r}, expected a list of folder paths")
-            setattr(self, name, tuple(os.fspath(v) for v in value))  # plain data in checkpoints
-        if not isinstance(self.mask_mix, dict):
-            raise TypeError(f"mask_mix: got {self.mask_mix!r}, expected a dict {{source: weight}}")
-        if self.mask_folder is not None:
-            self.mask_folder = os.fspath(self.mask_folder)
-        if self.init is not None:
-            if not isinstance(self.init, str | os.PathLike):
-                raise TypeError(f"init: got {self.init!r}, expected a checkpoint path or None")
-            self.init = os.fspath(self.init)
-        minimums = {"size": 32, "batch_size": 1, "steps": 1, "d_channels": 1, "d_layers": 1,
-                    "log_every": 1, "checkpoint_every": 1, "val_size": 1, "sample_every": 0,
-                    "validate_every": 0, "keep_every": 0, "num_workers": 0, "seed": 0}
-        for name, low in minimums.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}: got {value!r}, expected an int >= {low}")
-        for name in ("lr_g", "lr_d"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-                raise ValueError(f"{name}: got {value!r}, expected a number > 0")
-        for name, high in (("grad_clip", math.inf), ("ema_decay", 1.0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < high:
-                raise ValueError(f"{name}: got {value!r}, expected a number >= 0 and < {high}")
-        if (not isinstance(self.betas, list | tuple) or len(self.betas) != 2
-                or not all(isinstance(b, int | float) and 0 <= b < 1 for b in self.betas)):
-            raise ValueError(f"betas: got {self.betas!r}, expected two numbers in [0, 1)")
-        self.betas = tuple(float(b) for b in self.betas)
-        for name in ("amp", "cpu_bf16", "channels_last", "compile", "deterministic"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name}: got {getattr(self, name)!r}, expected True or False")
-
-    @classmethod
-    def paper(cls) -> "TrainConfig":
-        """Colab GPU: paper model at 256 px, batch 8, ImageNet VGG-19 losses, float16 autocast."""
-        return cls()
-
-    @classmethod
-    def small(cls) -> "TrainConfig":
-        """CPU: small model at 64 px, batch 4, L1 + adversarial only (no VGG-19, see the notebook).
-
-        VGG-19 through the output (forward and backward) more than doubles a CPU step (batch 4,
-        64 px, one thread: 0.29 s -> 0.66 s), and a random VGG, the only one offline, measures
-        nothing perceptual; so the perceptual and style weights are 0 here (``loss=`` or
-        ``--perceptual 0.1 --style 250`` turn them on).
-        """
-        return cls(model=BIDSNetConfig.small(), loss=LossConfig(perceptual=0.0, style=0.0),
-                   size=64, batch_size=4, steps=2000, lr_g=5e-4, lr_d=5e-5, d_channels=32,
-                   amp=False, log_every=10, sample_every=100, validate_every=200, checkpoint_every=100,
-                   keep_every=0, val_size=8, num_workers=0)
-
-    def to_dict(self) -> dict:
-        """Plain data (ints, floats, strings, lists, dicts) for checkpoints and JSON."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data.update(model=self.model.to_dict(), loss=dataclasses.asdict(self.loss), data=list(self.data),
-                    val_data=list(self.val_data), betas=list(self.betas), mask_mix=dict(self.mask_mix))
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        """The config ``to_dict`` wrote; unknown keys are an error."""
-        check_config_keys(cls, data)
-        data = dict(data)
-        if "model" in data:
-            data["model"] = BIDSNetConfig.from_dict(data["model"])
-        if "loss" in data:
-            data["loss"] = LossConfig(**data["loss"])
-        return cls(**data)
-
-
-PRESETS = {"small": TrainConfig.small, "paper": TrainConfig.paper}
-
-
-def model_config_differences(saved: BIDSNetConfig, given: BIDSNetConfig) -> list[str]:
-    """One ``field: saved X, given Y`` line per BIDSNetConfig field where the two differ."""
-    return [f"{f.name}: saved {getattr(saved, f.name)!r}, given {getattr(given, f.name)!r}"
-            for f in dataclasses.fields(BIDSNetConfig) if getattr(saved, f.name) != getattr(given, f.name)]
-
+from bidsnet_lib.train_config import (  # noqa: F401  (train.TrainConfig and the rest, as before the split)
+    PRESETS,
+    RESUME_OVERRIDABLE,
+    TrainConfig,
+    checkpoint_model_config,
+    model_config_differences,
+    read_run_config,
+)
 
 # ----------------------------------------------------------------------------------------------
 # Data order: an endless, resumable stream of (epoch, index) keys
@@ -725,123 +583,7 @@ def _seed_everything(seed: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Command line: bidsnet train / python -m bidsnet_lib.train / torchrun -m bidsnet_lib.train
-
-# flag dest -> TrainConfig field ("loss.x" for LossConfig fields)
-FLAG_FIELDS = {
-    "data": "data", "val_data": "val_data", "steps": "steps", "batch_size": "batch_size",
-    "size": "size", "lr_g": "lr_g", "lr_d": "lr_d", "grad_clip": "grad_clip", "ema_decay": "ema_decay",
-    "seed": "seed", "deterministic": "deterministic", "amp": "amp", "cpu_bf16": "cpu_bf16",
-    "channels_last": "channels_last", "compile": "compile",
-    "num_workers": "num_workers", "log_every": "log_every", "sample_every": "sample_every",
-    "validate_every": "validate_every", "checkpoint_every": "checkpoint_every",
-    "keep_every": "keep_every", "val_size": "val_size", "mask_folder": "mask_folder",
-    "mask_mix": "mask_mix", "vgg_weights": "loss.vgg_weights", "perceptual": "loss.perceptual",
-    "style": "loss.style", "adversarial": "loss.adversarial", "hole": "loss.hole", "valid": "loss.valid",
-    "r1": "loss.r1", "ssim": "loss.ssim", "init": "init", "input_fill": "model.input_fill", "output": "model.output",
-}
-
-
-def _mask_mix(text: str) -> dict[str, float]:
-    """"set1=0.5,set2/train=0.5" -> {"set1": 0.5, "set2/train": 0.5}."""
-    try:
-        return {k.strip(): float(v) for k, v in (part.split("=") for part in text.split(","))}
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected SOURCE=WEIGHT[,SOURCE=WEIGHT...], got {text!r}") from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="bidsnet train",
-        description="Train BIDS-Net (also: torchrun --nproc_per_node=N -m bidsnet_lib.train ...). "
-                    "Flags override the preset's TrainConfig fields.",
-    )
-    p.add_argument("--preset", choices=sorted(PRESETS), help="config preset of a new run (default small)")
-    p.add_argument("--data", nargs="+", metavar="DIR", help="folders of training photos (recursive)")
-    p.add_argument("--out", required=True, metavar="DIR", help="run directory, e.g. runs/NAME")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its latest.pt; the command that started it plus "
-                        "--resume works (flags must agree with the run's config; a larger --steps extends it)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start a new run in an --out folder that holds files but no checkpoint")
-    p.add_argument("--init", metavar="CHECKPOINT",
-                   help="start a new run from this checkpoint's weights (inference or training; "
-                        "fine-tune on your own --data); the model config comes from it")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the GPU if any)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g = p.add_argument_group("TrainConfig fields")
-    g.add_argument("--val-data", nargs="+", metavar="DIR", help="held-out photos (default: --data)")
-    for flag, kind in (("steps", int), ("batch-size", int), ("size", int), ("lr-g", float), ("lr-d", float),
-                       ("grad-clip", float), ("ema-decay", float), ("seed", int), ("num-workers", int),
-                       ("log-every", int), ("sample-every", int), ("validate-every", int),
-                       ("checkpoint-every", int), ("keep-every", int), ("val-size", int)):
-        g.add_argument(f"--{flag}", type=kind, metavar=kind.__name__.upper())
-    for flag in ("deterministic", "amp", "cpu-bf16", "channels-last", "compile"):
-        g.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction)
-    g.add_argument("--input-fill", choices=INPUT_FILLS, help="holes on input: zeros, or a Telea fill")
-    g.add_argument("--output", choices=OUTPUTS, help="the head predicts the image, or a residual on the fill")
-    g.add_argument("--mask-folder", metavar="DIR", help="external masks (use with --mask-mix folder=W)")
-    g.add_argument("--mask-mix", type=_mask_mix, metavar="SRC=W,...", help="e.g. set1=0.5,set2/train=0.5")
-    g = p.add_argument_group("LossConfig fields")
-    g.add_argument("--vgg-weights", metavar="imagenet|random|PATH",
-                   help="VGG-19 weights for the perceptual and style losses")
-    for flag in ("perceptual", "style", "adversarial", "hole", "valid", "r1", "ssim"):
-        g.add_argument(f"--{flag}", type=float, metavar="W", help=f"weight of the {flag} term")
-    return p
-
-
-def config_from_args(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
-    """``base`` with every flag that was given written onto its field."""
-    top, loss, model = {}, {}, {}
-    for dest, name in FLAG_FIELDS.items():
-        value = getattr(args, dest, None)
-        if value is not None:
-            if name.startswith("loss."):
-                loss[name[5:]] = value
-            elif name.startswith("model."):
-                model[name[6:]] = value
-            else:
-                top[name] = tuple(value) if isinstance(value, list) else value
-    if top.get("init") is not None:
-        init = Path(top["init"]).resolve()
-        top["init"] = str(init)
-        base = dataclasses.replace(base, model=checkpoint_model_config(init))
-        differ = model_config_differences(base.model, dataclasses.replace(base.model, **model))
-        if differ:
-            raise ValueError(f"--init {init}: model flags conflict with the checkpoint's model: "
-                             + "; ".join(differ))
-    config = dataclasses.replace(base, model=dataclasses.replace(base.model, **model),
-                                 loss=dataclasses.replace(base.loss, **loss), **top)
-    if args.vgg_weights is not None and config.loss.perceptual == 0 and config.loss.style == 0:
-        raise ValueError(f"--vgg-weights {args.vgg_weights}: no effect, the perceptual and style weights "
-                         f"are 0 (the small preset's choice); add e.g. --perceptual 0.1 --style 250")
-    return config
-
-
-def checkpoint_model_config(path: str | os.PathLike) -> BIDSNetConfig:
-    """The model config stored in an inference or training checkpoint (weights memory-mapped)."""
-    data = load_checkpoint(path, (INFERENCE_FORMAT, TRAIN_FORMAT), mmap=True)
-    return BIDSNetConfig.from_dict(data["config"]["model"] if data["format"] == TRAIN_FORMAT else data["config"])
-
-
-def read_run_config(out_dir: str | os.PathLike) -> TrainConfig:
-    """The config saved in ``out_dir/latest.pt`` (memory-mapped: the weights are not read)."""
-    return TrainConfig.from_dict(load_checkpoint(Path(out_dir) / "latest.pt", TRAIN_FORMAT, mmap=True)["config"])
-
-
-def resume_base(args: argparse.Namespace) -> TrainConfig:
-    """What flags are written onto on ``--resume``: the run's saved config, or, when the command
-    names ``--preset`` (the command that started the run, repeated), that preset, so that what
-    the preset says is compared with the run too."""
-    if not (Path(args.out) / "latest.pt").is_file():
-        return PRESETS[args.preset or "small"]()  # Trainer explains what the folder lacks
-    saved = read_run_config(args.out)
-    if not args.preset:
-        return saved
-    # Folders are not the preset's business: unless given again, they stay the run's.
-    return dataclasses.replace(PRESETS[args.preset](), **{name: getattr(saved, name) for name in PATH_FIELDS})
-
-
+# torchrun (the command line is bidsnet_lib.commands.train)
 def init_distributed() -> bool:
     """Join torchrun's process group (NCCL on GPUs, gloo on CPU); False when run alone."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
@@ -850,45 +592,3 @@ def init_distributed() -> bool:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return True
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    distributed = init_distributed()
-    try:
-        try:
-            base = resume_base(args) if args.resume else PRESETS[args.preset or "small"]()
-            config = config_from_args(args, base)
-            device = None if args.device is None else resolve_device(args.device)
-            trainer = Trainer(config, args.out, resume=args.resume, device=device,
-                              progress=not args.no_progress, overwrite=args.overwrite)
-        except (FileNotFoundError, ValueError, TypeError) as error:
-            # Bad flags, a missing folder, missing VGG-19 weights: the message is the whole story.
-            print(f"bidsnet train: error: {error}", file=sys.stderr)
-            return 2
-        start, first = time.perf_counter(), trainer.step
-        try:
-            trainer.train()
-        except FloatingPointError as error:
-            print(f"bidsnet train: error: {error}", file=sys.stderr)
-            return 1
-        if trainer.is_main:
-            seconds = time.perf_counter() - start
-            print(f"trained steps {first}-{trainer.step} in {seconds:.1f} s "
-                  f"({(trainer.step - first) / max(seconds, 1e-9):.2f} steps/s, {trainer.world_size} process(es)); "
-                  f"checkpoint {trainer.out_dir / 'latest.pt'}")
-        if trainer.stopped_by is not None:
-            if trainer.is_main:
-                name = signal.Signals(trainer.stopped_by).name
-                print(f"bidsnet train: stopped by {name} at step {trainer.step}, checkpoint saved; continue with: "
-                      f"bidsnet train --out {args.out} --resume", file=sys.stderr)
-            return 128 + trainer.stopped_by  # the shell's convention for "ended by a signal"
-        return 0
-    finally:
-        if distributed:
-            dist.destroy_process_group()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,7 +13,6 @@ from bidsnet_lib.ablate import (
     AblationSettings,
     fetch_published,
     load_report,
-    main,
     makespan,
     plan_tasks,
     resolve_studies,
@@ -22,6 +21,7 @@ from bidsnet_lib.ablate import (
     training_seconds,
     write_docs_section,
 )
+from bidsnet_lib.commands.ablate import main
 from bidsnet_lib.model import BIDSNetConfig
 from bidsnet_lib.train import Trainer
 

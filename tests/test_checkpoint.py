@@ -16,9 +16,9 @@ from bidsnet_lib.checkpoint import (
     export_inference,
     load_checkpoint,
     load_inference_model,
-    main,
     save_checkpoint,
 )
+from bidsnet_lib.commands.export import main
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig
 
 TINY = BIDSNetConfig(width=8, channel_mults=(1, 2), cnn_depths=(1,), trans_depths=(1,),

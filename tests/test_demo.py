@@ -5,10 +5,11 @@ import pytest
 from PIL import Image
 
 from bidsnet_lib import demo
+from bidsnet_lib.commands import demo as demo_command
 
 
 def test_demo_writes_galleries_and_inpainting_grid(tmp_path):
-    assert demo.main(["--out", str(tmp_path)]) == 0
+    assert demo_command.main(["--out", str(tmp_path)]) == 0
     for name in ("masks_set1.png", "masks_set2.png", "inpainting.png"):
         with Image.open(tmp_path / name) as picture:
             assert picture.format == "PNG" and min(picture.size) > 200

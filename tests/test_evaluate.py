@@ -17,6 +17,7 @@ from bidsnet_lib import metrics, plumbing
 from bidsnet_lib.baselines import make_baseline
 from bidsnet_lib.bootstrap import bootstrap_interval
 from bidsnet_lib.checkpoint import INFERENCE_FORMAT, save_checkpoint
+from bidsnet_lib.commands import evaluate as evaluate_command
 from bidsnet_lib.masks import EVAL_PRESETS, RATIO_BINS, bin_name, irregular_mask
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig
 
@@ -62,7 +63,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 def run(checkpoint, out, *extra) -> int:
-    return ev.main(["--checkpoint", str(checkpoint), "--images", str(IMAGES), "--masks", str(MASKS),
+    return evaluate_command.main(["--checkpoint", str(checkpoint), "--images", str(IMAGES), "--masks", str(MASKS),
                     "--out", str(out), *QUICK, *extra])
 
 
@@ -237,7 +238,7 @@ def test_native_size_runs_the_any_size_path(checkpoint, tmp_path):
     for name, (h, w) in (("a", (48, 72)), ("b", (64, 40))):  # two sizes, neither square
         cv2.imwrite(str(photos / f"{name}.png"), cv2.imread(str(sorted(IMAGES.glob("*.jpg"))[0]))[:h, :w])
     out = tmp_path / "out"
-    assert ev.main(["--checkpoint", str(checkpoint), "--images", str(photos), "--masks", str(MASKS / "set1"),
+    assert evaluate_command.main(["--checkpoint", str(checkpoint), "--images", str(photos), "--masks", str(MASKS / "set1"),
                     "--out", str(out), "--size", "native", "--limit", "2", "--lpips", "off", "--no-fid"]) == 0
     rows = read_rows(out / "results.csv")
     assert {r["group"] for r in rows} == {bin_name(b) for b in RATIO_BINS}
@@ -255,8 +256,8 @@ def test_command_runs_the_model_through_the_inpainter_at_256_by_default(checkpoi
         seen.update(models=models, photos=photos, options=options)
         raise ValueError("recorded")
 
-    monkeypatch.setattr(ev, "evaluate", record)
-    assert ev.main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), "--limit", "1",
+    monkeypatch.setattr(evaluate_command, "evaluate", record)
+    assert evaluate_command.main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), "--limit", "1",
                     "--lpips", "off", "--no-fid"]) == 2
     inpainter = seen["models"][LABEL]
     assert isinstance(inpainter, Inpainter) and inpainter.work_size == 32  # the checkpoint's size
@@ -274,7 +275,7 @@ def test_baselines_flag_and_patchmatch_left_out_when_missing(checkpoint, tmp_pat
     assert methods == ["Biharmonic", "Telea (r=3)", LABEL, ev.REFERENCE]
     assert run(checkpoint, tmp_path / "alone", *off, "--baselines", "none") == 0
     assert "minus each baseline" not in (tmp_path / "alone" / "results.md").read_text()
-    monkeypatch.setattr(ev, "patchmatch_available", lambda: False)
+    monkeypatch.setattr(evaluate_command, "patchmatch_available", lambda: False)
     capsys.readouterr()
     assert run(checkpoint, tmp_path / "no_pm", *off) == 0
     assert "PatchMatch left out of the baselines: pypatchmatch is not installed" in capsys.readouterr().err
@@ -317,7 +318,7 @@ def test_errors_exit_2_with_one_line(checkpoint, tmp_path, capsys):
         (["--checkpoint", str(checkpoint), *base[:4]], "the following arguments are required: --out"),
     ]
     for argv, message in cases:
-        assert ev.main(argv) == 2, argv
+        assert evaluate_command.main(argv) == 2, argv
         assert message in one_line_error(capsys), argv
     assert not (tmp_path / "out").exists()
 
@@ -505,15 +506,15 @@ def test_a_device_this_machine_lacks_is_one_line(checkpoint, tmp_path, capsys):
     """Issue 17 #11: --device cuda without a GPU (or --device gpu) ended in a traceback."""
     base = ["--checkpoint", str(checkpoint), "--images", str(IMAGES), "--masks", str(MASKS),
             "--out", str(tmp_path / "out"), "--lpips", "off", "--no-fid"]
-    assert ev.main([*base, "--device", "gpu"]) == 2
+    assert evaluate_command.main([*base, "--device", "gpu"]) == 2
     assert "--device: got 'gpu', expected a device name; available here: cpu" in one_line_error(capsys)
-    assert ev.main([*base, "--device", "cuda:99"]) == 2
+    assert evaluate_command.main([*base, "--device", "cuda:99"]) == 2
     assert "expected a device this machine has" in one_line_error(capsys)
 
 
 def test_a_run_folder_as_checkpoint_says_what_to_pass(tmp_path, capsys):
     """Sibling of issue 17 #14 in evaluate: a run folder was "no such file"."""
-    assert ev.main(["--checkpoint", str(tmp_path), "--images", str(IMAGES), "--masks", str(MASKS),
+    assert evaluate_command.main(["--checkpoint", str(tmp_path), "--images", str(IMAGES), "--masks", str(MASKS),
                     "--out", str(tmp_path / "out")]) == 2
     assert "expected a checkpoint file, not a folder" in one_line_error(capsys)
 

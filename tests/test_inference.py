@@ -11,7 +11,8 @@ from PIL import Image
 from bidsnet_lib import inference
 from bidsnet_lib.baselines import make_baseline
 from bidsnet_lib.checkpoint import INFERENCE_FORMAT, save_checkpoint
-from bidsnet_lib.inference import Inpainter, load_image, load_mask, main, plan_crops
+from bidsnet_lib.commands.inpaint import main
+from bidsnet_lib.inference import Inpainter, load_image, load_mask, plan_crops
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig
 
 WORK = 64  # working size of the tiny test model
@@ -369,11 +370,11 @@ def test_cli_folder_mode_refuses_a_file_as_out_before_any_work(tmp_path, checkpo
 
 
 def test_python_dash_m_reports_errors_without_traceback(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "bidsnet_lib.inference", str(tmp_path / "a.png"),
+    run = subprocess.run([sys.executable, "-m", "bidsnet_lib.commands.inpaint", str(tmp_path / "a.png"),
                           str(tmp_path / "b.png"), "-o", str(tmp_path / "c.png")], capture_output=True, text=True)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [
-        f"python -m bidsnet_lib.inference: error: IMAGE: got {str(tmp_path / 'a.png')!r}, expected an image "
+        f"python -m bidsnet_lib.commands.inpaint: error: IMAGE: got {str(tmp_path / 'a.png')!r}, expected an image "
         "file; there is no file (it does not exist)"]
 
 

@@ -10,6 +10,7 @@ from course_files import ROOT
 from PIL import Image
 
 from bidsnet_lib import masks as M
+from bidsnet_lib.commands import masks as masks_command
 from bidsnet_lib.masks import (
     LARGE_MASK_PRESETS,
     RATIO_BINS,
@@ -393,7 +394,7 @@ def test_mask_folder_errors_name_the_folder_or_file(tmp_path, mask_folder):
 # ----------------------------------------------------------------------------- shipped set, CLI, bench
 def test_shipped_masks_regenerate_byte_for_byte(tmp_path):
     out = tmp_path / "masks"
-    assert M.main(["write", "--out", str(out), "--size", "256", "--seed", "0",
+    assert masks_command.main(["write", "--out", str(out), "--size", "256", "--seed", "0",
                    "--per-bin", "10", "--per-preset", "20"]) == 0
     shipped = sorted(p.relative_to(SHIPPED) for p in SHIPPED.rglob("*.png"))
     fresh = sorted(p.relative_to(out) for p in out.rglob("*.png"))
@@ -402,7 +403,7 @@ def test_shipped_masks_regenerate_byte_for_byte(tmp_path):
         assert (SHIPPED / rel).read_bytes() == (out / rel).read_bytes(), rel
     readme = (out / "README.md").read_text().replace(str(out), "bidsnet_lib/eval_masks")
     assert readme == (SHIPPED / "README.md").read_text()
-    assert "python -m bidsnet_lib.masks write --out bidsnet_lib/eval_masks --size 256 --seed 0" in readme
+    assert "bidsnet masks write --out bidsnet_lib/eval_masks --size 256 --seed 0" in readme
 
 
 def test_shipped_masks_lie_in_their_bins():
@@ -430,17 +431,17 @@ def test_write_removes_stale_masks_and_validates(tmp_path):
 
 
 def test_cli_reports_bad_input_and_draws_a_gallery(tmp_path, capsys):
-    assert M.main(["write", "--out", str(tmp_path), "--size", "8"]) == 2
+    assert masks_command.main(["write", "--out", str(tmp_path), "--size", "8"]) == 2
     assert "size: got 8, expected an int from 32 to 8192" in capsys.readouterr().err
     photos = tmp_path / "photos"
     photos.mkdir()
     cv2.imwrite(str(photos / "p.jpg"), rng().integers(0, 255, (80, 120, 3), dtype=np.uint8))
-    assert M.main(["gallery", "--photos", str(photos), "--out", str(tmp_path / "out"),
+    assert masks_command.main(["gallery", "--photos", str(photos), "--out", str(tmp_path / "out"),
                    "--size", "64", "--columns", "2"]) == 0
     for name in ("masks_set1.png", "masks_set2.png"):
         image = cv2.imread(str(tmp_path / "out" / name))
         assert image is not None and image.shape[0] > 200
-    assert M.main(["gallery", "--photos", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 2
+    assert masks_command.main(["gallery", "--photos", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--photos: got " in err and "expected a folder of photos" in err
 
@@ -492,11 +493,11 @@ def test_write_keeps_the_old_set_when_generation_fails(tmp_path, monkeypatch):
 def test_write_size_has_bounds_named_in_one_phrase(tmp_path, capsys):
     """#13: --size 100000 had no upper limit (MemoryError), --size 0 was called a height."""
     for size in ("0", "100000"):
-        assert M.main(["write", "--out", str(tmp_path / "m"), "--size", size]) == 2
+        assert masks_command.main(["write", "--out", str(tmp_path / "m"), "--size", size]) == 2
         assert f"size: got {size}, expected an int from 32 to 8192" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
     (tmp_path / "file").write_text("x")
-    assert M.main(["write", "--out", str(tmp_path / "file"), "--size", "32"]) == 2
+    assert masks_command.main(["write", "--out", str(tmp_path / "file"), "--size", "32"]) == 2
     assert "expected a folder for the mask set; it is a file" in capsys.readouterr().err
 
 

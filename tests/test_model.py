@@ -8,17 +8,17 @@ import pytest
 import torch
 
 from bidsnet_lib.attention import FastAttention
+from bidsnet_lib.commands.model import main
 from bidsnet_lib.fusion import FUSIONS, INTERACTIONS, SFF
 from bidsnet_lib.model import (
     ATTENTIONS,
     BIDSNet,
     BIDSNetConfig,
-    ablation_variants,
     check_inputs,
     composite,
     count_parameters,
-    main,
 )
+from bidsnet_lib.studies import STUDIES, ablation_variants
 
 # Two scales, a few channels: every code path of the full model at a fraction of small()'s cost.
 TINY = BIDSNetConfig(width=8, channel_mults=(1, 2, 2), cnn_depths=(1, 1), trans_depths=(1, 1),
@@ -251,12 +251,17 @@ def test_config_is_frozen_and_takes_lists():
     assert dataclasses.replace(TINY, cnn_depths=[2, 2]).cnn_depths == (2, 2)
 
 
-def test_ablation_variants_change_one_field_each():
+def test_ablation_variants_are_the_studies_variants():
+    """#13: the ablations are defined once, in bidsnet_lib.studies."""
     variants = ablation_variants(TINY)
-    assert len(variants) == (len(FUSIONS) - 1) + (len(INTERACTIONS) - 1) + 2 + (len(ATTENTIONS) - 1)
-    for config in variants.values():
-        differing = [f.name for f in dataclasses.fields(TINY) if getattr(config, f.name) != getattr(TINY, f.name)]
-        assert len(differing) == 1
+    expected = {v.name for study in STUDIES.values() for v in study.variants if v.config(TINY) != TINY}
+    assert set(variants) == expected
+    assert {"fusion=add", "interaction=none", "cnn_share=0.25", "attention=favor++", "nb_features=256"} <= expected
+    for name, config in variants.items():
+        assert config != TINY, name
+        differing = {f.name for f in dataclasses.fields(TINY) if getattr(config, f.name) != getattr(TINY, f.name)}
+        assert differing <= {"fusion", "interaction", "cnn_share", "attention", "nb_features", "input_fill",
+                             "output"}, name
 
 
 def test_summary_prints_every_preset_and_variant(capsys):

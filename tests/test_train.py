@@ -23,6 +23,7 @@ from bidsnet_lib.checkpoint import (
     load_checkpoint,
     load_inference_model,
 )
+from bidsnet_lib.commands.train import build_parser, config_from_args, main
 from bidsnet_lib.losses import LossConfig
 from bidsnet_lib.model import BIDSNetConfig
 from bidsnet_lib.train import (
@@ -30,10 +31,7 @@ from bidsnet_lib.train import (
     EpochSampler,
     TrainConfig,
     Trainer,
-    build_parser,
-    config_from_args,
     ema_decay,
-    main,
     read_metrics,
     read_run_config,
     sample_grid,
@@ -347,7 +345,7 @@ def test_cli_trains_resumes_and_refuses_mixed_flags(photos, tmp_path, capsys):
 def test_two_process_gloo_torchrun_keeps_ranks_identical(photos, tmp_path):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "bidsnet_lib.train", "--data", photos[0], "--val-data", photos[1], "--out", str(out),
+               "-m", "bidsnet_lib.commands.train", "--data", photos[0], "--val-data", photos[1], "--out", str(out),
                "--steps", "4", "--size", "32", "--batch-size", "2", "--log-every", "2", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # Its own session, so that a hang kills torchrun's workers too, not only torchrun.
@@ -509,12 +507,13 @@ def test_ctrl_c_and_sigterm_save_a_checkpoint_and_say_how_to_resume(photos, tmp_
     run = tmp_path / "run"
     script = (f"import os, signal, sys\n"
               f"from bidsnet_lib import train\n"
+              f"from bidsnet_lib.commands.train import main\n"
               f"real = train.Trainer.train_step\n"
               f"def step(self, batch):\n"
               f"    if self.step == 2: os.kill(os.getpid(), {int(sig)})\n"
               f"    return real(self, batch)\n"
               f"train.Trainer.train_step = step\n"
-              f"sys.exit(train.main(sys.argv[1:]))\n")
+              f"sys.exit(main(sys.argv[1:]))\n")
     run_ = subprocess.run([sys.executable, "-c", script, "--data", photos[0], "--out", str(run), "--size", "32",
                            "--batch-size", "1", "--steps", "50", "--no-progress", "--validate-every", "0",
                            "--sample-every", "0"], capture_output=True, text=True, timeout=300,

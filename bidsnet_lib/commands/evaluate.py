@@ -1,0 +1,201 @@
+"""`bidsnet evaluate`: a checkpoint through bidsnet inpaint's Inpainter against the classical
+baselines, per mask group, with intervals over photos (bidsnet_lib.evaluate)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bidsnet_lib.baselines import BASELINES, make_baseline, patchmatch_available
+from bidsnet_lib.bootstrap import N_RESAMPLES
+from bidsnet_lib.commands import USER_ERRORS, Parser, run
+from bidsnet_lib.eval_inputs import load_mask_groups, load_photos
+from bidsnet_lib.eval_results import EvalResult, write_outputs
+from bidsnet_lib.evaluate import default_cache_dir, evaluate
+from bidsnet_lib.masks import MIN_SIZE, SHIPPED_MASKS
+from bidsnet_lib.metrics import FID_WEIGHTS_FILE
+from bidsnet_lib.plumbing import SHIPPED_IMAGES, resolve_device
+
+
+def _size(text: str) -> int | str:
+    if text == "native":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < MIN_SIZE:
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected an int >= {MIN_SIZE} or 'native'")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected an int >= 1")
+    return value
+
+
+def _baseline_names(text: str) -> tuple[str, ...]:
+    if text == "none":
+        return ()
+    names = tuple(n.strip() for n in text.split(","))
+    wrong = [n for n in names if n not in BASELINES]
+    if wrong or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected distinct names from "
+                                         f"{','.join(BASELINES)} separated by commas, or none")
+    return names
+
+
+def build_parser(prog: str = "bidsnet evaluate") -> Parser:
+    parser = Parser(prog=prog, description=(
+        "PSNR, SSIM, LPIPS, FID and hole colour error of a checkpoint (through bidsnet inpaint's "
+        "Inpainter) and of the classical baselines, per mask group (Set I hole-ratio bins, Set II "
+        "presets), on the composited outputs, with 95 % bootstrap intervals over photos and the "
+        "checkpoint's paired differences to each baseline. Writes results.md (the tables, also "
+        "printed), results.csv, results.json, per_photo.csv, metrics_vs_hole_ratio.png and "
+        "examples.png into --out."))
+    parser.add_argument("--checkpoint", required=True, help="inference (or training) checkpoint")
+    parser.add_argument("--images", default=str(SHIPPED_IMAGES),
+                        help="folder of test photos (default: the shipped data/images/test)")
+    parser.add_argument("--masks", default=str(SHIPPED_MASKS),
+                        help="the shipped root bidsnet_lib/eval_masks (every Set I bin and Set II preset), one "
+                             "set's folder, or any folder of masks (grouped by hole ratio); "
+                             "default: the shipped bidsnet_lib/eval_masks")
+    parser.add_argument("--out", required=True, help="folder for the results")
+    parser.add_argument("--size", type=_size, default=256,
+                        help="evaluation resolution: centre square crops resized to SIZE x SIZE "
+                             "(default 256), or 'native': each photo at its own size; the model "
+                             "always runs through bidsnet inpaint's crops at its training size")
+    parser.add_argument("--masks-per-group", "--limit", dest="limit", type=_positive, default=None,
+                        help="only the first K masks (sorted by file) of each group (quick runs)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the bootstrap and torch, picks the examples shown")
+    parser.add_argument("--resamples", type=_positive, default=N_RESAMPLES,
+                        help=f"bootstrap resamples of the photos (default {N_RESAMPLES})")
+    parser.add_argument("--baselines", type=_baseline_names, default=None,
+                        help=f"comma-separated, from {','.join(BASELINES)}, or none (default: all; "
+                             "patchmatch only when pypatchmatch is installed)")
+    parser.add_argument("--patch-size", type=_positive, default=3,
+                        help="PatchMatch's patch radius: patches of (2p+1)^2 pixels (default 3)")
+    parser.add_argument("--cache", default=None,
+                        help=f"folder keeping the outputs of the slow baselines (biharmonic, PatchMatch: "
+                             f"about 40 kB a pair at 256 px), computed once per photo, mask, size and "
+                             f"method (default: {default_cache_dir()})")
+    parser.add_argument("--no-cache", action="store_true", help="compute every baseline output afresh")
+    parser.add_argument("--lpips", choices=("alex", "vgg", "off"), default="alex",
+                        help="LPIPS trunk (ImageNet weights needed: torch.hub cache or "
+                             "--lpips-weights), or off (reported as skipped)")
+    parser.add_argument("--lpips-weights", help="the torchvision ImageNet weight file of the trunk")
+    parser.add_argument("--random-lpips-backbone", action="store_true",
+                        help="a random LPIPS trunk: runs offline, NOT comparable to published LPIPS")
+    parser.add_argument("--fid-weights", help=f"FID's Inception-v3 weight file ({FID_WEIGHTS_FILE})")
+    parser.add_argument("--no-fid", action="store_true", help="skip FID (reported as skipped)")
+    parser.add_argument("--radius", type=_positive, default=3, help="Telea/NS neighbourhood radius")
+    parser.add_argument("--batch-size", type=_positive, default=16,
+                        help="pairs per batch (the model's crops: at most this many per forward pass)")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    return parser
+
+
+def _metrics(args, device) -> tuple[object, object, dict[str, str]]:
+    """LPIPS and FID as asked; missing weight files fail here, before any work, naming the flags."""
+    from bidsnet_lib.metrics import LPIPSMetric, load_fid_inception
+
+    lpips, fid, skipped = None, None, {}
+    if args.lpips == "off":
+        skipped["lpips"] = "--lpips off"
+    else:
+        try:
+            lpips = LPIPSMetric(args.lpips, backbone_path=args.lpips_weights,
+                                random_backbone=args.random_lpips_backbone, device=device)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(
+                f"{error}\n  Here: --lpips-weights PATH, or --lpips off (LPIPS reported as skipped), "
+                "or --random-lpips-backbone (labelled NOT comparable).") from None
+    if args.no_fid:
+        skipped["fid"] = "--no-fid"
+    else:
+        try:
+            fid = load_fid_inception(args.fid_weights, device=device)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(
+                f"{error}\n  Here: --fid-weights PATH, or --no-fid (FID reported as skipped).") from None
+    return lpips, fid, skipped
+
+
+def _run(args) -> EvalResult:
+    from bidsnet_lib.checkpoint import load_inference_model, work_size
+    from bidsnet_lib.inference import Inpainter
+
+    checkpoint, out = Path(args.checkpoint), Path(args.out)
+    if checkpoint.is_dir():
+        raise ValueError(f"--checkpoint: got {str(checkpoint)!r}, expected a checkpoint file, not a folder (a run "
+                         "folder's latest.pt, or a file made by `bidsnet export`)")
+    if not checkpoint.is_file():
+        raise ValueError(f"--checkpoint: no such file {str(checkpoint)!r}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out: {str(out)!r} is a file; expected a folder")
+    # Cheap checks first, then the weight files, then the model: every mistake fails in seconds.
+    load_photos(args.images, limit=1)
+    groups = load_mask_groups(args.masks, args.limit)
+    device = resolve_device(args.device)  # one line naming the devices there are, not CUDA's traceback
+    lpips, fid, skipped = _metrics(args, device)
+    baselines = _cli_baselines(args)
+    model, meta = load_inference_model(checkpoint, device=device)
+    size = work_size(meta)
+    label = f"BIDS-Net ({checkpoint.name})"
+    method = Inpainter(model, work_size=size, device=device, batch_size=args.batch_size, label=label)
+    through = (f"the model through bidsnet inpaint's Inpainter (crops around the holes at its working "
+               f"size {size}x{size}), the baselines on the whole image")
+    if args.size == "native":
+        photos = load_photos(args.images)
+        protocol = (f"{len(photos)} photos of {args.images} at their own sizes; masks stretched to each "
+                    f"(nearest); {through}.")
+    else:
+        photos = load_photos(args.images, args.size)
+        protocol = (f"{len(photos)} photos of {args.images}, centre-cropped to a square and resized "
+                    f"to {args.size}x{args.size}; {through}.")
+    if args.baselines is None and not patchmatch_available():
+        protocol += " PatchMatch is left out: pypatchmatch is not installed."
+    cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache_dir()
+    return evaluate({label: method}, photos, groups, baselines=baselines, radius=args.radius,
+                    lpips=lpips, fid_features=fid, skipped=skipped, batch_size=args.batch_size,
+                    seed=args.seed, protocol=protocol, cache=cache, n_resamples=args.resamples)
+
+
+def _cli_baselines(args) -> list:
+    """The baselines asked for (PatchMatch with --patch-size); an unusable one fails here."""
+    names = args.baselines
+    if names is None:
+        names = tuple(BASELINES) if patchmatch_available() else tuple(b for b in BASELINES if b != "patchmatch")
+        if "patchmatch" not in names:
+            print("note: PatchMatch left out of the baselines: pypatchmatch is not installed "
+                  "(pip install pypatchmatch)", file=sys.stderr)
+    return [make_baseline(n, patch_size=args.patch_size) if n == "patchmatch" else n for n in names]
+
+
+def main(argv: list[str] | None = None, prog: str = "bidsnet evaluate") -> int:
+    def run_evaluation(args) -> int:
+        if args.random_lpips_backbone and args.lpips == "off":
+            raise ValueError("--random-lpips-backbone needs an LPIPS trunk (--lpips alex or vgg), not --lpips off")
+        if args.random_lpips_backbone and args.lpips_weights:
+            raise ValueError("--lpips-weights and --random-lpips-backbone exclude each other")
+        if args.no_fid and args.fid_weights:
+            raise ValueError("--fid-weights and --no-fid exclude each other")
+        result = _run(args)
+        paths = write_outputs(result, args.out)
+        print(result.markdown())
+        print("\nwrote " + ", ".join(str(p) for p in paths.values()))
+        return 0
+
+    # ImportError: an optional baseline's package is missing.
+    return run(build_parser(prog), argv, run_evaluation, errors=(*USER_ERRORS, ImportError))
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="python -m bidsnet_lib.commands.evaluate"))

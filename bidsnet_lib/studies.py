@@ -1,0 +1,202 @@
+"""The ablation studies, as data: each a claim of the paper (or the course's own) and the model
+variants that test it, one ``BIDSNetConfig`` field (or two) changed from the small preset, and the
+settings every run of an invocation shares.
+
+:mod:`bidsnet_lib.ablate` trains and evaluates them, :mod:`bidsnet_lib.ablation_tables` judges
+and reads back their reports, ``bidsnet model --summary`` counts the parameters of every variant
+(:func:`ablation_variants`); notebook 09 reads them. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bidsnet_lib.masks import SHIPPED_MASKS
+from bidsnet_lib.plumbing import DATA_DIR, SHIPPED_IMAGES
+
+if TYPE_CHECKING:
+    from bidsnet_lib.model import BIDSNetConfig
+    from bidsnet_lib.train import TrainConfig
+
+TRAIN_IMAGES = DATA_DIR / "images" / "train"
+# `--study all` was 26 runs (13 configs x 2 seeds) before the attention study added FAVOR++ (28
+# now). At 128 px, one thread, a busy 2-core machine took 0.53-0.78 s a step (softmax attention
+# 1.46 s) and 17 s to evaluate a run: about 2 hours for the 26 as two parallel jobs (`--dry-run`
+# measures and prints the estimate).
+DEFAULT_STEPS = 800
+LPIPS_MODES = ("off", "alex", "random")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model of a study: the small preset with the fields of ``changes`` set."""
+
+    name: str  # "fusion=add"
+    changes: tuple[tuple[str, object], ...]
+
+    def config(self, base: BIDSNetConfig) -> BIDSNetConfig:
+        return dataclasses.replace(base, **dict(self.changes))
+
+    @property
+    def label(self) -> str:
+        """The changed value alone ("add"), for plot ticks."""
+        return ", ".join(str(v) for _, v in self.changes)
+
+
+@dataclass(frozen=True)
+class Study:
+    """A claim of the paper and the variants that test it; ``match``: rivals the paper's choice
+    need only not lose to (a trade-off claim); it must beat every other rival."""
+
+    name: str
+    title: str
+    claim: str
+    variants: tuple[Variant, ...]
+    winner: str
+    match: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        names = [v.name for v in self.variants]
+        unknown = [n for n in (self.winner, *self.match) if n not in names]
+        if unknown:
+            raise ValueError(f"study {self.name!r}: {unknown} are not among its variants {names}")
+
+    def rivals(self, present: Sequence[str]) -> tuple[list[str], list[str]]:
+        """(must beat, must not lose to) among the variant names ``present``."""
+        beat = [n for n in present if n != self.winner and n not in self.match]
+        return beat, [n for n in present if n in self.match]
+
+
+def _sweep(field: str, values: Sequence) -> tuple[Variant, ...]:
+    return tuple(Variant(f"{field}={v}", ((field, v),)) for v in values)
+
+
+STUDIES = {
+    "channel_split": Study(
+        "channel_split", "Channel split between the streams",
+        "an equal split of the channels between the CNN and the Transformer stream (CNN share 0.5) "
+        "is best, at equal total width", _sweep("cnn_share", (0.25, 0.5, 0.75)), "cnn_share=0.5"),
+    "interaction": Study(
+        "interaction", "Interaction between the streams",
+        "bidirectional interaction beats one-way interaction (CNN → Transformer, Transformer → CNN) "
+        "and none", _sweep("interaction", ("bidirectional", "cnn_to_trans", "trans_to_cnn", "none")),
+        "interaction=bidirectional"),
+    "fusion": Study(
+        "fusion", "Fusion inside BFI", "Selective Feature Fusion (SFF) beats element-wise addition "
+        "and concatenation", _sweep("fusion", ("sff", "add", "concat")), "fusion=sff"),
+    "features": Study(
+        "features", "Number of random features",
+        "72 orthogonal random features are the best trade-off: better than fewer (16, 32), and no "
+        "worse than more (128, 256) or than exact softmax attention",
+        _sweep("nb_features", (16, 32, 72, 128, 256)) + (Variant("attention=softmax", (("attention", "softmax"),)),),
+        "nb_features=72", match=("nb_features=128", "nb_features=256", "attention=softmax")),
+    "attention": Study(
+        "attention", "Kind of random features: FAVOR+ against FAVOR++ (course addition)",
+        "the paper's FAVOR+ positive random features (m = 72) lose nothing against the lower-variance "
+        "optimal positive random features of FAVOR++ (Likhosherstov et al., 2022) at the same m, nor "
+        "against exact softmax attention", _sweep("attention", ("favor", "favor++", "softmax")),
+        "attention=favor", match=("attention=favor++", "attention=softmax")),
+    "start": Study(
+        "start", "Where the network starts: input fill and output form (course addition)",
+        "a residual on a Telea fill (holes pre-filled by OpenCV's Telea, the head adding a "
+        "zero-initialised correction) beats the paper's zero-filled input with a sigmoid image head, "
+        "and a Telea-filled input alone",
+        (Variant("input_fill=zeros, output=image", ()),
+         Variant("input_fill=telea, output=image", (("input_fill", "telea"),)),
+         Variant("input_fill=telea, output=residual", (("input_fill", "telea"), ("output", "residual")))),
+        "input_fill=telea, output=residual"),
+}
+STUDY_NAMES = (*STUDIES, "all")
+
+
+def resolve_studies(name: str) -> list[Study]:
+    """The studies run by ``--study name`` ("all": every one)."""
+    if name == "all":
+        return list(STUDIES.values())
+    if name not in STUDIES:
+        raise ValueError(f"study: got {name!r}; expected one of {', '.join(STUDY_NAMES)}")
+    return [STUDIES[name]]
+
+
+def study_variants(study: Study, quick: bool) -> list[Variant]:
+    """Every variant, or in quick mode the paper's choice and the first rival."""
+    if not quick:
+        return list(study.variants)
+    first_rival = next(v for v in study.variants if v.name != study.winner)
+    return [v for v in study.variants if v.name in (study.winner, first_rival.name)]
+
+
+# ----------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class AblationSettings:
+    """What every run of an invocation shares; ``quick_preset()`` is the smoke test's."""
+
+    steps: int = DEFAULT_STEPS
+    seeds: int = 2
+    batch_size: int = 4  # TrainConfig.small()'s, stated here so that a report is read without torch
+    size: int = 128
+    limit: int | None = None  # masks per group in the evaluation (None: all)
+    lpips: str = "off"
+    lpips_weights: str | None = None
+    train_images: str = str(TRAIN_IMAGES)
+    test_images: str = str(SHIPPED_IMAGES)
+    masks: str = str(SHIPPED_MASKS)
+    quick: bool = False
+
+    def __post_init__(self):
+        for name, low in (("steps", 1), ("seeds", 2), ("batch_size", 1), ("size", 32)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name}: got {value!r}; expected an int >= {low}")
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
+                                       or self.limit < 1):
+            raise ValueError(f"limit: got {self.limit!r}; expected None (every mask) or an int >= 1")
+        if self.lpips not in LPIPS_MODES:
+            raise ValueError(f"lpips: got {self.lpips!r}; expected one of {', '.join(LPIPS_MODES)}")
+        if self.lpips_weights is not None and self.lpips != "alex":
+            raise ValueError(f"lpips_weights: given with lpips={self.lpips!r}; expected lpips='alex'")
+        for name in ("train_images", "test_images", "masks"):
+            object.__setattr__(self, name, os.path.abspath(getattr(self, name)))
+
+    @classmethod
+    def quick_preset(cls, **changes) -> AblationSettings:
+        """2 steps at 64 px, 1 mask per group, 2 seeds: shows the runner works, measures nothing."""
+        return cls(**{"steps": 2, "seeds": 2, "size": 64, "limit": 1, "quick": True, **changes})
+
+    @property
+    def metrics(self) -> list[str]:
+        return ["psnr", "ssim"] + ([] if self.lpips == "off" else ["lpips"])
+
+    def train_config(self, model: BIDSNetConfig, seed: int) -> TrainConfig:
+        """The small preset with this model, seed, data, size, batch and steps; no validation or
+        samples (the evaluation replaces them)."""
+        from bidsnet_lib.train import TrainConfig  # here: reading a report needs no torch
+
+        return dataclasses.replace(TrainConfig.small(), model=model, data=(self.train_images,), size=self.size,
+                                   batch_size=self.batch_size, steps=self.steps, seed=seed, validate_every=0,
+                                   sample_every=0)
+
+    def eval_fingerprint(self) -> dict:
+        return {"images": self.test_images, "masks": self.masks, "size": self.size, "limit": self.limit,
+                "lpips": self.lpips}
+
+    def fingerprint(self, model: BIDSNetConfig, seed: int) -> dict:
+        """Everything a run's numbers depend on, as JSON would read it back."""
+        data = {"train": self.train_config(model, seed).to_dict(), "eval": self.eval_fingerprint()}
+        return json.loads(json.dumps(data))
+
+
+def ablation_variants(base: BIDSNetConfig) -> dict[str, BIDSNetConfig]:
+    """Every study's variants of ``base`` that differ from it, keyed by the variant's name."""
+    variants = {}
+    for study in STUDIES.values():
+        for variant in study.variants:
+            config = variant.config(base)
+            if config != base:
+                variants.setdefault(variant.name, config)
+    return variants

@@ -1,0 +1,175 @@
+"""A training run's config: :class:`TrainConfig` and its presets, and the config read back from
+a run folder or checkpoint (what ``--resume`` and ``--init`` compare with).
+
+Used by :mod:`bidsnet_lib.train` (the loop) and ``bidsnet train``; taught in
+``notebooks/06_training.ipynb``.
+"""
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bidsnet_lib.checkpoint import (
+    INFERENCE_FORMAT,
+    TRAIN_FORMAT,
+    load_checkpoint,
+)
+from bidsnet_lib.data import DEFAULT_MASK_MIX
+from bidsnet_lib.losses import LossConfig
+from bidsnet_lib.model import (
+    BIDSNetConfig,
+    check_config_keys,
+)
+
+# Fields a resumed run may change; any other difference would make it a different experiment.
+RESUME_OVERRIDABLE = ("steps", "log_every", "sample_every", "validate_every", "checkpoint_every",
+                      "keep_every", "num_workers")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a training run; the defaults are the ``paper()`` preset.
+
+    ``batch_size`` is per process. Intervals are in steps; 0 turns sampling, validation or
+    milestones off (``latest.pt`` is still written every ``checkpoint_every`` steps and at the
+    end). ``val_data`` empty: validate on centre crops of ``data`` (this measures fitting;
+    give held-out photos for generalisation). ``amp``: float16 autocast + GradScaler on CUDA;
+    ``cpu_bf16``: bfloat16 autocast on CPU; ``channels_last``: NHWC tensors for the convolutions;
+    ``compile``: ``torch.compile`` the generator (``bench/trainer.py`` measures all three). ``deterministic`` asks PyTorch for deterministic
+    kernels (process-wide) and is what makes a resumed run bit-identical on CUDA. ``init``: a
+    checkpoint (inference or training) whose generator weights (and critic, when it has one) a new
+    run starts from, with fresh optimisers; ``model`` must equal the checkpoint's model config.
+    """
+
+    model: BIDSNetConfig = field(default_factory=BIDSNetConfig.paper)
+    loss: LossConfig = field(default_factory=LossConfig.paper)
+    data: tuple[str, ...] = ()
+    val_data: tuple[str, ...] = ()
+    mask_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MASK_MIX))
+    mask_folder: str | None = None
+    size: int = 256
+    batch_size: int = 8
+    steps: int = 100_000
+    lr_g: float = 2e-4
+    lr_d: float = 2e-5
+    betas: tuple[float, float] = (0.5, 0.999)
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    d_channels: int = 64
+    d_layers: int = 3
+    amp: bool = True
+    cpu_bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    log_every: int = 50
+    sample_every: int = 1000
+    validate_every: int = 2000
+    checkpoint_every: int = 1000
+    keep_every: int = 10_000
+    val_size: int = 64
+    num_workers: int = 2
+    init: str | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.model, BIDSNetConfig):
+            raise TypeError(f"model: got {type(self.model).__name__}, expected a BIDSNetConfig")
+        if not isinstance(self.loss, LossConfig):
+            raise TypeError(f"loss: got {type(self.loss).__name__}, expected a LossConfig")
+        for name in ("data", "val_data"):
+            value = getattr(self, name)
+            if isinstance(value, str | os.PathLike):
+                value = (value,)
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str | os.PathLike) for v in value):
+                raise TypeError(f"{name}: got {value!r}, expected a list of folder paths")
+            setattr(self, name, tuple(os.fspath(v) for v in value))  # plain data in checkpoints
+        if not isinstance(self.mask_mix, dict):
+            raise TypeError(f"mask_mix: got {self.mask_mix!r}, expected a dict {{source: weight}}")
+        if self.mask_folder is not None:
+            self.mask_folder = os.fspath(self.mask_folder)
+        if self.init is not None:
+            if not isinstance(self.init, str | os.PathLike):
+                raise TypeError(f"init: got {self.init!r}, expected a checkpoint path or None")
+            self.init = os.fspath(self.init)
+        minimums = {"size": 32, "batch_size": 1, "steps": 1, "d_channels": 1, "d_layers": 1,
+                    "log_every": 1, "checkpoint_every": 1, "val_size": 1, "sample_every": 0,
+                    "validate_every": 0, "keep_every": 0, "num_workers": 0, "seed": 0}
+        for name, low in minimums.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name}: got {value!r}, expected an int >= {low}")
+        for name in ("lr_g", "lr_d"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+                raise ValueError(f"{name}: got {value!r}, expected a number > 0")
+        for name, high in (("grad_clip", math.inf), ("ema_decay", 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < high:
+                raise ValueError(f"{name}: got {value!r}, expected a number >= 0 and < {high}")
+        if (not isinstance(self.betas, list | tuple) or len(self.betas) != 2
+                or not all(isinstance(b, int | float) and 0 <= b < 1 for b in self.betas)):
+            raise ValueError(f"betas: got {self.betas!r}, expected two numbers in [0, 1)")
+        self.betas = tuple(float(b) for b in self.betas)
+        for name in ("amp", "cpu_bf16", "channels_last", "compile", "deterministic"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name}: got {getattr(self, name)!r}, expected True or False")
+
+    @classmethod
+    def paper(cls) -> "TrainConfig":
+        """Colab GPU: paper model at 256 px, batch 8, ImageNet VGG-19 losses, float16 autocast."""
+        return cls()
+
+    @classmethod
+    def small(cls) -> "TrainConfig":
+        """CPU: small model at 64 px, batch 4, L1 + adversarial only (no VGG-19, see the notebook).
+
+        VGG-19 through the output (forward and backward) more than doubles a CPU step (batch 4,
+        64 px, one thread: 0.29 s -> 0.66 s), and a random VGG, the only one offline, measures
+        nothing perceptual; so the perceptual and style weights are 0 here (``loss=`` or
+        ``--perceptual 0.1 --style 250`` turn them on).
+        """
+        return cls(model=BIDSNetConfig.small(), loss=LossConfig(perceptual=0.0, style=0.0),
+                   size=64, batch_size=4, steps=2000, lr_g=5e-4, lr_d=5e-5, d_channels=32,
+                   amp=False, log_every=10, sample_every=100, validate_every=200, checkpoint_every=100,
+                   keep_every=0, val_size=8, num_workers=0)
+
+    def to_dict(self) -> dict:
+        """Plain data (ints, floats, strings, lists, dicts) for checkpoints and JSON."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data.update(model=self.model.to_dict(), loss=dataclasses.asdict(self.loss), data=list(self.data),
+                    val_data=list(self.val_data), betas=list(self.betas), mask_mix=dict(self.mask_mix))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """The config ``to_dict`` wrote; unknown keys are an error."""
+        check_config_keys(cls, data)
+        data = dict(data)
+        if "model" in data:
+            data["model"] = BIDSNetConfig.from_dict(data["model"])
+        if "loss" in data:
+            data["loss"] = LossConfig(**data["loss"])
+        return cls(**data)
+
+
+PRESETS = {"small": TrainConfig.small, "paper": TrainConfig.paper}
+
+
+def model_config_differences(saved: BIDSNetConfig, given: BIDSNetConfig) -> list[str]:
+    """One ``field: saved X, given Y`` line per BIDSNetConfig field where the two differ."""
+    return [f"{f.name}: saved {getattr(saved, f.name)!r}, given {getattr(given, f.name)!r}"
+            for f in dataclasses.fields(BIDSNetConfig) if getattr(saved, f.name) != getattr(given, f.name)]
+
+
+def checkpoint_model_config(path: str | os.PathLike) -> BIDSNetConfig:
+    """The model config stored in an inference or training checkpoint (weights memory-mapped)."""
+    data = load_checkpoint(path, (INFERENCE_FORMAT, TRAIN_FORMAT), mmap=True)
+    return BIDSNetConfig.from_dict(data["config"]["model"] if data["format"] == TRAIN_FORMAT else data["config"])
+
+
+def read_run_config(out_dir: str | os.PathLike) -> TrainConfig:
+    """The config saved in ``out_dir/latest.pt`` (memory-mapped: the weights are not read)."""
+    return TrainConfig.from_dict(load_checkpoint(Path(out_dir) / "latest.pt", TRAIN_FORMAT, mmap=True)["config"])
