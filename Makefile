@@ -13,7 +13,7 @@ $(STAMP): requirements-dev.txt pyproject.toml
 
 ## The course's main job on shipped defaults: pictures in outputs/.
 demo: $(STAMP)
-	$(BIN)/python -m bidsnet_lib.demo --out outputs
+	$(BIN)/bidsnet demo --out outputs
 
 ## Everything CI runs, in one pytest over two processes (pytest-xdist), a module or notebook at a
 ## time each, longest first (tests/conftest.py): the unit tests, the notebooks with their exercises

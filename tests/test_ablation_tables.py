@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from conftest import ROOT
+from course_files import ROOT
 
 from bidsnet_lib.ablation_tables import claim_verdict, compare, load_report, overall_verdict
 
