@@ -252,7 +252,7 @@ def test_fixed_validation_set_is_fixed_and_centre_cropped(tmp_path):
 def test_validation_errors_name_the_masks_folder(tree, tmp_path):
     with pytest.raises(
         ValueError,
-        match=f"masks_dir: '{tmp_path / 'nope'}' is not a folder.*bidsnet_lib.masks write",
+        match=f"masks_dir: '{tmp_path / 'nope'}' is not a folder.*bidsnet masks write",
     ):
         fixed_validation_set(tree, masks_dir=tmp_path / "nope")
     with pytest.raises(ValueError, match=r"mask_groups: \['set1/90-99'\] not found"):
