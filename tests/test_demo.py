@@ -45,7 +45,16 @@ def test_the_shipped_model_paints_no_colour_casts_in_the_demo():
         batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
         return hole_colour_error(batch, torch.from_numpy(np.stack([m for _, m in rows]))[:, None].float())
 
+    def cast(images):  # per image: distance of the hole's mean colour from the true hole's
+        return np.array([np.linalg.norm(im[m > 0].mean(0, dtype=float) - photo[m > 0].mean(0, dtype=float))
+                         for im, (photo, m) in zip(images, rows, strict=True)])
+
     ours_error, telea_error = error(ours), error(theirs)
-    # A cast or blotch adds several units (the old checkpoint: 11.4 on average where Telea had 4.9).
-    assert ours_error.mean() <= telea_error.mean() + 0.5 and (ours_error <= telea_error + 2.0).all(), \
-        (ours_error, telea_error)
+    # A cast or blotch adds several units against the ring (the old checkpoint: 11.4 on average
+    # where Telea had 4.9) ...
+    assert ours_error.mean() <= telea_error.mean() + 0.5, (ours_error, telea_error)
+    # ... and, photo by photo, moves the hole's mean colour away from the true content's. (Not the
+    # ring per photo: continuing the baseball's red seams into the hole, as the photo does, is far
+    # from a white ring, but close to the truth.)
+    ours_cast, telea_cast = cast(ours), cast(theirs)
+    assert (ours_cast <= telea_cast + 2.0).all(), (ours_cast, telea_cast)
