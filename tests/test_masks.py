@@ -1,4 +1,4 @@
-"""bidsnet_lib.masks: Set I bins, Set II = LaMa's presets, determinism, folders, bad inputs, shipped set."""
+"""bidsnet_lib.masks and mask_files: Set I bins, Set II = LaMa's presets, determinism, folders, bad inputs, shipped set."""
 
 import importlib.util
 
@@ -9,6 +9,7 @@ import torch
 from course_files import ROOT
 from PIL import Image
 
+from bidsnet_lib import mask_files
 from bidsnet_lib import masks as M
 from bidsnet_lib.commands import masks as masks_command
 from bidsnet_lib.masks import (
@@ -482,8 +483,8 @@ def test_write_keeps_the_old_set_when_generation_fails(tmp_path, monkeypatch):
             raise MemoryError("simulated: out of memory while drawing mask 4")
         return original(*args, **kwargs)
 
-    original = M.irregular_mask
-    monkeypatch.setattr(M, "irregular_mask", failing)
+    original = mask_files.irregular_mask
+    monkeypatch.setattr(mask_files, "irregular_mask", failing)  # where write_eval_set looks it up
     with pytest.raises(MemoryError):
         M.write_eval_set(tmp_path, size=48, per_bin=2, per_preset=2)
     assert {p: p.read_bytes() for p in tmp_path.rglob("*.png")} == before

@@ -1,0 +1,235 @@
+"""Masks as files: binarising a loaded mask image, reading one mask file, `MaskFolder` (a folder
+of mask files, searched recursively, grouped by hole ratio), and `write_eval_set`, which writes the
+fixed evaluation set shipped in ``bidsnet_lib/eval_masks``.
+
+Taught in ``notebooks/01_masks.ipynb`` (external mask sets, the fixed evaluation set). The
+convention of :mod:`bidsnet_lib.masks`: 1 = hole, 0 = known, a mask is (H, W) ``uint8`` 0/1. That
+module re-exports these four names, so ``masks.MaskFolder`` and the like keep working.
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bidsnet_lib.masks import (
+    EVAL_PRESETS,
+    LARGE_MASK_PRESETS,
+    RATIO_BINS,
+    _check_bin,
+    _check_fraction,
+    _check_rng,
+    _check_size,
+    _check_threshold,
+    bin_name,
+    hole_ratio,
+    irregular_mask,
+    large_mask,
+    rotate_flip,
+)
+from bidsnet_lib.plumbing import (
+    IMAGE_EXTENSIONS,
+    atomic_write,
+    check_int,
+    got_expected,
+    image_files,
+)
+
+
+def binarize_mask(image, threshold=0.5, invert=False, channel_tolerance=0.25, name="mask") -> np.ndarray:
+    """Turn a loaded mask image into (H, W) uint8 0/1, with 1 = hole.
+
+    Pixel values are read as fractions of full scale (255 for uint8, 65535 for uint16, 1 for bool
+    or float); a pixel is a hole when its value > `threshold` (default 0.5: > 127 of 255), so
+    anti-aliased edges split at half grey. `invert=True` is for sets where white = known. A colour
+    image must be grey: if its channels differ by more than `channel_tolerance` (a fraction of full
+    scale; JPEG noise stays well below) anywhere, ValueError. A fourth (alpha) channel is ignored.
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{name}: image must be a numpy array, got {type(image).__name__}")
+    threshold = _check_threshold(threshold)
+    channel_tolerance = _check_fraction(channel_tolerance, "channel_tolerance")
+    if image.dtype == bool:
+        full = 1.0
+    elif image.dtype in (np.uint8, np.uint16):
+        full = float(np.iinfo(image.dtype).max)
+    elif image.dtype.kind == "f":
+        full = 1.0
+        if image.size and (image.min() < 0 or image.max() > 1):
+            raise ValueError(f"{name}: a float mask must lie in [0, 1], got [{image.min()}, {image.max()}]")
+    else:
+        raise TypeError(f"{name}: mask dtype must be bool, uint8, uint16 or float, got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] in (1, 3, 4):
+        colour = image[:, :, :3].astype(np.float32)
+        spread = colour.max(axis=2) - colour.min(axis=2)
+        disagree = int(np.count_nonzero(spread > channel_tolerance * full))
+        if disagree:
+            raise ValueError(f"{name}: colour channels disagree at {disagree} pixels (a mask must be grey; "
+                             f"channel_tolerance={channel_tolerance})")
+        image = colour.mean(axis=2)
+    elif image.ndim != 2:
+        raise ValueError(f"{name}: mask must be (H, W) or (H, W, 1|3|4), got shape {image.shape}")
+    holes = image.astype(np.float32) > threshold * full
+    return (holes != invert).astype(np.uint8)
+
+
+def _parse_size(size) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    pair = (size, size) if isinstance(size, numbers.Integral) else size
+    if (isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pair)):
+        raise TypeError(f"size must be None, an int or (height, width), got {size!r}")
+    if min(pair) < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def read_mask_file(path, threshold=0.5, invert=False, channel_tolerance=0.25) -> np.ndarray:
+    """Read one PNG/JPG mask file as (H, W) uint8 0/1 (see `binarize_mask` for the threshold)."""
+    path = Path(path)
+    try:
+        data = np.fromfile(path, np.uint8)  # np.fromfile + imdecode also reads non-ASCII paths
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except (OSError, cv2.error) as err:
+        raise ValueError(f"cannot read mask file {path}: {err}") from err
+    if image is None:
+        raise ValueError(f"cannot read mask file {path}: empty or not an image OpenCV can decode")
+    return binarize_mask(image, threshold, invert, channel_tolerance, name=str(path))
+
+
+class MaskFolder:
+    """Masks from a folder of PNG/JPG files (searched recursively, sorted by path), as (H, W) uint8 0/1.
+
+    Each file is binarised with `binarize_mask` (hole = value > `threshold` of full scale; `invert`
+    for sets where white = known), resized to `size` with nearest neighbour, then randomly rotated
+    and/or flipped when `rotate`/`flip` are on.
+    """
+
+    def __init__(self, root, size=None, *, threshold=0.5, invert=False, rotate=False, flip=False,
+                 rng=None, channel_tolerance=0.25):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ValueError(f"root must be a folder of mask images, got {str(self.root)!r} (no such folder)")
+        self.paths = image_files(self.root, recursive=True)
+        if not self.paths:
+            raise ValueError(got_expected("mask folder", str(self.root), f"a folder holding {'/'.join(IMAGE_EXTENSIONS)} files"))
+        self.size = _parse_size(size)
+        self.threshold = _check_threshold(threshold)
+        self.invert = bool(invert)
+        self.rotate, self.flip = bool(rotate), bool(flip)
+        self.rng = _check_rng(rng)
+        self.channel_tolerance = _check_fraction(channel_tolerance, "channel_tolerance")
+        self._ratios: list[float] | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> np.ndarray:
+        """Mask `index`, binarised and resized but not augmented: (H, W) uint8 0/1."""
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"index must be an int, got {type(index).__name__}")
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} masks")
+        mask = read_mask_file(self.paths[index], self.threshold, self.invert, self.channel_tolerance)
+        if self.size is not None and mask.shape != self.size:
+            mask = cv2.resize(mask, (self.size[1], self.size[0]), interpolation=cv2.INTER_NEAREST)
+        return mask
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        mask = self.load(index)
+        if self.rotate or self.flip:
+            mask = rotate_flip(mask, self.rng, rotate=self.rotate, flip=self.flip)
+        return mask
+
+    def ratios(self) -> list[float]:
+        """Hole ratio of every mask (before augmentation), read once and cached."""
+        if self._ratios is None:
+            self._ratios = [hole_ratio(self.load(i)) for i in range(len(self))]
+        return list(self._ratios)
+
+    def by_bin(self, bins=RATIO_BINS) -> dict[tuple[float, float], list[int]]:
+        """Indices of the masks in each ratio bin (low <= ratio < high); masks in no bin are left out."""
+        bins = [_check_bin(b, "bins") for b in bins]
+        groups = {b: [] for b in bins}
+        for index, ratio in enumerate(self.ratios()):
+            for low, high in bins:
+                if low <= ratio < high:
+                    groups[(low, high)].append(index)
+        return groups
+
+
+# ----------------------------------------------------------------------------- the shipped set
+def _png_bytes(mask: np.ndarray) -> bytes:
+    ok, buffer = cv2.imencode(".png", mask * np.uint8(255), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode a PNG")
+    return buffer.tobytes()
+
+
+def write_eval_set(out, size=256, seed=0, per_bin=10, per_preset=20, presets=EVAL_PRESETS) -> list[Path]:
+    """Write the fixed evaluation masks as 0/255 PNGs (255 = hole) plus a README; returns the PNG paths.
+
+    ``out/set1/<10-20>/NNN.png``: Mask Set I, `per_bin` masks per bin of RATIO_BINS.
+    ``out/set2/<preset>/NNN.png``: Mask Set II, `per_preset` masks per preset, masks over 50 %
+    rejected as in LaMa's evaluation. Mask NNN of bin or preset number g in set s is drawn with
+    ``numpy.random.default_rng([seed, s, g, NNN])``, so a file does not depend on which others are
+    written, and the same seed rewrites the same bytes. The set is drawn in memory before any file
+    is touched, each file replaced atomically, and old NNN.png files not in the new set removed
+    last: a failure midway leaves the previous set whole.
+    """
+    out = Path(out)
+    for name, value in (("seed", seed), ("per_bin", per_bin), ("per_preset", per_preset)):
+        check_int(name, value, 0)
+    _check_size(size, size, ("size", "size"))
+    if out.exists() and not out.is_dir():
+        raise ValueError(got_expected("out", str(out), "a folder for the mask set; it is a file"))
+    for name in presets:
+        if name not in LARGE_MASK_PRESETS:
+            raise ValueError(got_expected("presets", name, f"names from {sorted(LARGE_MASK_PRESETS)}"))
+    # (set folder, group folder, set number, group number, count, mask maker)
+    groups = [("set1", bin_name(b), 1, g, per_bin, lambda rng, b=b: irregular_mask(size, size, b, rng))
+              for g, b in enumerate(RATIO_BINS)]
+    groups += [("set2", name, 2, list(LARGE_MASK_PRESETS).index(name), per_preset,
+                lambda rng, name=name: large_mask(size, size, name, rng, 0.5)) for name in presets]
+    # The whole set is drawn and encoded first: a failure or Ctrl-C meanwhile leaves the old set
+    # as it was. Then each file is replaced atomically, and only then are old extras removed.
+    new = {}
+    for set_name, group, set_number, group_number, count, make in groups:
+        for i in range(count):
+            mask = make(np.random.default_rng([seed, set_number, group_number, i]))
+            new[out / set_name / group / f"{i:03d}.png"] = _png_bytes(mask)
+    written = [atomic_write(path, data) for path, data in new.items()]
+    for old in sorted(out.glob("set[12]/*/*.png")):
+        if re.fullmatch(r"\d{3}\.png", old.name) and old not in new:
+            old.unlink()
+    command = (f"bidsnet masks write --out {shlex.quote(str(out))} --size {size} --seed {seed}"
+               f" --per-bin {per_bin} --per-preset {per_preset}")
+    if tuple(presets) != EVAL_PRESETS:
+        command += f" --presets {' '.join(presets)}"
+    readme = f"""# Fixed evaluation masks
+
+Written by
+
+    {command}
+
+from `bidsnet_lib/mask_files.py`; the same command rewrites these files byte for byte
+(`tests/test_masks.py` checks it). Every file is a {size}x{size} 8-bit PNG: 255 = hole, 0 = known.
+
+- `set1/<low>-<high>/NNN.png`: Mask Set I (irregular strokes and polygons, rotated and flipped),
+  {per_bin} masks per hole-ratio bin; a mask in `set1/10-20/` has 10 % <= hole ratio < 20 %.
+- `set2/<preset>/NNN.png`: Mask Set II (LaMa's large masks), {per_preset} masks for each of the presets
+  {', '.join(presets)}; masks covering more than 50 % are redrawn, as in LaMa's evaluation.
+
+Mask NNN of bin b (0 = 10-20, ..., 4 = 50-60) in set1 comes from
+`numpy.random.default_rng([seed, 1, b, NNN])`; mask NNN of preset p (0 = thin, 1 = medium,
+2 = thick, 3 = train) in set2 from `numpy.random.default_rng([seed, 2, p, NNN])`.
+"""
+    atomic_write(out / "README.md", readme)
+    return written
