@@ -10,6 +10,7 @@
 
 import importlib.util
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,18 @@ EXERCISE_TIMEOUT = 300  # s for a solution or a check (pyproject's per-test limi
 
 
 def run_in_kernel(kernel, source: str) -> str | None:
-    """Execute ``source`` in nbval's kernel; None when it ran cleanly, else the error's last line."""
-    reply = kernel.kc.execute_interactive(source, store_history=False, timeout=EXERCISE_TIMEOUT,
-                                          output_hook=lambda msg: None)
+    """Execute ``source`` in nbval's kernel; None when it ran cleanly, else the error's last line.
+
+    Through nbval's blocking channels, whose waits are zmq_poll calls: jupyter_client's
+    ``execute_interactive`` waits on an asyncio poller instead, whose wake-up can be missed, and
+    then both sides idle until its timeout (tools/execute_notebooks.py says more)."""
+    msg_id = kernel.execute_cell_input(source, allow_stdin=False)
+    deadline = time.monotonic() + EXERCISE_TIMEOUT
+    while True:
+        reply = kernel.get_message("shell", timeout=max(0.0, deadline - time.monotonic()))
+        if reply["parent_header"].get("msg_id") == msg_id:
+            break
+    kernel.await_idle(msg_id, max(0.0, deadline - time.monotonic()))
     content = reply["content"]
     return None if content["status"] == "ok" else f"{content.get('ename')}: {content.get('evalue')}"
 

@@ -21,14 +21,53 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from queue import Empty
 
 import nbformat
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.channels import AsyncZMQSocketChannel
 from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from traitlets import Type, default
 
 KERNEL = "python3"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+POLL_SLICE = 0.5  # s: the longest a missed wake-up can delay a message
+
+
+class SlicedPollChannel(AsyncZMQSocketChannel):
+    """A channel that waits in short slices instead of one long poll.
+
+    nbclient waits for a cell's reply with one asyncio poll of up to the cell timeout. That poll
+    wakes on the zmq socket's edge-triggered file descriptor; when the wake-up is missed (the
+    message is in the socket but the loop never hears of it), both sides sit idle in ``select``
+    until the timeout, where pyzmq's last ``poll(0)`` finds the message and the cell "succeeds"
+    600 s late (seen in the site build: notebook 01's widget cell, then 600 s with no error).
+    A poll that ends every half second takes that ``poll(0)`` each time."""
+
+    async def get_msg(self, timeout: float | None = None) -> dict:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = POLL_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
+            if await self.socket.poll(int(1000 * min(POLL_SLICE, left))):
+                return await self._recv()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Empty
+
+
+class SlicedPollKernelClient(AsyncKernelClient):
+    shell_channel_class = Type(SlicedPollChannel)
+    iopub_channel_class = Type(SlicedPollChannel)
+    stdin_channel_class = Type(SlicedPollChannel)
+    control_channel_class = Type(SlicedPollChannel)
+
+
+class SlicedPollKernelManager(AsyncKernelManager):
+    @default("client_factory")
+    def _client_factory_default(self) -> type:
+        return SlicedPollKernelClient
 
 
 def check_kernel() -> None:
@@ -48,6 +87,7 @@ def execute(path: Path, out: Path, timeout: int, files: Path | None) -> tuple[fl
         if files is not None:
             shutil.copytree(files, work, dirs_exist_ok=True)
         client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL,
+                                kernel_manager_class=SlicedPollKernelManager,
                                 resources={"metadata": {"path": work}})
         # Its own temporary folder too: `make test` runs the checkout's copies at the same time,
         # and a notebook that clears a fixed folder under /tmp (06's runs) must not clear theirs.
