@@ -50,12 +50,12 @@ from bidsnet_lib.losses import (
     GeneratorLoss,
     LossConfig,
     PatchDiscriminator,
-    VGG19Features,
     discriminator_loss,
 )
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig, check_inputs, composite
 from bidsnet_lib.reports import machine_line, write_section
 from bidsnet_lib.train import TrainConfig
+from bidsnet_lib.vgg import VGG19Features
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "bench/model.py"

@@ -79,20 +79,13 @@ from bidsnet_lib.eval_results import (  # noqa: F401  (ev.EvalResult and the res
     Example,
     write_outputs,
 )
+from bidsnet_lib.fid import FID_MIN_IMAGES, FIDMetric, FIDSampleSizeWarning
 from bidsnet_lib.masks import (
     MIN_SIZE,
     SHIPPED_MASKS,  # noqa: F401  (the default masks beside SHIPPED_IMAGES, for notebooks 07 and 09)
     hole_ratio,
 )
-from bidsnet_lib.metrics import (
-    COLOUR_RING,
-    FID_MIN_IMAGES,
-    FIDMetric,
-    FIDSampleSizeWarning,
-    hole_colour_error,
-    psnr,
-    ssim,
-)
+from bidsnet_lib.metrics import COLOUR_RING, hole_colour_error, psnr, ssim
 from bidsnet_lib.model import check_inputs, composite
 from bidsnet_lib.plumbing import (
     REPO_ROOT,

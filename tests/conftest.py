@@ -22,6 +22,16 @@ def seeded_torch():
 
 
 @pytest.fixture
+def hub_checkpoints(monkeypatch, tmp_path) -> Path:
+    """A fresh TORCH_HOME and no network: returns torch.hub's (empty) checkpoint directory."""
+    from bidsnet_lib import plumbing
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(plumbing, "reachable", lambda url, timeout=2.0: False)
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+@pytest.fixture
 def made_up_fusion_report():
     """A fusion report with made-up scores: 8 mask groups, 2 seeds, Telea as the baseline."""
     from bidsnet_lib.ablate import STUDIES, AblationSettings

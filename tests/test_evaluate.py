@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bidsnet_lib import evaluate as ev
-from bidsnet_lib import metrics, plumbing
+from bidsnet_lib import fid, metrics, plumbing
 from bidsnet_lib.baselines import make_baseline
 from bidsnet_lib.bootstrap import bootstrap_interval
 from bidsnet_lib.checkpoint import INFERENCE_FORMAT, save_checkpoint
@@ -202,8 +202,8 @@ def test_weight_flags_reach_the_metrics_and_fid_rows_state_the_count(checkpoint,
         return Projection()
 
     monkeypatch.setattr(metrics, "LPIPSMetric", FakeLPIPS)
-    monkeypatch.setattr(metrics, "load_fid_inception", fake_inception)
-    with pytest.warns(metrics.FIDSampleSizeWarning, match="from 4 to 4 images"):
+    monkeypatch.setattr(fid, "load_fid_inception", fake_inception)
+    with pytest.warns(fid.FIDSampleSizeWarning, match="from 4 to 4 images"):
         assert run(checkpoint, tmp_path / "out", "--lpips", "vgg", "--lpips-weights", "vgg.pth",
                    "--fid-weights", "inception.pth", "--baselines", "telea,ns", *SET2) == 0
     assert seen == {"lpips": ("vgg", "vgg.pth", False), "fid": "inception.pth"}
@@ -407,7 +407,7 @@ def test_evaluate_keeps_known_pixels_and_scores_like_the_metrics(photos, masks):
 
 def test_evaluate_fid_with_a_pluggable_extractor_states_the_count_and_warns(photos, masks):
     oracle = lambda image, mask: image  # noqa: E731 - fills every hole with the truth
-    with pytest.warns(metrics.FIDSampleSizeWarning, match="from 6 to 6 images"):
+    with pytest.warns(fid.FIDSampleSizeWarning, match="from 6 to 6 images"):
         result = ev.evaluate({"oracle": oracle}, photos, masks, fid_features=Projection(), progress=False)
     assert result.methods == [*BASELINES, "oracle"] and result.baselines == list(BASELINES)
     assert result.value("10-20", "oracle", "psnr") == math.inf

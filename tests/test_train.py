@@ -15,7 +15,7 @@ from PIL import Image
 from skimage import data as skdata
 from skimage import transform
 
-from bidsnet_lib import losses, plumbing
+from bidsnet_lib import plumbing, vgg
 from bidsnet_lib.checkpoint import (
     INFERENCE_FORMAT,
     TRAIN_FORMAT,
@@ -278,7 +278,7 @@ def test_bfloat16_autocast_on_the_cpu_trains(photos, tmp_path):
 
 def test_a_random_vgg_is_recorded_in_the_checkpoint(photos, tmp_path):
     loss = LossConfig(perceptual=0.1, style=250.0, vgg_weights="random")
-    with pytest.warns(losses.RandomWeightsWarning):
+    with pytest.warns(vgg.RandomWeightsWarning):
         trainer = Trainer(tiny_config(photos, loss=loss, steps=1), tmp_path, progress=False)
     row = trainer.train()
     assert row["perceptual"] > 0 and row["style"] > 0

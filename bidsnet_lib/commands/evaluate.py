@@ -13,8 +13,8 @@ from bidsnet_lib.commands import USER_ERRORS, Parser, run
 from bidsnet_lib.eval_inputs import load_mask_groups, load_photos
 from bidsnet_lib.eval_results import EvalResult, write_outputs
 from bidsnet_lib.evaluate import default_cache_dir, evaluate
+from bidsnet_lib.fid import FID_WEIGHTS_FILE
 from bidsnet_lib.masks import MIN_SIZE, SHIPPED_MASKS
-from bidsnet_lib.metrics import FID_WEIGHTS_FILE
 from bidsnet_lib.plumbing import SHIPPED_IMAGES, resolve_device
 
 
@@ -104,7 +104,8 @@ def build_parser(prog: str = "bidsnet evaluate") -> Parser:
 
 def _metrics(args, device) -> tuple[object, object, dict[str, str]]:
     """LPIPS and FID as asked; missing weight files fail here, before any work, naming the flags."""
-    from bidsnet_lib.metrics import LPIPSMetric, load_fid_inception
+    from bidsnet_lib.fid import load_fid_inception
+    from bidsnet_lib.metrics import LPIPSMetric
 
     lpips, fid, skipped = None, None, {}
     if args.lpips == "off":
