@@ -53,14 +53,14 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
                           ("sigma2", sigma2, 2)):
         a = np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a, dtype=np.float64)
         if a.ndim != ndim or not np.isfinite(a).all():
-            raise ValueError(f"{name}: got shape {a.shape}; expected a finite "
+            raise ValueError(f"{name}: got shape {a.shape}, expected a finite "
                              f"{'vector (D,)' if ndim == 1 else 'matrix (D, D)'}")
         arrays.append(a)
     mu1, sigma1, mu2, sigma2 = arrays
     d = mu1.shape[0]
     for name, a, shape in (("mu2", mu2, (d,)), ("sigma1", sigma1, (d, d)), ("sigma2", sigma2, (d, d))):
         if a.shape != shape:
-            raise ValueError(f"{name}: got shape {a.shape}; expected {shape} to match mu1")
+            raise ValueError(f"{name}: got shape {a.shape}, expected {shape} to match mu1")
     root1 = _sqrt_psd(sigma1, "sigma1")
     _sqrt_psd(sigma2, "sigma2")  # validates sigma2 as a covariance
     middle = root1 @ sigma2 @ root1
@@ -75,7 +75,7 @@ def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
     f = np.asarray(features.detach().cpu() if isinstance(features, torch.Tensor) else features,
                    dtype=np.float64)
     if f.ndim != 2 or f.shape[0] < 2:
-        raise ValueError(f"features: got shape {f.shape}; expected (N, D) with N >= 2")
+        raise ValueError(f"features: got shape {f.shape}, expected (N, D) with N >= 2")
     return f.mean(axis=0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
 
 
@@ -256,7 +256,7 @@ class FIDMetric:
         if isinstance(feature_extractor, nn.Module) and device is not None:
             feature_extractor = feature_extractor.to(device)
         if not isinstance(min_images, int) or min_images < 2:
-            raise ValueError(f"min_images: got {min_images!r}; expected an int >= 2")
+            raise ValueError(f"min_images: got {min_images!r}, expected an int >= 2")
         self.extractor = feature_extractor
         self.name = getattr(feature_extractor, "name", type(feature_extractor).__name__)
         self.comparable = bool(getattr(feature_extractor, "comparable", False))
@@ -273,8 +273,8 @@ class FIDMetric:
         with torch.no_grad():
             f = self.extractor(x.float())
         if not isinstance(f, torch.Tensor) or f.dim() != 2 or f.shape[0] != x.shape[0]:
-            raise ValueError(f"feature_extractor returned {getattr(f, 'shape', type(f))} for "
-                             f"{x.shape[0]} images; expected a tensor ({x.shape[0]}, D)")
+            raise ValueError(f"feature_extractor: got {getattr(f, 'shape', type(f))} for "
+                             f"{x.shape[0]} images, expected a tensor ({x.shape[0]}, D)")
         return f.detach().cpu().double().numpy()
 
     def update(self, real=None, fake=None) -> None:
@@ -293,7 +293,7 @@ class FIDMetric:
         for key, f in (("real", real), ("fake", fake)):
             if f is not None:
                 if not isinstance(f, np.ndarray) or f.ndim != 2:
-                    raise ValueError(f"{key}: got {getattr(f, 'shape', type(f).__name__)}; expected "
+                    raise ValueError(f"{key}: got {getattr(f, 'shape', type(f).__name__)}, expected "
                                      "a features array (N, D)")
                 self._features[key].append(f.astype(np.float64, copy=False))
 
@@ -326,7 +326,7 @@ class FIDMetric:
 def _batches(images, name: str) -> Iterator[torch.Tensor]:
     # A single tensor/array is one batch; anything else is an iterable of batches.
     if isinstance(images, np.ndarray) and images.ndim != 4:
-        raise ValueError(f"{name}: got an array of shape {images.shape}; expected a set of "
+        raise ValueError(f"{name}: got an array of shape {images.shape}, expected a set of "
                          "images (N, H, W, 3)")
     for batch in [images] if isinstance(images, torch.Tensor | np.ndarray) else images:
         yield to_image_batch(batch, name)
@@ -338,7 +338,7 @@ def compute_fid(real_images, fake_images, feature_extractor: FeatureExtractor | 
     """FID between two image sets: tensors (N, 3, H, W) in [0, 1], uint8 arrays (N, H, W, 3), or
     iterables of such batches (sizes may differ between batches)."""
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: got {batch_size!r}; expected a positive int")
+        raise ValueError(f"batch_size: got {batch_size!r}, expected a positive int")
     metric = FIDMetric(feature_extractor, min_images=min_images, device=device)
     for key, images in (("real", real_images), ("fake", fake_images)):
         for batch in _batches(images, f"{key}_images"):  # (B, 3, H, W)

@@ -34,21 +34,21 @@ def to_image_batch(x: torch.Tensor | np.ndarray, name: str = "image") -> torch.T
     """Float tensor (B, 3, H, W) in [0, 1] from such a tensor or uint8 (H, W, 3) / (B, H, W, 3)."""
     if isinstance(x, np.ndarray):
         if x.dtype != np.uint8 or x.ndim not in (3, 4) or x.shape[-1] != 3:
-            raise ValueError(f"{name}: got a {x.dtype} array of shape {x.shape}; expected uint8 "
+            raise ValueError(f"{name}: got a {x.dtype} array of shape {x.shape}, expected uint8 "
                              "(H, W, 3) or (B, H, W, 3)")
         x = torch.from_numpy(np.ascontiguousarray(x if x.ndim == 4 else x[None]))
         # float32: float64 depthwise convolutions (SSIM) are many times slower on CPU, and float32
         # already agrees with scikit-image's float64 to ~1e-6.
         return x.permute(0, 3, 1, 2).float() / 255  # (B, 3, H, W)
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: got {type(x).__name__}; expected a float tensor (B, 3, H, W) "
+        raise TypeError(f"{name}: got {type(x).__name__}, expected a float tensor (B, 3, H, W) "
                         "in [0, 1] or a uint8 numpy array (H, W, 3) / (B, H, W, 3)")
     if x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"{name}: got a tensor of shape {tuple(x.shape)}; expected (B, 3, H, W)")
+        raise ValueError(f"{name}: got a tensor of shape {tuple(x.shape)}, expected (B, 3, H, W)")
     if not x.is_floating_point():
-        raise ValueError(f"{name}: got dtype {x.dtype}; expected a float tensor in [0, 1]")
+        raise ValueError(f"{name}: got dtype {x.dtype}, expected a float tensor in [0, 1]")
     if x.numel() and (torch.isnan(x).any() or x.min() < 0 or x.max() > 1):
-        raise ValueError(f"{name}: values span [{x.min().item():.4g}, {x.max().item():.4g}]; "
+        raise ValueError(f"{name}: got values in [{x.min().item():.4g}, {x.max().item():.4g}], "
                          "expected values in [0, 1] (no NaN)")
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
@@ -56,8 +56,8 @@ def to_image_batch(x: torch.Tensor | np.ndarray, name: str = "image") -> torch.T
 def _pair(pred, target) -> tuple[torch.Tensor, torch.Tensor]:
     p, t = to_image_batch(pred, "pred"), to_image_batch(target, "target")
     if p.shape != t.shape:
-        raise ValueError(f"pred has shape {tuple(p.shape)} and target {tuple(t.shape)} "
-                         "(as (B, 3, H, W)); expected equal shapes")
+        raise ValueError(f"pred, target: got shapes {tuple(p.shape)} and {tuple(t.shape)}, "
+                         "expected equal shapes (B, 3, H, W)")
     dtype = torch.promote_types(p.dtype, t.dtype)
     return p.to(dtype), t.to(device=p.device, dtype=dtype)
 
@@ -131,10 +131,10 @@ def _hole_masks(mask, batch: int, shape: tuple[int, int]) -> np.ndarray:
     if m.ndim == 2:
         m = m[None]
     if m.shape != (batch, *shape):
-        raise ValueError(f"mask: got shape {tuple(np.shape(mask))}; expected ({batch}, 1, {shape[0]}, "
+        raise ValueError(f"mask: got shape {tuple(np.shape(mask))}, expected ({batch}, 1, {shape[0]}, "
                          f"{shape[1]}), ({batch}, {shape[0]}, {shape[1]}) or {shape} for one image")
     if not np.isin(m, (0, 1)).all():
-        raise ValueError("mask: got values other than 0 and 1; expected 1 = hole, 0 = known")
+        raise ValueError("mask: got values other than 0 and 1, expected 1 = hole, 0 = known")
     return m.astype(bool)
 
 
@@ -150,7 +150,7 @@ def hole_colour_error(pred, mask, ring: int = COLOUR_RING) -> torch.Tensor:
     """
     p = to_image_batch(pred, "pred")
     if isinstance(ring, bool) or not isinstance(ring, int) or ring < 1:
-        raise ValueError(f"ring: got {ring!r}; expected an int >= 1 (pixels)")
+        raise ValueError(f"ring: got {ring!r}, expected an int >= 1 (pixels)")
     holes = _hole_masks(mask, p.shape[0], tuple(p.shape[-2:]))
     rgb = (p.detach().double() * 255).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring + 1, 2 * ring + 1))
@@ -185,7 +185,7 @@ LPIPS_NETS = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
 def lpips_backbone_file(net: str = "alex") -> tuple[str, str]:
     """(file name, URL) of the torchvision ImageNet weights that LPIPS' ``net`` trunk uses."""
     if net not in LPIPS_NETS:
-        raise ValueError(f"net: got {net!r}; expected one of {sorted(LPIPS_NETS)}")
+        raise ValueError(f"net: got {net!r}, expected one of {sorted(LPIPS_NETS)}")
     from torchvision.models import get_model_weights
 
     url = get_model_weights(LPIPS_NETS[net]).IMAGENET1K_V1.url

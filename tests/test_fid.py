@@ -175,7 +175,7 @@ def test_fid_metric_features_computed_once_serve_several_metrics(crops):
         assert metric.counts == (40, 40)
         assert metric.compute().fid == pytest.approx(
             compute_fid(crops, crops * factor, PooledColour(), min_images=20).fid, rel=1e-9)
-    with pytest.raises(ValueError, match=r"real: got \(40,\); expected a features array"):
+    with pytest.raises(ValueError, match=r"real: got \(40,\), expected a features array"):
         shared.add_features(real=real[:, 0])
 
 
@@ -183,7 +183,7 @@ def test_fid_bad_extractors_and_arguments(crops):
     with pytest.raises(TypeError, match="feature_extractor: got int"):
         FIDMetric(3)
     with pytest.raises(
-        ValueError, match=r"feature_extractor returned .* expected a tensor \(4, D\)"
+        ValueError, match=r"feature_extractor: got .* images, expected a tensor \(4, D\)"
     ):
         FIDMetric(lambda x: x.mean(dim=(1, 2, 3))).update(real=crops[:4])
     with pytest.raises(ValueError, match="batch_size: got 0"):

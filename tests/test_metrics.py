@@ -120,7 +120,7 @@ def test_identical_images_and_ordering():
             torch.full((1, 3, 16, 16), 1.5),
             torch.zeros(1, 3, 16, 16),
             ValueError,
-            r"values span \[1.5, 1.5\]",
+            r"got values in \[1.5, 1.5\], expected values in \[0, 1\]",
         ),
         (torch.zeros(2, 3, 16, 16), torch.zeros(1, 3, 16, 16), ValueError, "expected equal shapes"),
         (torch.zeros(1, 3, 8, 16), torch.zeros(1, 3, 8, 16), ValueError, "SSIM needs both sides"),
@@ -218,7 +218,7 @@ def test_lpips_random_backbone_only_when_asked_and_labelled(hub_checkpoints):
 
 def test_lpips_bad_arguments():
     with pytest.raises(
-        ValueError, match=r"net: got 'resnet'; expected one of \['alex', 'squeeze', 'vgg'\]"
+        ValueError, match=r"net: got 'resnet', expected one of \['alex', 'squeeze', 'vgg'\]"
     ):
         LPIPSMetric("resnet")
     with pytest.raises(ValueError, match="backbone_path: given together with random_backbone"):
@@ -273,7 +273,7 @@ def test_hole_colour_error_without_a_ring_and_bad_inputs():
     assert math.isnan(hole_colour_error(image, everything).item())
     with pytest.raises(ValueError, match="ring: got 0"):
         hole_colour_error(image, torch.zeros(1, 1, 32, 32), ring=0)
-    with pytest.raises(ValueError, match=r"mask: got shape \(1, 1, 16, 16\); expected \(1, 1, 32, 32\)"):
+    with pytest.raises(ValueError, match=r"mask: got shape \(1, 1, 16, 16\), expected \(1, 1, 32, 32\)"):
         hole_colour_error(image, torch.zeros(1, 1, 16, 16))
     with pytest.raises(ValueError, match="mask: got values other than 0 and 1"):
         hole_colour_error(image, torch.full((1, 1, 32, 32), 2.0))
