@@ -107,7 +107,7 @@ def test_command_writes_a_well_formed_csv_for_every_group_method_and_metric(quic
 def test_command_writes_the_markdown_tables_and_both_pictures(quick_run):
     table = (quick_run / "results.md").read_text()
     assert "composited output (known pixels kept" in table and "resized to 32x32" in table
-    assert "the model through bidsnet inpaint's Inpainter" in table
+    assert "the model through bidsnet inpaint's Inpainter" in table and "averaged with that of the mirrored crop" in table
     assert "95 % percentile bootstrap interval of the mean over photos (10,000 resamples" in table
     lines = table.splitlines()
     for set_name, group in GROUPS:

@@ -234,6 +234,32 @@ def test_inpainter_arguments_are_checked(tiny_model):
         Inpainter("telea")
 
 
+class ColumnRamp(torch.nn.Module):
+    """Fills each pixel with its column's position, 0 at the left to 1 at the right: a fill that a
+    mirror image turns around, so the mirrored average is 0.5 everywhere."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def forward(self, image, mask):
+        self.batches.append(image.shape[0])
+        return torch.linspace(0, 1, image.shape[-1]).expand_as(image).clone()
+
+
+def test_mirror_averages_the_fill_of_the_mirrored_crop_in_one_call():
+    rgb, holes = photo(), box_mask()
+    ramp = ColumnRamp()
+    out = Inpainter(ramp, work_size=WORK, mirror=True).inpaint(rgb, holes)
+    assert ramp.batches == [2]  # the crop and its mirror image in one batch
+    assert (out[holes == 1] == 128).all()  # (x + (1 - x)) / 2 = 0.5
+    assert len(np.unique(Inpainter(ColumnRamp(), work_size=WORK).inpaint(rgb, holes)[holes == 1])) > 10
+    # Mirrored back before averaging: a model that returns its input gives the photo itself.
+    np.testing.assert_array_equal(Inpainter(Oracle(), work_size=WORK, mirror=True).inpaint(rgb, holes), rgb)
+    with pytest.raises(TypeError, match="mirror: got 'yes', expected True or False"):
+        Inpainter(ramp, mirror="yes")
+
+
 def test_a_baseline_works_as_the_model():
     rgb, holes = photo(), box_mask()
     out = Inpainter(make_baseline("telea"), work_size=WORK, label="Telea").inpaint(rgb, holes)
@@ -243,9 +269,11 @@ def test_a_baseline_works_as_the_model():
 # ----------------------------------------------------------------------------- checkpoints
 def test_from_checkpoint_reads_the_working_size(checkpoint, tiny_model):
     inp = Inpainter.from_checkpoint(checkpoint, device="cpu")
-    assert inp.work_size == WORK and "tiny.pt" in inp.label
+    assert inp.work_size == WORK and "tiny.pt" in inp.label and inp.mirror
     rgb, holes = photo(), box_mask()
-    np.testing.assert_array_equal(inp.inpaint(rgb, holes), Inpainter(tiny_model, work_size=WORK).inpaint(rgb, holes))
+    np.testing.assert_array_equal(inp.inpaint(rgb, holes),
+                                  Inpainter(tiny_model, work_size=WORK, mirror=True).inpaint(rgb, holes))
+    assert not Inpainter.from_checkpoint(checkpoint, device="cpu", mirror=False).mirror
 
 
 def test_missing_shipped_checkpoint_says_how_to_get_one(monkeypatch, tmp_path):
@@ -269,6 +297,16 @@ def files(tmp_path):
     Image.fromarray(rgb).save(tmp_path / "photo.png")
     Image.fromarray(holes * 255).save(tmp_path / "mask.png")
     return tmp_path, rgb, holes
+
+
+def test_cli_mirrors_unless_told_not_to(files, checkpoint, tiny_model):
+    folder, rgb, holes = files
+    for flags, mirror in (([], True), (["--no-mirror"], False)):
+        out = folder / f"mirror_{mirror}.png"
+        assert main([str(folder / "photo.png"), str(folder / "mask.png"), "-o", str(out),
+                     "--checkpoint", str(checkpoint), *flags]) == 0
+        expected = Inpainter(tiny_model, work_size=WORK, mirror=mirror).inpaint(rgb, holes)
+        np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)
 
 
 def test_cli_single_image(files, checkpoint, capsys):

@@ -73,6 +73,9 @@ def build_parser(prog: str = "bidsnet evaluate") -> Parser:
                              "always runs through bidsnet inpaint's crops at its training size")
     parser.add_argument("--masks-per-group", "--limit", dest="limit", type=_positive, default=None,
                         help="only the first K masks (sorted by file) of each group (quick runs)")
+    parser.add_argument("--no-mirror", action="store_true",
+                        help="one model call per crop, as bidsnet inpaint --no-mirror (default: the fill is "
+                             "averaged with that of the mirrored crop, as bidsnet inpaint does)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds the bootstrap and torch, picks the examples shown")
     parser.add_argument("--resamples", type=_positive, default=N_RESAMPLES,
@@ -150,9 +153,11 @@ def _run(args) -> EvalResult:
     model, meta = load_inference_model(checkpoint, device=device)
     size = work_size(meta)
     label = f"BIDS-Net ({checkpoint.name})"
-    method = Inpainter(model, work_size=size, device=device, batch_size=args.batch_size, label=label)
+    method = Inpainter(model, work_size=size, device=device, batch_size=args.batch_size, label=label,
+                       mirror=not args.no_mirror)
+    mirrored = "" if args.no_mirror else ", each fill averaged with that of the mirrored crop"
     through = (f"the model through bidsnet inpaint's Inpainter (crops around the holes at its working "
-               f"size {size}x{size}), the baselines on the whole image")
+               f"size {size}x{size}{mirrored}), the baselines on the whole image")
     if args.size == "native":
         photos = load_photos(args.images)
         protocol = (f"{len(photos)} photos of {args.images} at their own sizes; masks stretched to each "
