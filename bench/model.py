@@ -450,8 +450,9 @@ def t4_lines(est: dict) -> list[str]:
     for label in ("fp32", "autocast"):
         e = est[label]
         rows.append(f"| {label} | {e['per_image'] / GIB:.2f} | {e['fixed'] / GIB:.2f} | {e['batch']} |")
-    loss = ("through VGG-19 up to relu5_2" if p["vgg"] else "without VGG-19 (the preset's perceptual "
-            "and style weights are 0)") + (" and the critic" if p["critic"] else "")
+    parts = [name for name, n in (("VGG-19 up to relu5_2", p["vgg"]), ("the critic", p["critic"])) if n]
+    loss = "through " + (" and ".join(parts) or "the pixels only") + (
+        "" if p["vgg"] else " (no VGG-19: the preset's perceptual and style weights are 0)")
     return [
         f"Training the {est['preset']} preset at {est['size']} px: the most bytes autograd holds for "
         f"backward during one `Trainer.train_step` (the library's own step: generator; critic step "
