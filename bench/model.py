@@ -7,8 +7,8 @@ Models, batch 1, fp32: the ``paper`` and ``small`` presets (FAVOR+ attention), e
 network with exact attention in the Transformer stream (``attention="softmax"``, PyTorch's fused
 ``scaled_dot_product_attention``), and, for the cost side of the paper's stream ablation, a
 CNN-only and a Transformer-only network with the small preset's depths, widths scaled until the
-parameter count matches the small preset's (``BIDSNetConfig`` keeps ``cnn_share`` strictly
-inside (0, 1), so these are built from the stream modules). Per model and size:
+parameter count matches the small preset's (``bidsnet_lib.model.single_stream``: one stream
+with BIDS-Net's own input and head code). Per model and size:
 
 - time of an inference forward (``no_grad``) and of a training step (forward, ``mean()``,
   backward): medians of repeated calls after a warm-up, the models of one size taking turns
@@ -20,14 +20,17 @@ inside (0, 1), so these are built from the stream modules). Per model and size:
 - activation memory: the bytes of the distinct storages autograd saves for the backward pass
   during the training forward (``saved_tensors_hooks``; parameters and buffers left out).
 
-Last, the batch that fits a 16 GB T4 when training the paper preset at 256 px: the saved tensors
-of a whole training step as ``bidsnet_lib.train.Trainer`` runs it (generator, critic step with
-R1, generator loss with VGG-19 and the critic), in fp32 and under bfloat16 autocast (this CPU's
-stand-in for CUDA's float16 autocast: the same 2-byte activations), at batch 1 and 2, so that
-the per-image part and the batch-independent part separate.
+Last, the batch that fits a 16 GB T4 when training the paper preset at 256 px: the library's
+own ``bidsnet_lib.train.Trainer`` (the preset's config, a random VGG-19, one random photo) runs
+one ``train_step`` (generator, critic step with R1, generator loss with VGG-19 and the critic)
+while ``SavedTensors`` follows the bytes autograd holds for backward, each graph let go as its
+backward frees it; the peak is the figure. In fp32 and under the trainer's bfloat16 autocast
+(this CPU's stand-in for CUDA's float16 autocast: the same 2-byte activations), at batch 1 and
+2, so that the per-image part and the batch-independent part separate.
 """
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import datetime
@@ -36,31 +39,26 @@ import math
 import os
 import statistics
 import sys
+import tempfile
 import time
+import warnings
+import weakref
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from bidsnet_lib.attention import TransformerStream
-from bidsnet_lib.cnn import CNNStream, PreActResBlock, group_norm
-from bidsnet_lib.fusion import Align
-from bidsnet_lib.losses import (
-    GeneratorLoss,
-    LossConfig,
-    PatchDiscriminator,
-    discriminator_loss,
-)
-from bidsnet_lib.model import BIDSNet, BIDSNetConfig, check_inputs, composite
+from bidsnet_lib.model import BIDSNet, BIDSNetConfig, single_stream
 from bidsnet_lib.reports import machine_line, write_section
-from bidsnet_lib.train import TrainConfig
-from bidsnet_lib.vgg import VGG19Features
+from bidsnet_lib.train import PRESETS, TrainConfig, Trainer
+from bidsnet_lib.vgg import RandomWeightsWarning
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "bench/model.py"
 GIB = 2**30
-STREAMS = ("cnn", "transformer")
 # A T4 reports 15,360 MiB; the CUDA context with cuBLAS/cuDNN workspaces takes about 0.6 GiB.
 T4_USABLE = 15.0 * GIB - 0.6 * GIB
 # Bytes per parameter that live through training: fp32 weights, gradients and Adam's two moments
@@ -76,58 +74,8 @@ RETIME_BELOW = 30.0
 # ----------------------------------------------------------------------------- the models
 
 
-class SingleStream(nn.Module):
-    """One U-stream of BIDS-Net alone with the same input, refinement and head: the ablation's
-    CNN-only or Transformer-only network. ``widths`` and ``depths``: per scale plus bottleneck."""
-
-    def __init__(self, kind: str, config: BIDSNetConfig, widths: tuple[int, ...]):
-        super().__init__()
-        if kind not in STREAMS:
-            raise ValueError(f"kind must be one of {list(STREAMS)}, got {kind!r}")
-        if not isinstance(config, BIDSNetConfig):
-            raise TypeError(f"config must be a BIDSNetConfig, got {type(config).__name__}")
-        self.kind, self.stride = kind, config.stride
-        if kind == "cnn":
-            self.stream = CNNStream(4, widths, (*config.cnn_depths, config.cnn_bottleneck_depth))
-            self.up = nn.Identity()
-        else:
-            self.stream = TransformerStream(
-                4, widths, (*config.trans_depths, config.trans_bottleneck_depth), heads=config.heads,
-                dim_head=config.dim_head, attention=config.attention, nb_features=config.nb_features,
-                patch=config.trans_downsample, ortho=config.ortho, redraw_interval=config.redraw_interval)
-            self.up = Align(widths[0], widths[0], config.trans_downsample)
-        self.refine = PreActResBlock(widths[0], widths[0])
-        self.head = nn.Sequential(group_norm(widths[0]), nn.SiLU(), nn.Conv2d(widths[0], 3, 3, padding=1))
-
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        check_inputs(image, mask, min_size=self.stride)
-        height, width = image.shape[-2:]
-        mask = mask.to(image.dtype)
-        x = torch.cat([image * (1 - mask), mask], dim=1)  # (B, 4, H, W)
-        x = nn.functional.pad(x, (0, -width % self.stride, 0, -height % self.stride), mode="reflect")
-        h = self.up(self.stream(x))  # (B, w_0, H', W')
-        return torch.sigmoid(self.head(self.refine(h)))[..., :height, :width]  # (B, 3, H, W)
-
-
 def num_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def single_stream(kind: str, config: BIDSNetConfig, target: int) -> SingleStream:
-    """The ``kind`` stream alone, base width scaled so its parameter count is nearest ``target``."""
-    if not isinstance(target, int) or target < 1:
-        raise ValueError(f"target must be a positive parameter count, got {target!r}")
-    def build(base: int) -> SingleStream:
-        return SingleStream(kind, config, tuple(base * m for m in config.channel_mults))
-
-    # Parameters grow about with the square of the width: start from that guess, then step until
-    # params(base) <= target < params(base + 1) (or base = 1), and keep the nearer of the two.
-    base = max(1, round(config.width * math.sqrt(target / num_parameters(build(config.width)))))
-    while base > 1 and num_parameters(build(base)) > target:
-        base -= 1
-    while num_parameters(build(base + 1)) <= target:
-        base += 1
-    return min((build(base), build(base + 1)), key=lambda m: abs(num_parameters(m) - target))
 
 
 def build_models(presets: list[str]) -> dict[str, nn.Module]:
@@ -162,21 +110,44 @@ def tokens_at_first_scale(model: nn.Module, size: int) -> int:
 # ----------------------------------------------------------------------------- measurements
 
 
+class _Held:
+    """A tensor autograd keeps for backward; the meter hears of it when autograd lets it go."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+
+
 class SavedTensors:
     """Inside ``with``: the distinct storages autograd saves for backward, minus excluded modules'
-    parameters and buffers. ``storages`` maps a storage's address to its size in bytes."""
+    parameters and buffers. ``storages`` maps a storage's address to its size in bytes (every
+    storage saved inside, held or since let go); ``peak`` is the most bytes of them held at once,
+    as the graphs saved inside are freed by their backward passes."""
 
     def __init__(self, *excluded: nn.Module):
         self.excluded = {t.untyped_storage().data_ptr() for m in excluded
                          for t in itertools.chain(m.parameters(), m.buffers())}
         self.storages: dict[int, int] = {}
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+        self._held: collections.Counter[int] = collections.Counter()  # address -> tensors held
+        self.held_bytes = self.peak = 0
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda held: held.tensor)
 
-    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+    def _pack(self, t: torch.Tensor) -> _Held:
+        held = _Held(t)
         storage = t.untyped_storage()  # views of one storage (q, k, v of one qkv) count once
-        if storage.data_ptr() not in self.excluded:
-            self.storages[storage.data_ptr()] = storage.nbytes()
-        return t
+        address = storage.data_ptr()
+        if address not in self.excluded:
+            self.storages[address] = storage.nbytes()
+            if not self._held[address]:
+                self.held_bytes += storage.nbytes()
+                self.peak = max(self.peak, self.held_bytes)
+            self._held[address] += 1
+            weakref.finalize(held, self._release, address)
+        return held
+
+    def _release(self, address: int) -> None:
+        self._held[address] -= 1
+        if not self._held[address]:  # the storage's last saved tensor is gone
+            self.held_bytes -= self.storages[address]
 
     @property
     def nbytes(self) -> int:
@@ -355,52 +326,59 @@ def retime(group: dict, size: int, results: dict) -> bool:
     return better
 
 
-def training_memory(config: BIDSNetConfig, size: int, batch: int, autocast: bool) -> int:
-    """Peak saved-tensor bytes of one training step in ``Trainer.train_step``'s order.
+def memory_trainer(config: TrainConfig, folder: Path) -> Trainer:
+    """A CPU ``Trainer`` for ``config`` in ``folder`` (one random photo, one validation item).
 
-    The generator's graph lives through the critic step (with R1) and the generator loss, which
-    never overlap each other: the peak is the larger of the two unions with the generator's.
+    Its VGG-19, if the losses use one, has random weights: the memory measure needs its
+    architecture only, and this machine cannot download the ImageNet file.
     """
-    train = TrainConfig()
-    torch.manual_seed(0)
-    generator = BIDSNet(config)
-    critic = PatchDiscriminator(channels=train.d_channels, n_layers=train.d_layers)
-    vgg = VGG19Features()  # the architecture is all that counts: its random weights are never used
-    loss_fn = GeneratorLoss(LossConfig(), vgg=vgg)
-    image, mask = make_inputs(size, batch)
+    photos = folder / "photos"
+    photos.mkdir(parents=True, exist_ok=True)
+    pixels = torch.randint(0, 256, (config.size, config.size, 3), generator=torch.Generator().manual_seed(0))
+    Image.fromarray(pixels.to(torch.uint8).numpy()).save(photos / "0.png")
+    config = dataclasses.replace(config, data=(str(photos),), val_data=(), val_size=1, num_workers=0,
+                                 loss=dataclasses.replace(config.loss, vgg_weights="random"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        return Trainer(config, folder / "run", device="cpu", progress=False)
 
-    def cast():
-        return torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
 
-    with SavedTensors(generator) as gen:
-        with cast():
-            pred = generator(image, mask)  # (B, 3, S, S)
-        comp = composite(pred, image, mask)  # float32, as the trainer
-    with SavedTensors(critic) as critic_step:
-        d_loss, _ = discriminator_loss(critic, image, comp, mask, LossConfig())
-    del d_loss  # its graph goes before the generator loss, as after the critic's backward
-    critic.requires_grad_(False)
-    with SavedTensors(critic, vgg) as gen_loss, cast():
-        loss_fn(pred, comp, image, mask, critic)
-    # Keyed by address, the union counts a storage saved in both phases once.
-    return max(sum({**gen.storages, **phase.storages}.values()) for phase in (critic_step, gen_loss))
+def training_memory(trainer: Trainer, batch: int) -> int:
+    """Peak bytes autograd holds for backward during one ``trainer.train_step`` of ``batch`` images.
+
+    The trainer's own step, measured by :class:`SavedTensors`: the generator's graph, held through
+    the critic step (its R1 penalty's double backward included) and the generator loss, each
+    phase's graph let go by its backward. Weights and buffers of the trainer's modules are left
+    out (``t4_estimate`` counts them as states); autocast's low-precision weight copies count.
+    """
+    image, mask = make_inputs(trainer.config.size, batch)
+    modules = [m for m in (trainer.generator, trainer.ema, trainer.discriminator, trainer.loss_fn) if m is not None]
+    with SavedTensors(*modules) as meter:
+        trainer.train_step({"image": image, "mask": mask})
+    return meter.peak
 
 
 def t4_estimate(preset: str, size: int) -> dict:
-    """Per-image and fixed training memory (fp32, autocast) and the batch each leaves on a T4."""
-    config = getattr(BIDSNetConfig, preset)()
-    torch.manual_seed(0)
-    params = {"generator": num_parameters(BIDSNet(config)),
-              "critic": num_parameters(PatchDiscriminator(channels=TrainConfig().d_channels,
-                                                          n_layers=TrainConfig().d_layers)),
-              "vgg": num_parameters(VGG19Features())}
-    states = sum(BYTES_PER_PARAM[k] * n for k, n in params.items())
-    out = {"preset": preset, "size": size, "params": params, "states": states}
-    for label, autocast in (("fp32", False), ("autocast", True)):
-        one, two = (training_memory(config, size, b, autocast) for b in (1, 2))
-        per_image, fixed = two - one, 2 * one - two
-        batch = math.floor((T4_USABLE - states - fixed) / (per_image * BACKWARD_HEADROOM))
-        out[label] = {"per_image": per_image, "fixed": fixed, "batch": batch}
+    """Per-image and fixed training memory (fp32, autocast) and the batch each leaves on a T4.
+
+    The ``preset``'s training config at ``size`` px, its ``Trainer`` measured at batch 1 and 2
+    (``training_memory``); "autocast" is the trainer's bfloat16 autocast on the CPU (``cpu_bf16``).
+    """
+    config = dataclasses.replace(PRESETS[preset](), size=size)
+    out = {"preset": preset, "size": size, "batch_size": config.batch_size}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, autocast in (("fp32", False), ("autocast", True)):
+            trainer = memory_trainer(dataclasses.replace(config, cpu_bf16=autocast), Path(tmp) / label)
+            one, two = (training_memory(trainer, b) for b in (1, 2))
+            vgg = trainer.loss_fn.vgg
+            params = {"generator": num_parameters(trainer.generator),
+                      "critic": 0 if trainer.discriminator is None else num_parameters(trainer.discriminator),
+                      "vgg": 0 if vgg is None else num_parameters(vgg)}
+            states = sum(BYTES_PER_PARAM[k] * n for k, n in params.items())
+            per_image, fixed = two - one, 2 * one - two
+            batch = math.floor((T4_USABLE - states - fixed) / (per_image * BACKWARD_HEADROOM))
+            out.update(params=params, states=states)
+            out[label] = {"per_image": per_image, "fixed": fixed, "batch": batch}
     return out
 
 
@@ -472,12 +450,16 @@ def t4_lines(est: dict) -> list[str]:
     for label in ("fp32", "autocast"):
         e = est[label]
         rows.append(f"| {label} | {e['per_image'] / GIB:.2f} | {e['fixed'] / GIB:.2f} | {e['batch']} |")
+    parts = [name for name, n in (("VGG-19 up to relu5_2", p["vgg"]), ("the critic", p["critic"])) if n]
+    loss = "through " + (" and ".join(parts) or "the pixels only") + (
+        "" if p["vgg"] else " (no VGG-19: the preset's perceptual and style weights are 0)")
     return [
-        f"Training the {est['preset']} preset at {est['size']} px: the saved tensors of one whole "
-        f"training step (generator; critic step with R1; generator loss through VGG-19 up to "
-        f"relu5_2 and the critic), measured at batch 1 and 2 in the trainer's order. \"autocast\" is "
-        f"bfloat16 autocast on this CPU, standing in for float16 autocast on the T4 (both keep "
-        f"2-byte activations; the two op lists differ in detail).", "",
+        f"Training the {est['preset']} preset at {est['size']} px: the most bytes autograd holds for "
+        f"backward during one `Trainer.train_step` (the library's own step: generator; critic step "
+        f"with R1; generator loss {loss}; each graph let go by its backward), measured at batch 1 "
+        f"and 2. \"autocast\" is the trainer's bfloat16 autocast on this CPU (`cpu_bf16`), standing "
+        f"in for float16 autocast on the T4 (both keep 2-byte activations; the two op lists differ "
+        f"in detail).", "",
         "| precision | per image (GiB) | independent of batch (GiB) | batch that fits a T4 |",
         "| --- | ---: | ---: | ---: |", *rows, "",
         f"Assumptions: {T4_USABLE / GIB:.1f} GiB usable (15 GiB the T4 reports, less ~0.6 GiB for the "
@@ -487,7 +469,8 @@ def t4_lines(est: dict) -> list[str]:
         f"VGG-19 {p['vgg']:,} x {BYTES_PER_PARAM['vgg']} B, {est['states'] / GIB:.2f} GiB together; "
         f"activations x {BACKWARD_HEADROOM} for the gradient buffers of the backward pass and the "
         f"allocator's fragmentation. batch = floor((usable - states - batch-independent) / "
-        f"({BACKWARD_HEADROOM} x per image)). `TrainConfig.paper()` uses batch {TrainConfig().batch_size}."]
+        f"({BACKWARD_HEADROOM} x per image)). `TrainConfig.{est['preset']}()` uses batch "
+        f"{est['batch_size']}."]
 
 
 def plot(results: dict, names: list[str], sizes: list[int], path: Path) -> None:

@@ -3,7 +3,8 @@
 Assembled in ``notebooks/04_bfi_sff.ipynb`` from the CNN stream (``bidsnet_lib.cnn``, notebook
 02), the Transformer stream (``bidsnet_lib.attention``, notebook 03) and the fusion modules
 (``bidsnet_lib.fusion``). ``bidsnet model --summary`` prints the parameter counts of
-the presets and the ablation variants (``bidsnet_lib.studies``).
+the presets and the ablation variants (``bidsnet_lib.studies``). :class:`SingleStream` is one
+stream alone with the same input and head (the stream ablation; ``bench/model.py`` costs it).
 
 Data flow for an (H, W) input, S scales and the Transformer at 1/d of the CNN's resolution:
 
@@ -38,6 +39,7 @@ INPUT_FILLS = ("zeros", "telea")
 # What the head predicts: the image itself (through a sigmoid), or a correction added to the fill.
 OUTPUTS = ("image", "residual")
 FILL_RADIUS = 3  # Telea's neighbourhood for input_fill="telea" (r=5 is 2-3x slower, +0.1 dB)
+STREAMS = ("cnn", "transformer")  # the kinds of SingleStream
 
 
 def check_config_keys(cls, data) -> None:
@@ -241,7 +243,45 @@ def composite(pred: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> to
     return torch.where(mask.bool(), pred.to(image.dtype), image)
 
 
-class BIDSNet(nn.Module):
+class InpaintingNet(nn.Module):
+    """What BIDS-Net and its single-stream ablations share: ``model(image, mask) -> prediction``.
+
+    In: the holes zeroed or pre-filled (``config.input_fill``), the mask beside them, reflect-padded
+    to a multiple of ``config.stride``. Out: a refinement block and a 3x3 head on the features,
+    cropped back to (H, W), then a sigmoid or the fill plus the head's correction
+    (``config.output``). A subclass sets ``config``, calls :meth:`_build_output` with the width of
+    its features and defines :meth:`features`: (B, 4, H', W') -> (B, C, H', W').
+    """
+
+    config: BIDSNetConfig
+
+    def _build_output(self, channels: int) -> None:
+        self.refine = PreActResBlock(channels, channels)
+        self.head = nn.Sequential(group_norm(channels), nn.SiLU(), nn.Conv2d(channels, 3, 3, padding=1))
+        if self.config.output == "residual":  # starts as the fill itself; training learns the correction
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        stride = self.config.stride
+        check_inputs(image, mask, min_size=stride)
+        height, width = image.shape[-2:]
+        mask = mask.to(image.dtype)
+        known = image * (1 - mask)
+        fill = known if self.config.input_fill == "zeros" else known + opencv_fill(image, mask) * mask
+        x = torch.cat([fill, mask], dim=1)  # (B, 4, H, W), holes zeroed or pre-filled
+        # Reflection continues the image across the border, so the padding looks like content.
+        x = F.pad(x, (0, -width % stride, 0, -height % stride), mode="reflect")  # (B, 4, H', W')
+        out = self.head(self.refine(self.features(x)))[..., :height, :width]  # (B, 3, H, W)
+        if self.config.output == "residual":
+            return (fill + out).clamp(0, 1)
+        return torch.sigmoid(out)
+
+
+class BIDSNet(InpaintingNet):
     """The Bidirectional Interaction Dual-Stream Network: ``model(image, mask) -> prediction``."""
 
     def __init__(self, config: BIDSNetConfig):
@@ -263,23 +303,10 @@ class BIDSNet(nn.Module):
             for s in range(config.num_scales + 1)
         )
         self.trans_up = Align(tw[0], tw[0], d)
-        self.refine = PreActResBlock(cw[0] + tw[0], cw[0] + tw[0])
-        self.head = nn.Sequential(group_norm(cw[0] + tw[0]), nn.SiLU(), nn.Conv2d(cw[0] + tw[0], 3, 3, padding=1))
-        if config.output == "residual":  # starts as the fill itself; training learns the correction
-            nn.init.zeros_(self.head[-1].weight)
-            nn.init.zeros_(self.head[-1].bias)
+        self._build_output(cw[0] + tw[0])
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        stride = self.config.stride
-        check_inputs(image, mask, min_size=stride)
-        height, width = image.shape[-2:]
-        mask = mask.to(image.dtype)
-        known = image * (1 - mask)
-        fill = known if self.config.input_fill == "zeros" else known + opencv_fill(image, mask) * mask
-        x = torch.cat([fill, mask], dim=1)  # (B, 4, H, W), holes zeroed or pre-filled
-        # Reflection continues the image across the border, so the padding looks like content.
-        x = F.pad(x, (0, -width % stride, 0, -height % stride), mode="reflect")  # (B, 4, H', W')
-
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Both streams, joined by BFI at every scale: (B, 4, H', W') -> (B, c_0 + t_0, H', W')."""
         cnn, trans = self.cnn, self.trans
         c, t = cnn.stem(x), trans.stem(x)  # (B, c_0, H', W'), (B, t_0, H'/d, W'/d)
         skips = []
@@ -292,17 +319,63 @@ class BIDSNet(nn.Module):
             skip_c, skip_t = skips[s]
             c = cnn.decoder[s](cnn.merge[s](torch.cat([cnn.upsample[s](c), skip_c], dim=1)))
             t = trans.decoder[s](trans.merge[s](torch.cat([trans.upsample[s](t), skip_t], dim=1)))
-        h = torch.cat([c, self.trans_up(t)], dim=1)  # (B, c_0 + t_0, H', W')
-        out = self.head(self.refine(h))[..., :height, :width]  # (B, 3, H, W)
-        if self.config.output == "residual":
-            return (fill + out).clamp(0, 1)
-        return torch.sigmoid(out)
+        return torch.cat([c, self.trans_up(t)], dim=1)
 
     def redraw_features(self) -> None:
         """Draw new random features in every FastAttention (no-op with exact attention)."""
         for module in self.modules():
             if isinstance(module, FastAttention):
                 module.redraw_features()
+
+
+class SingleStream(InpaintingNet):
+    """One U-stream of BIDS-Net alone, with BIDS-Net's input, refinement block and head: the
+    paper's CNN-only or Transformer-only ablation. ``kind``: one of :data:`STREAMS`; ``widths``:
+    channels per scale plus the bottleneck's; depths and attention come from ``config``'s stream
+    (its fusion and ``cnn_share`` are unused). :func:`single_stream` picks widths for a size."""
+
+    def __init__(self, kind: str, config: BIDSNetConfig, widths: tuple[int, ...]):
+        super().__init__()
+        if kind not in STREAMS:
+            raise ValueError(f"kind: got {kind!r}, expected one of {list(STREAMS)}")
+        if not isinstance(config, BIDSNetConfig):
+            raise TypeError(f"config: got {type(config).__name__}, expected a BIDSNetConfig")
+        self.kind, self.config = kind, config
+        if kind == "cnn":
+            self.stream = CNNStream(4, widths, (*config.cnn_depths, config.cnn_bottleneck_depth))
+            self.up = nn.Identity()
+        else:
+            self.stream = TransformerStream(
+                4, widths, (*config.trans_depths, config.trans_bottleneck_depth), heads=config.heads,
+                dim_head=config.dim_head, attention=config.attention, nb_features=config.nb_features,
+                patch=config.trans_downsample, ortho=config.ortho, redraw_interval=config.redraw_interval)
+            self.up = Align(widths[0], widths[0], config.trans_downsample)
+        self._build_output(widths[0])
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.stream(x))  # (B, w_0, H', W')
+
+
+def single_stream(kind: str, config: BIDSNetConfig, target: int) -> SingleStream:
+    """The ``kind`` stream alone, widths ``base * config.channel_mults`` with the base whose
+    parameter count is nearest ``target`` (e.g. a BIDS-Net's, for an ablation at equal size)."""
+    if isinstance(target, bool) or not isinstance(target, int) or target < 1:
+        raise ValueError(f"target: got {target!r}, expected a positive parameter count")
+
+    def build(base: int) -> SingleStream:
+        return SingleStream(kind, config, tuple(base * m for m in config.channel_mults))
+
+    def size(model: nn.Module) -> int:
+        return sum(p.numel() for p in model.parameters())
+
+    # Parameters grow about with the square of the width: start from that guess, then step until
+    # size(base) <= target < size(base + 1) (or base = 1), and keep the nearer of the two.
+    base = max(1, round(config.width * math.sqrt(target / size(build(config.width)))))
+    while base > 1 and size(build(base)) > target:
+        base -= 1
+    while size(build(base + 1)) <= target:
+        base += 1
+    return min((build(base), build(base + 1)), key=lambda m: abs(size(m) - target))
 
 
 def count_parameters(model: BIDSNet) -> dict[str, int]:

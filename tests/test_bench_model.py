@@ -1,7 +1,9 @@
 """bench/model.py and bidsnet_lib.reports: the pieces that measure, and a smoke run of ``--quick``."""
 
 import argparse
+import dataclasses
 import importlib.util
+import warnings
 
 import pytest
 import torch
@@ -9,9 +11,15 @@ from course_files import ROOT
 from torch import nn
 
 from bidsnet_lib.attention import SoftmaxAttention
+from bidsnet_lib.losses import LossConfig
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig
+from bidsnet_lib.train import TrainConfig, Trainer
 
 BENCH = ROOT / "bench"
+# One scale, a few channels: the trainer's whole step at a fraction of the small preset's cost.
+TINY = BIDSNetConfig(width=8, channel_mults=(1, 2), cnn_depths=(1,), trans_depths=(1,), cnn_bottleneck_depth=1,
+                     trans_bottleneck_depth=1, heads=1, dim_head=8, nb_features=8)
+TINY_TRAIN = dataclasses.replace(TrainConfig.small(), model=TINY, size=32, d_channels=8, d_layers=2)
 
 
 @pytest.fixture(scope="module")
@@ -30,26 +38,11 @@ def docs():
     return reports
 
 
-def test_single_streams_match_the_small_preset_within_ten_percent(bench):
-    config = BIDSNetConfig.small()
-    target = bench.num_parameters(BIDSNet(config))
-    image, mask = bench.make_inputs(32, batch=2)
-    models = {kind: bench.single_stream(kind, config, target) for kind in bench.STREAMS}
-    for kind, model in models.items():
-        assert abs(bench.num_parameters(model) - target) <= 0.1 * target, kind
-        out = model(image[..., :30, :28], mask[..., :30, :28])  # padded inside, cropped back
-        assert out.shape == (2, 3, 30, 28) and 0 <= out.min() and out.max() <= 1
-    assert bench.tokens_at_first_scale(models["transformer"], 64) == 32**2
-    assert bench.tokens_at_first_scale(models["cnn"], 64) == 0
-    # The nearest base width: one step wider or narrower is further from the target.
-    base = models["cnn"].stream.widths[0]
-    for other in (base - 1, base + 1):
-        wider = bench.SingleStream("cnn", config, tuple(other * m for m in config.channel_mults))
-        assert abs(bench.num_parameters(wider) - target) >= abs(bench.num_parameters(models["cnn"]) - target)
-    with pytest.raises(ValueError, match=r"kind must be one of \['cnn', 'transformer'\], got 'both'"):
-        bench.SingleStream("both", config, (8, 8, 8, 8))
-    with pytest.raises(ValueError, match="target must be a positive parameter count, got 0"):
-        bench.single_stream("cnn", config, 0)
+def test_tokens_at_first_scale_of_the_bench_models(bench):
+    models = bench.build_models(["small"])
+    assert bench.tokens_at_first_scale(models["small"], 64) == 32**2
+    assert bench.tokens_at_first_scale(models["Transformer-only"], 64) == 32**2
+    assert bench.tokens_at_first_scale(models["CNN-only"], 64) == 0
 
 
 def test_saved_tensors_counts_each_storage_once_and_leaves_parameters_out(bench):
@@ -64,6 +57,58 @@ def test_saved_tensors_counts_each_storage_once_and_leaves_parameters_out(bench)
     assert everything.nbytes == 4 * 8 * 4 + 8 * 8 * 4  # x and the weight
     z.sum().backward()  # the hooks hand the tensors back unchanged
     torch.testing.assert_close(x.grad, 2 * (x @ linear.weight.T) @ linear.weight)
+
+
+def test_saved_tensors_peak_follows_what_backward_lets_go(bench):
+    linear = nn.Linear(8, 8, bias=False)
+    x = torch.randn(4, 8, requires_grad=True)
+    one_graph = 2 * 4 * 8 * 4  # x and y = linear(x), fp32 (the weight is left out)
+    with bench.SavedTensors(linear) as meter:
+        for _ in range(3):
+            y = linear(x)
+            (y * y).sum().backward()  # frees this graph before the next one is built
+    assert meter.peak == one_graph and meter.held_bytes == 0
+    with bench.SavedTensors(linear) as meter:
+        graphs = [linear(x) * 2.0 for _ in range(3)]  # all three held: x once, no y saved by "* 2"
+    assert meter.peak == meter.held_bytes == 4 * 8 * 4
+    with bench.SavedTensors(linear) as meter:
+        graphs = [(lambda y: y * y)(linear(x)) for _ in range(3)]
+    assert meter.peak == meter.held_bytes == meter.nbytes == 4 * 8 * 4 * (1 + 3)
+    del graphs
+    assert meter.held_bytes == 0
+
+
+@pytest.fixture(scope="module")
+def tiny_trainer(bench, tmp_path_factory):
+    return bench.memory_trainer(TINY_TRAIN, tmp_path_factory.mktemp("memory"))
+
+
+def test_training_memory_measures_the_trainers_own_step(bench, tiny_trainer, monkeypatch):
+    one, two = (bench.training_memory(tiny_trainer, b) for b in (1, 2))
+    assert 0 < one < two < 2 * one  # a per-image part and a batch-independent part (the weights' casts, R1)
+    # More than the generator's forward alone: the critic step and the generator loss count too.
+    image, mask = bench.make_inputs(32, 1)
+    with bench.SavedTensors(tiny_trainer.generator) as forward_only:
+        tiny_trainer.generator(image, mask)
+    assert one > forward_only.peak
+
+    def step(self, batch):  # saves the image for the gradient of w, then lets it go
+        w = torch.ones(1, requires_grad=True)
+        (batch["image"] * w).sum().backward()
+
+    monkeypatch.setattr(Trainer, "train_step", step)
+    assert bench.training_memory(tiny_trainer, 2) == 2 * 3 * 32 * 32 * 4
+
+
+def test_training_memory_follows_the_trainers_losses(bench, tiny_trainer, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the random VGG-19's warning is expected and silenced
+        with_vgg = bench.memory_trainer(dataclasses.replace(TINY_TRAIN, loss=LossConfig()), tmp_path / "vgg")
+    assert with_vgg.loss_fn.weights_source == "random"
+    no_critic = bench.memory_trainer(dataclasses.replace(TINY_TRAIN, loss=LossConfig.pixel_only()), tmp_path / "l1")
+    assert no_critic.discriminator is None
+    usual = bench.training_memory(tiny_trainer, 1)
+    assert bench.training_memory(no_critic, 1) < usual < bench.training_memory(with_vgg, 1)
 
 
 def test_flop_counter_counts_the_cpu_attention_kernel(bench):

@@ -1,4 +1,5 @@
-"""Tests of bidsnet_lib.model: the config, BIDS-Net end to end, input checks, composite, summary."""
+"""Tests of bidsnet_lib.model: the config, BIDS-Net end to end, input checks, composite, summary,
+the single-stream networks."""
 
 import dataclasses
 import itertools
@@ -12,11 +13,14 @@ from bidsnet_lib.commands.model import main
 from bidsnet_lib.fusion import FUSIONS, INTERACTIONS, SFF
 from bidsnet_lib.model import (
     ATTENTIONS,
+    STREAMS,
     BIDSNet,
     BIDSNetConfig,
+    SingleStream,
     check_inputs,
     composite,
     count_parameters,
+    single_stream,
 )
 from bidsnet_lib.studies import STUDIES, ablation_variants
 
@@ -292,3 +296,52 @@ def test_a_residual_model_starts_as_its_telea_fill_and_keeps_a_zeros_fill_exact(
 def test_input_fill_and_output_are_checked(field, value):
     with pytest.raises(ValueError, match=f"{field} must be one of"):
         dataclasses.replace(BIDSNetConfig.small(), **{field: value})
+
+
+def _size(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_single_streams_match_the_small_preset_within_ten_percent():
+    config = BIDSNetConfig.small()
+    target = _size(BIDSNet(config))
+    image, mask = _inputs(2, 30, 28)
+    models = {kind: single_stream(kind, config, target) for kind in STREAMS}
+    for kind, model in models.items():
+        assert abs(_size(model) - target) <= 0.1 * target, kind
+        out = model(image, mask)  # padded inside to 32 x 32, cropped back
+        assert out.shape == (2, 3, 30, 28) and 0 <= out.min() and out.max() <= 1
+        out.mean().backward()
+        assert all(p.grad is not None for p in model.parameters()), kind
+    assert isinstance(models["cnn"].up, torch.nn.Identity) and models["transformer"].stream.patch == 2
+    # The nearest base width: one step wider or narrower is further from the target.
+    base = models["cnn"].stream.widths[0]
+    for other in (base - 1, base + 1):
+        neighbour = SingleStream("cnn", config, tuple(other * m for m in config.channel_mults))
+        assert abs(_size(neighbour) - target) >= abs(_size(models["cnn"]) - target)
+
+
+@pytest.mark.parametrize("kind", STREAMS)
+def test_a_single_stream_shares_bidsnets_input_and_output(kind):
+    """With a residual head (zero-initialised) both networks start as their input fill: the same
+    checks, fill, padding, crop and head code; a zeros fill then keeps only the known pixels."""
+    for fill in ("telea", "zeros"):
+        config = dataclasses.replace(TINY, input_fill=fill, output="residual")
+        image, mask = _inputs(2, 20, 27)
+        with torch.no_grad():
+            single = SingleStream(kind, config, (8, 16, 16)).eval()(image, mask)
+            torch.testing.assert_close(single, BIDSNet(config).eval()(image, mask), rtol=0, atol=0)
+    torch.testing.assert_close(single, image * (1 - mask))
+    assert SingleStream.forward is BIDSNet.forward  # one implementation, not a copy
+    with pytest.raises(ValueError, match="image is 7x12; both sides must be at least 8 pixels"):
+        SingleStream(kind, TINY, (8, 16, 16))(*_inputs(1, 7, 12))
+
+
+def test_single_stream_rejects_bad_arguments():
+    with pytest.raises(ValueError, match=r"kind: got 'both', expected one of \['cnn', 'transformer'\]"):
+        SingleStream("both", TINY, (8, 8, 8))
+    with pytest.raises(TypeError, match="config: got dict, expected a BIDSNetConfig"):
+        SingleStream("cnn", {}, (8, 8, 8))
+    for target in (0, True, 2.5):
+        with pytest.raises(ValueError, match=f"target: got {target!r}, expected a positive parameter count"):
+            single_stream("cnn", TINY, target)
