@@ -52,9 +52,9 @@ class CheckpointError(ValueError):
 def save_checkpoint(payload: dict, path: str | os.PathLike, format: str) -> Path:
     """Tag ``payload`` with ``format`` and the version, check its keys, write it atomically."""
     if format not in REQUIRED_KEYS:
-        raise ValueError(f"format must be one of {sorted(REQUIRED_KEYS)}, got {format!r}")
+        raise ValueError(got_expected("format", format, f"one of {sorted(REQUIRED_KEYS)}"))
     if not isinstance(payload, dict):
-        raise TypeError(f"payload must be a dict, got {type(payload).__name__}")
+        raise TypeError(f"payload: got {type(payload).__name__}, expected a dict")
     missing = [k for k in REQUIRED_KEYS[format] if k not in payload]
     if missing:
         raise ValueError(f"payload for a {format} checkpoint misses keys {missing}")
@@ -85,7 +85,7 @@ def load_checkpoint(path: str | os.PathLike, format: str | tuple[str, ...] = TRA
     accepted = (format,) if isinstance(format, str) else tuple(format)
     unknown = [f for f in accepted if f not in REQUIRED_KEYS]
     if not accepted or unknown:
-        raise ValueError(f"format must be among {sorted(REQUIRED_KEYS)}, got {format!r}")
+        raise ValueError(got_expected("format", format, f"one or more of {sorted(REQUIRED_KEYS)}"))
     expected = " or ".join(f"a {f} checkpoint" for f in accepted)
     path = Path(path)
     if not path.is_file():

@@ -310,7 +310,7 @@ def test_errors_exit_2_with_one_line(checkpoint, tmp_path, capsys):
         (["--checkpoint", str(checkpoint), *base, "--masks-per-group", "x"], "--masks-per-group/--limit: got 'x'"),
         (["--checkpoint", str(checkpoint), *base, "--resamples", "0"], "--resamples: got '0'"),
         (["--checkpoint", str(checkpoint), *base, "--baselines", "telea,lama"],
-         "--baselines: got 'telea,lama'; expected distinct names from telea,ns,biharmonic,patchmatch"),
+         "--baselines: got 'telea,lama', expected distinct names from telea,ns,biharmonic,patchmatch"),
         (["--checkpoint", str(checkpoint), *base, "--lpips", "off", "--random-lpips-backbone"],
          "needs an LPIPS trunk"),
         (["--checkpoint", str(checkpoint), *base, "--no-fid", "--fid-weights", "x.pth"],
