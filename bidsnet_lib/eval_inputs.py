@@ -162,7 +162,7 @@ def load_photos(folder, size: int | None = None, limit: int | None = None) -> di
     for path in paths[:limit]:
         rgb = load_image(path, f"images: {path.name}")  # (H, W, 3)
         if min(rgb.shape[:2]) < MIN_SIZE:
-            raise ValueError(f"images: {path.name} is {rgb.shape[0]}x{rgb.shape[1]}; expected both sides "
+            raise ValueError(f"images: got {path.name} of {rgb.shape[0]}x{rgb.shape[1]}, expected both sides "
                              f">= {MIN_SIZE}")
         photos[path.stem] = rgb if size is None else square_photo(rgb, size)
     return photos

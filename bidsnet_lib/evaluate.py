@@ -192,8 +192,8 @@ def _methods(model, label: str, baselines: Sequence, radius: int, cache) -> tupl
         models = {} if model is None else {label: model}
     for name, m in models.items():
         if name in methods or name == REFERENCE:
-            raise ValueError(f"model name {name!r} is also a baseline's or the reference's; expected "
-                             "distinct names")
+            raise ValueError(f"model name: got {name!r}, a baseline's or the reference's name, expected "
+                             "a distinct name")
         methods[name] = as_method(m, name)
     if not methods:
         raise ValueError("nothing to evaluate: model is None and baselines is empty")
@@ -424,7 +424,7 @@ def _run_group(group: MaskGroup, photos: dict, methods: dict, lpips, fid_feature
             timing[name][0] += getattr(method, "last_seconds", time.perf_counter() - start)
             timing[name][1] += len(batch)
             if not isinstance(out, torch.Tensor) or out.shape != target.shape:
-                raise ValueError(f"method {name!r} returned {getattr(out, 'shape', type(out).__name__)}; "
+                raise ValueError(f"method {name!r} output: got {getattr(out, 'shape', type(out).__name__)}, "
                                  f"expected a tensor {tuple(target.shape)}")
             # Composited again (a custom callable might not) and rounded as a saved PNG would be.
             out = composite((out.detach().float().clamp(0, 1) * 255).round() / 255, target, mask)

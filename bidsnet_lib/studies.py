@@ -159,7 +159,7 @@ class AblationSettings:
         if self.lpips not in LPIPS_MODES:
             raise ValueError(f"lpips: got {self.lpips!r}, expected one of {', '.join(LPIPS_MODES)}")
         if self.lpips_weights is not None and self.lpips != "alex":
-            raise ValueError(f"lpips_weights: given with lpips={self.lpips!r}; expected lpips='alex'")
+            raise ValueError(f"lpips_weights: got weights for lpips={self.lpips!r}, expected them only with lpips='alex'")
         for name in ("train_images", "test_images", "masks"):
             object.__setattr__(self, name, os.path.abspath(getattr(self, name)))
 

@@ -145,7 +145,7 @@ def test_a_pickle_of_arbitrary_objects_is_refused_without_running_it(tmp_path):
 
 def test_wrong_format_newer_version_and_missing_keys(train_file, tmp_path):
     message = one_line_error(train_file, INFERENCE_FORMAT)
-    assert "is a bidsnet-train checkpoint; expected a bidsnet-inference checkpoint" in message
+    assert "got a bidsnet-train checkpoint, expected a bidsnet-inference checkpoint" in message
     assert "bidsnet export" in message
     atomic_save({"format": TRAIN_FORMAT, "version": FORMAT_VERSION + 1, **train_payload()}, tmp_path / "new.pt")
     assert "written by a newer bidsnet_lib" in one_line_error(tmp_path / "new.pt")

@@ -470,7 +470,7 @@ def test_evaluate_bad_arguments(photos, masks):
         ev.evaluate(None, {}, masks, progress=False)
     with pytest.raises(ValueError, match="batch_size: got 0"):
         ev.evaluate(None, photos, masks, batch_size=0, progress=False)
-    with pytest.raises(ValueError, match="returned torch.Size"):
+    with pytest.raises(ValueError, match="output: got torch.Size"):
         ev.evaluate(lambda i, m: i[:, :1], photos, masks, progress=False)
     with pytest.raises(ValueError, match="only 0 and 1"):
         ev.evaluate(None, photos, {"bad": [np.full((48, 48), 2, np.uint8)]}, progress=False)

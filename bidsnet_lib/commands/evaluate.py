@@ -139,7 +139,7 @@ def _run(args) -> EvalResult:
     if not checkpoint.is_file():
         raise ValueError(f"--checkpoint: no such file {str(checkpoint)!r}")
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {str(out)!r} is a file; expected a folder")
+        raise ValueError(f"--out: got the file {str(out)!r}, expected a folder")
     # Cheap checks first, then the weight files, then the model: every mistake fails in seconds.
     load_photos(args.images, limit=1)
     groups = load_mask_groups(args.masks, args.limit)
