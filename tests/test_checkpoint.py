@@ -122,7 +122,7 @@ def test_a_plain_state_dict_is_not_ours(tmp_path):
     message = one_line_error(tmp_path / "resnet.pth")
     assert "without a 'format' tag" in message and "not a bidsnet checkpoint" in message
     torch.save([torch.zeros(2)], tmp_path / "list.pt")
-    assert "holds a list" in one_line_error(tmp_path / "list.pt")
+    assert "got a list without" in one_line_error(tmp_path / "list.pt")
 
 
 class Payload:

@@ -486,7 +486,7 @@ def test_evaluate_bad_arguments(photos, masks):
         ev.evaluate(None, photos, masks, baselines=(3,), progress=False)
     with pytest.raises(ValueError, match="n_resamples: got 0"):
         ev.evaluate(None, photos, masks, n_resamples=0, progress=False)
-    with pytest.raises(ValueError, match="model name 'original photo'"):
+    with pytest.raises(ValueError, match="model name: got 'original photo', a baseline's or the reference's name"):
         ev.evaluate({ev.REFERENCE: lambda i, m: i}, photos, masks, progress=False)
 
 
