@@ -275,7 +275,7 @@ def makespan(durations: Sequence[float], jobs: int) -> float:
     """Wall time of running the durations in the given order on ``jobs`` workers, each task
     going to the first free worker (what the process pool does)."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs: got {jobs!r}; expected an int >= 1")
+        raise ValueError(f"jobs: got {jobs!r}, expected an int >= 1")
     free_at = [0.0] * jobs
     for d in durations:
         i = free_at.index(min(free_at))
@@ -368,7 +368,7 @@ def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, 
     """Plan, estimate, train and evaluate what is missing, then write each study's outputs (and
     its section of ``docs`` when given). Returns the reports (none on a dry run)."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs: got {jobs!r}; expected an int >= 1")
+        raise ValueError(f"jobs: got {jobs!r}, expected an int >= 1")
     started, out = time.perf_counter(), Path(out)
     # Cheap checks first: a wrong folder fails in a second, not after an hour of training.
     if not Path(settings.train_images).is_dir():

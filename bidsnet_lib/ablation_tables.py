@@ -53,7 +53,7 @@ def compare(paper: Sequence[float], rival: Sequence[float], *, higher_is_better:
     margin = 2 * max(std paper, std rival, pooled_std), stds with ddof 1."""
     for name, values in (("paper", paper), ("rival", rival)):
         if len(values) < 2 or not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
-            raise ValueError(f"{name}: got {list(values)!r}; expected finite scores of >= 2 seeds")
+            raise ValueError(f"{name}: got {list(values)!r}, expected finite scores of >= 2 seeds")
     delta = float(np.mean(paper) - np.mean(rival)) * (1 if higher_is_better else -1)
     margin = 2 * max(float(np.std(paper, ddof=1)), float(np.std(rival, ddof=1)), pooled_std)
     outcome = "better" if delta > margin else "worse" if delta < -margin else "tie"
@@ -90,7 +90,7 @@ def overall_verdict(per_metric: Mapping[str, str]) -> str:
     reproduced; within noise otherwise (including metrics that contradict each other)."""
     labels = set(per_metric.values())
     if not labels or not labels <= set(VERDICTS):
-        raise ValueError(f"per_metric: got {dict(per_metric)!r}; expected verdicts among {VERDICTS}")
+        raise ValueError(f"per_metric: got {dict(per_metric)!r}, expected verdicts among {VERDICTS}")
     if labels == {"reproduced"}:
         return "reproduced"
     if "not reproduced" in labels and "reproduced" not in labels:

@@ -34,7 +34,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bidsnet_lib.cnn import UStream, check_positive_int
+from bidsnet_lib.cnn import UStream
+from bidsnet_lib.plumbing import check_positive_int, got_expected
 
 # 2**x is subnormal below 2**_LOG2_TINY. Features that small (relative to the stabiliser's max)
 # are set to exactly 0, as flush-to-zero would: subnormal floats are slow on x86 (microcode
@@ -48,11 +49,11 @@ _LOG2_TINY = {torch.float32: math.log2(torch.finfo(torch.float32).tiny),
 def _check_tensor(name: str, t) -> None:
     """Raise unless ``t`` is a floating-point (B, heads, N, dim) tensor."""
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        raise TypeError(f"{name}: got {type(t).__name__}, expected a torch.Tensor")
     if t.dim() != 4:
-        raise ValueError(f"{name} must have shape (B, heads, N, dim_head), got {tuple(t.shape)}")
+        raise ValueError(f"{name}: got shape {tuple(t.shape)}, expected (B, heads, N, dim_head)")
     if not t.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+        raise TypeError(f"{name}: got {t.dtype}, expected a floating-point tensor")
 
 
 def _check_qk(q, k) -> None:
@@ -60,11 +61,11 @@ def _check_qk(q, k) -> None:
     _check_tensor("q", q)
     _check_tensor("k", k)
     if q.shape[:2] != k.shape[:2]:
-        raise ValueError(f"q, k must share (B, heads), got {tuple(q.shape)}, {tuple(k.shape)}")
+        raise ValueError(f"q, k: got shapes {tuple(q.shape)}, {tuple(k.shape)}, expected the same (B, heads)")
     if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q and k must share dim_head, got {q.shape[-1]} and {k.shape[-1]}")
+        raise ValueError(f"q, k: got dim_head {q.shape[-1]} and {k.shape[-1]}, expected the same dim_head")
     if q.shape[-2] == 0 or k.shape[-2] == 0:
-        raise ValueError(f"q and k must hold at least one token, got {q.shape[-2]} and {k.shape[-2]}")
+        raise ValueError(f"q, k: got {q.shape[-2]} and {k.shape[-2]} tokens, expected at least one token each")
 
 
 def _check_qkv(q, k, v, dim_head: int | None = None) -> None:
@@ -73,13 +74,13 @@ def _check_qkv(q, k, v, dim_head: int | None = None) -> None:
         _check_tensor(name, t)
     if q.shape[:2] != k.shape[:2] or k.shape[:2] != v.shape[:2]:  # before _check_qk: name all three
         raise ValueError(
-            f"q, k, v must share (B, heads), got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+            f"q, k, v: got shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}, expected the same (B, heads)"
         )
     _check_qk(q, k)
     if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"k and v must hold the same number of tokens, got {k.shape[-2]} and {v.shape[-2]}")
+        raise ValueError(f"k, v: got {k.shape[-2]} and {v.shape[-2]} tokens, expected the same number of tokens")
     if dim_head is not None and q.shape[-1] != dim_head:
-        raise ValueError(f"q, k must have dim_head = {dim_head} channels last, got {tuple(q.shape)}")
+        raise ValueError(f"q, k: got shape {tuple(q.shape)}, expected dim_head = {dim_head} channels last")
 
 
 def softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -135,7 +136,7 @@ def optimal_a(rho: torch.Tensor | float) -> torch.Tensor:
     if not rho.is_floating_point():
         rho = rho.to(torch.get_default_dtype())
     if not torch.isfinite(rho).all() or (rho < 0).any():
-        raise ValueError(f"rho: got {rho.tolist() if rho.numel() < 8 else 'a tensor with such values'}; "
+        raise ValueError(f"rho: got {rho.tolist() if rho.numel() < 8 else 'a tensor with such values'}, "
                          f"expected finite values >= 0")
     return (1 - 2 * rho - torch.sqrt((2 * rho + 1).square() + 8 * rho)) / 16
 
@@ -149,13 +150,13 @@ def positive_features(x: torch.Tensor, projection: torch.Tensor, a: torch.Tensor
     """
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or not x.is_floating_point():
         got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"x: got {got}; expected a floating-point tensor (..., N, d)")
+        raise ValueError(f"x: got {got}, expected a floating-point tensor (..., N, d)")
     if not isinstance(projection, torch.Tensor) or projection.dim() != 2 or projection.shape[1] != x.shape[-1]:
         got = tuple(projection.shape) if isinstance(projection, torch.Tensor) else type(projection).__name__
-        raise ValueError(f"projection: got {got}; expected a tensor of shape (m, {x.shape[-1]})")
+        raise ValueError(f"projection: got {got}, expected a tensor of shape (m, {x.shape[-1]})")
     a = torch.as_tensor(a, dtype=x.dtype, device=x.device)
     if (a >= 0.25).any():
-        raise ValueError(f"a: got {a.max().item()}; expected values < 1/4 (the expectation diverges above)")
+        raise ValueError(f"a: got {a.max().item()}, expected values < 1/4 (the expectation diverges above)")
     a = a[..., None, None]  # one A per head: broadcast over tokens and features
     m, d = projection.shape
     x = x * d**-0.25
@@ -196,7 +197,7 @@ class FastAttention(nn.Module):
                  redraw_interval: int | None = 1000, kind: str = "favor"):
         super().__init__()
         if kind not in FEATURE_KINDS:
-            raise ValueError(f"kind: got {kind!r}; expected one of {', '.join(FEATURE_KINDS)}")
+            raise ValueError(got_expected("kind", kind, f"one of {', '.join(FEATURE_KINDS)}"))
         self.kind = kind
         check_positive_int("dim_head", dim_head)
         check_positive_int("nb_features", nb_features)
@@ -324,7 +325,7 @@ def make_attention(kind: str, dim_head: int, nb_features: int = 72, ortho: bool 
                    redraw_interval: int | None = 1000) -> nn.Module:
     """The attention module named ``kind``: "favor" or "favor++" (FastAttention), "softmax" (exact)."""
     if kind not in ATTENTIONS:
-        raise ValueError(f"attention must be one of {sorted(ATTENTIONS)}, got {kind!r}")
+        raise ValueError(got_expected("attention", kind, f"one of {sorted(ATTENTIONS)}"))
     if kind == "softmax":
         return SoftmaxAttention(dim_head)
     return FastAttention(dim_head, nb_features, ortho, redraw_interval, kind)
@@ -346,7 +347,7 @@ class TransformerBlock(nn.Module):
         for name, value in (("dim", dim), ("heads", heads), ("dim_head", dim_head)):
             check_positive_int(name, value)
         if not isinstance(mlp_ratio, int | float) or isinstance(mlp_ratio, bool) or mlp_ratio <= 0:
-            raise ValueError(f"mlp_ratio must be a positive number, got {mlp_ratio!r}")
+            raise ValueError(got_expected("mlp_ratio", mlp_ratio, "a positive number"))
         self.dim, self.heads, self.dim_head = dim, heads, dim_head
         self.pos = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.norm1 = nn.LayerNorm(dim)
@@ -360,7 +361,7 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.dim:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape (B, {self.dim}, H, W), got {got}")
+            raise ValueError(f"x: got {got}, expected shape (B, {self.dim}, H, W)")
         b, c, h, w = x.shape
         x = x + self.pos(x)  # (B, C, H, W)
         t = x.flatten(2).transpose(1, 2)  # (B, N, C), N = H*W tokens
@@ -387,10 +388,10 @@ class TransformerStream(UStream):
         check_positive_int("in_channels", in_channels)
         check_positive_int("patch", patch)
         if len(widths) < 1:
-            raise ValueError(f"widths must hold at least one width, got {list(widths)!r}")
+            raise ValueError(got_expected("widths", list(widths), "at least one width"))
         check_positive_int("widths[0]", widths[0])
         if attention not in ATTENTIONS:
-            raise ValueError(f"attention must be one of {sorted(ATTENTIONS)}, got {attention!r}")
+            raise ValueError(got_expected("attention", attention, f"one of {sorted(ATTENTIONS)}"))
         stem = nn.Conv2d(in_channels, widths[0], patch, stride=patch)  # (B, w0, H/p, W/p)
 
         def make_block(width: int) -> TransformerBlock:

@@ -38,7 +38,7 @@ PATCHMATCH_PACKAGE = "pypatchmatch==2.2.0"  # MIT, a manylinux wheel with a preb
 
 def _positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: got {value!r}; expected an int >= 1")
+        raise ValueError(f"{name}: got {value!r}, expected an int >= 1")
     return value
 
 
@@ -69,9 +69,9 @@ class Baseline:
         """One image: RGB uint8 (H, W, 3) and a 0/1 mask (H, W) -> RGB uint8, known pixels kept."""
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"rgb: got {getattr(rgb, 'dtype', type(rgb).__name__)} "
-                             f"{getattr(rgb, 'shape', '')}; expected uint8 (H, W, 3)")
+                             f"{getattr(rgb, 'shape', '')}, expected uint8 (H, W, 3)")
         if not isinstance(hole, np.ndarray) or hole.shape != rgb.shape[:2]:
-            raise ValueError(f"hole: got {getattr(hole, 'shape', type(hole).__name__)}; expected a 0/1 "
+            raise ValueError(f"hole: got {getattr(hole, 'shape', type(hole).__name__)}, expected a 0/1 "
                              f"array {rgb.shape[:2]}")
         hole = (hole != 0).astype(np.uint8)
         if not hole.any():
@@ -90,7 +90,7 @@ class OpenCVInpaint(Baseline):
 
     def __init__(self, method: str = "telea", radius: int = 3):
         if method not in OPENCV_FLAGS:
-            raise ValueError(f"method: got {method!r}; expected one of {sorted(OPENCV_FLAGS)}")
+            raise ValueError(f"method: got {method!r}, expected one of {sorted(OPENCV_FLAGS)}")
         self.method, self.radius = method, _positive_int("radius", radius)
         self.name = f"{BASELINES[method]} (r={radius})"
 
@@ -142,7 +142,7 @@ class PatchMatchInpaint(Baseline):
     def __init__(self, patch_size: int = 3, seed: int = 0):
         self.patch_size = _positive_int("patch_size", patch_size)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed: got {seed!r}; expected an int >= 0")
+            raise ValueError(f"seed: got {seed!r}, expected an int >= 0")
         if not patchmatch_available():
             raise ImportError(f"patchmatch: the PatchMatch baseline needs the pypatchmatch package "
                               f"with its native library (pip install {PATCHMATCH_PACKAGE}); or leave "
@@ -168,12 +168,12 @@ def make_baseline(name: str, radius: int | None = None, *, patch_size: int | Non
     """The named baseline: "telea" or "ns" (OpenCV; neighbourhood ``radius``, default 3),
     "biharmonic" (no setting), "patchmatch" (patch radius ``patch_size``, default 3)."""
     if name not in BASELINES:
-        raise ValueError(f"name: got {name!r}; expected one of {list(BASELINES)}")
+        raise ValueError(f"name: got {name!r}, expected one of {list(BASELINES)}")
     if radius is not None and name not in OPENCV_FLAGS:
-        raise ValueError(f"radius: got {radius!r} for {name!r}; expected None (only telea and ns "
+        raise ValueError(f"radius: got {radius!r} for {name!r}, expected None (only telea and ns "
                          "have a neighbourhood radius)")
     if patch_size is not None and name != "patchmatch":
-        raise ValueError(f"patch_size: got {patch_size!r} for {name!r}; expected None (only "
+        raise ValueError(f"patch_size: got {patch_size!r} for {name!r}, expected None (only "
                          "patchmatch has patches)")
     if name in OPENCV_FLAGS:
         return OpenCVInpaint(name, 3 if radius is None else radius)
@@ -192,7 +192,7 @@ class CachedBaseline:
 
     def __init__(self, baseline: Baseline, folder):
         if not isinstance(baseline, Baseline):
-            raise TypeError(f"baseline: got {type(baseline).__name__}; expected a Baseline "
+            raise TypeError(f"baseline: got {type(baseline).__name__}, expected a Baseline "
                             "(see make_baseline)")
         self.baseline, self.folder, self.name = baseline, Path(folder), baseline.name
         self.last_seconds, self.hits, self.misses = 0.0, 0, 0

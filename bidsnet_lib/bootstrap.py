@@ -27,7 +27,7 @@ CONFIDENCE = 0.95
 def _values(values, name: str) -> np.ndarray:
     a = np.asarray(values, dtype=np.float64)
     if a.ndim != 1:
-        raise ValueError(f"{name}: got shape {a.shape}; expected one value per photo (N,)")
+        raise ValueError(f"{name}: got shape {a.shape}, expected one value per photo (N,)")
     return a
 
 
@@ -41,9 +41,9 @@ def bootstrap_interval(values: Sequence[float], *, n_resamples: int = N_RESAMPLE
     """
     a = _values(values, "values")
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
-        raise ValueError(f"n_resamples: got {n_resamples!r}; expected an int >= 1")
+        raise ValueError(f"n_resamples: got {n_resamples!r}, expected an int >= 1")
     if not isinstance(confidence, float) or not 0 < confidence < 1:
-        raise ValueError(f"confidence: got {confidence!r}; expected a float in (0, 1)")
+        raise ValueError(f"confidence: got {confidence!r}, expected a float in (0, 1)")
     if len(a) < 2 or not np.isfinite(a).all():
         return math.nan, math.nan
     if np.all(a == a[0]):  # every resample has the same mean
@@ -63,7 +63,7 @@ def paired_difference(model: Sequence[float], baseline: Sequence[float], *,
     """
     m, b = _values(model, "model"), _values(baseline, "baseline")
     if m.shape != b.shape or not len(m):
-        raise ValueError(f"model and baseline: got {len(m)} and {len(b)} values; expected one per "
+        raise ValueError(f"model and baseline: got {len(m)} and {len(b)} values, expected one per "
                          "photo for both, at least one")
     with np.errstate(invalid="ignore"):  # inf - inf (two perfect fills) is NaN: a tie, neither wins
         diff = m - b

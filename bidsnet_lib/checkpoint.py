@@ -52,9 +52,9 @@ class CheckpointError(ValueError):
 def save_checkpoint(payload: dict, path: str | os.PathLike, format: str) -> Path:
     """Tag ``payload`` with ``format`` and the version, check its keys, write it atomically."""
     if format not in REQUIRED_KEYS:
-        raise ValueError(f"format must be one of {sorted(REQUIRED_KEYS)}, got {format!r}")
+        raise ValueError(got_expected("format", format, f"one of {sorted(REQUIRED_KEYS)}"))
     if not isinstance(payload, dict):
-        raise TypeError(f"payload must be a dict, got {type(payload).__name__}")
+        raise TypeError(f"payload: got {type(payload).__name__}, expected a dict")
     missing = [k for k in REQUIRED_KEYS[format] if k not in payload]
     if missing:
         raise ValueError(f"payload for a {format} checkpoint misses keys {missing}")
@@ -85,7 +85,7 @@ def load_checkpoint(path: str | os.PathLike, format: str | tuple[str, ...] = TRA
     accepted = (format,) if isinstance(format, str) else tuple(format)
     unknown = [f for f in accepted if f not in REQUIRED_KEYS]
     if not accepted or unknown:
-        raise ValueError(f"format must be among {sorted(REQUIRED_KEYS)}, got {format!r}")
+        raise ValueError(got_expected("format", format, f"one or more of {sorted(REQUIRED_KEYS)}"))
     expected = " or ".join(f"a {f} checkpoint" for f in accepted)
     path = Path(path)
     if not path.is_file():
@@ -97,21 +97,22 @@ def load_checkpoint(path: str | os.PathLike, format: str | tuple[str, ...] = TRA
         head = f.read(len(ZIP_MAGIC))
     if head != ZIP_MAGIC:
         kind = "is empty" if not head else f"is not a PyTorch checkpoint (starts with {head!r})"
-        raise CheckpointError(f"{path}: {kind}; expected {expected}")
+        raise CheckpointError(f"{path}: got a file that {kind}, expected {expected}")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files
             warnings.simplefilter("ignore", UserWarning)
             data = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, KeyError...
-        raise CheckpointError(f"{path}: cannot be loaded: {_unreadable_reason(error)}; expected {expected}") from None
+        raise CheckpointError(f"{path}: got a file that cannot be loaded ({_unreadable_reason(error)}), "
+                              f"expected {expected}") from None
     tag = data.get("format") if isinstance(data, dict) else None
     if not isinstance(tag, str):
         kind = type(data).__name__
         what = f"{'an' if kind[0] in 'AEIOUaeiou' else 'a'} {kind} without a 'format' tag (a plain state dict?)"
-        raise CheckpointError(f"{path}: holds {what}, not a bidsnet checkpoint; expected {expected}")
+        raise CheckpointError(f"{path}: got {what}, not a bidsnet checkpoint, expected {expected}")
     if tag not in accepted:
         hint = "; make one with `bidsnet export`" if tag == TRAIN_FORMAT else ""
-        raise CheckpointError(f"{path}: is a {tag} checkpoint; expected {expected}{hint}")
+        raise CheckpointError(f"{path}: got a {tag} checkpoint, expected {expected}{hint}")
     version = data.get("version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(
@@ -238,7 +239,7 @@ def load_inference_model(path: str | os.PathLike, device: str | torch.device | N
     if data["format"] == TRAIN_FORMAT:
         data = _inference_payload(data, path, torch.float32)
     if not isinstance(data["model"], dict):
-        raise CheckpointError(f"{path}: 'model' is a {type(data['model']).__name__}; expected a state dict")
+        raise CheckpointError(f"{path}: got a 'model' of type {type(data['model']).__name__}, expected a state dict")
     check_finite(data["model"], path)
     try:
         config = BIDSNetConfig.from_dict(data["config"])

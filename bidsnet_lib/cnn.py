@@ -21,13 +21,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bidsnet_lib.plumbing import check_positive_int
+from bidsnet_lib.plumbing import check_positive_int, got_expected
 
 
 def num_groups(channels: int, min_per_group: int = 4, max_groups: int = 32) -> int:
     """The most GroupNorm groups (at most ``max_groups``) that keep ``min_per_group`` channels each."""
     if not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"channels must be a positive int, got {channels!r}")
+        raise ValueError(f"channels: got {channels!r}, expected a positive int")
     limit = max(1, min(max_groups, channels // min_per_group))
     # The largest divisor of `channels` not above `limit`: 1 always divides, so this ends.
     return next(g for g in range(limit, 0, -1) if channels % g == 0)
@@ -121,14 +121,14 @@ class UStream(nn.Module):
     ):
         super().__init__()
         if not isinstance(stem, nn.Module):
-            raise TypeError(f"stem must be an nn.Module, got {type(stem).__name__}")
+            raise TypeError(f"stem: got {type(stem).__name__}, expected an nn.Module")
         if not callable(make_block):
-            raise TypeError(f"make_block must be callable, got {type(make_block).__name__}")
+            raise TypeError(f"make_block: got {type(make_block).__name__}, expected a callable")
         widths, depths = list(widths), list(depths)
         if len(widths) < 1 or len(widths) != len(depths):
             raise ValueError(
-                "widths and depths must have the same length >= 1 (encoder scales + bottleneck), "
-                f"got {len(widths)} widths and {len(depths)} depths"
+                f"widths, depths: got {len(widths)} widths and {len(depths)} depths, expected the same "
+                "length >= 1 (encoder scales + bottleneck)"
             )
         for i, (w, d) in enumerate(zip(widths, depths, strict=True)):
             check_positive_int(f"widths[{i}]", w)
@@ -161,7 +161,7 @@ class UStream(nn.Module):
         stride = 2**self.num_scales
         if x.shape[-2] % stride or x.shape[-1] % stride:
             raise ValueError(
-                f"after the stem the features are {tuple(x.shape[-2:])}; both sides must be "
+                f"x: got features of {tuple(x.shape[-2:])} after the stem, expected both sides "
                 f"multiples of 2**num_scales = {stride} (pad the input)"
             )
         skips = []
@@ -183,7 +183,7 @@ class CNNStream(UStream):
     def __init__(self, in_channels: int, widths: Sequence[int], depths: Sequence[int]):
         check_positive_int("in_channels", in_channels)
         if len(widths) < 1:
-            raise ValueError(f"widths must hold at least one width, got {list(widths)!r}")
+            raise ValueError(got_expected("widths", list(widths), "at least one width"))
         check_positive_int("widths[0]", widths[0])
         stem = nn.Conv2d(in_channels, widths[0], 3, padding=1)
         super().__init__(stem, widths, depths, lambda width: PreActResBlock(width, width))

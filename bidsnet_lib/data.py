@@ -57,7 +57,7 @@ def course_photos(size: int | None, limit: int | None = None, first: str | None 
     paths = [p for split in ("test", "val", "train") for p in sorted((COURSE_IMAGES / split).glob("*.jpg"))]
     if paths:
         if first is not None and first not in {p.name for p in paths}:
-            raise ValueError(f"first: no photo {first!r} in {COURSE_IMAGES}; expected one of "
+            raise ValueError(f"first: got {first!r}, expected one of the photos in {COURSE_IMAGES}: "
                              f"{sorted(p.name for p in paths)}")
         paths.sort(key=lambda p: p.name != first)  # a stable sort: only `first` moves
         photos = [masks.read_photo(p) for p in paths[:limit]]

@@ -46,12 +46,12 @@ class MaskGroup:
     def __post_init__(self):
         if not isinstance(self.masks, list) or not self.masks:
             got = "an empty list" if isinstance(self.masks, list) else type(self.masks).__name__
-            raise ValueError(f"masks of group {self.name!r}: got {got}; expected a non-empty list "
+            raise ValueError(f"masks of group {self.name!r}: got {got}, expected a non-empty list "
                              "of (H, W) 0/1 arrays")
         for i, m in enumerate(self.masks):
             if not isinstance(m, np.ndarray) or m.ndim != 2:
                 raise ValueError(f"masks[{i}] of group {self.name!r}: got "
-                                 f"{getattr(m, 'shape', type(m).__name__)}; expected an (H, W) array")
+                                 f"{getattr(m, 'shape', type(m).__name__)}, expected an (H, W) array")
             hole_ratio(m)  # raises unless the values are 0/1
 
     @property
@@ -90,7 +90,7 @@ def write_standin_data(folder, per_group: int | None = None) -> tuple[Path, Path
     from skimage import data as skdata
 
     if per_group is not None and (isinstance(per_group, bool) or not isinstance(per_group, int) or per_group < 1):
-        raise ValueError(f"per_group: got {per_group!r}; expected None (every mask) or an int >= 1")
+        raise ValueError(f"per_group: got {per_group!r}, expected None (every mask) or an int >= 1")
     photos, masks = Path(folder) / "photos", Path(folder) / "masks"
     photos.mkdir(parents=True, exist_ok=True)
     for name in STANDIN_PHOTOS:
@@ -105,7 +105,7 @@ def load_mask_groups(source, limit: int | None = None) -> list[MaskGroup]:
     ``limit`` keeps the first masks (sorted by path) of each group.
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit: got {limit!r}; expected None or an int >= 1")
+        raise ValueError(f"limit: got {limit!r}, expected None or an int >= 1")
     root = Path(source)
     if not root.is_dir():
         raise ValueError(f"masks: no such folder {str(root)!r}; expected the shipped root bidsnet_lib/eval_masks, "
@@ -149,9 +149,9 @@ def load_photos(folder, size: int | None = None, limit: int | None = None) -> di
     from bidsnet_lib.inference import load_image
 
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIZE):
-        raise ValueError(f"size: got {size!r}; expected None (own size) or an int >= {MIN_SIZE}")
+        raise ValueError(f"size: got {size!r}, expected None (own size) or an int >= {MIN_SIZE}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit: got {limit!r}; expected None or an int >= 1")
+        raise ValueError(f"limit: got {limit!r}, expected None or an int >= 1")
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"images: no such folder {str(folder)!r}")
@@ -162,7 +162,7 @@ def load_photos(folder, size: int | None = None, limit: int | None = None) -> di
     for path in paths[:limit]:
         rgb = load_image(path, f"images: {path.name}")  # (H, W, 3)
         if min(rgb.shape[:2]) < MIN_SIZE:
-            raise ValueError(f"images: {path.name} is {rgb.shape[0]}x{rgb.shape[1]}; expected both sides "
+            raise ValueError(f"images: got {path.name} of {rgb.shape[0]}x{rgb.shape[1]}, expected both sides "
                              f">= {MIN_SIZE}")
         photos[path.stem] = rgb if size is None else square_photo(rgb, size)
     return photos

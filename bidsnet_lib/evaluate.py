@@ -103,7 +103,7 @@ class ModelMethod:
 
     def __init__(self, model: torch.nn.Module, name: str = "BIDS-Net"):
         if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"model: got {type(model).__name__}; expected a torch.nn.Module")
+            raise TypeError(f"model: got {type(model).__name__}, expected a torch.nn.Module")
         self.model, self.name = model, name
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -144,7 +144,7 @@ def as_method(model, name: str | None = None) -> Callable:
         return ModelMethod(model, name or "BIDS-Net")
     if callable(model):
         return model
-    raise TypeError(f"model: got {type(model).__name__}; expected a BIDSNet (nn.Module), an Inpainter, "
+    raise TypeError(f"model: got {type(model).__name__}, expected a BIDSNet (nn.Module), an Inpainter, "
                     "a callable (image, mask) -> image, or a dict of them by name")
 
 
@@ -173,7 +173,7 @@ def _methods(model, label: str, baselines: Sequence, radius: int, cache) -> tupl
         elif callable(item) and isinstance(getattr(item, "name", None), str):
             baseline = item
         else:
-            raise TypeError(f"baselines: got {item!r:.60}; expected names from {list(BASELINES)} or "
+            raise TypeError(f"baselines: got {item!r:.60}, expected names from {list(BASELINES)} or "
                             "baselines (callables with a name, see make_baseline)")
         if cache is not None and isinstance(baseline, Baseline) and baseline.cache_outputs:
             baseline = CachedBaseline(baseline, cache)
@@ -185,8 +185,8 @@ def _methods(model, label: str, baselines: Sequence, radius: int, cache) -> tupl
         models = {} if model is None else {label: model}
     for name, m in models.items():
         if name in methods or name == REFERENCE:
-            raise ValueError(f"model name {name!r} is also a baseline's or the reference's; expected "
-                             "distinct names")
+            raise ValueError(f"model name: got {name!r}, a baseline's or the reference's name, expected "
+                             "a distinct name")
         methods[name] = as_method(m, name)
     if not methods:
         raise ValueError("nothing to evaluate: model is None and baselines is empty")
@@ -230,31 +230,31 @@ def evaluate(model, images, mask_groups, *, label: str = "BIDS-Net", baselines=N
     elif isinstance(images, Sequence) and not isinstance(images, str):
         photos = {f"image {i}": im for i, im in enumerate(images)}
     else:
-        raise TypeError(f"images: got {type(images).__name__}; expected a dict or list of RGB uint8 arrays")
+        raise TypeError(f"images: got {type(images).__name__}, expected a dict or list of RGB uint8 arrays")
     if not photos:
-        raise ValueError("images: got none; expected at least one photo")
+        raise ValueError("images: got none, expected at least one photo")
     for name, im in photos.items():
         if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3 \
                 or min(im.shape[:2]) < MIN_SIZE:
             raise ValueError(f"images[{name!r}]: got {getattr(im, 'dtype', type(im).__name__)} "
-                             f"{getattr(im, 'shape', '')}; expected RGB uint8 (H, W, 3), sides >= {MIN_SIZE}")
+                             f"{getattr(im, 'shape', '')}, expected RGB uint8 (H, W, 3), sides >= {MIN_SIZE}")
     if isinstance(mask_groups, Mapping):
         groups = [MaskGroup("masks", str(k), list(v)) for k, v in mask_groups.items()]
     else:
         groups = list(mask_groups)
     if not groups or not all(isinstance(g, MaskGroup) for g in groups):
-        raise ValueError(f"mask_groups: got {groups!r:.80}; expected a non-empty list of MaskGroup "
+        raise ValueError(f"mask_groups: got {groups!r:.80}, expected a non-empty list of MaskGroup "
                          "or a dict {name: [masks]}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: got {batch_size!r}; expected an int >= 1")
+        raise ValueError(f"batch_size: got {batch_size!r}, expected an int >= 1")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: got {seed!r}; expected an int >= 0")
+        raise ValueError(f"seed: got {seed!r}, expected an int >= 0")
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
-        raise ValueError(f"n_resamples: got {n_resamples!r}; expected an int >= 1")
+        raise ValueError(f"n_resamples: got {n_resamples!r}, expected an int >= 1")
     if lpips is not None and not callable(lpips):
-        raise TypeError(f"lpips: got {type(lpips).__name__}; expected a metric (pred, target) -> (B,) or None")
+        raise TypeError(f"lpips: got {type(lpips).__name__}, expected a metric (pred, target) -> (B,) or None")
     if fid_features is not None and not callable(fid_features):
-        raise TypeError(f"fid_features: got {type(fid_features).__name__}; expected a feature "
+        raise TypeError(f"fid_features: got {type(fid_features).__name__}, expected a feature "
                         "extractor images (B, 3, H, W) -> (B, D) or None")
     methods, baseline_names = _methods(model, label, default_baselines() if baselines is None else baselines,
                                        radius, cache)
@@ -417,7 +417,7 @@ def _run_group(group: MaskGroup, photos: dict, methods: dict, lpips, fid_feature
             timing[name][0] += getattr(method, "last_seconds", time.perf_counter() - start)
             timing[name][1] += len(batch)
             if not isinstance(out, torch.Tensor) or out.shape != target.shape:
-                raise ValueError(f"method {name!r} returned {getattr(out, 'shape', type(out).__name__)}; "
+                raise ValueError(f"method {name!r} output: got {getattr(out, 'shape', type(out).__name__)}, "
                                  f"expected a tensor {tuple(target.shape)}")
             # Composited again (a custom callable might not) and rounded as a saved PNG would be.
             out = composite((out.detach().float().clamp(0, 1) * 255).round() / 255, target, mask)

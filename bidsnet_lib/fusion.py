@@ -14,11 +14,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from bidsnet_lib.cnn import check_positive_int, group_norm
+from bidsnet_lib.plumbing import got_expected
 
 
 def _check_choice(name: str, value, choices) -> None:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+        raise ValueError(got_expected(name, value, f"one of {sorted(choices)}"))
 
 
 class Align(nn.Module):
@@ -43,7 +44,7 @@ class Align(nn.Module):
         factor = (scale if scale >= 1 else 1 / scale) if valid else 0.0
         if factor < 1 or not math.isclose(factor, round(factor)):
             raise ValueError(
-                f"scale must be a positive integer or the inverse of one (e.g. 2 or 0.5), got {scale!r}"
+                got_expected("scale", scale, "a positive integer or the inverse of one (e.g. 2 or 0.5)")
             )
         self.scale = float(scale)
         self.factor = round(factor)
@@ -82,7 +83,7 @@ class SFF(nn.Module):
         check_positive_int("reduction", reduction)
         check_positive_int("min_width", min_width)
         if isinstance(num_inputs, bool) or not isinstance(num_inputs, int) or num_inputs < 2:
-            raise ValueError(f"num_inputs must be an int >= 2, got {num_inputs!r}")
+            raise ValueError(got_expected("num_inputs", num_inputs, "an int >= 2"))
         self.channels, self.num_inputs = channels, num_inputs
         hidden = max(channels // reduction, min_width)
         self.squeeze = nn.Sequential(nn.Linear(channels, hidden), nn.LayerNorm(hidden), nn.ReLU())
@@ -91,12 +92,12 @@ class SFF(nn.Module):
 
     def forward(self, *inputs: torch.Tensor, return_weights: bool = False):
         if len(inputs) != self.num_inputs:
-            raise ValueError(f"SFF expects {self.num_inputs} inputs, got {len(inputs)}")
+            raise ValueError(f"SFF inputs: got {len(inputs)} tensors, expected {self.num_inputs}")
         shape = inputs[0].shape
         if len(shape) != 4 or shape[1] != self.channels:
-            raise ValueError(f"SFF inputs must be (B, {self.channels}, H, W), got {tuple(shape)}")
+            raise ValueError(f"SFF inputs: got {tuple(shape)}, expected (B, {self.channels}, H, W)")
         if any(x.shape != shape for x in inputs):
-            raise ValueError(f"SFF inputs must share one shape, got {[tuple(x.shape) for x in inputs]}")
+            raise ValueError(f"SFF inputs: got {[tuple(x.shape) for x in inputs]}, expected one shape for all")
         stacked = torch.stack(inputs, dim=1)  # (B, n, C, H, W)
         s = stacked.sum(dim=1).mean(dim=(-2, -1))  # (B, C)
         logits = self.select(self.squeeze(s))  # (B, n*C)
@@ -185,12 +186,12 @@ class BFI(nn.Module):
 
     def forward(self, c: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if c.dim() != 4 or c.shape[1] != self.cnn_channels:
-            raise ValueError(f"c must be (B, {self.cnn_channels}, H, W), got {tuple(c.shape)}")
+            raise ValueError(f"c: got {tuple(c.shape)}, expected (B, {self.cnn_channels}, H, W)")
         expected = (c.shape[0], self.trans_channels, c.shape[2] // self.scale, c.shape[3] // self.scale)
         if c.shape[2] % self.scale or c.shape[3] % self.scale or tuple(t.shape) != expected:
             raise ValueError(
-                f"t must be (B, {self.trans_channels}, H/{self.scale}, W/{self.scale}) for c of shape "
-                f"{tuple(c.shape)}, got {tuple(t.shape)}"
+                f"t: got {tuple(t.shape)}, expected (B, {self.trans_channels}, H/{self.scale}, W/{self.scale}) "
+                f"for c of shape {tuple(c.shape)}"
             )
         t_out = self.fuse_t(t, self.align_c2t(c)) if self.fuse_t is not None else t  # (B, Ct, h, w)
         c_out = self.fuse_c(c, self.align_t2c(t)) if self.fuse_c is not None else c  # (B, Cc, H, W)

@@ -94,7 +94,7 @@ def load_mask(mask, name: str = "mask") -> np.ndarray:
             mask = mask.convert("L")
         mask = np.asarray(mask)
     if not isinstance(mask, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array, a PIL image or a path, got {type(mask).__name__}")
+        raise TypeError(f"{name}: got {type(mask).__name__}, expected a numpy array, a PIL image or a path")
     if mask.dtype.kind in "ui" and mask.size and mask.min() >= 0 and mask.max() <= 1:
         mask = mask.astype(bool)  # 0/1 integers: without this, 1 would read as 1/255 of full scale
     if mask.ndim == 3 and mask.shape[2] == 1:
@@ -106,8 +106,8 @@ def read_pair(image, mask, image_name: str = "image", mask_name: str = "mask") -
     photo = read_photo(image, image_name)
     holes = load_mask(mask, mask_name)
     if holes.shape != photo.rgb.shape[:2]:
-        raise ValueError(f"{mask_name} is {holes.shape[0]}x{holes.shape[1]} but {image_name} is "
-                         f"{photo.rgb.shape[0]}x{photo.rgb.shape[1]} (height x width); they must match")
+        raise ValueError(f"{mask_name}: got {holes.shape[0]}x{holes.shape[1]}, expected the size of {image_name}, "
+                         f"{photo.rgb.shape[0]}x{photo.rgb.shape[1]} (height x width)")
     return photo, holes
 
 
@@ -205,15 +205,15 @@ class Inpainter:
     def __init__(self, model, *, work_size: int = 256, device=None, batch_size: int = 8,
                  margin: float = 0.5, label: str = "BIDS-Net", mirror: bool = False):
         if not callable(model):
-            raise TypeError(f"model must be a BIDSNet or a callable model(image, mask), got {type(model).__name__}")
+            raise TypeError(f"model: got {type(model).__name__}, expected a BIDSNet or a callable model(image, mask)")
         stride = getattr(getattr(model, "config", None), "stride", 1)
         if isinstance(work_size, bool) or not isinstance(work_size, int) or work_size < stride \
                 or work_size % stride:
-            raise ValueError(f"work_size must be a positive multiple of the model's stride {stride}, got {work_size!r}")
+            raise ValueError(got_expected("work_size", work_size, f"a positive multiple of the model's stride {stride}"))
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+            raise ValueError(got_expected("batch_size", batch_size, "an int >= 1"))
         if not isinstance(margin, int | float) or isinstance(margin, bool) or margin < 0:
-            raise ValueError(f"margin must be a number >= 0, got {margin!r}")
+            raise ValueError(got_expected("margin", margin, "a number >= 0"))
         if not isinstance(mirror, bool):
             raise TypeError(got_expected("mirror", mirror, "True or False"))
         if isinstance(model, torch.nn.Module):
@@ -265,9 +265,9 @@ class Inpainter:
     def inpaint_many(self, images, masks) -> list[np.ndarray]:
         """`inpaint` for equally long sequences of images and masks, with the crops of all in batches."""
         if not isinstance(images, list | tuple) or not isinstance(masks, list | tuple):
-            raise TypeError(f"images and masks must be lists, got {type(images).__name__} and {type(masks).__name__}")
+            raise TypeError(f"images, masks: got {type(images).__name__} and {type(masks).__name__}, expected lists")
         if len(images) != len(masks):
-            raise ValueError(f"images and masks must be equally long, got {len(images)} images and {len(masks)} masks")
+            raise ValueError(f"images, masks: got {len(images)} images and {len(masks)} masks, expected equally long lists")
         return self._inpaint_pairs([_pair(img, m, i) for i, (img, m) in enumerate(zip(images, masks, strict=True))])
 
     def _inpaint_pairs(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:

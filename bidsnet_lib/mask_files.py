@@ -52,7 +52,7 @@ def binarize_mask(image, threshold=0.5, invert=False, channel_tolerance=0.25, na
     scale; JPEG noise stays well below) anywhere, ValueError. A fourth (alpha) channel is ignored.
     """
     if not isinstance(image, np.ndarray):
-        raise TypeError(f"{name}: image must be a numpy array, got {type(image).__name__}")
+        raise TypeError(f"{name}: got {type(image).__name__}, expected a numpy array image")
     threshold = _check_threshold(threshold)
     channel_tolerance = _check_fraction(channel_tolerance, "channel_tolerance")
     if image.dtype == bool:
@@ -62,19 +62,19 @@ def binarize_mask(image, threshold=0.5, invert=False, channel_tolerance=0.25, na
     elif image.dtype.kind == "f":
         full = 1.0
         if image.size and (image.min() < 0 or image.max() > 1):
-            raise ValueError(f"{name}: a float mask must lie in [0, 1], got [{image.min()}, {image.max()}]")
+            raise ValueError(f"{name}: got values in [{image.min()}, {image.max()}], expected a float mask in [0, 1]")
     else:
-        raise TypeError(f"{name}: mask dtype must be bool, uint8, uint16 or float, got {image.dtype}")
+        raise TypeError(f"{name}: got dtype {image.dtype}, expected a mask of bool, uint8, uint16 or float")
     if image.ndim == 3 and image.shape[2] in (1, 3, 4):
         colour = image[:, :, :3].astype(np.float32)
         spread = colour.max(axis=2) - colour.min(axis=2)
         disagree = int(np.count_nonzero(spread > channel_tolerance * full))
         if disagree:
-            raise ValueError(f"{name}: colour channels disagree at {disagree} pixels (a mask must be grey; "
-                             f"channel_tolerance={channel_tolerance})")
+            raise ValueError(f"{name}: got colour channels that disagree at {disagree} pixels, expected a grey "
+                             f"mask (channel_tolerance={channel_tolerance})")
         image = colour.mean(axis=2)
     elif image.ndim != 2:
-        raise ValueError(f"{name}: mask must be (H, W) or (H, W, 1|3|4), got shape {image.shape}")
+        raise ValueError(f"{name}: got shape {image.shape}, expected a mask of (H, W) or (H, W, 1|3|4)")
     holes = image.astype(np.float32) > threshold * full
     return (holes != invert).astype(np.uint8)
 
@@ -85,9 +85,9 @@ def _parse_size(size) -> tuple[int, int] | None:
     pair = (size, size) if isinstance(size, numbers.Integral) else size
     if (isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2
             or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pair)):
-        raise TypeError(f"size must be None, an int or (height, width), got {size!r}")
+        raise TypeError(got_expected("size", size, "None, an int or (height, width)"))
     if min(pair) < 1:
-        raise ValueError(f"size must be positive, got {size!r}")
+        raise ValueError(got_expected("size", size, "positive sides"))
     return int(pair[0]), int(pair[1])
 
 
@@ -116,7 +116,7 @@ class MaskFolder:
                  rng=None, channel_tolerance=0.25):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise ValueError(f"root must be a folder of mask images, got {str(self.root)!r} (no such folder)")
+            raise ValueError(f"root: got {str(self.root)!r} (no such folder), expected a folder of mask images")
         self.paths = image_files(self.root, recursive=True)
         if not self.paths:
             raise ValueError(got_expected("mask folder", str(self.root), f"a folder holding {'/'.join(IMAGE_EXTENSIONS)} files"))
@@ -134,7 +134,7 @@ class MaskFolder:
     def load(self, index: int) -> np.ndarray:
         """Mask `index`, binarised and resized but not augmented: (H, W) uint8 0/1."""
         if isinstance(index, bool) or not isinstance(index, numbers.Integral):
-            raise TypeError(f"index must be an int, got {type(index).__name__}")
+            raise TypeError(f"index: got {type(index).__name__}, expected an int")
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} masks")
         mask = read_mask_file(self.paths[index], self.threshold, self.invert, self.channel_tolerance)

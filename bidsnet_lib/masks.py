@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bidsnet_lib.plumbing import atomic_write, check_int, photo_rgb
+from bidsnet_lib.plumbing import atomic_write, check_int, got_expected, photo_rgb
 
 RATIO_BINS = ((0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5), (0.5, 0.6))
 MIN_SIZE = 32  # smallest side: below it a brush stroke is wider than a bin's worth of pixels
@@ -62,7 +62,7 @@ def _check_rng(rng) -> np.random.Generator:
         return np.random.default_rng()
     if not isinstance(rng, np.random.Generator):
         raise TypeError(
-            f"rng must be a numpy.random.Generator or None, got {type(rng).__name__}"
+            f"rng: got {type(rng).__name__}, expected a numpy.random.Generator or None"
             " (make one with numpy.random.default_rng(seed))"
         )
     return rng
@@ -70,36 +70,36 @@ def _check_rng(rng) -> np.random.Generator:
 
 def _check_bin(ratio_bin, name: str = "ratio_bin") -> tuple[float, float]:
     if isinstance(ratio_bin, str | bytes) or not isinstance(ratio_bin, Sequence) or len(ratio_bin) != 2:
-        raise TypeError(f"{name} must be a pair (low, high) of fractions, got {ratio_bin!r}")
+        raise TypeError(got_expected(name, ratio_bin, "a pair (low, high) of fractions"))
     if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in ratio_bin):
-        raise TypeError(f"{name} must hold two numbers, got {ratio_bin!r}")
+        raise TypeError(got_expected(name, ratio_bin, "two numbers"))
     low, high = float(ratio_bin[0]), float(ratio_bin[1])
     if not (0.0 <= low <= 1.0 and 0.0 <= high <= 1.0):
-        raise ValueError(f"{name} must lie inside [0, 1] (fractions, not percent), got {ratio_bin!r}")
+        raise ValueError(got_expected(name, ratio_bin, "two fractions inside [0, 1] (not percent)"))
     if low >= high:
-        raise ValueError(f"{name} must be (low, high) with low < high, got {ratio_bin!r}")
+        raise ValueError(got_expected(name, ratio_bin, "(low, high) with low < high"))
     return low, high
 
 
 def _check_fraction(value, name: str, low: float = 0.0, high: float = 1.0) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        raise TypeError(f"{name}: got {type(value).__name__}, expected a number")
     if not low < value <= high:
-        raise ValueError(f"{name} must be in ({low}, {high}], got {value}")
+        raise ValueError(got_expected(name, value, f"a number in ({low}, {high}]"))
     return float(value)
 
 
 def _check_threshold(threshold) -> float:
     threshold = _check_fraction(threshold, "threshold")
     if threshold >= 1:
-        raise ValueError(f"threshold must be in (0, 1) (a fraction of full scale), got {threshold}")
+        raise ValueError(got_expected("threshold", threshold, "a number in (0, 1) (a fraction of full scale)"))
     return threshold
 
 
 def _check_canvas(canvas) -> None:
     if not isinstance(canvas, np.ndarray) or canvas.ndim != 2 or canvas.dtype != np.uint8:
         got = f"{canvas.dtype} {canvas.shape}" if isinstance(canvas, np.ndarray) else type(canvas).__name__
-        raise TypeError(f"canvas must be a (H, W) uint8 numpy array, got {got}")
+        raise TypeError(f"canvas: got {got}, expected a (H, W) uint8 numpy array")
 
 
 def bin_name(ratio_bin) -> str:
@@ -135,14 +135,14 @@ def hole_ratio(mask) -> float:
     if hasattr(mask, "detach"):  # torch tensor, without importing torch here
         mask = mask.detach().cpu().numpy()
     if not isinstance(mask, np.ndarray):
-        raise TypeError(f"mask must be a numpy array or torch tensor, got {type(mask).__name__}")
+        raise TypeError(f"mask: got {type(mask).__name__}, expected a numpy array or torch tensor")
     if mask.size == 0:
-        raise ValueError(f"mask must not be empty, got shape {mask.shape}")
+        raise ValueError(f"mask: got shape {mask.shape}, expected a non-empty mask")
     holes = np.count_nonzero(mask)
     if mask.dtype != bool and holes != np.count_nonzero(mask == 1):
         other = mask[(mask != 0) & (mask != 1)].flat[0]
         raise ValueError(
-            f"mask must hold only 0 and 1 (1 = hole), got a value {other}"
+            f"mask: got a value {other}, expected only 0 and 1 (1 = hole)"
             " (a 0/255 image? binarise it with binarize_mask)"
         )
     return holes / mask.size
@@ -204,7 +204,7 @@ def rotate_flip(mask, rng, *, rotate=True, flip=True):
     content (reflect border) rather than coming in empty, so a rotated mask has no blank corners.
     """
     if not isinstance(mask, np.ndarray) or mask.ndim != 2:
-        raise TypeError(f"mask must be a (H, W) numpy array, got {getattr(mask, 'shape', type(mask).__name__)}")
+        raise TypeError(f"mask: got {getattr(mask, 'shape', type(mask).__name__)}, expected a (H, W) numpy array")
     rng = _check_rng(rng)
     height, width = mask.shape
     if rotate:
@@ -239,11 +239,11 @@ class IrregularMaskParams:
         for name, low in (("stroke_vertices", 2), ("polygon_vertices", 3)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+                raise ValueError(got_expected(name, value, f"an int >= {low}"))
         for name in ("stroke_step", "stroke_width", "stroke_turn", "polygon_radius"):
             _check_fraction(getattr(self, name), name, 0.0, math.inf)
         if not isinstance(self.polygon_proba, numbers.Real) or not 0.0 <= self.polygon_proba <= 1.0:
-            raise ValueError(f"polygon_proba must be in [0, 1], got {self.polygon_proba}")
+            raise ValueError(got_expected("polygon_proba", self.polygon_proba, "a number in [0, 1]"))
 
 
 def _draw_shape(canvas, rng, params: IrregularMaskParams, shrink: float, value: int) -> None:
@@ -313,7 +313,7 @@ def irregular_mask(height, width, ratio_bin=(0.1, 0.2), rng=None, *, params=None
     rng = _check_rng(rng)
     params = IrregularMaskParams() if params is None else params
     if not isinstance(params, IrregularMaskParams):
-        raise TypeError(f"params must be an IrregularMaskParams or None, got {type(params).__name__}")
+        raise TypeError(f"params: got {type(params).__name__}, expected an IrregularMaskParams or None")
     k_low, k_high = _bin_counts(low, high, height * width)
     if k_low > k_high:
         raise ValueError(f"ratio_bin {ratio_bin!r} is narrower than one pixel of a {height}x{width} mask")
@@ -354,14 +354,14 @@ class LargeMaskPreset:
             value = getattr(self, f.name)
             kind = numbers.Real if f.name.endswith("proba") else numbers.Integral
             if isinstance(value, bool) or not isinstance(value, kind) or value < 0:
-                raise ValueError(f"{f.name} must be {'a number' if kind is numbers.Real else 'an int'} >= 0, "
-                                 f"got {value!r}")
+                raise ValueError(got_expected(f.name, value, f"{'a number' if kind is numbers.Real else 'an int'} >= 0"))
         if self.max_angle < 1 or self.max_len < 1 or self.max_width < 1 or self.min_times < 1:
-            raise ValueError("max_angle, max_len, max_width and min_times must be >= 1")
+            got = (self.max_angle, self.max_len, self.max_width, self.min_times)
+            raise ValueError(got_expected("(max_angle, max_len, max_width, min_times)", got, "each >= 1"))
         if self.irregular_proba + self.box_proba <= 0:
-            raise ValueError("irregular_proba + box_proba must be > 0")
+            raise ValueError(got_expected("irregular_proba + box_proba", self.irregular_proba + self.box_proba, "> 0"))
         if self.min_times > self.max_times:
-            raise ValueError(f"min_times {self.min_times} > max_times {self.max_times}")
+            raise ValueError(got_expected("min_times", self.min_times, f"<= max_times ({self.max_times})"))
         if self.box_proba > 0 and not (
             1 <= self.box_min_times <= self.box_max_times and 1 <= self.bbox_min_size <= self.bbox_max_size
         ):
@@ -430,10 +430,10 @@ def large_mask(height, width, preset="thick", rng=None, max_hole_ratio=None) -> 
     height, width = _check_size(height, width)
     if isinstance(preset, str):
         if preset not in LARGE_MASK_PRESETS:
-            raise ValueError(f"preset must be one of {sorted(LARGE_MASK_PRESETS)}, got {preset!r}")
+            raise ValueError(got_expected("preset", preset, f"one of {sorted(LARGE_MASK_PRESETS)}"))
         preset = LARGE_MASK_PRESETS[preset]
     elif not isinstance(preset, LargeMaskPreset):
-        raise TypeError(f"preset must be a name or a LargeMaskPreset, got {type(preset).__name__}")
+        raise TypeError(f"preset: got {type(preset).__name__}, expected a name or a LargeMaskPreset")
     rng = _check_rng(rng)
     if max_hole_ratio is not None:
         max_hole_ratio = _check_fraction(max_hole_ratio, "max_hole_ratio")
@@ -459,7 +459,7 @@ def masks_to_tensor(masks):
     if stacked.ndim == 2:
         stacked = stacked[None]
     if stacked.ndim != 3:
-        raise ValueError(f"masks must be (H, W), (B, H, W) or a list of (H, W), got shape {stacked.shape}")
+        raise ValueError(f"masks: got shape {stacked.shape}, expected (H, W), (B, H, W) or a list of (H, W)")
     hole_ratio(stacked)  # checks the values are 0/1
     return torch.from_numpy(stacked.astype(np.float32))[:, None]  # (B, 1, H, W)
 
@@ -467,7 +467,7 @@ def masks_to_tensor(masks):
 def overlay_mask(image, mask, color=(255, 255, 255), alpha=1.0) -> np.ndarray:
     """Paint the holes of `mask` (H, W) over an RGB uint8 `image` (H, W, 3): what the network sees."""
     if image.shape[:2] != mask.shape:
-        raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} must have the same height and width")
+        raise ValueError(f"mask: got shape {mask.shape}, expected the image's height and width {image.shape[:2]}")
     holes = mask.astype(bool)[:, :, None]  # (H, W, 1)
     painted = (1 - alpha) * image + alpha * np.asarray(color, np.float32)
     return np.where(holes, painted, image).astype(np.uint8)
@@ -496,7 +496,7 @@ def mask_gallery(photos, out_dir, rng=None, *, size=256, columns=4) -> list[Path
     from matplotlib.figure import Figure  # no pyplot: works headless, leaves no global state
 
     if isinstance(photos, str | os.PathLike) or not isinstance(photos, Sequence) or not photos:
-        raise ValueError("photos must be a non-empty list of paths or RGB arrays")
+        raise ValueError(f"photos: got {photos!r:.60}, expected a non-empty list of paths or RGB arrays")
     rng = _check_rng(rng)
     tiles = [square_photo(read_photo(p) if isinstance(p, str | os.PathLike) else p, size) for p in photos]
     rows = {

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import torch
 
-from bidsnet_lib.plumbing import atomic_write
+from bidsnet_lib.plumbing import atomic_write, got_expected
 
 
 def section_markers(owner: str) -> tuple[str, str]:
     """The begin and end comments that enclose ``owner``'s section, e.g. for "bench/model.py"."""
     if not isinstance(owner, str) or not owner or "-->" in owner:
-        raise ValueError(f"owner must be a non-empty name without '-->', got {owner!r}")
+        raise ValueError(got_expected("owner", owner, "a non-empty name without '-->'"))
     return f"<!-- {owner}: begin -->", f"<!-- {owner}: end -->"
 
 

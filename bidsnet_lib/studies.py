@@ -119,7 +119,7 @@ def resolve_studies(name: str) -> list[Study]:
     if name == "all":
         return list(STUDIES.values())
     if name not in STUDIES:
-        raise ValueError(f"study: got {name!r}; expected one of {', '.join(STUDY_NAMES)}")
+        raise ValueError(f"study: got {name!r}, expected one of {', '.join(STUDY_NAMES)}")
     return [STUDIES[name]]
 
 
@@ -152,14 +152,14 @@ class AblationSettings:
         for name, low in (("steps", 1), ("seeds", 2), ("batch_size", 1), ("size", 32)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}: got {value!r}; expected an int >= {low}")
+                raise ValueError(f"{name}: got {value!r}, expected an int >= {low}")
         if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
                                        or self.limit < 1):
-            raise ValueError(f"limit: got {self.limit!r}; expected None (every mask) or an int >= 1")
+            raise ValueError(f"limit: got {self.limit!r}, expected None (every mask) or an int >= 1")
         if self.lpips not in LPIPS_MODES:
-            raise ValueError(f"lpips: got {self.lpips!r}; expected one of {', '.join(LPIPS_MODES)}")
+            raise ValueError(f"lpips: got {self.lpips!r}, expected one of {', '.join(LPIPS_MODES)}")
         if self.lpips_weights is not None and self.lpips != "alex":
-            raise ValueError(f"lpips_weights: given with lpips={self.lpips!r}; expected lpips='alex'")
+            raise ValueError(f"lpips_weights: got weights for lpips={self.lpips!r}, expected them only with lpips='alex'")
         for name in ("train_images", "test_images", "masks"):
             object.__setattr__(self, name, os.path.abspath(getattr(self, name)))
 

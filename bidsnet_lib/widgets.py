@@ -37,7 +37,7 @@ import numpy as np
 import traitlets
 from PIL import Image, ImageOps
 
-from bidsnet_lib.plumbing import DATA_DIR, atomic_write, photo_rgb
+from bidsnet_lib.plumbing import DATA_DIR, atomic_write, got_expected, photo_rgb
 
 try:
     import anywidget
@@ -52,7 +52,7 @@ RECORD_ENV = "BIDSNET_WIDGET_RECORD"  # set by tests/test_widget_browser.py for 
 # ----------------------------------------------------------------------------- painting logic
 def _check_size(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        raise ValueError(got_expected(name, value, "an int >= 1"))
     return int(value)
 
 
@@ -60,9 +60,9 @@ def _check_point(point) -> tuple[int, int]:
     try:
         x, y = (float(v) for v in point)
     except (TypeError, ValueError):
-        raise ValueError(f"a point must be a pair of numbers (x, y), got {point!r}") from None
+        raise ValueError(got_expected("point", point, "a pair of numbers (x, y)")) from None
     if not (math.isfinite(x) and math.isfinite(y)):
-        raise ValueError(f"a point must be finite, got {point!r}")
+        raise ValueError(got_expected("point", point, "finite numbers (x, y)"))
     return round(x), round(y)
 
 
@@ -99,7 +99,7 @@ class MaskPainter:
         """Paint (or with `erase`, clear) a polyline through `points`; one undo step."""
         points = [_check_point(p) for p in points]
         if not points:
-            raise ValueError("points must hold at least one (x, y) point, got none")
+            raise ValueError("points: got none, expected at least one (x, y) point")
         size = self.brush_size if size is None else _check_size("size", size)
         value = 0 if (self.erase if erase is None else erase) else 1
         self._push()
@@ -310,7 +310,7 @@ def read_photo(source, max_side: int = 1024) -> np.ndarray:
     if isinstance(source, str | os.PathLike | Image.Image):
         source = photo_rgb(source, "source")  # alpha composited on white, as everywhere
     if not isinstance(source, np.ndarray) or source.dtype != np.uint8 or source.ndim != 3 or source.shape[2] != 3:
-        raise ValueError(f"source must become an RGB uint8 (H, W, 3) image, got {getattr(source, 'shape', type(source))}")
+        raise ValueError(f"source: got {getattr(source, 'shape', type(source))}, expected an RGB uint8 (H, W, 3) image")
     scale = max_side / max(source.shape[:2])
     if scale < 1:
         size = (max(1, round(source.shape[1] * scale)), max(1, round(source.shape[0] * scale)))
@@ -336,11 +336,11 @@ class InpaintDemo:
     def __init__(self, inpainter, photos=None, *, canvas: bool | None = None, brush_size: int = 24,
                  max_side: int = 1024, display_width: int = 448, record_dir=None):
         if not callable(getattr(inpainter, "inpaint", None)):
-            raise TypeError(f"inpainter must have an inpaint(image, mask) method, got {type(inpainter).__name__}")
+            raise TypeError(f"inpainter: got {type(inpainter).__name__}, expected an object with an inpaint(image, mask) method")
         self.inpainter = inpainter
         self.photos = shipped_photos() if photos is None else dict(photos)
         if not self.photos:
-            raise ValueError("photos must name at least one photo, got none")
+            raise ValueError("photos: got none, expected at least one photo")
         self.canvas_mode = anywidget is not None if canvas is None else bool(canvas)
         if self.canvas_mode and anywidget is None:
             raise ValueError("canvas=True needs the anywidget package; pip install anywidget or pass canvas=False")

@@ -155,7 +155,7 @@ def test_plan_shares_the_reference_run_and_keeps_width():
 
 
 def test_settings_validate():
-    for changes, match in (({"seeds": 1}, "seeds: got 1; expected an int >= 2"),
+    for changes, match in (({"seeds": 1}, "seeds: got 1, expected an int >= 2"),
                            ({"steps": 0}, "steps: got 0"), ({"limit": 0}, "limit: got 0"),
                            ({"lpips": "vgg"}, "expected one of off, alex, random"),
                            ({"lpips": "random", "lpips_weights": "x.pth"}, "lpips_weights")):

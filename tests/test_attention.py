@@ -254,7 +254,7 @@ def test_make_attention_builds_each_kind_and_names_the_valid_ones():
     assert make_attention("favor++", 16).kind == "favor++" and make_attention("favor", 16).kind == "favor"
     q, k, v = gaussian_qkv(9, (1, 2, 20, 16))
     torch.testing.assert_close(exact(q, k, v), softmax_attention(q, k, v))
-    with pytest.raises(ValueError, match=r"attention must be one of \['favor', 'favor\+\+', 'softmax'\], got 'linear'"):
+    with pytest.raises(ValueError, match=r"attention: got 'linear', expected one of \['favor', 'favor\+\+', 'softmax'\]"):
         make_attention("linear", 16)
 
 
@@ -262,7 +262,7 @@ def test_make_attention_builds_each_kind_and_names_the_valid_ones():
     ({"dim_head": 0}, "dim_head: got 0, expected a positive int"),
     ({"dim_head": 16, "nb_features": 2.5}, "nb_features: got 2.5, expected a positive int"),
     ({"dim_head": 16, "redraw_interval": 0}, "redraw_interval: got 0, expected a positive int"),
-    ({"dim_head": 16, "kind": "favor+"}, r"kind: got 'favor\+'; expected one of favor, favor\+\+"),
+    ({"dim_head": 16, "kind": "favor+"}, r"kind: got 'favor\+', expected one of favor, favor\+\+"),
 ])
 def test_fast_attention_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -272,17 +272,17 @@ def test_fast_attention_rejects_bad_arguments(kwargs, message):
 def test_bad_qkv_are_named():
     attention = FastAttention(16, 8)
     q, k, v = gaussian_qkv(10, (1, 2, 10, 16))
-    with pytest.raises(ValueError, match=r"q must have shape \(B, heads, N, dim_head\), got \(2, 10, 16\)"):
+    with pytest.raises(ValueError, match=r"q: got shape \(2, 10, 16\), expected \(B, heads, N, dim_head\)"):
         attention(q[0], k, v)
-    with pytest.raises(ValueError, match="k and v must hold the same number of tokens, got 10 and 9"):
+    with pytest.raises(ValueError, match="k, v: got 10 and 9 tokens, expected the same number of tokens"):
         attention(q, k, v[:, :, :9])
     with pytest.raises(ValueError, match="dim_head = 16"):
         attention(q[..., :8], k[..., :8], v)
-    with pytest.raises(TypeError, match="v must be a torch.Tensor, got list"):
+    with pytest.raises(TypeError, match="v: got list, expected a torch.Tensor"):
         attention(q, k, [1])
-    with pytest.raises(ValueError, match="q and k must hold at least one token, got 0 and 10"):
+    with pytest.raises(ValueError, match="q, k: got 0 and 10 tokens, expected at least one token each"):
         attention(q[:, :, :0], k, v)
-    with pytest.raises(ValueError, match="q, k, v must share"):
+    with pytest.raises(ValueError, match=r"q, k, v: got shapes .*, expected the same \(B, heads\)"):
         softmax_attention(q, k[:, :1], v)
 
 
@@ -305,11 +305,11 @@ def test_transformer_block_sees_position_and_rejects_bad_input():
     perm = torch.randperm(16, generator=torch.Generator().manual_seed(0))
     permuted = x.flatten(2)[..., perm].view_as(x)
     assert not torch.allclose(block(permuted).flatten(2), block(x).flatten(2)[..., perm], atol=1e-4)
-    with pytest.raises(ValueError, match=r"x must have shape \(B, 8, H, W\), got \(1, 7, 4, 4\)"):
+    with pytest.raises(ValueError, match=r"x: got \(1, 7, 4, 4\), expected shape \(B, 8, H, W\)"):
         block(torch.randn(1, 7, 4, 4))
-    with pytest.raises(ValueError, match="attention must be one of"):
+    with pytest.raises(ValueError, match="attention: got 'flash', expected one of"):
         TransformerBlock(8, attention="flash")
-    with pytest.raises(ValueError, match="mlp_ratio must be a positive number, got 0"):
+    with pytest.raises(ValueError, match="mlp_ratio: got 0, expected a positive number"):
         TransformerBlock(8, mlp_ratio=0)
 
 
@@ -325,7 +325,7 @@ def test_transformer_stream_is_a_ustream_at_reduced_resolution():
     assert not any(isinstance(m, FastAttention) for m in exact.modules())
     with pytest.raises(ValueError, match="patch: got 0, expected a positive int"):
         TransformerStream(4, (8, 16), (1, 1), patch=0)
-    with pytest.raises(ValueError, match="attention must be one of"):
+    with pytest.raises(ValueError, match="attention: got 'exact', expected one of"):
         TransformerStream(4, (8, 16), (1, 1), attention="exact")
 
 
@@ -367,7 +367,7 @@ def test_pair_rho_is_the_mean_over_all_pairs():
     brute = (x[:, :, :, None] + y[:, :, None]).square().sum(-1).mean((-2, -1)) / 8  # (B, h), N^2 pairs
     torch.testing.assert_close(pair_rho(q, k[:, :, :25]), brute)
     assert pair_rho(q.half(), k.half()).dtype == torch.float32  # half inputs: fp32 statistics
-    with pytest.raises(ValueError, match="q and k must share dim_head"):
+    with pytest.raises(ValueError, match="q, k: got dim_head 8 and 4, expected the same dim_head"):
         pair_rho(q, k[..., :4])
 
 
@@ -393,7 +393,7 @@ def test_optimal_a_matches_a_numerical_minimiser_of_the_variance():
     best = minimize_scalar(mean_log_moment, bounds=(-20, 0.1249), method="bounded", options={"xatol": 1e-12})
     assert abs(optimal_a(pair_rho(q, k)).item() - best.x) < 1e-6
     assert optimal_a(0.0).item() == 0.0 and (optimal_a(torch.tensor([0.1, 1.0, 10.0])) < 0).all()
-    with pytest.raises(ValueError, match=r"rho: got \[-0.5\]; expected finite values >= 0"):
+    with pytest.raises(ValueError, match=r"rho: got \[-0.5\], expected finite values >= 0"):
         optimal_a(torch.tensor([-0.5]))
 
 
@@ -479,9 +479,9 @@ def test_favorpp_rows_are_positive_and_sum_to_one_and_no_gradient_reaches_a():
 
 def test_positive_features_reject_bad_arguments():
     w = torch.randn(8, 4)
-    with pytest.raises(ValueError, match=r"a: got 0.25; expected values < 1/4"):
+    with pytest.raises(ValueError, match=r"a: got 0.25, expected values < 1/4"):
         positive_features(torch.randn(3, 4), w, 0.25)
-    with pytest.raises(ValueError, match=r"projection: got \(8, 4\); expected a tensor of shape \(m, 5\)"):
+    with pytest.raises(ValueError, match=r"projection: got \(8, 4\), expected a tensor of shape \(m, 5\)"):
         positive_features(torch.randn(3, 5), w)
-    with pytest.raises(ValueError, match=r"x: got \(4,\); expected a floating-point tensor"):
+    with pytest.raises(ValueError, match=r"x: got \(4,\), expected a floating-point tensor"):
         positive_features(torch.randn(4), w)

@@ -155,11 +155,11 @@ def test_names_and_repr():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"name": "lama"}, r"name: got 'lama'; expected one of \['telea', 'ns', 'biharmonic', 'patchmatch'\]"),
-        ({"name": "biharmonic", "radius": 3}, "radius: got 3 for 'biharmonic'; expected None"),
-        ({"name": "telea", "patch_size": 3}, "patch_size: got 3 for 'telea'; expected None"),
-        ({"name": "patchmatch", "patch_size": 0}, "patch_size: got 0; expected an int >= 1"),
-        ({"name": "telea", "radius": 0}, "radius: got 0; expected an int >= 1"),
+        ({"name": "lama"}, r"name: got 'lama', expected one of \['telea', 'ns', 'biharmonic', 'patchmatch'\]"),
+        ({"name": "biharmonic", "radius": 3}, "radius: got 3 for 'biharmonic', expected None"),
+        ({"name": "telea", "patch_size": 3}, "patch_size: got 3 for 'telea', expected None"),
+        ({"name": "patchmatch", "patch_size": 0}, "patch_size: got 0, expected an int >= 1"),
+        ({"name": "telea", "radius": 0}, "radius: got 0, expected an int >= 1"),
         ({"name": "ns", "radius": 2.5}, "radius: got 2.5"),
         ({"name": "ns", "radius": True}, "radius: got True"),
     ],
@@ -202,7 +202,7 @@ def test_bad_inputs(image, mask, error, match, name):
 
 
 def test_fill_checks_its_arrays():
-    with pytest.raises(ValueError, match=r"rgb: got float64 \(8, 8, 3\); expected uint8"):
+    with pytest.raises(ValueError, match=r"rgb: got float64 \(8, 8, 3\), expected uint8"):
         make_baseline("biharmonic").fill(np.zeros((8, 8, 3)), np.zeros((8, 8), np.uint8))
     with pytest.raises(ValueError, match=r"hole: got \(8, 9\)"):
         make_baseline("telea").fill(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9), np.uint8))

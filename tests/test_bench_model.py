@@ -153,7 +153,7 @@ def test_write_section_replaces_its_own_section_only(docs, tmp_path):
     path.write_text(text.replace("<!-- bench/model.py: end -->", ""))
     with pytest.raises(ValueError, match="no '<!-- bench/model.py: end -->' after it"):
         docs.write_section(path, "bench/model.py", "third")
-    with pytest.raises(ValueError, match="owner must be a non-empty name"):
+    with pytest.raises(ValueError, match="owner: got '', expected a non-empty name"):
         docs.section_markers("")
 
 

@@ -57,11 +57,11 @@ def test_save_tags_format_and_version_and_round_trips(train_file):
 
 
 def test_save_checks_format_and_keys(tmp_path):
-    with pytest.raises(ValueError, match="format must be one of .*'bidsnet-train'.*got 'nope'"):
+    with pytest.raises(ValueError, match="format: got 'nope', expected one of .*'bidsnet-train'"):
         save_checkpoint(train_payload(), tmp_path / "x.pt", "nope")
     with pytest.raises(ValueError, match=r"misses keys \['ema'\]"):
         save_checkpoint({k: v for k, v in train_payload().items() if k != "ema"}, tmp_path / "x.pt", TRAIN_FORMAT)
-    with pytest.raises(TypeError, match="payload must be a dict, got list"):
+    with pytest.raises(TypeError, match="payload: got list, expected a dict"):
         save_checkpoint([], tmp_path / "x.pt", INFERENCE_FORMAT)
     assert not list(tmp_path.iterdir())
 
@@ -122,7 +122,7 @@ def test_a_plain_state_dict_is_not_ours(tmp_path):
     message = one_line_error(tmp_path / "resnet.pth")
     assert "without a 'format' tag" in message and "not a bidsnet checkpoint" in message
     torch.save([torch.zeros(2)], tmp_path / "list.pt")
-    assert "holds a list" in one_line_error(tmp_path / "list.pt")
+    assert "got a list without" in one_line_error(tmp_path / "list.pt")
 
 
 class Payload:
@@ -145,13 +145,13 @@ def test_a_pickle_of_arbitrary_objects_is_refused_without_running_it(tmp_path):
 
 def test_wrong_format_newer_version_and_missing_keys(train_file, tmp_path):
     message = one_line_error(train_file, INFERENCE_FORMAT)
-    assert "is a bidsnet-train checkpoint; expected a bidsnet-inference checkpoint" in message
+    assert "got a bidsnet-train checkpoint, expected a bidsnet-inference checkpoint" in message
     assert "bidsnet export" in message
     atomic_save({"format": TRAIN_FORMAT, "version": FORMAT_VERSION + 1, **train_payload()}, tmp_path / "new.pt")
     assert "written by a newer bidsnet_lib" in one_line_error(tmp_path / "new.pt")
     atomic_save({"format": TRAIN_FORMAT, "version": FORMAT_VERSION, "step": 1}, tmp_path / "part.pt")
     assert "misses keys ['model'" in one_line_error(tmp_path / "part.pt")
-    with pytest.raises(ValueError, match="format must be among"):
+    with pytest.raises(ValueError, match="format: got .*, expected one or more of"):
         load_checkpoint(train_file, "weights")
 
 

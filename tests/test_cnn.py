@@ -36,7 +36,7 @@ def test_check_positive_int_rejects(bad):
 
 
 def test_num_groups_rejects_zero():
-    with pytest.raises(ValueError, match="channels must be a positive int"):
+    with pytest.raises(ValueError, match="channels: got 0, expected a positive int"):
         num_groups(0)
 
 
@@ -136,7 +136,7 @@ def test_ustream_with_no_scales_is_stem_and_bottleneck():
 @pytest.mark.parametrize(
     "widths,depths,match",
     [
-        ([8, 16], [1], "same length >= 1"),
+        ([8, 16], [1], "widths, depths: got 2 widths and 1 depths, expected the same length >= 1"),
         ([], [], "same length >= 1"),
         ([8, 0], [1, 1], r"widths\[1\]: got 0, expected a positive int"),
         ([8, 16], [1, -1], r"depths\[1\]: got -1, expected a positive int"),
@@ -149,14 +149,14 @@ def test_ustream_rejects_bad_sizes(widths, depths, match):
 
 
 def test_ustream_rejects_bad_stem_and_block_factory():
-    with pytest.raises(TypeError, match="stem must be an nn.Module, got function"):
+    with pytest.raises(TypeError, match="stem: got function, expected an nn.Module"):
         UStream(lambda x: x, [4], [1], lambda w: nn.Identity())
-    with pytest.raises(TypeError, match="make_block must be callable, got int"):
+    with pytest.raises(TypeError, match="make_block: got int, expected a callable"):
         UStream(nn.Identity(), [4], [1], 3)
 
 
 def test_ustream_rejects_sizes_not_divisible_by_its_stride():
-    with pytest.raises(ValueError, match=r"\(12, 10\); both sides must be multiples of 2\*\*num_scales = 4"):
+    with pytest.raises(ValueError, match=r"x: got features of \(12, 10\) after the stem, expected both sides multiples of 2\*\*num_scales = 4"):
         _tiny_ustream()(torch.randn(1, 3, 12, 10))
 
 
@@ -173,5 +173,5 @@ def test_cnn_stream_is_full_resolution_and_trains():
 def test_cnn_stream_rejects_bad_arguments():
     with pytest.raises(ValueError, match="in_channels: got 0, expected a positive int"):
         CNNStream(0, [8], [1])
-    with pytest.raises(ValueError, match="widths must hold at least one width"):
+    with pytest.raises(ValueError, match=r"widths: got \[\], expected at least one width"):
         CNNStream(4, [], [])

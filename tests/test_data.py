@@ -333,7 +333,7 @@ def test_course_photos_are_square_crops_with_the_chosen_one_first(monkeypatch, t
     assert len(course_photos(32)) == len(list(COURSE_IMAGES.glob("*/*.jpg")))
     whole = course_photos(None, limit=1, first="skimage_chelsea.jpg")[0]
     assert np.array_equal(whole, masks.read_photo(COURSE_IMAGES / "train" / "skimage_chelsea.jpg"))
-    with pytest.raises(ValueError, match="first: no photo 'cat.jpg'"):
+    with pytest.raises(ValueError, match="first: got 'cat.jpg', expected one of the photos in"):
         course_photos(32, first="cat.jpg")
     monkeypatch.setattr(data_module, "COURSE_IMAGES", tmp_path)  # a bare pip install: no data/
     standins = course_photos(32, first="skimage_chelsea.jpg")

@@ -310,7 +310,7 @@ def test_errors_exit_2_with_one_line(checkpoint, tmp_path, capsys):
         (["--checkpoint", str(checkpoint), *base, "--masks-per-group", "x"], "--masks-per-group/--limit: got 'x'"),
         (["--checkpoint", str(checkpoint), *base, "--resamples", "0"], "--resamples: got '0'"),
         (["--checkpoint", str(checkpoint), *base, "--baselines", "telea,lama"],
-         "--baselines: got 'telea,lama'; expected distinct names from telea,ns,biharmonic,patchmatch"),
+         "--baselines: got 'telea,lama', expected distinct names from telea,ns,biharmonic,patchmatch"),
         (["--checkpoint", str(checkpoint), *base, "--lpips", "off", "--random-lpips-backbone"],
          "needs an LPIPS trunk"),
         (["--checkpoint", str(checkpoint), *base, "--no-fid", "--fid-weights", "x.pth"],
@@ -470,7 +470,7 @@ def test_evaluate_bad_arguments(photos, masks):
         ev.evaluate(None, {}, masks, progress=False)
     with pytest.raises(ValueError, match="batch_size: got 0"):
         ev.evaluate(None, photos, masks, batch_size=0, progress=False)
-    with pytest.raises(ValueError, match="returned torch.Size"):
+    with pytest.raises(ValueError, match="output: got torch.Size"):
         ev.evaluate(lambda i, m: i[:, :1], photos, masks, progress=False)
     with pytest.raises(ValueError, match="only 0 and 1"):
         ev.evaluate(None, photos, {"bad": [np.full((48, 48), 2, np.uint8)]}, progress=False)
@@ -486,7 +486,7 @@ def test_evaluate_bad_arguments(photos, masks):
         ev.evaluate(None, photos, masks, baselines=(3,), progress=False)
     with pytest.raises(ValueError, match="n_resamples: got 0"):
         ev.evaluate(None, photos, masks, n_resamples=0, progress=False)
-    with pytest.raises(ValueError, match="model name 'original photo'"):
+    with pytest.raises(ValueError, match="model name: got 'original photo', a baseline's or the reference's name"):
         ev.evaluate({ev.REFERENCE: lambda i, m: i}, photos, masks, progress=False)
 
 

@@ -46,7 +46,7 @@ def test_align_up_is_smooth_not_blocky():
 
 @pytest.mark.parametrize("bad", [0, -2, 3.5, 0.3, True, "2"])
 def test_align_rejects_bad_scale(bad):
-    with pytest.raises(ValueError, match=r"scale must be a positive integer or the inverse of one .* got"):
+    with pytest.raises(ValueError, match=r"scale: got .*, expected a positive integer or the inverse of one"):
         Align(4, 4, bad)
 
 
@@ -87,13 +87,13 @@ def test_sff_is_batch_independent():
 
 def test_sff_rejects_bad_inputs():
     sff = SFF(8)
-    with pytest.raises(ValueError, match="SFF expects 2 inputs, got 1"):
+    with pytest.raises(ValueError, match="SFF inputs: got 1 tensors, expected 2"):
         sff(torch.randn(1, 8, 4, 4))
-    with pytest.raises(ValueError, match=r"SFF inputs must be \(B, 8, H, W\), got \(1, 6, 4, 4\)"):
+    with pytest.raises(ValueError, match=r"SFF inputs: got \(1, 6, 4, 4\), expected \(B, 8, H, W\)"):
         sff(torch.randn(1, 6, 4, 4), torch.randn(1, 6, 4, 4))
-    with pytest.raises(ValueError, match="SFF inputs must share one shape"):
+    with pytest.raises(ValueError, match=r"SFF inputs: got \[.*\], expected one shape for all"):
         sff(torch.randn(1, 8, 4, 4), torch.randn(1, 8, 2, 2))
-    with pytest.raises(ValueError, match="num_inputs must be an int >= 2, got 1"):
+    with pytest.raises(ValueError, match="num_inputs: got 1, expected an int >= 2"):
         SFF(8, num_inputs=1)
     with pytest.raises(ValueError, match="reduction: got 0, expected a positive int"):
         SFF(8, reduction=0)
@@ -111,7 +111,7 @@ def test_make_fusion_builds_each_kind():
 
 
 def test_make_fusion_rejects_unknown_names():
-    with pytest.raises(ValueError, match=r"fusion must be one of \['add', 'concat', 'sff'\], got 'mul'"):
+    with pytest.raises(ValueError, match=r"fusion: got 'mul', expected one of \['add', 'concat', 'sff'\]"):
         make_fusion("mul", 8)
 
 
@@ -155,17 +155,17 @@ def test_bfi_same_resolution_streams():
 
 
 def test_bfi_rejects_bad_choices_and_shapes():
-    with pytest.raises(ValueError, match=r"interaction must be one of \['bidirectional', 'cnn_to_trans', 'none', 'trans_to_cnn'\], got 'both'"):
+    with pytest.raises(ValueError, match=r"interaction: got 'both', expected one of \['bidirectional', 'cnn_to_trans', 'none', 'trans_to_cnn'\]"):
         BFI(8, 12, interaction="both")
-    with pytest.raises(ValueError, match=r"fusion must be one of .*got 'avg'"):
+    with pytest.raises(ValueError, match=r"fusion: got 'avg', expected one of"):
         BFI(8, 12, fusion="avg")
     with pytest.raises(ValueError, match="scale: got 0, expected a positive int"):
         BFI(8, 12, scale=0)
     bfi = BFI(8, 12)
     c, t = _pair()
-    with pytest.raises(ValueError, match=r"c must be \(B, 8, H, W\), got \(2, 12, 4, 4\)"):
+    with pytest.raises(ValueError, match=r"c: got \(2, 12, 4, 4\), expected \(B, 8, H, W\)"):
         bfi(t, t)
-    with pytest.raises(ValueError, match=r"t must be \(B, 12, H/2, W/2\) for c of shape \(2, 8, 8, 8\), got \(2, 12, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"t: got \(2, 12, 8, 8\), expected \(B, 12, H/2, W/2\) for c of shape \(2, 8, 8, 8\)"):
         bfi(c, torch.randn(2, 12, 8, 8))
 
 

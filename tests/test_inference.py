@@ -111,9 +111,9 @@ def test_load_mask_forms_and_threshold(tmp_path):
 
 
 def test_load_mask_rejects_bad_input():
-    with pytest.raises(ValueError, match="colour channels disagree"):
+    with pytest.raises(ValueError, match="got colour channels that disagree"):
         load_mask(np.dstack([np.zeros((4, 4), np.uint8), np.full((4, 4), 255, np.uint8), np.zeros((4, 4), np.uint8)]))
-    with pytest.raises(TypeError, match="mask must be a numpy array.*float"):
+    with pytest.raises(TypeError, match="mask: got float, expected a numpy array"):
         load_mask(3.0)
 
 
@@ -134,7 +134,7 @@ def test_inpaint_keeps_known_pixels_for_every_image_form(inpainter, tmp_path, fo
 
 
 def test_mask_size_must_match(inpainter):
-    with pytest.raises(ValueError, match=r"mask is 20x40 but image is 48x40 \(height x width\)"):
+    with pytest.raises(ValueError, match=r"mask: got 20x40, expected the size of image, 48x40 \(height x width\)"):
         inpainter.inpaint(photo(), np.zeros((20, 40), np.uint8))
 
 
@@ -221,16 +221,16 @@ def test_inpaint_many_batches_and_matches_one_by_one(tiny_model):
     assert inp.inpaint(images, masks)[1].shape == (70, 90, 3)  # a list goes to inpaint_many
     for image, mask, out in zip(images, masks, together, strict=True):
         np.testing.assert_allclose(out.astype(int), inp.inpaint(image, mask).astype(int), atol=1)
-    with pytest.raises(ValueError, match="equally long, got 3 images and 2 masks"):
+    with pytest.raises(ValueError, match="images, masks: got 3 images and 2 masks, expected equally long lists"):
         inp.inpaint_many(images, masks[:2])
 
 
 def test_inpainter_arguments_are_checked(tiny_model):
-    with pytest.raises(ValueError, match="work_size must be a positive multiple of the model's stride 4, got 30"):
+    with pytest.raises(ValueError, match="work_size: got 30, expected a positive multiple of the model's stride 4"):
         Inpainter(tiny_model, work_size=30)
-    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="batch_size: got 0, expected an int >= 1"):
         Inpainter(tiny_model, batch_size=0)
-    with pytest.raises(TypeError, match="model must be a BIDSNet or a callable"):
+    with pytest.raises(TypeError, match="model: got .*, expected a BIDSNet or a callable"):
         Inpainter("telea")
 
 
@@ -355,7 +355,7 @@ def test_cli_bad_inputs(files, checkpoint, capsys):
     (folder / "text.png").write_text("hello")
     assert "not an image" in bad_call([str(folder / "text.png"), m, "-o", str(out), *ck], capsys)
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(folder / "small.png")
-    assert "MASK is 10x10 but IMAGE is 48x40" in bad_call([p, str(folder / "small.png"), "-o", str(out), *ck], capsys)
+    assert "MASK: got 10x10, expected the size of IMAGE, 48x40" in bad_call([p, str(folder / "small.png"), "-o", str(out), *ck], capsys)
     Image.fromarray(np.zeros((48, 40), np.uint8)).save(folder / "empty.png")
     assert "all known" in bad_call([p, str(folder / "empty.png"), "-o", str(out), "--strict", *ck], capsys)
     assert "it is an input file" in bad_call([p, m, "-o", p, *ck], capsys)
@@ -387,7 +387,7 @@ def test_cli_folder_mode_checks_first_skips_bad_pairs_and_keeps_good_results(tmp
     assert main(["--images", str(images), "--masks", str(masks), "-o", str(out), *ck]) == 1
     err = capsys.readouterr().err
     assert "skipped p1: " in err and "no mask named p1" in err
-    assert "skipped p3: mask " in err and "is 10x10 but image" in err
+    assert "skipped p3: mask " in err and ": got 10x10, expected the size of image" in err
     assert "skipped p2: " in err and "p2.png" in err
     assert "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p4.png"]  # the good ones, nothing else

@@ -204,13 +204,13 @@ def test_hole_ratio_accepts_arrays_bool_and_tensors():
 
 
 def test_hole_ratio_bad_inputs():
-    with pytest.raises(ValueError, match="only 0 and 1.*255"):
+    with pytest.raises(ValueError, match="mask: got a value 255, expected only 0 and 1"):
         hole_ratio(np.full((4, 4), 255, np.uint8))
-    with pytest.raises(ValueError, match="must not be empty"):
+    with pytest.raises(ValueError, match=r"mask: got shape \(0, 4\), expected a non-empty mask"):
         hole_ratio(np.zeros((0, 4)))
-    with pytest.raises(TypeError, match="mask must be a numpy array or torch tensor, got list"):
+    with pytest.raises(TypeError, match="mask: got list, expected a numpy array or torch tensor"):
         hole_ratio([[0, 1]])
-    with pytest.raises(ValueError, match=r"masks must be \(H, W\).*got shape \(2, 1, 4, 4\)"):
+    with pytest.raises(ValueError, match=r"masks: got shape \(2, 1, 4, 4\), expected \(H, W\)"):
         M.masks_to_tensor(np.zeros((2, 1, 4, 4), np.uint8))
 
 
@@ -222,20 +222,20 @@ def test_bins_and_names():
 
 # ----------------------------------------------------------------------------- bad inputs
 @pytest.mark.parametrize("kwargs,error,message", [
-    (dict(ratio_bin=(10, 20)), ValueError, r"ratio_bin must lie inside \[0, 1\]"),
-    (dict(ratio_bin=(-0.1, 0.2)), ValueError, r"ratio_bin must lie inside \[0, 1\]"),
-    (dict(ratio_bin=(0.3, 0.2)), ValueError, "ratio_bin must be .* low < high"),
-    (dict(ratio_bin=(0.3, 0.3)), ValueError, "ratio_bin must be .* low < high"),
-    (dict(ratio_bin=0.3), TypeError, "ratio_bin must be a pair"),
-    (dict(ratio_bin=("a", "b")), TypeError, "ratio_bin must hold two numbers"),
+    (dict(ratio_bin=(10, 20)), ValueError, r"ratio_bin: got \(10, 20\), expected two fractions inside \[0, 1\]"),
+    (dict(ratio_bin=(-0.1, 0.2)), ValueError, r"ratio_bin: got .*, expected two fractions inside \[0, 1\]"),
+    (dict(ratio_bin=(0.3, 0.2)), ValueError, r"ratio_bin: got \(0.3, 0.2\), expected .* low < high"),
+    (dict(ratio_bin=(0.3, 0.3)), ValueError, "ratio_bin: got .* low < high"),
+    (dict(ratio_bin=0.3), TypeError, "ratio_bin: got 0.3, expected a pair"),
+    (dict(ratio_bin=("a", "b")), TypeError, "ratio_bin: got .*, expected two numbers"),
     (dict(ratio_bin=(0.3, 0.3001)), ValueError, "narrower than one pixel of a 32x32"),
     (dict(height=16), ValueError, "height: got 16, expected an int from 32 to 8192"),
     (dict(width=31), ValueError, "width: got 31, expected an int from 32 to 8192"),
     (dict(height=32.0), TypeError, "height: got 32.0, expected an int"),
     (dict(width=True), TypeError, "width: got True, expected an int"),
-    (dict(rng=0), TypeError, "rng must be a numpy.random.Generator or None, got int"),
-    (dict(rng=np.random.RandomState(0)), TypeError, "rng must be a numpy.random.Generator.*RandomState"),
-    (dict(params={"stroke_width": 0.1}), TypeError, "params must be an IrregularMaskParams"),
+    (dict(rng=0), TypeError, "rng: got int, expected a numpy.random.Generator or None"),
+    (dict(rng=np.random.RandomState(0)), TypeError, "rng: got RandomState, expected a numpy.random.Generator"),
+    (dict(params={"stroke_width": 0.1}), TypeError, "params: got dict, expected an IrregularMaskParams"),
 ])
 def test_irregular_mask_bad_inputs(kwargs, error, message):
     args = dict(height=32, width=32, ratio_bin=(0.1, 0.2), rng=None) | kwargs
@@ -244,14 +244,14 @@ def test_irregular_mask_bad_inputs(kwargs, error, message):
 
 
 @pytest.mark.parametrize("kwargs,error,message", [
-    (dict(preset="huge"), ValueError, r"preset must be one of \['medium', 'thick', 'thin', 'train'\], got 'huge'"),
-    (dict(preset=3), TypeError, "preset must be a name or a LargeMaskPreset, got int"),
-    (dict(max_hole_ratio=0), ValueError, r"max_hole_ratio must be in \(0.0, 1.0\], got 0"),
-    (dict(max_hole_ratio=1.5), ValueError, r"max_hole_ratio must be in \(0.0, 1.0\], got 1.5"),
-    (dict(max_hole_ratio="0.5"), TypeError, "max_hole_ratio must be a number, got str"),
+    (dict(preset="huge"), ValueError, r"preset: got 'huge', expected one of \['medium', 'thick', 'thin', 'train'\]"),
+    (dict(preset=3), TypeError, "preset: got int, expected a name or a LargeMaskPreset"),
+    (dict(max_hole_ratio=0), ValueError, r"max_hole_ratio: got 0, expected a number in \(0.0, 1.0\]"),
+    (dict(max_hole_ratio=1.5), ValueError, r"max_hole_ratio: got 1.5, expected a number in \(0.0, 1.0\]"),
+    (dict(max_hole_ratio="0.5"), TypeError, "max_hole_ratio: got str, expected a number"),
     (dict(max_hole_ratio=1e-6), ValueError, "max_hole_ratio 1e-06 rejected 1000 masks in a row"),
     (dict(height=8), ValueError, "height: got 8, expected an int from 32 to 8192"),
-    (dict(rng="seed"), TypeError, "rng must be a numpy.random.Generator or None, got str"),
+    (dict(rng="seed"), TypeError, "rng: got str, expected a numpy.random.Generator or None"),
 ])
 def test_large_mask_bad_inputs(kwargs, error, message):
     args = dict(height=32, width=32, preset="thick", rng=None) | kwargs
@@ -260,23 +260,23 @@ def test_large_mask_bad_inputs(kwargs, error, message):
 
 
 def test_config_and_building_block_bad_inputs():
-    with pytest.raises(ValueError, match="stroke_vertices must be an int >= 2, got 1"):
+    with pytest.raises(ValueError, match="stroke_vertices: got 1, expected an int >= 2"):
         IrregularMaskParams(stroke_vertices=1)
-    with pytest.raises(ValueError, match="polygon_proba must be in"):
+    with pytest.raises(ValueError, match=r"polygon_proba: got 1.5, expected a number in \[0, 1\]"):
         IrregularMaskParams(polygon_proba=1.5)
-    with pytest.raises(ValueError, match=r"stroke_width must be in \(0.0, inf\], got -0.1"):
+    with pytest.raises(ValueError, match=r"stroke_width: got -0.1, expected a number in \(0.0, inf\]"):
         IrregularMaskParams(stroke_width=-0.1)
-    with pytest.raises(ValueError, match="min_times 5 > max_times 1"):
+    with pytest.raises(ValueError, match=r"min_times: got 5, expected <= max_times \(1\)"):
         LargeMaskPreset(max_angle=4, max_len=10, max_width=10, min_times=5, max_times=1)
-    with pytest.raises(ValueError, match="max_len must be an int >= 0, got 2.5"):
+    with pytest.raises(ValueError, match="max_len: got 2.5, expected an int >= 0"):
         LargeMaskPreset(max_angle=4, max_len=2.5, max_width=10, min_times=1, max_times=1)
     with pytest.raises(ValueError, match="with box_proba > 0"):
         LargeMaskPreset(max_angle=4, max_len=10, max_width=10, min_times=1, max_times=1, box_proba=1)
-    with pytest.raises(TypeError, match=r"canvas must be a \(H, W\) uint8 numpy array, got float64 \(4, 4\)"):
+    with pytest.raises(TypeError, match=r"canvas: got float64 \(4, 4\), expected a \(H, W\) uint8 numpy array"):
         M.draw_stroke(np.zeros((4, 4)), rng())
-    with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
+    with pytest.raises(TypeError, match="rng: got int, expected a numpy.random.Generator"):
         M.draw_polygon(np.zeros((4, 4), np.uint8), 1)
-    with pytest.raises(TypeError, match=r"mask must be a \(H, W\) numpy array"):
+    with pytest.raises(TypeError, match=r"mask: got \(4, 4, 3\), expected a \(H, W\) numpy array"):
         M.rotate_flip(np.zeros((4, 4, 3), np.uint8), rng())
 
 
@@ -298,19 +298,19 @@ def test_binarize_mask_threshold_and_formats():
 def test_binarize_mask_bad_inputs():
     red = np.zeros((4, 4, 3), np.uint8)
     red[:, :, 2] = 255
-    with pytest.raises(ValueError, match="my.png: colour channels disagree at 16 pixels"):
+    with pytest.raises(ValueError, match="my.png: got colour channels that disagree at 16 pixels, expected a grey mask"):
         binarize_mask(red, name="my.png")
-    with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"threshold: got 1.0, expected a number in \(0, 1\)"):
         binarize_mask(red, threshold=1.0)
-    with pytest.raises(ValueError, match=r"threshold must be in \(0.0, 1.0\], got 0"):
+    with pytest.raises(ValueError, match=r"threshold: got 0, expected a number in \(0.0, 1.0\]"):
         binarize_mask(red, threshold=0)
-    with pytest.raises(TypeError, match="mask dtype must be bool, uint8, uint16 or float, got int64"):
+    with pytest.raises(TypeError, match="mask: got dtype int64, expected a mask of bool, uint8, uint16 or float"):
         binarize_mask(np.zeros((4, 4), np.int64))
-    with pytest.raises(ValueError, match=r"float mask must lie in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"mask: got values in \[3.0, 3.0\], expected a float mask in \[0, 1\]"):
         binarize_mask(np.full((2, 2), 3.0))
     with pytest.raises(ValueError, match=r"got shape \(2, 2, 2\)"):
         binarize_mask(np.zeros((2, 2, 2), np.uint8))
-    with pytest.raises(TypeError, match="image must be a numpy array, got list"):
+    with pytest.raises(TypeError, match="mask: got list, expected a numpy array image"):
         binarize_mask([[0, 1]])
 
 
@@ -378,17 +378,17 @@ def test_mask_folder_errors_name_the_folder_or_file(tmp_path, mask_folder):
     red = np.zeros((8, 8, 3), np.uint8)
     red[:, :, 2] = 255
     cv2.imwrite(str(broken), red)
-    with pytest.raises(ValueError, match="zz_broken.png: colour channels disagree"):
+    with pytest.raises(ValueError, match="zz_broken.png: got colour channels that disagree"):
         masks.by_bin()
     with pytest.raises(IndexError, match="index 9 out of range for 5 masks"):
         masks[9]
-    with pytest.raises(TypeError, match="index must be an int, got str"):
+    with pytest.raises(TypeError, match="index: got str, expected an int"):
         masks["0"]
-    with pytest.raises(TypeError, match="size must be None, an int or"):
+    with pytest.raises(TypeError, match="size: got '64', expected None, an int or"):
         MaskFolder(folder, size="64")
-    with pytest.raises(ValueError, match="size must be positive"):
+    with pytest.raises(ValueError, match=r"size: got \(0, 4\), expected positive sides"):
         MaskFolder(folder, size=(0, 4))
-    with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
+    with pytest.raises(TypeError, match="rng: got int, expected a numpy.random.Generator"):
         MaskFolder(folder, rng=3)
 
 
@@ -455,9 +455,9 @@ def test_mask_gallery_takes_arrays_and_overlay_paints_holes(tmp_path):
     mask[:10] = 1
     shown = M.overlay_mask(M.square_photo(photo, 48), mask)
     assert (shown[:10] == 255).all() and (shown[10:] == 40).all()
-    with pytest.raises(ValueError, match="photos must be a non-empty list"):
+    with pytest.raises(ValueError, match=r"photos: got \[\], expected a non-empty list"):
         M.mask_gallery([], tmp_path)
-    with pytest.raises(ValueError, match="must have the same height and width"):
+    with pytest.raises(ValueError, match="mask: got shape .*, expected the image's height and width"):
         M.overlay_mask(photo, mask)
 
 

@@ -2,6 +2,7 @@
 
 import ast
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -51,6 +52,49 @@ def test_one_phrasing_and_the_validators():
     for bad in (0, 2.0, True, "8"):
         with pytest.raises(ValueError, match="^w: got .*, expected a positive int$"):
             check_positive_int("w", bad)
+
+
+# Modules whose messages still await the one phrasing: drop a name once it says `name: got X, expected Y`.
+OLD_PHRASING_PENDING = ("losses.py", "metrics.py", "model.py", "train.py")
+# "x must be ..., got ..." and "x: got ...; expected ...", the two phrasings the library has left.
+OLD_PHRASING = re.compile(r"\bmust\b.*\bgot\b|\bgot\b.*; expected", re.S)
+
+
+def raise_messages(source: str) -> list[tuple[int, str]]:
+    """(line, message) of every ``raise X("...")`` with a literal message; f-string fields read {}."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args:
+            message = node.exc.args[0]
+            if isinstance(message, ast.JoinedStr):  # implicit concatenation across lines joins here too
+                found.append((node.lineno, "".join(
+                    v.value if isinstance(v, ast.Constant) else "{}" for v in message.values)))
+            elif isinstance(message, ast.Constant) and isinstance(message.value, str):
+                found.append((node.lineno, message.value))
+    return found
+
+
+def test_the_old_phrasings_are_found_across_lines():
+    source = (
+        'raise ValueError(f"size must be an int >= 1, got {size!r}")\n'
+        'raise TypeError(\n    f"model: got {type(m).__name__}; "\n    "expected a module")\n'
+        'raise ValueError(f"size: got {size!r}, expected an int >= 1")\n'
+        'raise ValueError(got_expected("size", size, "an int that must be >= 1"))\n'
+    )
+    old = [line for line, text in raise_messages(source) if OLD_PHRASING.search(text)]
+    assert old == [1, 2]
+
+
+def test_library_errors_use_the_one_phrasing():
+    library = Path(plumbing.__file__).parent
+    old = []
+    for path in sorted(library.rglob("*.py")):
+        name = path.relative_to(library).as_posix()
+        if name in OLD_PHRASING_PENDING:
+            continue
+        old += [f"bidsnet_lib/{name}:{line}: {text}" for line, text in raise_messages(path.read_text())
+                if OLD_PHRASING.search(text)]
+    assert not old, "write these as `name: got X, expected Y` (plumbing.got_expected):\n" + "\n".join(old)
 
 
 def test_image_files_skip_hidden_and_foreign_files_and_take_every_extension(tmp_path):

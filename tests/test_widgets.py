@@ -105,11 +105,11 @@ def test_bad_strokes_are_refused():
         painter.stroke([])
     with pytest.raises(ValueError, match="finite"):
         painter.stroke([(float("nan"), 3)])
-    with pytest.raises(ValueError, match=r"pair of numbers \(x, y\), got 'ab'"):
+    with pytest.raises(ValueError, match=r"point: got 'ab', expected a pair of numbers \(x, y\)"):
         painter.stroke(["ab"])
-    with pytest.raises(ValueError, match="size must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="size: got 0, expected an int >= 1"):
         painter.stroke([(1, 1)], size=0)
-    with pytest.raises(ValueError, match="height must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="height: got 0, expected an int >= 1"):
         MaskPainter(0, 5)
 
 
@@ -217,9 +217,9 @@ def test_a_bad_canvas_message_goes_to_the_status_line():
 
 
 def test_demo_arguments_are_checked():
-    with pytest.raises(TypeError, match="inpainter must have an inpaint"):
+    with pytest.raises(TypeError, match="inpainter: got object, expected an object with an inpaint"):
         InpaintDemo(object(), photos())
-    with pytest.raises(ValueError, match="photos must name at least one"):
+    with pytest.raises(ValueError, match="photos: got none, expected at least one photo"):
         InpaintDemo(GreyFill(), {})
 
 

@@ -26,7 +26,7 @@ def _size(text: str) -> int | str:
     except ValueError:
         value = 0
     if value < MIN_SIZE:
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected an int >= {MIN_SIZE} or 'native'")
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected an int >= {MIN_SIZE} or 'native'")
     return value
 
 
@@ -36,7 +36,7 @@ def _positive(text: str) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected an int >= 1")
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected an int >= 1")
     return value
 
 
@@ -46,7 +46,7 @@ def _baseline_names(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(","))
     wrong = [n for n in names if n not in BASELINES]
     if wrong or len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected distinct names from "
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected distinct names from "
                                          f"{','.join(BASELINES)} separated by commas, or none")
     return names
 
@@ -143,7 +143,7 @@ def _run(args) -> EvalResult:
     if not checkpoint.is_file():
         raise ValueError(f"--checkpoint: no such file {str(checkpoint)!r}")
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out: {str(out)!r} is a file; expected a folder")
+        raise ValueError(f"--out: got the file {str(out)!r}, expected a folder")
     # Cheap checks first, then the weight files, then the model: every mistake fails in seconds.
     load_photos(args.images, limit=1)
     groups = load_mask_groups(args.masks, args.limit)

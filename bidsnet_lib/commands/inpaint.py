@@ -111,8 +111,8 @@ def _run_folder(args, inpainter_for, prog: str) -> int:
                 raise ValueError(f"{images[stem]}: no mask named {stem}.<image extension> in {masks_dir}")
             (iw, ih), (mw, mh) = _header_size(images[stem]), _header_size(masks[stem])
             if (iw, ih) != (mw, mh):
-                raise ValueError(f"mask {masks[stem]} is {mh}x{mw} but image {images[stem]} is {ih}x{iw} "
-                                 "(height x width); they must match")
+                raise ValueError(f"mask {masks[stem]}: got {mh}x{mw}, expected the size of image {images[stem]}, "
+                                 f"{ih}x{iw} (height x width)")
         except ValueError as err:
             skipped[stem] = str(err)
             continue
