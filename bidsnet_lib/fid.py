@@ -251,7 +251,7 @@ class FIDMetric:
         if feature_extractor is None:
             feature_extractor = load_fid_inception(device=device)
         elif not callable(feature_extractor):
-            raise TypeError(f"feature_extractor: got {type(feature_extractor).__name__}; "
+            raise TypeError(f"feature_extractor: got {type(feature_extractor).__name__}, "
                             "expected a callable images (B, 3, H, W) -> features (B, D)")
         if isinstance(feature_extractor, nn.Module) and device is not None:
             feature_extractor = feature_extractor.to(device)

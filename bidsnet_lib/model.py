@@ -45,11 +45,11 @@ STREAMS = ("cnn", "transformer")  # the kinds of SingleStream
 def check_config_keys(cls, data) -> None:
     """Refuse a config dict that is not a dict or names a field the dataclass ``cls`` lacks."""
     if not isinstance(data, dict):
-        raise TypeError(f"data must be a dict, got {type(data).__name__}")
+        raise TypeError(f"data: got {type(data).__name__}, expected a dict")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {unknown}; expected some of {sorted(known)}")
+        raise ValueError(f"{cls.__name__} keys: got unknown {unknown}, expected some of {sorted(known)}")
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class BIDSNetConfig:
         for name in _TUPLE_FIELDS:
             value = getattr(self, name)
             if not isinstance(value, list | tuple) or not value:
-                raise ValueError(f"{name} must be a non-empty tuple of ints, got {value!r}")
+                raise ValueError(f"{name}: got {value!r}, expected a non-empty tuple of ints")
             for i, v in enumerate(value):
                 check_positive_int(f"{name}[{i}]", v)
             object.__setattr__(self, name, tuple(value))  # lists from JSON become tuples
@@ -105,19 +105,19 @@ class BIDSNetConfig:
         if self.redraw_interval is not None:
             check_positive_int("redraw_interval", self.redraw_interval)
         if not isinstance(self.ortho, bool):
-            raise ValueError(f"ortho must be a bool, got {self.ortho!r}")
+            raise ValueError(f"ortho: got {self.ortho!r}, expected a bool")
         if isinstance(self.cnn_share, bool) or not isinstance(self.cnn_share, int | float) \
                 or not 0 < self.cnn_share < 1:
-            raise ValueError(f"cnn_share must be a float strictly between 0 and 1, got {self.cnn_share!r}")
+            raise ValueError(f"cnn_share: got {self.cnn_share!r}, expected a float strictly between 0 and 1")
         if len(self.trans_depths) != len(self.cnn_depths):
             raise ValueError(
-                f"cnn_depths and trans_depths need one entry per scale each, got "
-                f"{len(self.cnn_depths)} and {len(self.trans_depths)}"
+                f"cnn_depths, trans_depths: got {len(self.cnn_depths)} and {len(self.trans_depths)} "
+                "entries, expected one per scale each"
             )
         if len(self.channel_mults) != len(self.cnn_depths) + 1:
             raise ValueError(
-                f"channel_mults needs num_scales + 1 = {len(self.cnn_depths) + 1} entries (scales + "
-                f"bottleneck), got {len(self.channel_mults)}: {self.channel_mults}"
+                f"channel_mults: got {len(self.channel_mults)} entries {self.channel_mults}, expected "
+                f"num_scales + 1 = {len(self.cnn_depths) + 1} (scales + bottleneck)"
             )
         for name, value, choices in (("attention", self.attention, ATTENTIONS),
                                      ("fusion", self.fusion, FUSIONS),
@@ -125,12 +125,12 @@ class BIDSNetConfig:
                                      ("input_fill", self.input_fill, INPUT_FILLS),
                                      ("output", self.output, OUTPUTS)):
             if value not in choices:
-                raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+                raise ValueError(f"{name}: got {value!r}, expected one of {sorted(choices)}")
         for s, (c, t) in enumerate(zip(self.cnn_widths, self.trans_widths, strict=True)):
             if c < 1 or t < 1:
                 raise ValueError(
-                    f"cnn_share={self.cnn_share} leaves a stream empty at scale {s} "
-                    f"({c} CNN + {t} Transformer channels); pick a share nearer 0.5 or a larger width"
+                    f"cnn_share: got {self.cnn_share}, leaving a stream empty at scale {s} ({c} CNN + {t} "
+                    "Transformer channels), expected a share nearer 0.5 or a larger width"
                 )
 
     @property
@@ -187,31 +187,31 @@ def check_inputs(image: torch.Tensor, mask: torch.Tensor, min_size: int = 1) -> 
     """Raise ValueError/TypeError unless image is (B, 3, H, W) in [0, 1] and mask (B, 1, H, W) in {0, 1}."""
     for name, x in (("image", image), ("mask", mask)):
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+            raise TypeError(f"{name}: got {type(x).__name__}, expected a torch.Tensor")
     if image.dim() != 4 or image.shape[1] != 3:
-        raise ValueError(f"image must be (B, 3, H, W), got shape {tuple(image.shape)}")
+        raise ValueError(f"image: got shape {tuple(image.shape)}, expected (B, 3, H, W)")
     if not image.is_floating_point():
-        raise ValueError(f"image must be a float tensor in [0, 1], got dtype {image.dtype}")
+        raise ValueError(f"image: got dtype {image.dtype}, expected a float tensor in [0, 1]")
     if mask.dim() != 4 or mask.shape[1] != 1:
-        raise ValueError(f"mask must be (B, 1, H, W), got shape {tuple(mask.shape)}")
+        raise ValueError(f"mask: got shape {tuple(mask.shape)}, expected (B, 1, H, W)")
     if mask.shape[0] != image.shape[0] or mask.shape[-2:] != image.shape[-2:]:
         raise ValueError(
-            f"mask shape {tuple(mask.shape)} does not match image shape {tuple(image.shape)}; "
+            f"mask: got shape {tuple(mask.shape)} for image shape {tuple(image.shape)}, "
             f"expected ({image.shape[0]}, 1, {image.shape[2]}, {image.shape[3]})"
         )
     if image.shape[0] == 0:
-        raise ValueError(f"image holds an empty batch, shape {tuple(image.shape)}; expected B >= 1")
+        raise ValueError(f"image: got an empty batch, shape {tuple(image.shape)}, expected B >= 1")
     height, width = image.shape[-2:]
     if height < min_size or width < min_size:
-        raise ValueError(f"image is {height}x{width}; both sides must be at least {min_size} pixels")
+        raise ValueError(f"image: got {height}x{width}, expected both sides at least {min_size} pixels")
     # One reduction and one device sync for the three value checks: min and max propagate NaN.
     low, high = torch.stack(torch.aminmax(image)).tolist()
     if math.isnan(low) or math.isnan(high):
-        raise ValueError("image contains NaN; expected values in [0, 1]")
+        raise ValueError("image: got NaN, expected values in [0, 1]")
     if low < 0 or high > 1:
-        raise ValueError(f"image values span [{low:.4g}, {high:.4g}]; expected values in [0, 1]")
+        raise ValueError(f"image: got values in [{low:.4g}, {high:.4g}], expected values in [0, 1]")
     if mask.dtype != torch.bool and not ((mask == 0) | (mask == 1)).all():
-        raise ValueError("mask must be binary (0 = known, 1 = hole); got values other than 0 and 1")
+        raise ValueError("mask: got values other than 0 and 1, expected 0 = known, 1 = hole")
 
 
 def fill_each(fill, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -237,7 +237,7 @@ def opencv_fill(image: torch.Tensor, mask: torch.Tensor, method: int = cv2.INPAI
 def composite(pred: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The prediction inside the hole (mask = 1) and the image, bit for bit, everywhere else."""
     if pred.shape != image.shape:
-        raise ValueError(f"pred shape {tuple(pred.shape)} must equal image shape {tuple(image.shape)}")
+        raise ValueError(f"pred: got shape {tuple(pred.shape)}, expected the image shape {tuple(image.shape)}")
     check_inputs(image, mask)
     # A select, not pred * mask + image * (1 - mask): a NaN or inf in pred would leak into known pixels.
     return torch.where(mask.bool(), pred.to(image.dtype), image)
@@ -287,7 +287,7 @@ class BIDSNet(InpaintingNet):
     def __init__(self, config: BIDSNetConfig):
         super().__init__()
         if not isinstance(config, BIDSNetConfig):
-            raise TypeError(f"config must be a BIDSNetConfig, got {type(config).__name__}")
+            raise TypeError(f"config: got {type(config).__name__}, expected a BIDSNetConfig")
         self.config = config
         cw, tw, d = config.cnn_widths, config.trans_widths, config.trans_downsample
         # Both stems see the masked image and the mask: 3 + 1 channels.

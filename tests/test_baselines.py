@@ -172,21 +172,21 @@ def test_bad_configuration(kwargs, match):
 @pytest.mark.parametrize(
     "image, mask, error, match",
     [
-        (np.zeros((8, 8, 3)), torch.zeros(1, 1, 8, 8), TypeError, "image must be a torch.Tensor"),
+        (np.zeros((8, 8, 3)), torch.zeros(1, 1, 8, 8), TypeError, "image: got ndarray, expected a torch.Tensor"),
         (
             torch.zeros(1, 3, 8, 8),
             torch.zeros(1, 3, 8, 8),
             ValueError,
-            r"mask must be \(B, 1, H, W\)",
+            r"mask: got shape .*, expected \(B, 1, H, W\)",
         ),
         (
             torch.zeros(1, 3, 8, 8),
             torch.zeros(1, 1, 8, 9),
             ValueError,
-            "does not match image shape",
+            "for image shape",
         ),
         (torch.full((1, 3, 8, 8), 2.0), torch.zeros(1, 1, 8, 8), ValueError, "expected values in"),
-        (torch.zeros(1, 3, 8, 8), torch.full((1, 1, 8, 8), 0.5), ValueError, "mask must be binary"),
+        (torch.zeros(1, 3, 8, 8), torch.full((1, 1, 8, 8), 0.5), ValueError, "mask: got values other than 0 and 1"),
         (
             torch.zeros(1, 3, 8, 8, dtype=torch.uint8),
             torch.zeros(1, 1, 8, 8),

@@ -87,7 +87,7 @@ def test_composite_keeps_known_pixels_bit_exactly():
 
 def test_composite_rejects_mismatched_prediction():
     image, mask = _inputs()
-    with pytest.raises(ValueError, match=r"pred shape \(2, 3, 8, 8\) must equal image shape \(2, 3, 16, 16\)"):
+    with pytest.raises(ValueError, match=r"pred: got shape \(2, 3, 8, 8\), expected the image shape \(2, 3, 16, 16\)"):
         composite(torch.rand(2, 3, 8, 8), image, mask)
 
 
@@ -158,7 +158,7 @@ def test_equal_split_balances_the_streams():
 def test_stride_and_minimum_size(tiny_model):
     assert TINY.stride == 2**2 * 2 and BIDSNetConfig.paper().stride == 16
     assert tiny_model(*_inputs(1, 8, 8)).shape == (1, 3, 8, 8)
-    with pytest.raises(ValueError, match="image is 7x12; both sides must be at least 8 pixels"):
+    with pytest.raises(ValueError, match="image: got 7x12, expected both sides at least 8 pixels"):
         tiny_model(*_inputs(1, 7, 12))
 
 
@@ -184,18 +184,18 @@ def _bad(**changes):
 
 
 BAD_INPUTS = {
-    "rank": (_bad(image=torch.rand(3, 16, 16)), r"image must be \(B, 3, H, W\), got shape \(3, 16, 16\)"),
-    "channels": (_bad(image=torch.rand(2, 4, 16, 16)), r"image must be \(B, 3, H, W\), got shape \(2, 4, 16, 16\)"),
-    "mask channels": (_bad(mask=torch.zeros(2, 3, 16, 16)), r"mask must be \(B, 1, H, W\), got shape \(2, 3, 16, 16\)"),
-    "mismatch": (_bad(mask=torch.zeros(2, 1, 16, 8)), r"mask shape \(2, 1, 16, 8\) does not match image shape \(2, 3, 16, 16\); expected \(2, 1, 16, 16\)"),
-    "batch": (_bad(mask=torch.zeros(1, 1, 16, 16)), r"does not match image shape"),
-    "non-binary": (_bad(mask=torch.full((2, 1, 16, 16), 0.5)), r"mask must be binary \(0 = known, 1 = hole\)"),
-    "above 1": (_bad(image=torch.full((2, 3, 16, 16), 255.0)), r"image values span \[255, 255\]; expected values in \[0, 1\]"),
-    "below 0": (_bad(image=torch.full((2, 3, 16, 16), -0.5)), r"image values span \[-0.5, -0.5\]"),
-    "nan": (_bad(image=torch.full((2, 3, 16, 16), float("nan"))), "image contains NaN"),
-    "integer": (_bad(image=torch.zeros(2, 3, 16, 16, dtype=torch.uint8)), "image must be a float tensor in \\[0, 1\\], got dtype torch.uint8"),
-    "empty batch": ((torch.rand(0, 3, 16, 16), torch.zeros(0, 1, 16, 16)), r"image holds an empty batch, shape \(0, 3, 16, 16\); expected B >= 1"),
-    "too small": ((torch.rand(1, 3, 4, 16), torch.zeros(1, 1, 4, 16)), "image is 4x16; both sides must be at least 8"),
+    "rank": (_bad(image=torch.rand(3, 16, 16)), r"image: got shape \(3, 16, 16\), expected \(B, 3, H, W\)"),
+    "channels": (_bad(image=torch.rand(2, 4, 16, 16)), r"image: got shape \(2, 4, 16, 16\), expected \(B, 3, H, W\)"),
+    "mask channels": (_bad(mask=torch.zeros(2, 3, 16, 16)), r"mask: got shape \(2, 3, 16, 16\), expected \(B, 1, H, W\)"),
+    "mismatch": (_bad(mask=torch.zeros(2, 1, 16, 8)), r"mask: got shape \(2, 1, 16, 8\) for image shape \(2, 3, 16, 16\), expected \(2, 1, 16, 16\)"),
+    "batch": (_bad(mask=torch.zeros(1, 1, 16, 16)), r"mask: got shape \(1, 1, 16, 16\) for image shape"),
+    "non-binary": (_bad(mask=torch.full((2, 1, 16, 16), 0.5)), r"mask: got values other than 0 and 1, expected 0 = known, 1 = hole"),
+    "above 1": (_bad(image=torch.full((2, 3, 16, 16), 255.0)), r"image: got values in \[255, 255\], expected values in \[0, 1\]"),
+    "below 0": (_bad(image=torch.full((2, 3, 16, 16), -0.5)), r"image: got values in \[-0.5, -0.5\]"),
+    "nan": (_bad(image=torch.full((2, 3, 16, 16), float("nan"))), "image: got NaN, expected values in"),
+    "integer": (_bad(image=torch.zeros(2, 3, 16, 16, dtype=torch.uint8)), "image: got dtype torch.uint8, expected a float tensor in \\[0, 1\\]"),
+    "empty batch": ((torch.rand(0, 3, 16, 16), torch.zeros(0, 1, 16, 16)), r"image: got an empty batch, shape \(0, 3, 16, 16\), expected B >= 1"),
+    "too small": ((torch.rand(1, 3, 4, 16), torch.zeros(1, 1, 4, 16)), "image: got 4x16, expected both sides at least 8"),
 }
 
 
@@ -207,9 +207,9 @@ def test_bad_inputs_raise_value_error_naming_the_problem(tiny_model, case):
 
 
 def test_non_tensor_inputs_raise_type_error():
-    with pytest.raises(TypeError, match="mask must be a torch.Tensor, got list"):
+    with pytest.raises(TypeError, match="mask: got list, expected a torch.Tensor"):
         check_inputs(torch.rand(1, 3, 8, 8), [[0]])
-    with pytest.raises(TypeError, match="config must be a BIDSNetConfig, got dict"):
+    with pytest.raises(TypeError, match="config: got dict, expected a BIDSNetConfig"):
         BIDSNet(TINY.to_dict())
 
 
@@ -220,9 +220,9 @@ def test_config_round_trips_through_plain_data(config):
 
 
 def test_config_from_dict_rejects_unknown_keys():
-    with pytest.raises(ValueError, match=r"unknown BIDSNetConfig keys \['depth'\]; expected some of \["):
+    with pytest.raises(ValueError, match=r"BIDSNetConfig keys: got unknown \['depth'\], expected some of \["):
         BIDSNetConfig.from_dict({**TINY.to_dict(), "depth": 3})
-    with pytest.raises(TypeError, match="data must be a dict, got list"):
+    with pytest.raises(TypeError, match="data: got list, expected a dict"):
         BIDSNetConfig.from_dict([])
 
 
@@ -230,17 +230,17 @@ def test_config_from_dict_rejects_unknown_keys():
     "changes,match",
     [
         ({"width": 0}, "width: got 0, expected a positive int"),
-        ({"cnn_share": 1.0}, "cnn_share must be a float strictly between 0 and 1, got 1.0"),
-        ({"cnn_share": 0.01}, "leaves a stream empty at scale 0"),
-        ({"fusion": "mul"}, r"fusion must be one of \['add', 'concat', 'sff'\], got 'mul'"),
-        ({"interaction": "both"}, r"interaction must be one of \[.*'bidirectional'.*\], got 'both'"),
-        ({"attention": "linear"}, r"attention must be one of \['favor', 'favor\+\+', 'softmax'\], got 'linear'"),
-        ({"channel_mults": (1, 2)}, r"channel_mults needs num_scales \+ 1 = 3 entries"),
-        ({"trans_depths": (1,)}, "cnn_depths and trans_depths need one entry per scale each, got 2 and 1"),
-        ({"cnn_depths": ()}, "cnn_depths must be a non-empty tuple of ints"),
+        ({"cnn_share": 1.0}, "cnn_share: got 1.0, expected a float strictly between 0 and 1"),
+        ({"cnn_share": 0.01}, "leaving a stream empty at scale 0"),
+        ({"fusion": "mul"}, r"fusion: got 'mul', expected one of \['add', 'concat', 'sff'\]"),
+        ({"interaction": "both"}, r"interaction: got 'both', expected one of \[.*'bidirectional'.*\]"),
+        ({"attention": "linear"}, r"attention: got 'linear', expected one of \['favor', 'favor\+\+', 'softmax'\]"),
+        ({"channel_mults": (1, 2)}, r"channel_mults: got 2 entries \(1, 2\), expected num_scales \+ 1 = 3"),
+        ({"trans_depths": (1,)}, "cnn_depths, trans_depths: got 2 and 1 entries, expected one per scale each"),
+        ({"cnn_depths": ()}, "cnn_depths: got \\(\\), expected a non-empty tuple of ints"),
         ({"cnn_depths": (1, 0)}, r"cnn_depths\[1\]: got 0, expected a positive int"),
         ({"redraw_interval": 0}, "redraw_interval: got 0, expected a positive int"),
-        ({"ortho": "yes"}, "ortho must be a bool, got 'yes'"),
+        ({"ortho": "yes"}, "ortho: got 'yes', expected a bool"),
         ({"nb_features": 0}, "nb_features: got 0, expected a positive int"),
     ],
 )
@@ -294,7 +294,7 @@ def test_a_residual_model_starts_as_its_telea_fill_and_keeps_a_zeros_fill_exact(
 
 @pytest.mark.parametrize("field, value", [("input_fill", "lama"), ("output", "delta")])
 def test_input_fill_and_output_are_checked(field, value):
-    with pytest.raises(ValueError, match=f"{field} must be one of"):
+    with pytest.raises(ValueError, match=f"{field}: got .*, expected one of"):
         dataclasses.replace(BIDSNetConfig.small(), **{field: value})
 
 
@@ -333,7 +333,7 @@ def test_a_single_stream_shares_bidsnets_input_and_output(kind):
             torch.testing.assert_close(single, BIDSNet(config).eval()(image, mask), rtol=0, atol=0)
     torch.testing.assert_close(single, image * (1 - mask))
     assert SingleStream.forward is BIDSNet.forward  # one implementation, not a copy
-    with pytest.raises(ValueError, match="image is 7x12; both sides must be at least 8 pixels"):
+    with pytest.raises(ValueError, match="image: got 7x12, expected both sides at least 8 pixels"):
         SingleStream(kind, TINY, (8, 16, 16))(*_inputs(1, 7, 12))
 
 

@@ -54,9 +54,7 @@ def test_one_phrasing_and_the_validators():
             check_positive_int("w", bad)
 
 
-# Modules whose messages still await the one phrasing: drop a name once it says `name: got X, expected Y`.
-OLD_PHRASING_PENDING = ("losses.py", "metrics.py", "model.py", "train.py")
-# "x must be ..., got ..." and "x: got ...; expected ...", the two phrasings the library has left.
+# "x must be ..., got ..." and "x: got ...; expected ...", the two phrasings the library had.
 OLD_PHRASING = re.compile(r"\bmust\b.*\bgot\b|\bgot\b.*; expected", re.S)
 
 
@@ -90,8 +88,6 @@ def test_library_errors_use_the_one_phrasing():
     old = []
     for path in sorted(library.rglob("*.py")):
         name = path.relative_to(library).as_posix()
-        if name in OLD_PHRASING_PENDING:
-            continue
         old += [f"bidsnet_lib/{name}:{line}: {text}" for line, text in raise_messages(path.read_text())
                 if OLD_PHRASING.search(text)]
     assert not old, "write these as `name: got X, expected Y` (plumbing.got_expected):\n" + "\n".join(old)
