@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/bidsnet demo --out outputs
 
 ## Everything CI runs, in one pytest over two processes (pytest-xdist), a module or notebook at a
-## time each, longest first (tests/conftest.py): the unit tests, the notebooks with their exercises
-## (nbval, in the checkout) and the site (every notebook again, on a bare install). One torch
+## time each (tests/conftest.py orders them): the notebooks with their exercises (nbval, in the
+## checkout), the unit tests, and the site, rendered from the notebooks' executed copies. One torch
 ## thread: small-mode work is many tiny ops, and two threads that share two busy cores spin-wait on
 ## each other (measured 2-10x slower under load).
 test: lint $(STAMP)

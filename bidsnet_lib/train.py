@@ -16,9 +16,10 @@ and the position in that stream on the step; a checkpoint holds the weights, bot
 the scaler, every process's RNG states and the attention redraw counters. So K steps, a kill,
 and a resume for K more give the very weights of 2K steps in one go (tested on CPU).
 
-Several processes: ``torchrun --nproc_per_node=N -m bidsnet_lib.commands.train --data DIR --out runs/x``
-runs DistributedDataParallel (NCCL on GPUs, gloo on CPU); ``batch_size`` is per process, so the
-global batch is N times larger. Only rank 0 logs, draws the bar and writes files.
+Several processes: ``bidsnet train`` starts ``processes`` of them on the CPU (they split the
+batch), or ``torchrun --nproc_per_node=N -m bidsnet_lib.commands.train --data DIR --out runs/x``
+(GPUs; ``batch_size`` is then per process, so the global batch is N times larger); both run
+DistributedDataParallel (NCCL on GPUs, gloo on CPU). Only rank 0 logs, draws the bar and writes files.
 
 Run directory: ``latest.pt`` (+ ``step_NNNNNNN.pt`` milestones), ``metrics.jsonl`` (one JSON
 object a line), ``samples/step_NNNNNNN.png`` (rows: input, mask, output, target), ``config.json``.
@@ -163,6 +164,10 @@ class Trainer:
         config = resolve_paths(config)
         self.config, self.out_dir, self.progress = config, Path(out_dir), progress
         self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        if config.processes > 1 and self.world_size != config.processes:
+            raise ValueError(f"processes: got {config.processes} in the config, expected the {self.world_size} "
+                             "process(es) running it; `bidsnet train` starts them")
+        self.batch = config.batch_size // config.processes  # this process's share of each step
         self.is_main = self.rank == 0
         self.stopped_by: int | None = None  # the signal that ended train() early, if any
         self.device = resolve_device(device, "device") if device is not None else _process_device()
@@ -331,9 +336,9 @@ class Trainer:
         """Training batches from the current step on (each process its own shard)."""
         cfg = self.config
         sampler = EpochSampler(len(self.train_set), seed=cfg.seed, rank=self.rank,
-                               world_size=self.world_size, start=self.step * cfg.batch_size)
+                               world_size=self.world_size, start=self.step * self.batch)
         # Its own generator: creating an iterator then leaves the global RNG untouched.
-        return DataLoader(EpochItems(self.train_set), batch_size=cfg.batch_size, sampler=sampler,
+        return DataLoader(EpochItems(self.train_set), batch_size=self.batch, sampler=sampler,
                           num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
                           generator=torch.Generator().manual_seed(cfg.seed),
                           worker_init_fn=ignore_stop_signals if cfg.num_workers else None)
@@ -467,7 +472,7 @@ class Trainer:
             "redraw_calls": redraw_counters(self.generator),
             "meta": {"vgg_weights": self.loss_fn.weights_source or "none (perceptual and style off)",
                      "data": list(self.config.data), "photos": self.photos, "image_size": self.config.size,
-                     "world_size": self.world_size, "samples_per_rank": self.step * self.config.batch_size,
+                     "world_size": self.world_size, "samples_per_rank": self.step * self.batch,
                      "torch": str(torch.__version__), "bidsnet_lib_version": bidsnet_lib.__version__},
         }
 

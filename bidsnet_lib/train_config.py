@@ -32,7 +32,10 @@ RESUME_OVERRIDABLE = ("steps", "log_every", "sample_every", "validate_every", "c
 class TrainConfig:
     """Everything that shapes a training run; the defaults are the ``paper()`` preset.
 
-    ``batch_size`` is per process. Intervals are in steps; 0 turns sampling, validation or
+    ``processes``: how many local processes ``bidsnet train`` starts for the run (gloo on a CPU,
+    one or more cores each); they split ``batch_size`` between them, so the run trains what one
+    process would (GroupNorm normalises each sample on its own), only faster. Under ``torchrun``
+    by hand ``processes`` stays 1 and ``batch_size`` is per process. Intervals are in steps; 0 turns sampling, validation or
     milestones off (``latest.pt`` is still written every ``checkpoint_every`` steps and at the
     end). ``val_data`` empty: validate on centre crops of ``data`` (this measures fitting;
     give held-out photos for generalisation). ``amp``: float16 autocast + GradScaler on CUDA;
@@ -51,6 +54,7 @@ class TrainConfig:
     mask_folder: str | None = None
     size: int = 256
     batch_size: int = 8
+    processes: int = 1
     steps: int = 100_000
     lr_g: float = 2e-4
     lr_d: float = 2e-5
@@ -94,13 +98,16 @@ class TrainConfig:
             if not isinstance(self.init, str | os.PathLike):
                 raise TypeError(f"init: got {self.init!r}, expected a checkpoint path or None")
             self.init = os.fspath(self.init)
-        minimums = {"size": 32, "batch_size": 1, "steps": 1, "d_channels": 1, "d_layers": 1,
+        minimums = {"size": 32, "batch_size": 1, "processes": 1, "steps": 1, "d_channels": 1, "d_layers": 1,
                     "log_every": 1, "checkpoint_every": 1, "val_size": 1, "sample_every": 0,
                     "validate_every": 0, "keep_every": 0, "num_workers": 0, "seed": 0}
         for name, low in minimums.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name}: got {value!r}, expected an int >= {low}")
+        if self.batch_size % self.processes:
+            raise ValueError(f"processes: got {self.processes}, expected a divisor of batch_size {self.batch_size} "
+                             "(the processes split the batch)")
         for name in ("lr_g", "lr_d"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:

@@ -52,12 +52,12 @@ def made_up_fusion_report():
 
 
 def pytest_collection_modifyitems(items):
-    """The longest work first, so that `make test`'s two xdist workers (one module or notebook
-    each at a time, --no-loadscope-reorder) end together: the site build (every notebook on a bare
-    install), then the notebooks, then the test modules."""
+    """The order `make test`'s two xdist workers take the work in (one module or notebook each at
+    a time, --no-loadscope-reorder): the notebooks first (the longest units), then the test
+    modules, the site last: it renders the notebooks' executed copies from this run."""
     def cost(item):
         if item.get_closest_marker("site") or item.path.name == "test_site.py":
-            return 0
-        return 1 if item.path.suffix == ".ipynb" else 2
+            return 2
+        return 0 if item.path.suffix == ".ipynb" else 1
 
     items.sort(key=cost)

@@ -266,6 +266,9 @@ def test_command_runs_the_model_through_the_inpainter_at_256_by_default(checkpoi
     assert options["cache"] == cache_home and options["n_resamples"] == 10_000
     assert [getattr(b, "name", b) for b in options["baselines"]] == ["telea", "ns", "biharmonic",
                                                                      "PatchMatch (p=3)"]
+    assert evaluate_command.main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), "--limit", "1",
+                                  "--lpips", "off", "--no-fid", "--work-size", "16"]) == 2
+    assert seen["models"][LABEL].work_size == 16 and "working size 16x16" in seen["options"]["protocol"]
 
 
 def test_baselines_flag_and_patchmatch_left_out_when_missing(checkpoint, tmp_path, monkeypatch, capsys):

@@ -2,6 +2,7 @@
 outside the repository (tools/bare_install.py says how the dev set stays reachable while the
 editable install does not), it inpaints with its own checkpoint from any working directory."""
 
+import ast
 import importlib.util
 import json
 import os
@@ -110,3 +111,31 @@ def test_bare_install_reaches_the_dev_packages_not_the_editable_install(bare):
                             check=True, cwd=python.parent)
     torch_origin, prefix = result.stdout.split()
     assert Path(prefix) != Path(sys.prefix) and Path(torch_origin).is_relative_to(sys.prefix)
+
+
+def test_bare_install_has_every_module_and_name_the_notebooks_import(bare, tmp_path):
+    """`make test`'s site renders the checkout's nbval run (notebooks/conftest.py), so this is what
+    keeps a notebook on Colab from meeting a module or name the wheel lacks (`make site` alone
+    still runs them all there)."""
+    import nbformat
+
+    imports = set()
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in nbformat.read(notebook, 4).cells:
+            if cell.cell_type == "code":
+                source = "\n".join(line for line in cell.source.splitlines() if not line.startswith(("%", "!")))
+                for node in ast.walk(ast.parse(source)):
+                    if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bidsnet_lib"):
+                        imports |= {(node.module, alias.name) for alias in node.names}
+                    elif isinstance(node, ast.Import):
+                        imports |= {(alias.name, None) for alias in node.names if alias.name.startswith("bidsnet_lib")}
+    assert len(imports) > 40
+    # What `from M import N` does: N is an attribute of M, or its submodule M.N.
+    probe = "import importlib\n" + "".join(
+        f"m = importlib.import_module({module!r})\n"
+        + (f"hasattr(m, {name!r}) or importlib.import_module({module + '.' + (name or '')!r})\n" if name else "")
+        for module, name in sorted(imports, key=str))
+    _, python = bare
+    result = subprocess.run([str(python), "-c", probe], cwd=tmp_path, env=bare_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

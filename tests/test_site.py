@@ -2,10 +2,11 @@
 every image on it loads, no page shows a Python traceback, and the landing page leads to each
 notebook and its Colab copy.
 
-Building the site executes every notebook on a bare install of the wheel, each from an empty
-temporary folder, so this is also the test of the Colab path (a notebook that fails there fails
-the build). Slow (minutes: it runs the whole course once more), so those tests are marked
-`site`: `make site-test` runs them, `make test` runs that too; the unmarked ones check how
+Alone (`make site-test`), building the site executes every notebook on a bare install of the
+wheel, each from an empty temporary folder: the Colab path (a notebook that fails there fails
+the build), minutes. Within `make test` it renders the copies the same run's nbval pass
+executed (notebooks/conftest.py; it waits for them, and executes any that are missing), so no
+notebook runs twice. Those tests are marked `site`; the unmarked ones check how
 tools/build_site.py lays out the pages, in a moment. Executed notebooks are reused from
 build/site while nothing they depend on changed. Chromium missing: skipped, failed under CI.
 """
@@ -13,6 +14,7 @@ build/site while nothing they depend on changed. Chromium missing: skipped, fail
 import importlib.util
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -32,9 +34,25 @@ TRACEBACK = "Traceback (most recent call last)"
 REFERENCE_PAGES = ("model_card.html", "docs/benchmarks.html", "docs/ablations.html")
 
 
+def wait_for_nbval_copies(timeout: float) -> None:
+    """Until every notebook has an executed copy of this run in build/site/executed (current, or
+    marked failed, which the build then runs again), for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    keys = {nb: build_site.source_key(nb) for nb in NOTEBOOKS}
+    while time.monotonic() < deadline:
+        copies = {nb: OUT / "executed" / nb.name for nb in NOTEBOOKS}
+        if all(build_site.is_current(copies[nb], keys[nb])
+               or (copies[nb].is_file() and nbformat.read(copies[nb], 4).metadata.get(build_site.FAILED))
+               for nb in NOTEBOOKS):
+            return
+        time.sleep(2)
+
+
 @pytest.fixture(scope="module")
-def html() -> Path:
+def html(request) -> Path:
     require_browser()
+    if any(item.path.suffix == ".ipynb" for item in request.session.items):
+        wait_for_nbval_copies(timeout=900)  # the other xdist worker may still be running one
     subprocess.run([sys.executable, str(ROOT / "tools" / "build_site.py"), "--out", str(OUT)], check=True)
     return OUT / "html"
 
@@ -70,8 +88,8 @@ def local_images(seen) -> list[dict]:
     return [i for i in seen["images"] if i["src"].startswith(("file:", "data:"))]
 
 
-# The first test pays for building the site (every notebook run on a bare install: ~3 CPU-minutes,
-# more beside the notebook run of `make test`), inside pytest-timeout's limit.
+# The first test pays for building the site (alone: every notebook run on a bare install, ~4
+# CPU-minutes), inside pytest-timeout's limit.
 @pytest.mark.site
 @pytest.mark.timeout(1200)
 def test_every_image_of_the_site_renders(pages):
@@ -145,3 +163,40 @@ def test_what_notebook_09_downloads_on_colab_is_laid_out_beforehand(tmp_path):
     published = sorted(name for name in STUDIES if (PUBLISHED / f"{name}.json").is_file())  # studies run so far
     assert {"channel_split", "interaction", "fusion", "features"} <= set(published)
     assert sorted(p.stem for p in (folder / "runs" / "09_published").glob("*.json")) == published
+
+
+def test_the_nbval_run_leaves_a_copy_for_the_site_once_every_cell_ran(tmp_path, monkeypatch):
+    """notebooks/conftest.py: outputs kept cell by cell; the copy is written after the last code
+    cell, current (the site build reuses it) when all passed, marked failed when one did not."""
+    spec = importlib.util.spec_from_file_location("notebooks_conftest", ROOT / "notebooks" / "conftest.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    monkeypatch.setattr(hooks.build_site, "EXECUTED", tmp_path)
+    notebook = NOTEBOOKS[0]
+
+    class Notebook:
+        fspath, nb = notebook, nbformat.read(notebook, 4)
+
+    class Cell:
+        def __init__(self, parent, cell):
+            self.parent, self.cell = parent, cell
+            self.test_outputs = [nbformat.v4.new_output("stream", name="stdout", text=cell.source[:10])]
+
+    def run(fail_at=None):
+        (tmp_path / notebook.name).unlink(missing_ok=True)
+        parent = Notebook()
+        cells = [Cell(parent, c) for c in parent.nb.cells if c.cell_type == "code"]
+        for i, item in enumerate(cells):
+            hooks.keep_outputs(item, "call", i == fail_at)
+            hooks.keep_outputs(item, "teardown", False)
+            if i == len(cells) - 2:
+                assert not (tmp_path / notebook.name).exists()  # not before the last cell
+        return nbformat.read(tmp_path / notebook.name, 4)
+
+    copy = run()
+    assert build_site.is_current(tmp_path / notebook.name, build_site.source_key(notebook))
+    assert "checkout" in copy.metadata[build_site.RAN_IN] and build_site.FAILED not in copy.metadata
+    code = [c for c in copy.cells if c.cell_type == "code"]
+    assert all(c.outputs[0].text == c.source[:10] for c in code)
+    failed = run(fail_at=1)
+    assert failed.metadata[build_site.FAILED] and build_site.KEY not in failed.metadata

@@ -23,7 +23,14 @@ from bidsnet_lib.checkpoint import (
     load_checkpoint,
     load_inference_model,
 )
-from bidsnet_lib.commands.train import build_parser, config_from_args, main
+from bidsnet_lib.commands.train import (
+    auto_processes,
+    build_parser,
+    config_from_args,
+    main,
+    resolve_processes,
+    usable_cores,
+)
 from bidsnet_lib.losses import LossConfig
 from bidsnet_lib.model import BIDSNetConfig
 from bidsnet_lib.train import (
@@ -365,6 +372,59 @@ def test_two_process_gloo_torchrun_keeps_ranks_identical(photos, tmp_path):
     assert saved["step"] == 4 and saved["meta"]["world_size"] == 2 and len(saved["rng"]) == 2
 
 
+def test_auto_processes_split_the_batch_evenly_up_to_one_a_core():
+    assert [auto_processes(batch, 2) for batch in (1, 2, 3, 4, 8)] == [1, 2, 1, 2, 2]
+    assert auto_processes(4, 16) == 4 and auto_processes(6, 4) == 3 and auto_processes(8, 1) == 1
+    with pytest.raises(ValueError, match="processes: got 3, expected a divisor of batch_size 4"):
+        TrainConfig(batch_size=4, processes=3)
+    assert main(["--out", "x", "--processes", "0"]) == 2
+    args = build_parser().parse_args(["--out", "x"])
+    on_gpu = resolve_processes(args, TrainConfig.small(), torch.device("cuda"))
+    assert on_gpu.processes == 1 and resolve_processes(args, TrainConfig.small(), torch.device("cpu")).processes \
+        == auto_processes(4, usable_cores())
+    with pytest.raises(ValueError, match="--processes: got 2, expected 1 on a GPU"):
+        resolve_processes(build_parser().parse_args(["--out", "x", "--processes", "2"]),
+                          dataclasses.replace(TrainConfig.small(), processes=2), torch.device("cuda"))
+
+
+def test_a_config_for_two_processes_is_refused_in_one(photos, tmp_path):
+    with pytest.raises(ValueError, match="processes: got 2 in the config, expected the 1 process"):
+        Trainer(tiny_config(photos, processes=2), tmp_path, progress=False)
+
+
+def test_bidsnet_train_splits_the_batch_over_its_processes_stops_on_sigterm_and_resumes(photos, tmp_path):
+    """The CPU default (two processes here): rank 0 is the command's own process, a signal to it
+    stops both at one step with a checkpoint, and the same command plus --resume goes on with
+    the run's processes."""
+    out = tmp_path / "run"
+    flags = ["--data", photos[0], "--val-data", photos[1], "--out", str(out), "--size", "32", "--batch-size", "2",
+             "--log-every", "2", "--validate-every", "0", "--sample-every", "0", "--no-progress", "--device", "cpu"]
+    # Rank 0 signals itself at step 2; the other rank runs the command unpatched.
+    script = ("import os, signal, sys\n"
+              "from bidsnet_lib import train\n"
+              "from bidsnet_lib.commands.train import main\n"
+              "real = train.Trainer.train_step\n"
+              "def step(self, batch):\n"
+              "    if self.step == 2: os.kill(os.getpid(), signal.SIGTERM)\n"
+              "    return real(self, batch)\n"
+              "train.Trainer.train_step = step\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    first = subprocess.run([sys.executable, "-c", script, *flags, "--steps", "50", "--processes", "2"],
+                           capture_output=True, text=True, timeout=300, env=env)
+    assert first.returncode == 128 + signal.SIGTERM, first.stderr[-3000:]
+    assert "stopped by SIGTERM at step 3, checkpoint saved" in first.stderr
+    saved = load_checkpoint(out / "latest.pt")
+    assert saved["step"] == 3 and saved["meta"]["world_size"] == 2 and len(saved["rng"]) == 2
+    assert saved["config"]["processes"] == 2 and saved["meta"]["samples_per_rank"] == 3  # batch 2 = 1 + 1
+    again = subprocess.run([sys.executable, "-m", "bidsnet_lib.commands.train", *flags, "--steps", "4", "--resume"],
+                           capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "trained steps 3-4" in again.stdout and "2 process(es)" in again.stdout
+    digests = [r["weights_sha256"] for r in read_metrics(out) if "weights_sha256" in r]
+    assert digests and all(len(d) == 2 and d[0] == d[1] for d in digests)
+
+
 # ------------------------------------------------------------------------------ warm starts
 
 
@@ -501,9 +561,10 @@ def test_nan_checkpoint_is_not_resumed(photos, tmp_path):
         Trainer(dataclasses.replace(config, steps=2), tmp_path, resume=True)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_and_sigterm_save_a_checkpoint_and_say_how_to_resume(photos, tmp_path, sig):
-    """#4: a run killed before its first checkpoint lost everything; Ctrl-C printed a traceback."""
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(photos, tmp_path):
+    """#4: a run killed before its first checkpoint lost everything; Ctrl-C printed a traceback.
+    SIGTERM takes the same path (StopRequest); it is sent in the two-process test above."""
+    sig = signal.SIGINT
     run = tmp_path / "run"
     script = (f"import os, signal, sys\n"
               f"from bidsnet_lib import train\n"

@@ -2,9 +2,11 @@
 
 1. A bare install (``tools/bare_install.py``): the wheel in a fresh venv, no checkout.
 2. Every notebook executed there in small mode on the CPU, each from an empty temporary folder
-   (``tools/execute_notebooks.py``): what a learner on Colab runs, so this is also the test of
-   that path. An executed copy is reused while its notebook, the package and the downloads it
-   reads are unchanged (``--fresh`` runs them all again).
+   (``tools/execute_notebooks.py``): what a learner on Colab runs. An executed copy is reused
+   while its notebook, the package and the downloads it reads are unchanged (``--fresh`` runs
+   them all again); ``pytest --nbval-lax notebooks`` (``make test``) leaves such copies too
+   (notebooks/conftest.py), so the site of a test run shows that run's outputs and each
+   notebook runs once.
 3. Sphinx with myst-nb renders the executed copies, a landing page (``site/index.md``), the
    model card and the benchmark and ablation pages (``site/conf.py`` says why this builder).
 
@@ -38,6 +40,10 @@ MODEL_CARD = ROOT / PACKAGE / "checkpoints" / "MODEL_CARD.md"
 # (this machine is offline): notebook 09 reads the published ablation tables from runs/09_published.
 DOWNLOADS = {"runs/09_published": sorted((ROOT / "docs" / "ablations").glob("*.json"))}
 KEY = "course_site_key"  # metadata of an executed copy: what it was executed from
+RAN_IN = "course_site_ran_in"  # ... and where: BARE_INSTALL, or the checkout under nbval
+BARE_INSTALL = "a bare pip install of the wheel"
+EXECUTED = ROOT / "build" / "site" / "executed"  # the default --out's copies
+FAILED = "course_site_failed"  # metadata of a copy whose run had a failing cell: executed again
 
 
 def source_key(notebook: Path) -> str:
@@ -76,7 +82,7 @@ def execute(out: Path, fresh: bool) -> list[Path]:
         for nb in stale:  # only a copy that ran through keeps its key, so a failure runs again
             copy = nbformat.read(executed / nb.name, 4)
             if status.returncode == 0:
-                copy.metadata[KEY] = keys[nb]
+                copy.metadata[KEY], copy.metadata[RAN_IN] = keys[nb], BARE_INSTALL
                 nbformat.write(copy, executed / nb.name)
         if status.returncode != 0:
             raise SystemExit("notebooks failed on the bare install (above); the site was not built")
@@ -90,9 +96,10 @@ def title(nb) -> str:
 
 def page(nb, name: str) -> nbformat.NotebookNode:
     """The site's copy: a note on how it was run after the title cell, tracebacks cut."""
+    where = nb.metadata.get(RAN_IN, BARE_INSTALL)
     note = nbformat.v4.new_markdown_cell(
         "```{note}\nThis page shows the notebook run in **small mode** (`BIDSNET_SMALL=1`) on a "
-        "**CPU**, in a bare pip install: small images, few steps, every cell run. For full "
+        f"**CPU**, in {where}: small images, few steps, every cell run. For full "
         f"size, [open it in Colab]({colab_url(name)}) on a GPU runtime.\n```")
     nb.cells.insert(1, note)
     for cell in nb.cells:

@@ -73,6 +73,9 @@ def build_parser(prog: str = "bidsnet evaluate") -> Parser:
                              "always runs through bidsnet inpaint's crops at its training size")
     parser.add_argument("--masks-per-group", "--limit", dest="limit", type=_positive, default=None,
                         help="only the first K masks (sorted by file) of each group (quick runs)")
+    parser.add_argument("--work-size", type=_positive, metavar="PX",
+                        help="the side of the model's crops (default: the checkpoint's working size); "
+                             "smaller photos are padded up to it")
     parser.add_argument("--no-mirror", action="store_true",
                         help="one model call per crop, as bidsnet inpaint --no-mirror (default: the fill is "
                              "averaged with that of the mirrored crop, as bidsnet inpaint does)")
@@ -151,7 +154,7 @@ def _run(args) -> EvalResult:
     lpips, fid, skipped = _metrics(args, device)
     baselines = _cli_baselines(args)
     model, meta = load_inference_model(checkpoint, device=device)
-    size = work_size(meta)
+    size = args.work_size or work_size(meta)
     label = f"BIDS-Net ({checkpoint.name})"
     method = Inpainter(model, work_size=size, device=device, batch_size=args.batch_size, label=label,
                        mirror=not args.no_mirror)

@@ -1,24 +1,43 @@
 """`bidsnet train`: flags onto TrainConfig, then the Trainer (bidsnet_lib.train).
 
-Several processes: ``torchrun --nproc_per_node=N -m bidsnet_lib.commands.train ...`` (the same
-flags; one process group, DistributedDataParallel).
+On a CPU the command starts ``--processes`` local processes (default: as many as there are
+cores, a divisor of the batch), which split each batch between them: the fastest setting that
+trains the same run (on 2 cores 1.77x one thread at 128 px, 1.92x at 256; two threads: 1.58x,
+1.52x; ``bench/trainer.py``, docs/benchmarks.md).
+On GPUs: ``torchrun --nproc_per_node=N -m bidsnet_lib.commands.train ...`` (the same flags; one
+process group, DistributedDataParallel; the batch is then per process).
 """
 
 import argparse
 import dataclasses
+import datetime
+import os
 import signal
+import socket
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import torch
 import torch.distributed as dist
 
+from bidsnet_lib.checkpoint import TRAIN_FORMAT, load_checkpoint
 from bidsnet_lib.commands import Parser, fail
 from bidsnet_lib.model import INPUT_FILLS, OUTPUTS
 from bidsnet_lib.plumbing import resolve_device
-from bidsnet_lib.runs import PATH_FIELDS
+from bidsnet_lib.runs import (
+    PATH_FIELDS,
+    check_fresh_dir,
+    check_resumable,
+    photo_identity,
+    require_checkpoint,
+    resolve_paths,
+)
 from bidsnet_lib.train import (
     PRESETS,
+    RESUME_OVERRIDABLE,
     TrainConfig,
     Trainer,
     checkpoint_model_config,
@@ -26,11 +45,12 @@ from bidsnet_lib.train import (
     model_config_differences,
     read_run_config,
 )
+from bidsnet_lib.vgg import load_vgg19_features
 
 # flag dest -> TrainConfig field ("loss.x" for LossConfig fields)
 FLAG_FIELDS = {
     "data": "data", "val_data": "val_data", "steps": "steps", "batch_size": "batch_size",
-    "size": "size", "lr_g": "lr_g", "lr_d": "lr_d", "grad_clip": "grad_clip", "ema_decay": "ema_decay",
+    "processes": "processes", "size": "size", "lr_g": "lr_g", "lr_d": "lr_d", "grad_clip": "grad_clip", "ema_decay": "ema_decay",
     "seed": "seed", "deterministic": "deterministic", "amp": "amp", "cpu_bf16": "cpu_bf16",
     "channels_last": "channels_last", "compile": "compile",
     "num_workers": "num_workers", "log_every": "log_every", "sample_every": "sample_every",
@@ -48,6 +68,28 @@ def _mask_mix(text: str) -> dict[str, float]:
         return {k.strip(): float(v) for k, v in (part.split("=") for part in text.split(","))}
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected SOURCE=WEIGHT[,SOURCE=WEIGHT...], got {text!r}") from None
+
+
+def _processes(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected auto or a number of processes >= 1, got {text!r}")
+    return value
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def auto_processes(batch_size: int, cores: int) -> int:
+    """The most processes, up to one a core, that split ``batch_size`` evenly."""
+    return max(n for n in range(1, min(cores, batch_size) + 1) if batch_size % n == 0)
 
 
 def build_parser(prog: str = "bidsnet train") -> Parser:
@@ -68,6 +110,11 @@ def build_parser(prog: str = "bidsnet train") -> Parser:
                    help="start a new run from this checkpoint's weights (inference or training; "
                         "fine-tune on your own --data); the model config comes from it")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the GPU if any)")
+    p.add_argument("--processes", type=_processes, default="auto", metavar="N|auto",
+                   help="local training processes that split each batch (DistributedDataParallel, gloo); "
+                        "auto: on a CPU, the most that divide the batch, up to one a core (the fastest "
+                        "setting measured, docs/benchmarks.md), 1 on a GPU (use torchrun for several); "
+                        "a resumed run keeps its own")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("TrainConfig fields")
     g.add_argument("--val-data", nargs="+", metavar="DIR", help="held-out photos (default: --data)")
@@ -95,7 +142,7 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig) -> TrainConfig
     top, loss, model = {}, {}, {}
     for dest, name in FLAG_FIELDS.items():
         value = getattr(args, dest, None)
-        if value is not None:
+        if value is not None and value != "auto":
             if name.startswith("loss."):
                 loss[name[5:]] = value
             elif name.startswith("model."):
@@ -127,8 +174,85 @@ def resume_base(args: argparse.Namespace) -> TrainConfig:
     saved = read_run_config(args.out)
     if not args.preset:
         return saved
-    # Folders are not the preset's business: unless given again, they stay the run's.
-    return dataclasses.replace(PRESETS[args.preset](), **{name: getattr(saved, name) for name in PATH_FIELDS})
+    # Folders and processes are not the preset's business: unless given again, they stay the run's.
+    return dataclasses.replace(PRESETS[args.preset](), processes=saved.processes,
+                               **{name: getattr(saved, name) for name in PATH_FIELDS})
+
+
+def resolve_processes(args: argparse.Namespace, config: TrainConfig, device) -> TrainConfig:
+    """``--processes auto`` settled for a new run (a resumed one keeps its config's)."""
+    on_cpu = (device.type if device is not None else resolve_device(None).type) == "cpu"
+    if args.processes == "auto" and not args.resume:
+        config = dataclasses.replace(config, processes=auto_processes(config.batch_size, usable_cores())
+                                     if on_cpu else 1)
+    if config.processes > 1 and not on_cpu:
+        raise ValueError(f"--processes: got {config.processes}, expected 1 on a GPU (several GPUs: "
+                         "torchrun --nproc_per_node=N -m bidsnet_lib.commands.train ...)")
+    return config
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+RANK_0_PID = "BIDSNET_TRAIN_RANK_0_PID"
+
+
+def end_with_rank_0(pid: int) -> None:
+    """In a rank that ``start_other_ranks`` started: exit when rank 0's process is gone (killed
+    before it could stop this one), instead of waiting in a collective until the timeout."""
+    def watch():
+        while os.getppid() == pid:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def preflight(config: TrainConfig, out: str, resume: bool, overwrite: bool) -> None:
+    """What the Trainer would refuse before training, checked before other ranks are started, so a
+    mistake is one line from this process in a moment: the run folder, the photos, VGG-19's weights."""
+    config, out_dir = resolve_paths(config), Path(out)
+    if resume:
+        latest = require_checkpoint(out_dir)
+        checkpoint = load_checkpoint(latest, TRAIN_FORMAT, mmap=True)
+        check_resumable(checkpoint, latest, TrainConfig.from_dict(checkpoint["config"]), config, RESUME_OVERRIDABLE)
+    else:
+        check_fresh_dir(out_dir, overwrite, clear=False)
+    photo_identity(config.data)
+    if config.loss.perceptual > 0 or config.loss.style > 0:
+        load_vgg19_features(config.loss.vgg_weights)  # loaded again by the Trainer: seconds, once
+
+
+def start_other_ranks(argv: list[str], processes: int) -> list[subprocess.Popen]:
+    """Make this process rank 0 of a local gloo group of ``processes`` and start ranks 1.. as
+    this command again; the cores are shared out among them. Rank 0 does all the talking (errors,
+    progress, files); a signal reaches it alone (the others run in their own session) and it
+    tells them, so all stop at the same step, as under torchrun."""
+    threads = max(1, usable_cores() // processes)
+    port = free_port()
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(processes),
+           "LOCAL_WORLD_SIZE": str(processes), "OMP_NUM_THREADS": str(threads), RANK_0_PID: str(os.getpid())}
+    command = [sys.executable, "-m", "bidsnet_lib.commands.train", *argv, "--processes", str(processes)]
+    ranks = [subprocess.Popen(command, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, start_new_session=True)
+             for r in range(1, processes)]
+    torch.set_num_threads(threads)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=processes,
+                            timeout=datetime.timedelta(minutes=10))
+    return ranks
+
+
+def stop_other_ranks(ranks: list[subprocess.Popen], grace: float) -> None:
+    """Wait ``grace`` seconds for the other ranks to end (they finish with rank 0), then kill them."""
+    deadline = time.monotonic() + grace
+    for rank in ranks:
+        try:
+            rank.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            rank.kill()
+            rank.wait()
 
 
 def main(argv: list[str] | None = None, prog: str = "bidsnet train") -> int:
@@ -136,22 +260,34 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet train") -> int:
         args = build_parser(prog).parse_args(argv)
     except SystemExit as stop:
         return int(stop.code or 0)
+    if RANK_0_PID in os.environ:
+        end_with_rank_0(int(os.environ[RANK_0_PID]))
     distributed = init_distributed()
+    ranks, threads, trained = [], torch.get_num_threads(), False
     try:
         try:
             base = resume_base(args) if args.resume else PRESETS[args.preset or "small"]()
             config = config_from_args(args, base)
             device = None if args.device is None else resolve_device(args.device)
+            if not distributed:
+                config = resolve_processes(args, config, device)
+                if config.processes > 1:
+                    preflight(config, args.out, args.resume, args.overwrite)
+                    ranks = start_other_ranks(list(sys.argv[1:] if argv is None else argv), config.processes)
+                    distributed = True
             trainer = Trainer(config, args.out, resume=args.resume, device=device,
                               progress=not args.no_progress, overwrite=args.overwrite)
         except (FileNotFoundError, ValueError, TypeError) as error:
-            # Bad flags, a missing folder, missing VGG-19 weights: the message is the whole story.
-            return fail(prog, error)
+            # Bad flags, a missing folder, missing VGG-19 weights: the message is the whole story,
+            # told once (every process of a run finds the same).
+            return fail(prog, error) if not distributed or dist.get_rank() == 0 else 2
         start, first = time.perf_counter(), trainer.step
         try:
             trainer.train()
+            trained = True
         except FloatingPointError as error:
-            print(f"{prog}: error: {error}", file=sys.stderr)
+            if trainer.is_main:
+                print(f"{prog}: error: {error}", file=sys.stderr)
             return 1  # the run diverged: not a usage error
         if trainer.is_main:
             seconds = time.perf_counter() - start
@@ -168,6 +304,9 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet train") -> int:
     finally:
         if distributed:
             dist.destroy_process_group()
+        if ranks:
+            stop_other_ranks(ranks, grace=60 if trained else 5)
+            torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":  # torchrun -m bidsnet_lib.commands.train ...
