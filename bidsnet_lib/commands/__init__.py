@@ -24,6 +24,17 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected an int >= 1")
+    return value
+
+
 def fail(prog: str, error) -> int:
     """Print ``error`` as the command's one line on stderr; the user-error status, 2."""
     print(f"{prog}: error: {error}", file=sys.stderr)

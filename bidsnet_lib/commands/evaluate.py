@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bidsnet_lib.baselines import BASELINES, make_baseline, patchmatch_available
 from bidsnet_lib.bootstrap import N_RESAMPLES
-from bidsnet_lib.commands import USER_ERRORS, Parser, run
+from bidsnet_lib.commands import USER_ERRORS, Parser, positive_int, run
 from bidsnet_lib.eval_inputs import load_mask_groups, load_photos
 from bidsnet_lib.eval_results import EvalResult, write_outputs
 from bidsnet_lib.evaluate import default_cache_dir, evaluate
@@ -27,16 +27,6 @@ def _size(text: str) -> int | str:
         value = 0
     if value < MIN_SIZE:
         raise argparse.ArgumentTypeError(f"got {text!r}, expected an int >= {MIN_SIZE} or 'native'")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"got {text!r}, expected an int >= 1")
     return value
 
 
@@ -71,9 +61,9 @@ def build_parser(prog: str = "bidsnet evaluate") -> Parser:
                         help="evaluation resolution: centre square crops resized to SIZE x SIZE "
                              "(default 256), or 'native': each photo at its own size; the model "
                              "always runs through bidsnet inpaint's crops at its training size")
-    parser.add_argument("--masks-per-group", "--limit", dest="limit", type=_positive, default=None,
+    parser.add_argument("--masks-per-group", "--limit", dest="limit", type=positive_int, default=None,
                         help="only the first K masks (sorted by file) of each group (quick runs)")
-    parser.add_argument("--work-size", type=_positive, metavar="PX",
+    parser.add_argument("--work-size", type=positive_int, metavar="PX",
                         help="the side of the model's crops (default: the checkpoint's working size); "
                              "smaller photos are padded up to it")
     parser.add_argument("--no-mirror", action="store_true",
@@ -81,12 +71,12 @@ def build_parser(prog: str = "bidsnet evaluate") -> Parser:
                              "averaged with that of the mirrored crop, as bidsnet inpaint does)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds the bootstrap and torch, picks the examples shown")
-    parser.add_argument("--resamples", type=_positive, default=N_RESAMPLES,
+    parser.add_argument("--resamples", type=positive_int, default=N_RESAMPLES,
                         help=f"bootstrap resamples of the photos (default {N_RESAMPLES})")
     parser.add_argument("--baselines", type=_baseline_names, default=None,
                         help=f"comma-separated, from {','.join(BASELINES)}, or none (default: all; "
                              "patchmatch only when pypatchmatch is installed)")
-    parser.add_argument("--patch-size", type=_positive, default=3,
+    parser.add_argument("--patch-size", type=positive_int, default=3,
                         help="PatchMatch's patch radius: patches of (2p+1)^2 pixels (default 3)")
     parser.add_argument("--cache", default=None,
                         help=f"folder keeping the outputs of the slow baselines (biharmonic, PatchMatch: "
@@ -101,8 +91,8 @@ def build_parser(prog: str = "bidsnet evaluate") -> Parser:
                         help="a random LPIPS trunk: runs offline, NOT comparable to published LPIPS")
     parser.add_argument("--fid-weights", help=f"FID's Inception-v3 weight file ({FID_WEIGHTS_FILE})")
     parser.add_argument("--no-fid", action="store_true", help="skip FID (reported as skipped)")
-    parser.add_argument("--radius", type=_positive, default=3, help="Telea/NS neighbourhood radius")
-    parser.add_argument("--batch-size", type=_positive, default=16,
+    parser.add_argument("--radius", type=positive_int, default=3, help="Telea/NS neighbourhood radius")
+    parser.add_argument("--batch-size", type=positive_int, default=16,
                         help="pairs per batch (the model's crops: at most this many per forward pass)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     return parser

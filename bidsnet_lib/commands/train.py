@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 from bidsnet_lib.checkpoint import TRAIN_FORMAT, load_checkpoint
-from bidsnet_lib.commands import Parser, fail
+from bidsnet_lib.commands import Parser, fail, positive_int
 from bidsnet_lib.model import INPUT_FILLS, OUTPUTS
 from bidsnet_lib.plumbing import resolve_device
 from bidsnet_lib.runs import (
@@ -74,12 +74,9 @@ def _processes(text: str) -> int | str:
     if text == "auto":
         return text
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected auto or a number of processes >= 1, got {text!r}")
-    return value
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected auto or a number of processes >= 1") from None
 
 
 def usable_cores() -> int:
