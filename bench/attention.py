@@ -58,6 +58,9 @@ SCRIPT = "bench/attention.py"  # names its section of docs/benchmarks.md
 SCALES = (0.25, 0.5, INPUT_STD, 0.75, 1.0)
 FEATURE_N = 1024
 KINDS = ("favor", "favor++")
+# An oracle for the trained layers: one A for every head of a layer, the grid value whose error
+# against exact attention is lowest. It bounds what any rule choosing A per call could gain.
+ORACLE_A = (0.0, -0.05, -0.1, -0.15, -0.2, -0.3, -0.5, -0.8)
 KIND_LABEL = {"favor": "FAVOR+", "favor++": "FAVOR++"}
 
 
@@ -243,9 +246,10 @@ def capture_qkv(checkpoint: Path, photos: int = 2) -> tuple[list[tuple[str, tupl
     return layers, size
 
 
-def feature_errors(q, k, v, ms, draws: int, seed: int = 0) -> dict:
+def feature_errors(q, k, v, ms, draws: int, seed: int = 0, oracle: bool = False) -> dict:
     """Rel. errors over ERROR_ROWS query rows: the mean of V, and FAVOR+ / FAVOR++ per m (mean
-    over ``draws`` feature draws); rho, A and the one-feature kernel variance (median over pairs)."""
+    over ``draws`` feature draws); rho, A and the one-feature kernel variance (median over pairs);
+    with ``oracle``, the best A of ORACLE_A at m = 72 and its error (same draws)."""
     d = q.shape[-1]
     rows = torch.randperm(q.shape[-2], generator=torch.Generator().manual_seed(seed))[:ERROR_ROWS]
     exact = exact_rows(q, k, v, rows)
@@ -257,17 +261,21 @@ def feature_errors(q, k, v, ms, draws: int, seed: int = 0) -> dict:
     a = optimal_a(rho)
     result = {"mean_v": error(v.mean(dim=2, keepdim=True).expand_as(exact)),
               "rho": rho.mean().item(), "a": a.mean().item()}
+    def mean_error(m: int, a_used) -> float:
+        attention = FastAttention(d, m).eval()
+        errors = []
+        for draw in range(draws):
+            attention.redraw_features(torch.Generator().manual_seed(10_000 * m + draw))
+            errors.append(error(attention._attend(q[:, :, rows], k, v, attention.projection, a_used)))
+        return statistics.mean(errors)
+
     with torch.no_grad():
         for m in ms:
             for kind in KINDS:
-                attention = FastAttention(d, m).eval()
-                errors = []
-                for draw in range(draws):
-                    attention.redraw_features(torch.Generator().manual_seed(10_000 * m + draw))
-                    out = attention._attend(q[:, :, rows], k, v, attention.projection,
-                                            a if kind == "favor++" else None)
-                    errors.append(error(out))
-                result[(kind, m)] = statistics.mean(errors)
+                result[(kind, m)] = mean_error(m, a if kind == "favor++" else None)
+        if oracle:
+            grid = {value: mean_error(72, torch.full_like(a, value)) for value in ORACLE_A}
+            result["oracle"] = min(grid.items(), key=lambda item: item[1])  # (A, error)
         # One feature's relative variance, Var / exp(q'.k')^2, for every (row, key) pair: FAVOR+
         # exp(s) - 1 and FAVOR++ (1-4A)^d (1-8A)^(-d/2) exp(s/(1-8A)) - 1, s = |q' + k'|^2.
         s = (q[:, :, rows, None].double() + k[:, :, None].double()).square().sum(-1) * d**-0.5
@@ -284,7 +292,7 @@ def run_features(ms, draws: int, checkpoint: Path, photos: int) -> dict:
         q, k, v = make_inputs(FEATURE_N, scale, seed=3)
         scales[scale] = feature_errors(q, k, v, ms, draws)
     layers, size = capture_qkv(checkpoint, photos)
-    trained = {name: {"n": qkv[0].shape[-2], "d": qkv[0].shape[-1], **feature_errors(*qkv, ms, draws)}
+    trained = {name: {"n": qkv[0].shape[-2], "d": qkv[0].shape[-1], **feature_errors(*qkv, ms, draws, oracle=True)}
                for name, qkv in layers}
     print(f"error experiment: {len(scales)} scales, {len(trained)} trained layers", flush=True)
     return {"scales": scales, "trained": trained, "size": size, "checkpoint": checkpoint}
@@ -311,13 +319,18 @@ def feature_tables(features: dict, ms, draws: int, photos: int) -> list[str]:
     name = short(features["checkpoint"])
     lines += ["", f"On the trained model (`{name}`, trained at {features['size']} px): the q, k, v each "
               f"attention layer receives on {photos} test photos under one fixed irregular mask; rel. error "
-              f"at m = 72 (and / mean-of-V error), mean over {draws} draws.", "",
-              "| layer | N | dim_head | rho | A | mean of V | FAVOR+ | FAVOR++ | FAVOR++ / FAVOR+ | one-feature rel. variance |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              f"at m = 72 (and / mean-of-V error), mean over {draws} draws. Best A: the oracle, one A for "
+              f"the layer's heads, the value of {', '.join(f'{a:g}' for a in ORACLE_A)} with the lowest error "
+              f"against exact attention (which a rule using q, k alone cannot know), and its error / FAVOR+'s.", "",
+              "| layer | N | dim_head | rho | A | mean of V | FAVOR+ | FAVOR++ | FAVOR++ / FAVOR+ | best A | "
+              "one-feature rel. variance |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for layer, r in trained.items():
         fp, fpp = r[("favor", 72)], r[("favor++", 72)]
+        best_a, best = r["oracle"]
         lines.append(f"| {layer} | {r['n']:,} | {r['d']} | {r['rho']:.3f} | {r['a']:.3f} | {r['mean_v']:.3f} | "
                      f"{fp:.3f} ({fp / r['mean_v']:.2f}) | {fpp:.3f} ({fpp / r['mean_v']:.2f}) | {fpp / fp:.2f} | "
+                     f"{best_a:g} ({best / fp:.2f}) | "
                      f"{r['variance']['favor']:.3g} / {r['variance']['favor++']:.3g} |")
     mean_v = mean_over_layers(trained, "mean_v")
     lines += ["", "Mean over the trained layers, against m: rel. error FAVOR+ / FAVOR++ (mean of V: "
@@ -551,7 +564,13 @@ def main(argv=None) -> int:
         targets += [f"- on the trained model's q, k (mean over its {len(trained)} attention layers, m = 72): "
                     f"FAVOR++ rel. error {fpp:.3f}, FAVOR+ {fp:.3f}, ratio {fpp / fp:.2f} (target <= 0.5: "
                     f"{verdict(fpp <= fp / 2)}); mean of V {mean_v:.3f} (target FAVOR++ below it: "
-                    f"{verdict(fpp < mean_v)})"]
+                    f"{verdict(fpp < mean_v)})",
+                    f"- the oracle A per layer (the best of {len(ORACLE_A)} values, chosen with exact attention) "
+                    f"gives rel. error {statistics.mean(r['oracle'][1] for r in trained.values()):.3f}, ratio "
+                    f"{statistics.mean(r['oracle'][1] for r in trained.values()) / fp:.2f} to FAVOR+ (per layer "
+                    f"{min(r['oracle'][1] / r[('favor', 72)] for r in trained.values()):.2f}-"
+                    f"{max(r['oracle'][1] / r[('favor', 72)] for r in trained.values()):.2f}): the bound for "
+                    f"any choice of one A a layer"]
     lines += ["Targets, from this one run:", "", *targets, "", *scaling_tables(results, ns, ms, repeats), ""]
     lines += ["### FAVOR+ against FAVOR++: error against m", "",
               "FAVOR++ (Likhosherstov et al., NeurIPS 2022: optimal positive random features) picks A per "

@@ -11,16 +11,18 @@ Studies, with the paper's choice:
 - ``channel_split``: CNN share of the width 0.25 / **0.5** / 0.75 (equal total width);
 - ``interaction``: **bidirectional** / cnn_to_trans / trans_to_cnn / none;
 - ``fusion``: **sff** / add / concat;
-- ``features``: 16 / 32 / **72** / 128 / 256 random features, and exact softmax attention;
-- ``attention`` (the course's, not the paper's): **FAVOR+** / FAVOR++ features at m = 72, and
+- ``nb_features``: 16 / 32 / **72** / 128 / 256 random features, and exact softmax attention;
+- ``features`` (the course's, not the paper's): **FAVOR+** / FAVOR++ features at m = 72, and
   exact softmax attention (``bidsnet_lib.attention``, notebook 03);
-- ``all``: the five (the unchanged small model is one run per seed, shared by all of them).
+- ``start`` (the course's): zero-filled input with an image head / Telea fill with an image head /
+  **a residual on a Telea fill**;
+- ``all``: the six (the unchanged small model is one run per seed, shared by all of them).
 
 Verdicts follow the rule of :mod:`bidsnet_lib.ablation_tables`, fixed before any run: the
 paper's choice beats a rival when the difference of their means over seeds exceeds twice the
 larger seed spread. The 72-features claim is a trade-off: 72 must beat fewer features (16, 32)
 and must not lose to more (128, 256, softmax), the ``match`` rivals of its :class:`Study`;
-FAVOR+ need only not lose to FAVOR++ and softmax attention (``attention``: no rival to beat).
+FAVOR+ need only not lose to FAVOR++ and softmax attention (``features``: no rival to beat).
 
 Runs live in ``<out>/runs/<variant>/seed<k>/``. A run holding ``results.json`` made with the same
 settings is reused, one holding only ``latest.pt`` resumes training: an interrupted study goes

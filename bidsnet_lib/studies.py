@@ -24,10 +24,10 @@ if TYPE_CHECKING:
     from bidsnet_lib.train import TrainConfig
 
 TRAIN_IMAGES = DATA_DIR / "images" / "train"
-# `--study all` was 26 runs (13 configs x 2 seeds) before the attention study added FAVOR++ (28
-# now). At 128 px, one thread, a busy 2-core machine took 0.53-0.78 s a step (softmax attention
-# 1.46 s) and 17 s to evaluate a run: about 2 hours for the 26 as two parallel jobs (`--dry-run`
-# measures and prints the estimate).
+# `--study all`: 16 configs x 2 seeds = 32 runs (the paper's four studies were 26). At 128 px, one
+# thread, a busy 2-core machine took 0.53-0.78 s a step (softmax attention 1.46 s) and 17 s to
+# evaluate a run on 4 test photos: about 2 hours for the 26 as two parallel jobs on 2026-11-25;
+# `--dry-run` measures and prints the estimate.
 DEFAULT_STEPS = 800
 LPIPS_MODES = ("off", "alex", "random")
 
@@ -89,14 +89,14 @@ STUDIES = {
     "fusion": Study(
         "fusion", "Fusion inside BFI", "Selective Feature Fusion (SFF) beats element-wise addition "
         "and concatenation", _sweep("fusion", ("sff", "add", "concat")), "fusion=sff"),
-    "features": Study(
-        "features", "Number of random features",
+    "nb_features": Study(
+        "nb_features", "Number of random features",
         "72 orthogonal random features are the best trade-off: better than fewer (16, 32), and no "
         "worse than more (128, 256) or than exact softmax attention",
         _sweep("nb_features", (16, 32, 72, 128, 256)) + (Variant("attention=softmax", (("attention", "softmax"),)),),
         "nb_features=72", match=("nb_features=128", "nb_features=256", "attention=softmax")),
-    "attention": Study(
-        "attention", "Kind of random features: FAVOR+ against FAVOR++ (course addition)",
+    "features": Study(
+        "features", "Kind of random features: FAVOR+ against FAVOR++ (course addition)",
         "the paper's FAVOR+ positive random features (m = 72) lose nothing against the lower-variance "
         "optimal positive random features of FAVOR++ (Likhosherstov et al., 2022) at the same m, nor "
         "against exact softmax attention", _sweep("attention", ("favor", "favor++", "softmax")),

@@ -131,7 +131,7 @@ def test_bad_study_name_lists_the_valid_ones(capsys):
     assert main(["--study", "fuse", "--quick"]) == 2
     err = capsys.readouterr().err
     assert "'fuse'" in err and all(name in err for name in STUDY_NAMES)
-    with pytest.raises(ValueError, match="expected one of channel_split, interaction, fusion, features, attention, start, all"):
+    with pytest.raises(ValueError, match="expected one of channel_split, interaction, fusion, nb_features, features, start, all"):
         resolve_studies("Fusion")
 
 
@@ -226,7 +226,7 @@ def test_fetch_published_leaves_out_a_study_the_server_has_not_got(tmp_path, mad
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
             dest = fetch_published(tmp_path / "dest", base_url=f"http://127.0.0.1:{server.server_port}",
-                                   studies=["fusion", "attention"])
+                                   studies=["fusion", "start"])
         finally:
             server.shutdown()
-    assert sorted(p.name for p in dest.iterdir()) == ["fusion.json"]  # attention: HTTP 404, not run yet
+    assert sorted(p.name for p in dest.iterdir()) == ["fusion.json"]  # start: HTTP 404, not run yet

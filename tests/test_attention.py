@@ -343,8 +343,18 @@ def test_bench_quick_mode_runs_and_writes_its_table(tmp_path):
     assert "| 1,024 | SDPA |" in text and "ours (FAVOR+, m = 72)" in text
     assert "| 1,024 | ours (FAVOR++, m = 72) |" in text and "FAVOR++ time / FAVOR+ time at N = 1,024" in text
     assert "On the trained model (`bidsnet_lib/checkpoints/bidsnet_small.pt`" in text and "| trans.encoder.0.0.attn |" in text
+    assert "the bound for any choice of one A a layer" in text and "| best A |" in text
     for figure in ("attention_scaling.png", "attention_features.png"):
         assert (tmp_path / figure).stat().st_size > 0
+
+
+def test_bench_oracle_a_includes_favor_plus():
+    """The oracle's grid holds A = 0 and uses the same draws: it can never do worse than FAVOR+."""
+    bench = load_bench()
+    q, k, v = bench.make_inputs(64, std=0.8, seed=1)
+    result = bench.feature_errors(q, k, v, [72], draws=2, oracle=True)
+    best_a, best = result["oracle"]
+    assert best_a in bench.ORACLE_A and best <= result[("favor", 72)] * (1 + 1e-9)
 
 
 def test_bench_names_a_missing_checkpoint(tmp_path, capsys):

@@ -161,7 +161,7 @@ def test_what_notebook_09_downloads_on_colab_is_laid_out_beforehand(tmp_path):
     from bidsnet_lib.ablate import PUBLISHED, STUDIES
 
     published = sorted(name for name in STUDIES if (PUBLISHED / f"{name}.json").is_file())  # studies run so far
-    assert {"channel_split", "interaction", "fusion", "features"} <= set(published)
+    assert {"channel_split", "interaction", "fusion", "nb_features"} <= set(published)
     assert sorted(p.stem for p in (folder / "runs" / "09_published").glob("*.json")) == published
 
 
