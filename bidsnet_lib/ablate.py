@@ -429,10 +429,19 @@ def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, 
         reports.append(report)
     verdicts = "; ".join(f"{r.study.name}: **{r.verdicts()[0]}**" for r in reports)
     if docs is not None:
-        status = "quick mode only, a smoke test whose numbers mean nothing" if settings.quick else "run"
-        write_docs_section(docs, "status", (
-            f"> **Status: {status}.** Last update {time.strftime('%Y-%m-%d')} by "
-            f"`{command or 'bidsnet ablate'}` (wall time {format_duration(wall)}): {verdicts}. Each section "
-            f"below states its own run."))
+        write_status(docs, command or "bidsnet ablate", wall, settings.quick)
     log(f"\nverdicts: {verdicts.replace('**', '')} (wall time {format_duration(wall)})")
     return reports
+
+
+def write_status(docs, command: str, wall: float, quick: bool) -> Path:
+    """The note atop ``docs``: this invocation, and the verdict of every study published beside
+    it (an earlier run's too: a one-study invocation keeps the others' verdicts in view)."""
+    folder = Path(docs).parent / "ablations"
+    published = [load_report(folder / f"{name}.json") for name in STUDIES if (folder / f"{name}.json").is_file()]
+    verdicts = "; ".join(f"{r.study.name}: **{r.verdicts()[0]}**" for r in published)
+    status = "quick mode only, a smoke test whose numbers mean nothing" if quick else "run"
+    return write_docs_section(docs, "status", (
+        f"> **Status: {status}.** Last update {time.strftime('%Y-%m-%d')} by `{command}` (wall time "
+        f"{format_duration(wall)}). Verdicts of the published studies: {verdicts}. Each section below "
+        f"states its own run."))

@@ -73,7 +73,7 @@ def test_quick_study_end_to_end_then_resume(tmp_path, capsys):
     assert "intro kept" in text and "tail kept" in text and "not yet run" not in text
     assert "](ablations/fusion.png)" in text
     assert text.count(begin) == 1 and "Claim: Selective Feature Fusion" in text
-    assert "Status: quick mode only" in text and "fusion: **" in text
+    assert "Status: quick mode only" in text and "Verdicts of the published studies: fusion: **" in text
     run = out / "runs" / "reference" / "seed0"
     assert (run / "results.json").is_file() and (run / "model.pt").is_file() and not (run / "latest.pt").exists()
 
