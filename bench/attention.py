@@ -267,7 +267,7 @@ def feature_errors(q, k, v, ms, draws: int, seed: int = 0, oracle: bool = False)
         errors = []
         for draw in range(draws):
             attention.redraw_features(torch.Generator().manual_seed(10_000 * m + draw))
-            errors.append(error(attention._attend(q[:, :, rows], k, v, attention.projection, a_used)))
+            errors.append(error(attention.attend(q[:, :, rows], k, v, attention.projection, a_used)))
         return statistics.mean(errors)
 
     with torch.no_grad():

@@ -23,16 +23,11 @@ import numpy as np
 import torch
 
 from bidsnet_lib.baselines import BASELINES, CachedBaseline, make_baseline, patchmatch_available
-from bidsnet_lib.evaluate import (
-    ROOT,
-    SHIPPED_IMAGES,
-    SHIPPED_MASKS,
-    InpainterMethod,
-    load_mask_groups,
-    load_photos,
-)
+from bidsnet_lib.evaluate import InpainterMethod, load_mask_groups, load_photos
 from bidsnet_lib.inference import SHIPPED_CHECKPOINT, Inpainter
+from bidsnet_lib.masks import SHIPPED_MASKS
 from bidsnet_lib.metrics import hole_colour_error, psnr, ssim
+from bidsnet_lib.plumbing import REPO_ROOT, SHIPPED_IMAGES
 from bidsnet_lib.reports import machine_line, write_section
 
 SCRIPT = "bench/evaluate.py"  # names its section of docs/benchmarks.md
@@ -77,7 +72,7 @@ def main(argv=None) -> int:
                         help="Markdown file for the table (default: docs/benchmarks.md, none with --quick)")
     args = parser.parse_args(argv)
     size, n_photos, per_group = (64, 1, 1) if args.quick else (args.size, args.photos, args.masks_per_group)
-    output = args.output or (None if args.quick else ROOT / "docs" / "benchmarks.md")
+    output = args.output or (None if args.quick else REPO_ROOT / "docs" / "benchmarks.md")
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
 

@@ -166,7 +166,7 @@ def positive_features(x: torch.Tensor, projection: torch.Tensor, a: torch.Tensor
     return torch.exp(logits) / math.sqrt(m)  # (..., N, m)
 
 
-def _exp2_flushed(logits: torch.Tensor, offset: torch.Tensor, floor: float) -> torch.Tensor:
+def exp2_flushed(logits: torch.Tensor, offset: torch.Tensor, floor: float) -> torch.Tensor:
     """2**(logits - offset), exactly 0 below 2**floor; in place when no gradient flows."""
     if logits.requires_grad:
         return torch.exp2(F.threshold(logits - offset, floor, -math.inf))
@@ -225,9 +225,9 @@ class FastAttention(nn.Module):
                 self.redraw_features()
             self.calls_since_redraw += 1
         a = optimal_a(pair_rho(q, k)) if self.kind == "favor++" else None
-        return self._attend(q, k, v, self.projection, a)
+        return self.attend(q, k, v, self.projection, a)
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 projection: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
         """phi(Q) (phi(K)^T V) / phi(Q) (phi(K)^T 1) for q, k (B, h, N, d), v (B, h, N, dv).
 
@@ -276,7 +276,7 @@ class FastAttention(nn.Module):
                 logits = project(k3[:, i:i + step]).add_(neg_half_sq[:, i:i + step])  # (BH, c, m)
                 # The stabiliser cancels between numerator and denominator: no gradient.
                 new_max = torch.maximum(k_max, logits.detach().amax(dim=(1, 2), keepdim=True))
-                phi = _exp2_flushed(logits, new_max + shift, floor)  # (BH, c, m)
+                phi = exp2_flushed(logits, new_max + shift, floor)  # (BH, c, m)
                 rescale = torch.exp2(k_max - new_max)  # sums so far were relative to the old max
                 kv = kv * rescale + torch.bmm(phi.transpose(1, 2), v3[:, i:i + step])  # (BH, m, dv)
                 k_sum = k_sum * rescale[..., 0] + phi.sum(dim=1)  # (BH, m)
@@ -293,7 +293,7 @@ class FastAttention(nn.Module):
                 logits = project(q3[:, i:i + step])  # (BH, c, m)
                 # |q|^2/2 is constant along the row, so the row max absorbs it exactly.
                 row_max = logits.detach().amax(dim=-1, keepdim=True)
-                phi = _exp2_flushed(logits, row_max + shift, floor)  # (BH, c, m)
+                phi = exp2_flushed(logits, row_max + shift, floor)  # (BH, c, m)
                 num_den = torch.bmm(phi, kv)  # (BH, c, dv + 1)
                 num, den = num_den[..., :d_v], num_den[..., d_v:] + self.eps
                 if out is None:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from bidsnet_lib import mask_files, masks
+from bidsnet_lib import masks
 from bidsnet_lib.plumbing import DATA_DIR, IMAGE_EXTENSIONS, got_expected, is_image_file, read_photo
 
 # The repository's shipped photos (a clone or an editable install only) and the package's evaluation masks.
@@ -221,7 +221,7 @@ class InpaintingDataset(torch.utils.data.Dataset):
                 DEFAULT_MASK_MIX if mask_mix is None else mask_mix, mask_folder
             )
             self.mask_folder = (
-                None if mask_folder is None else mask_files.MaskFolder(mask_folder, size=self.size)
+                None if mask_folder is None else masks.MaskFolder(mask_folder, size=self.size)
             )
             self.fixed_masks = []
         else:
@@ -383,7 +383,7 @@ def _check_mask_mix(mix, mask_folder) -> dict[str, float]:
 
 def _fixed_masks(
     masks_dir: Path, mask_groups, size: int
-) -> list[tuple[str, mask_files.MaskFolder, int]]:
+) -> list[tuple[str, masks.MaskFolder, int]]:
     """[(group, folder, index)] over ``masks_dir/set{1,2}/<group>/*.png``, in a fixed order."""
     hint = f"write them with: bidsnet masks write --out {masks_dir}"
     if not masks_dir.is_dir():
@@ -410,7 +410,7 @@ def _fixed_masks(
         )
     items = []
     for group in groups:
-        folder = mask_files.MaskFolder(found[group], size=size)
+        folder = masks.MaskFolder(found[group], size=size)
         items += [(group, folder, i) for i in range(len(folder))]
     return items
 

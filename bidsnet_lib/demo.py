@@ -10,11 +10,11 @@ import numpy as np
 
 from bidsnet_lib.baselines import make_baseline
 from bidsnet_lib.inference import Inpainter
-from bidsnet_lib.mask_files import read_mask_file
 from bidsnet_lib.masks import (
     SHIPPED_MASKS,
     mask_gallery,
     overlay_mask,
+    read_mask_file,
     read_photo,
     square_photo,
 )

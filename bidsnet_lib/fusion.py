@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bidsnet_lib.cnn import check_positive_int, group_norm
-from bidsnet_lib.plumbing import got_expected
+from bidsnet_lib.cnn import group_norm
+from bidsnet_lib.plumbing import check_positive_int, got_expected
 
 
 def _check_choice(name: str, value, choices) -> None:

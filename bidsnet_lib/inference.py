@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bidsnet_lib.mask_files import binarize_mask
+from bidsnet_lib.masks import binarize_mask
 from bidsnet_lib.plumbing import (
     Photo,
     describe_path,

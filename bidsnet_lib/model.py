@@ -3,7 +3,7 @@
 Assembled in ``notebooks/04_bfi_sff.ipynb`` from the CNN stream (``bidsnet_lib.cnn``, notebook
 02), the Transformer stream (``bidsnet_lib.attention``, notebook 03) and the fusion modules
 (``bidsnet_lib.fusion``). ``bidsnet model --summary`` prints the parameter counts of
-the presets and the ablation variants (``bidsnet_lib.studies``). :class:`SingleStream` is one
+the presets and the ablation variants (``bidsnet_lib.ablate``). :class:`SingleStream` is one
 stream alone with the same input and head (the stream ablation; ``bench/model.py`` costs it).
 
 Data flow for an (H, W) input, S scales and the Transformer at 1/d of the CNN's resolution:
@@ -29,8 +29,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from bidsnet_lib.attention import ATTENTIONS, FastAttention, TransformerStream
-from bidsnet_lib.cnn import CNNStream, PreActResBlock, check_positive_int, group_norm
+from bidsnet_lib.cnn import CNNStream, PreActResBlock, group_norm
 from bidsnet_lib.fusion import BFI, FUSIONS, INTERACTIONS, Align
+from bidsnet_lib.plumbing import check_positive_int
 
 _TUPLE_FIELDS = ("channel_mults", "cnn_depths", "trans_depths")
 # What the network sees in the holes: zeros (the paper), or OpenCV's Telea fill, which gives the

@@ -70,9 +70,11 @@ def check_int(name: str, value, low: int | None = None, high: int | None = None)
 
 def check_positive_int(name: str, value) -> int:
     """``value`` as an int >= 1; anything else raises ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(got_expected(name, value, "a positive int"))
-    return value
+    return int(value)
 
 
 # ----------------------------------------------------------------------------- files and folders

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import io
 import math
-import numbers
 import os
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 import traitlets
 from PIL import Image, ImageOps
 
-from bidsnet_lib.plumbing import DATA_DIR, atomic_write, got_expected, photo_rgb
+from bidsnet_lib.plumbing import DATA_DIR, atomic_write, check_positive_int, got_expected, photo_rgb
 
 try:
     import anywidget
@@ -50,13 +49,8 @@ RECORD_ENV = "BIDSNET_WIDGET_RECORD"  # set by tests/test_widget_browser.py for 
 
 
 # ----------------------------------------------------------------------------- painting logic
-def _check_size(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(got_expected(name, value, "an int >= 1"))
-    return int(value)
-
-
-def _check_point(point) -> tuple[int, int]:
+def check_point(point) -> tuple[int, int]:
+    """A painted point ``(x, y)`` in image pixels, rounded to ints; finite numbers only."""
     try:
         x, y = (float(v) for v in point)
     except (TypeError, ValueError):
@@ -74,9 +68,9 @@ class MaskPainter:
     """
 
     def __init__(self, height: int, width: int, brush_size: int = 24, max_undo: int = 50):
-        self.height, self.width = _check_size("height", height), _check_size("width", width)
-        self.brush_size = _check_size("brush_size", brush_size)
-        self.max_undo = _check_size("max_undo", max_undo)
+        self.height, self.width = check_positive_int("height", height), check_positive_int("width", width)
+        self.brush_size = check_positive_int("brush_size", brush_size)
+        self.max_undo = check_positive_int("max_undo", max_undo)
         self.erase = False
         self._mask = np.zeros((self.height, self.width), np.uint8)
         self._undo: list[np.ndarray] = []
@@ -97,10 +91,10 @@ class MaskPainter:
 
     def stroke(self, points, size: int | None = None, erase: bool | None = None) -> None:
         """Paint (or with `erase`, clear) a polyline through `points`; one undo step."""
-        points = [_check_point(p) for p in points]
+        points = [check_point(p) for p in points]
         if not points:
             raise ValueError("points: got none, expected at least one (x, y) point")
-        size = self.brush_size if size is None else _check_size("size", size)
+        size = self.brush_size if size is None else check_positive_int("size", size)
         value = 0 if (self.erase if erase is None else erase) else 1
         self._push()
         radius = max(size // 2, 0)
@@ -113,12 +107,12 @@ class MaskPainter:
 
     def pointer_down(self, x, y) -> None:
         """Start a stroke at (x, y) (a browser's pointerdown)."""
-        self._points = [_check_point((x, y))]
+        self._points = [check_point((x, y))]
 
     def pointer_move(self, x, y) -> None:
         """Add (x, y) to the stroke under way; ignored when no button is down (hovering)."""
         if self._points is not None:
-            self._points.append(_check_point((x, y)))
+            self._points.append(check_point((x, y)))
 
     def pointer_up(self) -> None:
         """Finish the stroke under way and paint it; nothing happens when none was started."""
@@ -344,14 +338,14 @@ class InpaintDemo:
         self.canvas_mode = anywidget is not None if canvas is None else bool(canvas)
         if self.canvas_mode and anywidget is None:
             raise ValueError("canvas=True needs the anywidget package; pip install anywidget or pass canvas=False")
-        self.max_side = _check_size("max_side", max_side)
-        self.display_width = _check_size("display_width", display_width)
+        self.max_side = check_positive_int("max_side", max_side)
+        self.display_width = check_positive_int("display_width", display_width)
         if record_dir is None and self.canvas_mode:
             record_dir = os.environ.get(RECORD_ENV)
         self.record_dir = Path(record_dir) if record_dir else None
         self.result: np.ndarray | None = None
         self.strokes = 0
-        self._build(_check_size("brush_size", brush_size))
+        self._build(check_positive_int("brush_size", brush_size))
         self.set_image(read_photo(next(iter(self.photos.values())), self.max_side))
 
     # -- state

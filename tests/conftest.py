@@ -34,8 +34,7 @@ def hub_checkpoints(monkeypatch, tmp_path) -> Path:
 @pytest.fixture
 def made_up_fusion_report():
     """A fusion report with made-up scores: 8 mask groups, 2 seeds, Telea as the baseline."""
-    from bidsnet_lib.ablate import STUDIES, AblationSettings
-    from bidsnet_lib.ablation_tables import StudyReport
+    from bidsnet_lib.ablate import STUDIES, AblationSettings, StudyReport
 
     study = STUDIES["fusion"]
 

@@ -19,8 +19,8 @@ from bidsnet_lib.attention import (
     SoftmaxAttention,
     TransformerBlock,
     TransformerStream,
-    _exp2_flushed,
     draw_features,
+    exp2_flushed,
     make_attention,
     optimal_a,
     pair_rho,
@@ -61,7 +61,7 @@ def mean_error(nb_features, ortho, seeds=range(8)):
     for seed in seeds:
         q, k, v = gaussian_qkv(seed)
         features = draw_features(nb_features, 16, ortho, torch.Generator().manual_seed(1000 + seed))
-        out = FastAttention(16, nb_features)._attend(q, k, v, features)
+        out = FastAttention(16, nb_features).attend(q, k, v, features)
         errors.append(relative_error(out, softmax_attention(q, k, v)))
     return sum(errors) / len(errors)
 
@@ -114,15 +114,15 @@ def test_attend_matches_the_formulas_across_chunks():
     projection = attention.projection.double()
     reference = naive_favor(q, k, v, projection)
     attention.chunk_rows = 6  # 1 token a chunk and thread: the running key max crosses chunks
-    torch.testing.assert_close(attention._attend(q, k, v, projection), reference)
+    torch.testing.assert_close(attention.attend(q, k, v, projection), reference)
     attention.chunk_rows = 10**9  # one chunk
-    torch.testing.assert_close(attention._attend(q, k, v, projection), reference)
+    torch.testing.assert_close(attention.attend(q, k, v, projection), reference)
 
 
 def test_attend_equals_forward_and_allows_cross_attention():
     attention = FastAttention(16, 32).eval()
     q, k, v = gaussian_qkv(2, (1, 2, 30, 16))
-    torch.testing.assert_close(attention(q, k, v), attention._attend(q, k, v, attention.projection))
+    torch.testing.assert_close(attention(q, k, v), attention.attend(q, k, v, attention.projection))
     out = attention(q[:, :, :7], k, v[..., :5])
     assert out.shape == (1, 2, 7, 5)
 
@@ -132,12 +132,12 @@ def test_gradients_match_finite_differences_and_the_no_grad_path():
     attention = FastAttention(4, 8)
     attention.chunk_rows = 2  # 1 token a chunk and thread: several chunks of keys and queries
     projection = attention.projection.double()
-    assert torch.autograd.gradcheck(lambda *x: attention._attend(*x, projection), (q, k, v))
+    assert torch.autograd.gradcheck(lambda *x: attention.attend(*x, projection), (q, k, v))
     with torch.no_grad():  # the in-place path
-        torch.testing.assert_close(attention._attend(q, k, v, projection),
-                                   attention._attend(q, k, v, projection.clone()))
-        no_grad = attention._attend(q, k, v, projection)
-    torch.testing.assert_close(no_grad, attention._attend(q, k, v, projection).detach())
+        torch.testing.assert_close(attention.attend(q, k, v, projection),
+                                   attention.attend(q, k, v, projection.clone()))
+        no_grad = attention.attend(q, k, v, projection)
+    torch.testing.assert_close(no_grad, attention.attend(q, k, v, projection).detach())
 
 
 @pytest.mark.parametrize("kind", FEATURE_KINDS)
@@ -160,9 +160,9 @@ def test_subnormal_features_are_flushed_to_zero_on_both_paths():
     logits = torch.tensor([0.0, -100.0, -125.5, -126.5, -300.0])  # base 2
     floor = math.log2(torch.finfo(torch.float32).tiny)  # -126
     expected = torch.tensor([1.0, 2.0**-100, 2.0**-125.5, 0.0, 0.0])
-    flushed = _exp2_flushed(logits.clone(), torch.tensor(0.0), floor)
+    flushed = exp2_flushed(logits.clone(), torch.tensor(0.0), floor)
     assert torch.equal(flushed, expected)
-    with_grad = _exp2_flushed(logits.clone().requires_grad_(), torch.tensor(0.0), floor)
+    with_grad = exp2_flushed(logits.clone().requires_grad_(), torch.tensor(0.0), floor)
     assert torch.equal(with_grad.detach(), expected)
 
 
@@ -446,8 +446,8 @@ def test_a_zero_reproduces_favor_exactly():
     attention = FastAttention(16, 40)
     attention.chunk_rows = 30  # several chunks
     projection = attention.projection
-    assert torch.equal(attention._attend(q, k, v, projection, torch.zeros(2, 3)),
-                       attention._attend(q, k, v, projection))
+    assert torch.equal(attention.attend(q, k, v, projection, torch.zeros(2, 3)),
+                       attention.attend(q, k, v, projection))
     x = q * 16**-0.25
     favor_phi = torch.exp(x @ projection.T - x.square().sum(-1, keepdim=True) / 2) / math.sqrt(40)
     assert torch.equal(positive_features(q, projection, 0.0), favor_phi)
@@ -462,7 +462,7 @@ def test_favorpp_attend_matches_the_formulas_across_chunks():
     phi_q, phi_k = positive_features(q, projection, a), positive_features(k, projection, a)
     reference = (phi_q @ (phi_k.transpose(-2, -1) @ v)) / (phi_q @ phi_k.sum(-2).unsqueeze(-1))
     attention.chunk_rows = 6  # 1 token a chunk and thread
-    torch.testing.assert_close(attention._attend(q, k, v, projection, a), reference)
+    torch.testing.assert_close(attention.attend(q, k, v, projection, a), reference)
     attention.chunk_rows = 10**9
     torch.testing.assert_close(attention(q, k, v), reference.float().double(), rtol=1e-5, atol=1e-6)
     # Each image's A comes from its own tokens: batching does not change an image's output.
@@ -480,10 +480,10 @@ def test_favorpp_rows_are_positive_and_sum_to_one_and_no_gradient_reaches_a():
     projection = attention.projection.double()
     # With A held fixed the function is smooth: autograd's gradient is the finite-difference one.
     a = optimal_a(pair_rho(q, k))
-    assert torch.autograd.gradcheck(lambda *x: attention._attend(*x, projection, a), (q, k, v))
+    assert torch.autograd.gradcheck(lambda *x: attention.attend(*x, projection, a), (q, k, v))
     # forward takes no gradient through A: its gradient is the fixed-A one at the same A.
     (grad_forward,) = torch.autograd.grad(attention(q, k, v).sum(), q)
-    (grad_fixed,) = torch.autograd.grad(attention._attend(q, k, v, projection, a).sum(), q)
+    (grad_fixed,) = torch.autograd.grad(attention.attend(q, k, v, projection, a).sum(), q)
     torch.testing.assert_close(grad_forward, grad_fixed)
 
 

@@ -12,7 +12,6 @@ from bidsnet_lib.checkpoint import (
     INFERENCE_FORMAT,
     TRAIN_FORMAT,
     CheckpointError,
-    atomic_save,
     export_inference,
     load_checkpoint,
     load_inference_model,
@@ -20,6 +19,7 @@ from bidsnet_lib.checkpoint import (
 )
 from bidsnet_lib.commands.export import main
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig
+from bidsnet_lib.plumbing import atomic_save
 
 TINY = BIDSNetConfig(width=8, channel_mults=(1, 2), cnn_depths=(1,), trans_depths=(1,),
                      cnn_bottleneck_depth=1, trans_bottleneck_depth=1, heads=1, dim_head=8, nb_features=8)

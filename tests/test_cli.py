@@ -39,13 +39,17 @@ def test_concept_modules_keep_no_command_line(name):
     """#13: argparse lives in bidsnet_lib.commands, one module per subcommand."""
     import ast
 
-    source = (Path(cli.__file__).parent / f"{name}.py").read_text()
-    tree = ast.parse(source)
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert "argparse" not in imported
-    assert not [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in ("main", "build_parser")]
-    assert "__main__" not in source
+    home = Path(cli.__file__).parent
+    paths = sorted((home / name).glob("*.py")) if (home / name).is_dir() else [home / f"{name}.py"]
+    assert paths and all(p.is_file() for p in paths), name
+    for path in paths:  # a module, or every file of a package
+        source = path.read_text()
+        tree = ast.parse(source)
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert "argparse" not in imported, path
+        assert not [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in ("main", "build_parser")]
+        assert "__main__" not in source, path
 
 
 @pytest.mark.parametrize("command", sorted(cli.COMMANDS))

@@ -10,10 +10,10 @@ from bidsnet_lib.cnn import (
     PreActResBlock,
     Upsample,
     UStream,
-    check_positive_int,
     group_norm,
     num_groups,
 )
+from bidsnet_lib.plumbing import check_positive_int
 
 
 @pytest.mark.parametrize(

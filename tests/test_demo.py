@@ -6,6 +6,7 @@ from PIL import Image
 
 from bidsnet_lib import demo
 from bidsnet_lib.commands import demo as demo_command
+from bidsnet_lib.masks import SHIPPED_MASKS
 
 
 def test_demo_writes_galleries_and_inpainting_grid(tmp_path):
@@ -19,7 +20,7 @@ def test_demo_writes_galleries_and_inpainting_grid(tmp_path):
 
 def test_demo_masks_are_shipped():
     for name in demo.DEMO_MASKS:
-        assert (demo.SHIPPED_MASKS / name).is_file(), name
+        assert (SHIPPED_MASKS / name).is_file(), name
 
 
 def test_missing_photos_name_the_folder_and_the_fix(tmp_path, monkeypatch):

@@ -18,11 +18,11 @@ from bidsnet_lib.baselines import make_baseline
 from bidsnet_lib.bootstrap import bootstrap_interval
 from bidsnet_lib.checkpoint import INFERENCE_FORMAT, save_checkpoint
 from bidsnet_lib.commands import evaluate as evaluate_command
-from bidsnet_lib.masks import EVAL_PRESETS, RATIO_BINS, bin_name, irregular_mask
+from bidsnet_lib.masks import EVAL_PRESETS, RATIO_BINS, SHIPPED_MASKS, bin_name, irregular_mask
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-MASKS = ev.SHIPPED_MASKS
+MASKS = SHIPPED_MASKS
 # Four shipped test photos (those held out since issue 3), copied by the fixture below: the runs
 # stay quick and their counts fixed however many photos data/images/test holds.
 FOUR = ("lomiri_greentock_by_peter_nerlich", "lomiri_life_by_aitzol_berasategi",
@@ -497,7 +497,7 @@ def test_standin_data_is_the_shipped_masks_and_loads(tmp_path):
     photos, masks = ev.write_standin_data(tmp_path, per_group=2)
     assert sorted(ev.load_photos(photos, 64)) == sorted(ev.STANDIN_PHOTOS)
     groups = ev.load_mask_groups(masks)
-    shipped = ev.load_mask_groups(ev.SHIPPED_MASKS, limit=2)
+    shipped = ev.load_mask_groups(SHIPPED_MASKS, limit=2)
     assert [g.name for g in groups] == [g.name for g in shipped] and all(len(g.masks) == 2 for g in groups)
     for ours, theirs in zip(groups, shipped, strict=True):
         assert all(np.array_equal(a, b) for a, b in zip(ours.masks, theirs.masks, strict=True)), ours.name

@@ -1,6 +1,7 @@
-"""bidsnet_lib.masks and mask_files: Set I bins, Set II = LaMa's presets, determinism, folders, bad inputs, shipped set."""
+"""bidsnet_lib.masks (draw and files): Set I bins, Set II = LaMa's presets, determinism, folders, bad inputs, shipped set."""
 
 import importlib.util
+import sys
 
 import cv2
 import numpy as np
@@ -9,7 +10,6 @@ import torch
 from course_files import ROOT
 from PIL import Image
 
-from bidsnet_lib import mask_files
 from bidsnet_lib import masks as M
 from bidsnet_lib.commands import masks as masks_command
 from bidsnet_lib.masks import (
@@ -72,7 +72,7 @@ def test_set1_odd_sizes_and_bins(shape, ratio_bin):
 
 
 def test_set1_pixel_finish_lands_in_the_bin_without_any_shape_tries(monkeypatch):
-    monkeypatch.setattr(M, "_SHAPE_TRIES", 0)
+    monkeypatch.setattr(sys.modules["bidsnet_lib.masks.draw"], "SHAPE_TRIES", 0)  # where settle reads it
     generator = rng(4)
     for ratio_bin in RATIO_BINS:
         for _ in range(5):
@@ -159,7 +159,8 @@ def test_set2_masks_are_binary_and_deterministic(name):
 
 def test_set2_picks_boxes_with_lamas_renormalised_weight(monkeypatch):
     calls = []
-    monkeypatch.setattr(M, "draw_lama_boxes", lambda canvas, rng, preset: calls.append(1) or canvas.fill(1))
+    draw = sys.modules["bidsnet_lib.masks.draw"]  # where large_mask looks the name up
+    monkeypatch.setattr(draw, "draw_lama_boxes", lambda canvas, rng, preset: calls.append(1) or canvas.fill(1))
     generator = rng(0)
     for _ in range(2000):
         large_mask(64, 64, "thick", generator)
@@ -483,8 +484,9 @@ def test_write_keeps_the_old_set_when_generation_fails(tmp_path, monkeypatch):
             raise MemoryError("simulated: out of memory while drawing mask 4")
         return original(*args, **kwargs)
 
-    original = mask_files.irregular_mask
-    monkeypatch.setattr(mask_files, "irregular_mask", failing)  # where write_eval_set looks it up
+    files = sys.modules["bidsnet_lib.masks.files"]  # where write_eval_set looks the name up
+    original = files.irregular_mask
+    monkeypatch.setattr(files, "irregular_mask", failing)
     with pytest.raises(MemoryError):
         M.write_eval_set(tmp_path, size=48, per_bin=2, per_preset=2)
     assert {p: p.read_bytes() for p in tmp_path.rglob("*.png")} == before

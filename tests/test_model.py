@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-from bidsnet_lib.attention import FastAttention
+from bidsnet_lib.ablate import STUDIES, ablation_variants
+from bidsnet_lib.attention import ATTENTIONS, FastAttention
 from bidsnet_lib.commands.model import main
 from bidsnet_lib.fusion import FUSIONS, INTERACTIONS, SFF
 from bidsnet_lib.model import (
-    ATTENTIONS,
     STREAMS,
     BIDSNet,
     BIDSNetConfig,
@@ -22,7 +22,6 @@ from bidsnet_lib.model import (
     count_parameters,
     single_stream,
 )
-from bidsnet_lib.studies import STUDIES, ablation_variants
 
 # Two scales, a few channels: every code path of the full model at a fraction of small()'s cost.
 TINY = BIDSNetConfig(width=8, channel_mults=(1, 2, 2), cnn_depths=(1, 1), trans_depths=(1, 1),
@@ -256,7 +255,7 @@ def test_config_is_frozen_and_takes_lists():
 
 
 def test_ablation_variants_are_the_studies_variants():
-    """#13: the ablations are defined once, in bidsnet_lib.studies."""
+    """#13: the ablations are defined once, in bidsnet_lib.ablate (studies)."""
     variants = ablation_variants(TINY)
     expected = {v.name for study in STUDIES.values() for v in study.variants if v.config(TINY) != TINY}
     assert set(variants) == expected

@@ -15,7 +15,8 @@ from bidsnet_lib.ablate import (
     run_ablations,
 )
 from bidsnet_lib.commands import Parser, run
-from bidsnet_lib.evaluate import SHIPPED_IMAGES, SHIPPED_MASKS
+from bidsnet_lib.masks import SHIPPED_MASKS
+from bidsnet_lib.plumbing import SHIPPED_IMAGES
 
 
 def build_parser(prog: str = "bidsnet ablate") -> Parser:

@@ -10,9 +10,14 @@ from pathlib import Path
 from bidsnet_lib.baselines import BASELINES, make_baseline, patchmatch_available
 from bidsnet_lib.bootstrap import N_RESAMPLES
 from bidsnet_lib.commands import USER_ERRORS, Parser, positive_int, run
-from bidsnet_lib.eval_inputs import load_mask_groups, load_photos
-from bidsnet_lib.eval_results import EvalResult, write_outputs
-from bidsnet_lib.evaluate import default_cache_dir, evaluate
+from bidsnet_lib.evaluate import (
+    EvalResult,
+    default_cache_dir,
+    evaluate,
+    load_mask_groups,
+    load_photos,
+    write_outputs,
+)
 from bidsnet_lib.fid import FID_WEIGHTS_FILE
 from bidsnet_lib.masks import MIN_SIZE, SHIPPED_MASKS
 from bidsnet_lib.plumbing import SHIPPED_IMAGES, resolve_device

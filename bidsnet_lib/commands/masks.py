@@ -6,8 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from bidsnet_lib.commands import Parser, run
-from bidsnet_lib.mask_files import write_eval_set
-from bidsnet_lib.masks import EVAL_PRESETS, LARGE_MASK_PRESETS, mask_gallery
+from bidsnet_lib.masks import EVAL_PRESETS, LARGE_MASK_PRESETS, mask_gallery, write_eval_set
 from bidsnet_lib.plumbing import IMAGE_EXTENSIONS, got_expected, image_files
 
 

@@ -2,9 +2,9 @@
 
 import sys
 
+from bidsnet_lib.ablate import ablation_variants
 from bidsnet_lib.commands import Parser, run
 from bidsnet_lib.model import BIDSNetConfig, summary_table
-from bidsnet_lib.studies import ablation_variants
 
 
 def build_parser(prog: str = "bidsnet model") -> Parser:

@@ -27,23 +27,21 @@ from bidsnet_lib.checkpoint import TRAIN_FORMAT, load_checkpoint
 from bidsnet_lib.commands import Parser, fail, positive_int
 from bidsnet_lib.model import INPUT_FILLS, OUTPUTS
 from bidsnet_lib.plumbing import resolve_device
-from bidsnet_lib.runs import (
-    PATH_FIELDS,
-    check_fresh_dir,
-    check_resumable,
-    photo_identity,
-    require_checkpoint,
-    resolve_paths,
-)
 from bidsnet_lib.train import (
+    PATH_FIELDS,
     PRESETS,
     RESUME_OVERRIDABLE,
     TrainConfig,
     Trainer,
+    check_fresh_dir,
+    check_resumable,
     checkpoint_model_config,
     init_distributed,
     model_config_differences,
+    photo_identity,
     read_run_config,
+    require_checkpoint,
+    resolve_paths,
 )
 from bidsnet_lib.vgg import load_vgg19_features
 

@@ -10,19 +10,19 @@ model = dataclasses.replace(BIDSNetConfig.small(), fusion="add")
 task = ablate.RunTask("fusion=add", model, 0, ablate.AblationSettings(**EXERCISE_SETTINGS),
                       EXERCISE_DIR / "fusion=add" / "seed0")
 record = ablate.execute(task)
-answer = ablation_tables.seed_scores(record, ["psnr"])["psnr"]
+answer = ablate.seed_scores(record, ["psnr"])["psnr"]
 ''',
     2: '''\
 # Exercise 2: the pooled std keeps the margin from collapsing when two seeds agree by luck. Which
 # comparisons would change outcome without it? For every study, compare the paper's choice with
-# each rival on PSNR using `ablation_tables.compare(..., pooled_std=0.0)`, and put in `answer` the set of
+# each rival on PSNR using `ablate.compare(..., pooled_std=0.0)`, and put in `answer` the set of
 # (study name, rival name) pairs whose outcome differs from the published one (report.verdicts()).
 answer = set()
 for name, report in reports.items():
     scores = report.scores("psnr")
     published = report.verdicts()[1]["psnr"][1]  # rival -> (outcome, delta, margin)
     for rival, (outcome, _, _) in published.items():
-        if ablation_tables.compare(scores[report.study.winner], scores[rival], pooled_std=0.0)[0] != outcome:
+        if ablate.compare(scores[report.study.winner], scores[rival], pooled_std=0.0)[0] != outcome:
             answer.add((name, rival))
 ''',
     3: '''\

@@ -3,8 +3,7 @@ of mask files, searched recursively, grouped by hole ratio), and `write_eval_set
 fixed evaluation set shipped in ``bidsnet_lib/eval_masks``.
 
 Taught in ``notebooks/01_masks.ipynb`` (external mask sets, the fixed evaluation set). The
-convention of :mod:`bidsnet_lib.masks`: 1 = hole, 0 = known, a mask is (H, W) ``uint8`` 0/1. That
-module re-exports these four names, so ``masks.MaskFolder`` and the like keep working.
+convention of :mod:`bidsnet_lib.masks`: 1 = hole, 0 = known, a mask is (H, W) ``uint8`` 0/1.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bidsnet_lib.masks import (
+from bidsnet_lib.masks.draw import (
     EVAL_PRESETS,
     LARGE_MASK_PRESETS,
     RATIO_BINS,
@@ -219,7 +218,7 @@ Written by
 
     {command}
 
-from `bidsnet_lib/mask_files.py`; the same command rewrites these files byte for byte
+from `bidsnet_lib/masks/files.py`; the same command rewrites these files byte for byte
 (`tests/test_masks.py` checks it). Every file is a {size}x{size} 8-bit PNG: 255 = hole, 0 = known.
 
 - `set1/<low>-<high>/NNN.png`: Mask Set I (irregular strokes and polygons, rotated and flipped),

@@ -57,43 +57,22 @@ from bidsnet_lib.baselines import (
     patchmatch_available,
 )
 from bidsnet_lib.bootstrap import CONFIDENCE, N_RESAMPLES, bootstrap_interval, paired_difference
-from bidsnet_lib.eval_inputs import (  # noqa: F401  (ev.load_photos and the rest, as before the split)
-    SET_NAMES,
-    STANDIN_PHOTOS,
+from bidsnet_lib.evaluate.inputs import (
     MaskGroup,
     fit_mask,
-    load_mask_groups,
-    load_photos,
-    write_standin_data,
 )
-from bidsnet_lib.eval_results import (  # noqa: F401  (ev.EvalResult and the rest, as before the split)
+from bidsnet_lib.evaluate.results import (
     COMPARED,
-    COMPARISON_COLUMNS,
-    CSV_COLUMNS,
     HIGHER_IS_BETTER,
     METRICS,
-    PER_PHOTO,
-    PER_PHOTO_COLUMNS,
     REFERENCE,
     EvalResult,
     Example,
-    write_outputs,
 )
 from bidsnet_lib.fid import FID_MIN_IMAGES, FIDMetric, FIDSampleSizeWarning
-from bidsnet_lib.masks import (
-    MIN_SIZE,
-    SHIPPED_MASKS,  # noqa: F401  (the default masks beside SHIPPED_IMAGES, for notebooks 07 and 09)
-    hole_ratio,
-)
+from bidsnet_lib.masks import MIN_SIZE, hole_ratio
 from bidsnet_lib.metrics import COLOUR_RING, hole_colour_error, psnr, ssim
 from bidsnet_lib.model import check_inputs, composite
-from bidsnet_lib.plumbing import (
-    REPO_ROOT,
-    SHIPPED_IMAGES,  # noqa: F401  (the default photos, as ev.SHIPPED_IMAGES for notebooks 07 and 09)
-    )
-
-ROOT = REPO_ROOT
-
 
 
 # ----------------------------------------------------------------------------- methods

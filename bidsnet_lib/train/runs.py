@@ -22,7 +22,7 @@ from bidsnet_lib.data import find_images
 from bidsnet_lib.plumbing import got_expected, stale_temps
 
 if TYPE_CHECKING:
-    from bidsnet_lib.train_config import TrainConfig
+    from bidsnet_lib.train.config import TrainConfig
 
 # Folder fields, compared as resolved paths (``photos/`` and ``./photos`` are one folder); the
 # training photos are compared by what they hold (count and names), see :func:`photo_identity`.

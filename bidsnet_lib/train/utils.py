@@ -2,8 +2,7 @@
 state of a process (saved in checkpoints for an exact resume), a digest of weights, sample grids,
 the validation picks and the metrics log of a run.
 
-Taught in ``notebooks/06_training.ipynb``; used by :class:`bidsnet_lib.train.Trainer`, and
-re-exported by :mod:`bidsnet_lib.train`, so ``from bidsnet_lib.train import ema_decay`` keeps working.
+Taught in ``notebooks/06_training.ipynb``; used by :class:`bidsnet_lib.train.Trainer`.
 """
 
 import hashlib

@@ -14,15 +14,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bidsnet_lib.mask_files import MaskFolder, write_eval_set
 from bidsnet_lib.masks import (
     EVAL_PRESETS,
     LARGE_MASK_PRESETS,
     MIN_SIZE,
     RATIO_BINS,
+    MaskFolder,
     bin_name,
     hole_ratio,
     square_photo,
+    write_eval_set,
 )
 from bidsnet_lib.plumbing import (
     IMAGE_EXTENSIONS,
@@ -84,7 +85,7 @@ def write_standin_data(folder, per_group: int | None = None) -> tuple[Path, Path
     """Stand-ins for the repository's data/ where a bare pip install (Colab) has none:
     scikit-image's photos ``STANDIN_PHOTOS`` as PNGs in ``folder/photos``, and in
     ``folder/masks`` the fixed evaluation masks, the first ``per_group`` of each group (all when
-    None), byte for byte the shipped ones (:func:`bidsnet_lib.mask_files.write_eval_set`).
+    None), byte for byte the shipped ones (:func:`bidsnet_lib.masks.write_eval_set`).
     Returns (photo folder, mask folder)."""
     from PIL import Image
     from skimage import data as skdata

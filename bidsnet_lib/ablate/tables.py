@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bidsnet_lib.ablate.studies import AblationSettings, Study, Variant, resolve_studies
+from bidsnet_lib.evaluate import HIGHER_IS_BETTER
 from bidsnet_lib.plumbing import REPO_ROOT as ROOT
 from bidsnet_lib.plumbing import atomic_write
-from bidsnet_lib.studies import AblationSettings, Study, Variant, resolve_studies
 
 HEADERS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
 FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}"}
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
 VERDICTS = ("reproduced", "not reproduced", "within noise")
 REPORT_FORMAT = "bidsnet-ablation-study"
 DOCS = ROOT / "docs" / "ablations.md"

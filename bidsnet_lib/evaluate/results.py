@@ -18,9 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bidsnet_lib.bootstrap import CONFIDENCE
-from bidsnet_lib.masks import (
-    overlay_mask,
-)
+from bidsnet_lib.masks import overlay_mask
 from bidsnet_lib.plumbing import (
     atomic_write,
 )

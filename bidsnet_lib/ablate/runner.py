@@ -18,7 +18,7 @@ Studies, with the paper's choice:
   **a residual on a Telea fill**;
 - ``all``: the six (the unchanged small model is one run per seed, shared by all of them).
 
-Verdicts follow the rule of :mod:`bidsnet_lib.ablation_tables`, fixed before any run: the
+Verdicts follow the rule of :mod:`bidsnet_lib.ablate.tables`, fixed before any run: the
 paper's choice beats a rival when the difference of their means over seeds exceeds twice the
 larger seed spread. The 72-features claim is a trade-off: 72 must beat fewer features (16, 32)
 and must not lose to more (128, 256, softmax), the ``match`` rivals of its :class:`Study`;
@@ -55,43 +55,30 @@ from pathlib import Path
 import torch
 
 from bidsnet_lib import reports
-from bidsnet_lib.ablation_tables import (  # noqa: F401  (load_report: ablate.load_report for notebook 09)
-    DOCS,
+from bidsnet_lib.ablate.studies import (
+    STUDIES,
+    AblationSettings,
+    Study,
+    Variant,
+    study_variants,
+)
+from bidsnet_lib.ablate.tables import (
     FORMATS,
-    PUBLISHED,
-    REPORT_FORMAT,
     StudyReport,
     format_duration,
     load_report,
     seed_scores,
-    short_path,
     write_text,
 )
 from bidsnet_lib.checkpoint import export_inference
 from bidsnet_lib.colab import REPO_URL
-from bidsnet_lib.evaluate import (
-    evaluate,
-    load_mask_groups,
-    load_photos,
-)
+from bidsnet_lib.evaluate import evaluate, load_mask_groups, load_photos
 from bidsnet_lib.model import BIDSNetConfig, count_parameters
 from bidsnet_lib.reports import machine_line
-from bidsnet_lib.studies import (  # noqa: F401  (the studies' names, as ablate.X for notebook 09)
-    DEFAULT_STEPS,
-    LPIPS_MODES,
-    STUDIES,
-    STUDY_NAMES,
-    TRAIN_IMAGES,
-    AblationSettings,
-    Study,
-    Variant,
-    resolve_studies,
-    study_variants,
-)
 from bidsnet_lib.train import TrainConfig, Trainer, read_metrics
 
 PUBLISHED_URL = REPO_URL.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main/docs/ablations"
-BASELINES = ("telea", "ns")
+ABLATION_BASELINES = ("telea", "ns")  # scored once beside every study
 RESULTS_FORMAT = "bidsnet-ablation-run"
 
 
@@ -195,7 +182,7 @@ def baseline_rows(settings: AblationSettings, out: Path) -> list[dict]:
         if cached["fingerprint"] == fingerprint:
             return cached["rows"]
     result = evaluate(None, load_photos(settings.test_images, settings.size),
-                      load_mask_groups(settings.masks, settings.limit), baselines=BASELINES,
+                      load_mask_groups(settings.masks, settings.limit), baselines=ABLATION_BASELINES,
                       lpips=make_lpips(settings), progress=False, skipped={"lpips": "--lpips off"})
     rows = _score_rows(result, settings.metrics)
     out.mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,8 @@ DistributedDataParallel (NCCL on GPUs, gloo on CPU). Only rank 0 logs, draws the
 Run directory: ``latest.pt`` (+ ``step_NNNNNNN.pt`` milestones), ``metrics.jsonl`` (one JSON
 object a line), ``samples/step_NNNNNNN.png`` (rows: input, mask, output, target), ``config.json``.
 
-The config lives in :mod:`bidsnet_lib.train_config`, the EMA, RNG states, sample grids and the
-metrics log in :mod:`bidsnet_lib.train_utils`; both are re-exported here.
+The config lives in :mod:`.config`, the EMA, RNG states, sample grids and the metrics log in
+:mod:`.utils`, the run folder's rules in :mod:`.runs`.
 """
 
 import contextlib
@@ -66,7 +66,12 @@ from bidsnet_lib.model import (
     composite,
 )
 from bidsnet_lib.plumbing import atomic_write, resolve_device
-from bidsnet_lib.runs import (
+from bidsnet_lib.train.config import (
+    RESUME_OVERRIDABLE,
+    TrainConfig,
+    model_config_differences,
+)
+from bidsnet_lib.train.runs import (
     StopRequest,
     check_fresh_dir,
     check_resumable,
@@ -75,17 +80,8 @@ from bidsnet_lib.runs import (
     require_checkpoint,
     resolve_paths,
 )
-from bidsnet_lib.train_config import (  # noqa: F401  (train.TrainConfig and the rest, as before the split)
-    PRESETS,
-    RESUME_OVERRIDABLE,
-    TrainConfig,
-    checkpoint_model_config,
-    model_config_differences,
-    read_run_config,
-)
-from bidsnet_lib.train_utils import (  # noqa: F401  (train.ema_decay and the rest, as before the split)
+from bidsnet_lib.train.utils import (
     ema_decay,
-    read_metrics,
     redraw_counters,
     rng_state,
     sample_grid,

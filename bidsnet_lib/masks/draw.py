@@ -1,7 +1,5 @@
-"""Inpainting masks: Mask Set I (irregular, by hole-ratio bin), Mask Set II (LaMa's large masks),
-their hole ratio, and pictures of them. Masks as files (`binarize_mask`, `read_mask_file`,
-`MaskFolder`, and `write_eval_set`, which writes the fixed evaluation set ``SHIPPED_MASKS``) live
-in :mod:`bidsnet_lib.mask_files` and are re-exported here.
+"""Masks drawn: Mask Set I (irregular, by hole-ratio bin), Mask Set II (LaMa's large masks),
+their hole ratio, and pictures of them. Masks as files live beside it in :mod:`.files`.
 
 Taught in ``notebooks/01_masks.ipynb``. Convention everywhere: 1 = hole (missing), 0 = known. A
 mask is a (H, W) ``uint8`` array of 0/1, or a float tensor (B, 1, H, W) once it meets a model.
@@ -31,23 +29,7 @@ MIN_SIZE = 32  # smallest side: below it a brush stroke is wider than a bin's wo
 MAX_SIZE = 8192  # largest side: a mask set of 110 such masks is written in seconds, not hours
 EVAL_PRESETS = ("thin", "medium", "thick")  # LaMa evaluates on these; "train" is for training
 # The fixed evaluation set, package data (pyproject.toml): a pip install (Colab) has the same bytes.
-SHIPPED_MASKS = Path(__file__).resolve().parent / "eval_masks"
-
-
-# mask_files imports this module, so its names are re-exported lazily (PEP 562), not by an import.
-_MASK_FILES = ("binarize_mask", "read_mask_file", "MaskFolder", "write_eval_set")
-
-
-def __getattr__(name: str):
-    if name in _MASK_FILES:
-        from bidsnet_lib import mask_files
-
-        return getattr(mask_files, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_MASK_FILES])
+SHIPPED_MASKS = Path(__file__).resolve().parents[1] / "eval_masks"
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -114,7 +96,7 @@ def in_bin(ratio: float, ratio_bin) -> bool:
     return low <= ratio < high
 
 
-def _bin_counts(low: float, high: float, n: int) -> tuple[int, int]:
+def bin_counts(low: float, high: float, n: int) -> tuple[int, int]:
     """Smallest and largest hole-pixel count k with low <= k / n < high."""
     k_low = math.ceil(low * n)
     while k_low > 0 and (k_low - 1) / n >= low:  # float rounding in low * n
@@ -246,7 +228,9 @@ class IrregularMaskParams:
             raise ValueError(got_expected("polygon_proba", self.polygon_proba, "a number in [0, 1]"))
 
 
-def _draw_shape(canvas, rng, params: IrregularMaskParams, shrink: float, value: int) -> None:
+def draw_shape(canvas, rng, params: IrregularMaskParams, shrink: float, value: int) -> None:
+    """One Set I shape on ``canvas`` in place: a polygon (with ``params.polygon_proba``) or a brush
+    stroke, its sizes scaled by ``shrink``; ``value`` 1 draws holes, 0 erases them."""
     # Erasing (value 0) uses strokes only: an eraser polygon would bite straight-edged gaps out.
     if value == 1 and rng.random() < params.polygon_proba:
         draw_polygon(canvas, rng, max_vertices=params.polygon_vertices,
@@ -256,33 +240,33 @@ def _draw_shape(canvas, rng, params: IrregularMaskParams, shrink: float, value: 
                     max_width=params.stroke_width * shrink, max_turn=params.stroke_turn, value=value)
 
 
-_SHAPE_TRIES = 300  # shape-level tries before the pixel-level finish; enough that it almost never runs
+SHAPE_TRIES = 300  # shape-level tries before the pixel-level finish; enough that it almost never runs
 
 
-def _settle(canvas, rng, params, k_low: int, k_high: int) -> np.ndarray:
+def settle(canvas, rng, params, k_low: int, k_high: int) -> np.ndarray:
     """Add shapes while fewer than k_low pixels are holes, erase while more than k_high.
 
     A shape that would jump past the far end of [k_low, k_high] is undone and the next shapes are
     smaller, so the count closes in on the range instead of oscillating. If shapes alone have not
-    landed after _SHAPE_TRIES, single pixels on the hole's edge finish the job: the loop always ends.
+    landed after SHAPE_TRIES, single pixels on the hole's edge finish the job: the loop always ends.
     """
     shrink = 1.0
     count = cv2.countNonZero(canvas)
-    for _ in range(_SHAPE_TRIES):
+    for _ in range(SHAPE_TRIES):
         if k_low <= count <= k_high:
             return canvas
         value = 1 if count < k_low else 0
         trial = canvas.copy()
-        _draw_shape(trial, rng, params, shrink, value)
+        draw_shape(trial, rng, params, shrink, value)
         new = cv2.countNonZero(trial)
         if (value == 1 and new <= k_high) or (value == 0 and new >= k_low):
             canvas, count = trial, new
         else:
             shrink *= 0.7
-    return _settle_pixels(canvas, rng, k_low, k_high)
+    return settle_pixels(canvas, rng, k_low, k_high)
 
 
-def _settle_pixels(canvas, rng, k_low: int, k_high: int) -> np.ndarray:
+def settle_pixels(canvas, rng, k_low: int, k_high: int) -> np.ndarray:
     """Flip just enough pixels on the hole's edge (grow or shrink it) to land in [k_low, k_high]."""
     kernel = np.ones((3, 3), np.uint8)
     while True:
@@ -306,7 +290,7 @@ def irregular_mask(height, width, ratio_bin=(0.1, 0.2), rng=None, *, params=None
     Always in the bin (low <= ratio < high), never by rejection: shapes are drawn until the hole
     count reaches a target drawn uniformly inside the bin (within a twentieth of the bin), the mask
     is rotated and flipped, and then shapes are added or erased until the count is back inside
-    (see `_settle`). Returns (H, W) uint8 0/1.
+    (see `settle`). Returns (H, W) uint8 0/1.
     """
     height, width = _check_size(height, width)
     low, high = _check_bin(ratio_bin)
@@ -314,17 +298,17 @@ def irregular_mask(height, width, ratio_bin=(0.1, 0.2), rng=None, *, params=None
     params = IrregularMaskParams() if params is None else params
     if not isinstance(params, IrregularMaskParams):
         raise TypeError(f"params: got {type(params).__name__}, expected an IrregularMaskParams or None")
-    k_low, k_high = _bin_counts(low, high, height * width)
+    k_low, k_high = bin_counts(low, high, height * width)
     if k_low > k_high:
         raise ValueError(f"ratio_bin {ratio_bin!r} is narrower than one pixel of a {height}x{width} mask")
     canvas = np.zeros((height, width), np.uint8)
     # Aim at a narrow window above a point drawn inside the bin, so ratios spread evenly over the
     # bin instead of piling up at one edge.
     target = int(rng.integers(k_low, k_high + 1))
-    canvas = _settle(canvas, rng, params, target, min(k_high, target + (k_high - k_low) // 20))
+    canvas = settle(canvas, rng, params, target, min(k_high, target + (k_high - k_low) // 20))
     if params.rotate or params.flip:
         canvas = rotate_flip(canvas, rng, rotate=params.rotate, flip=params.flip)
-    return _settle(canvas, rng, params, k_low, k_high)
+    return settle(canvas, rng, params, k_low, k_high)
 
 
 # ----------------------------------------------------------------------------- Mask Set II

@@ -2,7 +2,7 @@
 variants that test it, one ``BIDSNetConfig`` field (or two) changed from the small preset, and the
 settings every run of an invocation shares.
 
-:mod:`bidsnet_lib.ablate` trains and evaluates them, :mod:`bidsnet_lib.ablation_tables` judges
+:mod:`bidsnet_lib.ablate` trains and evaluates them, :mod:`bidsnet_lib.ablate.tables` judges
 and reads back their reports, ``bidsnet model --summary`` counts the parameters of every variant
 (:func:`ablation_variants`); notebook 09 reads them. Nothing here imports torch.
 """
@@ -175,7 +175,7 @@ class AblationSettings:
     def train_config(self, model: BIDSNetConfig, seed: int) -> TrainConfig:
         """The small preset with this model, seed, data, size, batch and steps; no validation or
         samples (the evaluation replaces them)."""
-        from bidsnet_lib.train import TrainConfig  # here: reading a report needs no torch
+        from bidsnet_lib.train import TrainConfig
 
         return dataclasses.replace(TrainConfig.small(), model=model, data=(self.train_images,), size=self.size,
                                    batch_size=self.batch_size, steps=self.steps, seed=seed, validate_every=0,

