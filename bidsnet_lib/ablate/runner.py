@@ -146,13 +146,29 @@ def _score_rows(result, metrics: Sequence[str]) -> list[dict]:
     return [{k: row[k] for k in keep} for row in result.rows if row["metric"] in metrics]
 
 
+class RunInterrupted(RuntimeError):
+    """A run stopped by SIGINT or SIGTERM before its last step: its checkpoint is kept for the
+    next invocation to resume, and nothing of it is evaluated or recorded as finished."""
+
+    def __init__(self, folder: Path, step: int, steps: int, signal_number: int):
+        super().__init__(folder, step, steps, signal_number)  # picklable: it crosses the process pool
+        self.folder, self.step, self.steps, self.signal_number = folder, step, steps, signal_number
+
+    def __str__(self) -> str:
+        return (f"{self.folder}: interrupted by signal {self.signal_number} at step {self.step} of {self.steps}; "
+                "its checkpoint is kept: run the same command again to resume")
+
+
 def execute(task: RunTask) -> dict:
-    """Train (or resume) the run, evaluate its EMA generator, write ``results.json``; its record."""
+    """Train (or resume) the run, evaluate its EMA generator, write ``results.json``; its record.
+    A run stopped by a signal raises :class:`RunInterrupted` instead (evaluated later, when whole)."""
     settings = task.settings
     resume = (task.folder / "latest.pt").is_file()  # else a fresh start, over what a killed run left
     trainer = Trainer(settings.train_config(task.model, task.seed), task.folder,
                       resume=resume, overwrite=not resume, progress=False)
     trainer.train()
+    if trainer.stopped_by is not None:
+        raise RunInterrupted(task.folder, trainer.step, settings.steps, trainer.stopped_by)
     photos = load_photos(settings.test_images, settings.size)
     groups = load_mask_groups(settings.masks, settings.limit)
     start = time.perf_counter()
