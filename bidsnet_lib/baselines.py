@@ -22,6 +22,8 @@ import hashlib
 import os
 import tempfile
 import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import cv2
@@ -212,8 +214,8 @@ class CachedBaseline:
         try:
             with np.load(path) as stored:
                 pixels, seconds = stored["fill"], float(stored["seconds"])
-        except (OSError, ValueError, KeyError, EOFError):
-            return None  # missing or damaged: computed again and rewritten
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+            return None  # missing or damaged (truncated, bit rot): computed again and rewritten
         if pixels.dtype != np.uint8 or pixels.shape != (int(hole.sum()), 3):
             return None
         out = rgb.copy()

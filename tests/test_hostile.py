@@ -9,6 +9,9 @@ import os
 import shutil
 import signal
 
+import numpy as np
+
+from bidsnet_lib.baselines import CachedBaseline, make_baseline
 from bidsnet_lib.commands.ablate import main as ablate_main
 from bidsnet_lib.plumbing import SHIPPED_IMAGES, image_files
 from bidsnet_lib.train import Trainer
@@ -40,3 +43,22 @@ def test_an_interrupted_ablation_run_is_not_recorded_as_finished(tmp_path, monke
     run = out / "runs" / "reference" / "seed0"
     assert (run / "latest.pt").is_file() and not (run / "results.json").exists() and not (run / "model.pt").exists()
     assert not (out / "fusion.json").exists()  # no verdict from a part-trained run
+
+
+def test_a_damaged_baseline_cache_file_is_recomputed(tmp_path):
+    """#30.6: a truncated or bit-flipped cache file raised BadZipFile / zlib.error in every later evaluation."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    hole = np.zeros((48, 48), np.uint8)
+    hole[10:30, 12:40] = 1
+    cached = CachedBaseline(make_baseline("telea"), tmp_path / "cache")
+    first = cached.fill(rgb, hole)
+    path = cached.path(rgb, hole != 0)
+    whole = path.read_bytes()
+    flipped = bytearray(whole)
+    start = whole.index(b"fill.npy") + 60  # inside the compressed member, past its local header
+    flipped[start:start + 24] = bytes(b ^ 0xFF for b in flipped[start:start + 24])
+    for damaged in (whole[: len(whole) // 2], bytes(flipped)):
+        path.write_bytes(damaged)
+        np.testing.assert_array_equal(cached.fill(rgb, hole), first)
+        assert path.read_bytes() == whole or np.load(path)["fill"].shape == (int(hole.sum()), 3)  # rewritten
