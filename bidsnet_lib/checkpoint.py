@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 import bidsnet_lib
-from bidsnet_lib.model import BIDSNet, BIDSNetConfig
+from bidsnet_lib.model import BIDSNetConfig, InpaintingNet, build_model
 from bidsnet_lib.plumbing import atomic_save, describe_path, got_expected
 
 TRAIN_FORMAT = "bidsnet-train"
@@ -217,7 +217,7 @@ def check_shapes(config: BIDSNetConfig, weights: dict, path: Path) -> None:
     """Compare the shapes ``config`` builds with the stored ones on the meta device (no memory):
     a crafted config (a width of 10**6) is refused before anything is allocated."""
     with torch.device("meta"):
-        probe = BIDSNet(config)
+        probe = build_model(config)
     wanted = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
     stored = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
     differ = [k for k in wanted if stored.get(k) != wanted[k]]
@@ -228,7 +228,7 @@ def check_shapes(config: BIDSNetConfig, weights: dict, path: Path) -> None:
             f"{first!r}: config {wanted.get(first)}, weights {stored.get(first)}); refused before building it")
 
 
-def load_inference_model(path: str | os.PathLike, device: str | torch.device | None = None) -> tuple[BIDSNet, dict]:
+def load_inference_model(path: str | os.PathLike, device: str | torch.device | None = None) -> tuple[InpaintingNet, dict]:
     """``(model in eval mode on device, meta)`` from an inference checkpoint (or a training one,
     whose EMA weights are used). ``device`` defaults to ``bidsnet_lib.default_device()``.
 
@@ -247,7 +247,7 @@ def load_inference_model(path: str | os.PathLike, device: str | torch.device | N
         raise CheckpointError(f"{path}: its model config is invalid: {error}") from None
     if not within_presets(config):  # the meta check costs seconds: only for sizes beyond the presets
         check_shapes(config, data["model"], path)
-    model = BIDSNet(config)
+    model = build_model(config)
     try:  # copies into the float32 parameters, casting float16 weights back
         model.load_state_dict(data["model"])
     except RuntimeError as error:  # missing/unexpected keys, shape mismatches: one per line

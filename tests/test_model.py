@@ -17,6 +17,8 @@ from bidsnet_lib.model import (
     BIDSNet,
     BIDSNetConfig,
     SingleStream,
+    UnifiedNet,
+    build_model,
     check_inputs,
     composite,
     count_parameters,
@@ -263,7 +265,7 @@ def test_ablation_variants_are_the_studies_variants():
     for name, config in variants.items():
         assert config != TINY, name
         differing = {f.name for f in dataclasses.fields(TINY) if getattr(config, f.name) != getattr(TINY, f.name)}
-        assert differing <= {"fusion", "interaction", "cnn_share", "attention", "nb_features", "input_fill",
+        assert differing <= {"fusion", "interaction", "cnn_share", "attention", "nb_features", "input_fill", "streams",
                              "output"}, name
 
 
@@ -344,3 +346,56 @@ def test_single_stream_rejects_bad_arguments():
     for target in (0, True, 2.5):
         with pytest.raises(ValueError, match=f"target: got {target!r}, expected a positive parameter count"):
             single_stream("cnn", TINY, target)
+
+
+@pytest.mark.parametrize("changes", [{"streams": "cnn"}, {"streams": "transformer"}, {"interaction": "unified"}])
+def test_build_model_sizes_each_rival_to_bidsnets_parameter_count(changes):
+    """#26: the streams study and the unified-path rival are config values, at equal parameters."""
+    config = dataclasses.replace(BIDSNetConfig.small(), **changes)
+    target = _size(BIDSNet(BIDSNetConfig.small()))
+    model = build_model(config)
+    assert isinstance(model, UnifiedNet if "interaction" in changes else SingleStream)
+    assert model.config == config and abs(_size(model) - target) <= 0.1 * target
+    assert count_parameters(model) == {"total": _size(model)}
+    image, mask = _inputs(2, 30, 28)
+    out = model(image, mask)
+    assert out.shape == (2, 3, 30, 28) and 0 <= out.min() and out.max() <= 1
+    out.mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert type(build_model(BIDSNetConfig.small())) is BIDSNet
+
+
+def test_a_unified_block_holds_a_convolution_and_an_attention_on_the_same_channels():
+    model = build_model(dataclasses.replace(TINY, interaction="unified"))
+    blocks = [m for m in model.modules() if type(m).__name__ == "UnifiedBlock"]
+    assert len(blocks) == len(TINY.cnn_depths) * 2 + 1  # encoder and decoder stages, and the bottleneck
+    for block in blocks:
+        assert block.conv.conv1.in_channels == block.attention.dim  # one set of channels, two operations
+    with torch.no_grad():  # the attention's change reaches the output: it is on the path, not beside it
+        image, mask = _inputs(1, 16, 16)
+        before = model(image, mask)
+        for block in blocks:
+            torch.nn.init.normal_(block.attention.out.weight)
+        assert not torch.equal(before, model(image, mask))
+
+
+def test_rival_configs_are_checked_and_bidsnet_refuses_them():
+    with pytest.raises(ValueError, match=r"streams: got 'one', expected one of \['cnn', 'dual', 'transformer'\]"):
+        dataclasses.replace(TINY, streams="one")
+    with pytest.raises(ValueError, match="interaction: got 'unified' with streams='cnn', expected streams='dual'"):
+        dataclasses.replace(TINY, streams="cnn", interaction="unified")
+    with pytest.raises(ValueError, match="expected BIDS-Net's two streams; build_model"):
+        BIDSNet(dataclasses.replace(TINY, streams="transformer"))
+
+
+def test_a_rivals_inference_checkpoint_rebuilds_the_same_network(tmp_path):
+    from bidsnet_lib.checkpoint import INFERENCE_FORMAT, load_inference_model, save_checkpoint
+
+    config = dataclasses.replace(TINY, interaction="unified")
+    model = build_model(config).eval()
+    save_checkpoint({"model": model.state_dict(), "config": config.to_dict(), "meta": {}},
+                    tmp_path / "unified.pt", INFERENCE_FORMAT)
+    loaded, _ = load_inference_model(tmp_path / "unified.pt", device="cpu")
+    image, mask = _inputs(1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(image, mask), model(image, mask), rtol=0, atol=0)

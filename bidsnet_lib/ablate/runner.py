@@ -6,17 +6,20 @@ from ``TrainConfig.small()`` with one ``BIDSNetConfig`` field changed, on the sa
 is then scored by :func:`bidsnet_lib.evaluate.evaluate` on ``data/images/test`` under the shipped
 fixed masks (``bidsnet_lib/eval_masks``), beside Telea and Navier-Stokes (computed once).
 
-Studies, with the paper's choice:
+Studies, with the paper's choice, in the order ``all`` runs them:
 
-- ``channel_split``: CNN share of the width 0.25 / **0.5** / 0.75 (equal total width);
-- ``interaction``: **bidirectional** / cnn_to_trans / trans_to_cnn / none;
+- ``start`` (the course's): zero-filled input with an image head / Telea fill with an image head /
+  **a residual on a Telea fill**;
+- ``streams`` (the method's premise): **both streams** / the CNN stream alone / the Transformer
+  stream alone, each rival at BIDS-Net's parameter count (``BIDSNetConfig.streams``);
+- ``interaction``: **bidirectional** / cnn_to_trans / trans_to_cnn / none / the paper's unified
+  path (``model.UnifiedNet``, at the same parameter count);
 - ``fusion``: **sff** / add / concat;
+- ``channel_split``: CNN share of the width 0.25 / **0.5** / 0.75 (equal total width);
 - ``nb_features``: 16 / 32 / **72** / 128 / 256 random features, and exact softmax attention;
 - ``features`` (the course's, not the paper's): **FAVOR+** / FAVOR++ features at m = 72, and
   exact softmax attention (``bidsnet_lib.attention``, notebook 03);
-- ``start`` (the course's): zero-filled input with an image head / Telea fill with an image head /
-  **a residual on a Telea fill**;
-- ``all``: the six (the unchanged small model is one run per seed, shared by all of them).
+- ``all``: the seven (the unchanged small model is one run per seed, shared by all of them).
 
 Verdicts follow the rule of :mod:`bidsnet_lib.ablate.tables`, fixed before any run: the
 paper's choice beats a rival when the difference of their means over seeds exceeds twice the

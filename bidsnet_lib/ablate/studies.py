@@ -76,19 +76,36 @@ def _sweep(field: str, values: Sequence) -> tuple[Variant, ...]:
     return tuple(Variant(f"{field}={v}", ((field, v),)) for v in values)
 
 
+# In the order the course runs them (issue 26): its own model's start first, then the premise
+# that two streams beat one, then the paper's claims.
 STUDIES = {
-    "channel_split": Study(
-        "channel_split", "Channel split between the streams",
-        "an equal split of the channels between the CNN and the Transformer stream (CNN share 0.5) "
-        "is best, at equal total width", _sweep("cnn_share", (0.25, 0.5, 0.75)), "cnn_share=0.5"),
+    "start": Study(
+        "start", "Where the network starts: input fill and output form (course addition)",
+        "a residual on a Telea fill (holes pre-filled by OpenCV's Telea, the head adding a "
+        "zero-initialised correction) beats the paper's zero-filled input with a sigmoid image head, "
+        "and a Telea-filled input alone",
+        (Variant("input_fill=zeros, output=image", (("input_fill", "zeros"), ("output", "image"))),
+         Variant("input_fill=telea, output=image", (("input_fill", "telea"), ("output", "image"))),
+         Variant("input_fill=telea, output=residual", (("input_fill", "telea"), ("output", "residual")))),
+        "input_fill=telea, output=residual"),
+    "streams": Study(
+        "streams", "Two streams against one (the method's premise)",
+        "the dual-stream model beats the CNN stream alone and the Transformer stream alone, each sized "
+        "to the same parameter count", _sweep("streams", ("dual", "cnn", "transformer")), "streams=dual"),
     "interaction": Study(
         "interaction", "Interaction between the streams",
-        "bidirectional interaction beats one-way interaction (CNN → Transformer, Transformer → CNN) "
-        "and none", _sweep("interaction", ("bidirectional", "cnn_to_trans", "trans_to_cnn", "none")),
+        "bidirectional interaction beats one-way interaction (CNN → Transformer, Transformer → CNN), "
+        "none, and the paper's unified path (one stream whose blocks hold both a convolution and an "
+        "attention, at the same parameter count)",
+        _sweep("interaction", ("bidirectional", "cnn_to_trans", "trans_to_cnn", "none", "unified")),
         "interaction=bidirectional"),
     "fusion": Study(
         "fusion", "Fusion inside BFI", "Selective Feature Fusion (SFF) beats element-wise addition "
         "and concatenation", _sweep("fusion", ("sff", "add", "concat")), "fusion=sff"),
+    "channel_split": Study(
+        "channel_split", "Channel split between the streams",
+        "an equal split of the channels between the CNN and the Transformer stream (CNN share 0.5) "
+        "is best, at equal total width", _sweep("cnn_share", (0.25, 0.5, 0.75)), "cnn_share=0.5"),
     "nb_features": Study(
         "nb_features", "Number of random features",
         "72 orthogonal random features are the best trade-off: better than fewer (16, 32), and no "
@@ -101,15 +118,6 @@ STUDIES = {
         "optimal positive random features of FAVOR++ (Likhosherstov et al., 2022) at the same m, nor "
         "against exact softmax attention", _sweep("attention", ("favor", "favor++", "softmax")),
         "attention=favor", match=("attention=favor++", "attention=softmax")),
-    "start": Study(
-        "start", "Where the network starts: input fill and output form (course addition)",
-        "a residual on a Telea fill (holes pre-filled by OpenCV's Telea, the head adding a "
-        "zero-initialised correction) beats the paper's zero-filled input with a sigmoid image head, "
-        "and a Telea-filled input alone",
-        (Variant("input_fill=zeros, output=image", ()),
-         Variant("input_fill=telea, output=image", (("input_fill", "telea"),)),
-         Variant("input_fill=telea, output=residual", (("input_fill", "telea"), ("output", "residual")))),
-        "input_fill=telea, output=residual"),
 }
 STUDY_NAMES = (*STUDIES, "all")
 

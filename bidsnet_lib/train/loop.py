@@ -61,8 +61,8 @@ from bidsnet_lib.data import InpaintingDataset, fixed_validation_set
 from bidsnet_lib.losses import GeneratorLoss, PatchDiscriminator, discriminator_loss
 from bidsnet_lib.metrics import psnr, ssim
 from bidsnet_lib.model import (
-    BIDSNet,
     BIDSNetConfig,
+    build_model,
     composite,
 )
 from bidsnet_lib.plumbing import atomic_write, resolve_device
@@ -181,7 +181,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = not config.deterministic  # fixed input size: tune once
 
-        self.generator = BIDSNet(config.model).to(self.device)
+        self.generator = build_model(config.model).to(self.device)
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=config.betas)
         self.discriminator = self.opt_d = None
