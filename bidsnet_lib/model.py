@@ -286,13 +286,24 @@ class InpaintingNet(nn.Module):
             if isinstance(module, FastAttention):
                 module.redraw_features()
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor | None = None) -> torch.Tensor:
+        """``fill`` (B, 3, H, W), optional: what the holes hold on input instead of
+        ``config.input_fill``'s (a coarser level's fill, upsampled, in coarse-to-fine inference);
+        a residual head then corrects that fill. Known pixels always come from ``image``."""
         stride = self.config.stride
         check_inputs(image, mask, min_size=stride)
         height, width = image.shape[-2:]
         mask = mask.to(image.dtype)
         known = image * (1 - mask)
-        fill = known if self.config.input_fill == "zeros" else known + opencv_fill(image, mask) * mask
+        if fill is not None:
+            if not isinstance(fill, torch.Tensor) or fill.shape != image.shape:
+                got = tuple(fill.shape) if isinstance(fill, torch.Tensor) else type(fill).__name__
+                raise ValueError(f"fill: got {got}, expected the image's shape {tuple(image.shape)}")
+            fill = known + fill.to(image.dtype) * mask
+        elif self.config.input_fill == "zeros":
+            fill = known
+        else:
+            fill = known + opencv_fill(image, mask) * mask
         x = torch.cat([fill, mask], dim=1)  # (B, 4, H, W), holes zeroed or pre-filled
         # Reflection continues the image across the border, so the padding looks like content.
         x = F.pad(x, (0, -width % stride, 0, -height % stride), mode="reflect")  # (B, 4, H', W')

@@ -399,3 +399,17 @@ def test_a_rivals_inference_checkpoint_rebuilds_the_same_network(tmp_path):
     image, mask = _inputs(1, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded(image, mask), model(image, mask), rtol=0, atol=0)
+
+
+def test_a_given_fill_replaces_the_input_fill():
+    """#28: coarse-to-fine inference hands a finer level the coarser level's fill."""
+    config = dataclasses.replace(TINY, input_fill="telea", output="residual")  # zero head: out = the fill
+    model = build_model(config).eval()
+    image, mask = _inputs(2, 16, 16)
+    given = torch.full_like(image, 0.25)
+    with torch.no_grad():
+        out = model(image, mask, fill=given)
+        torch.testing.assert_close(out, image * (1 - mask) + 0.25 * mask)
+        assert not torch.equal(out, model(image, mask))  # without it: Telea's fill
+    with pytest.raises(ValueError, match=r"fill: got \(2, 3, 8, 8\), expected the image's shape \(2, 3, 16, 16\)"):
+        model(image, mask, fill=given[..., :8, :8])
