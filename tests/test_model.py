@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from bidsnet_lib.ablate import STUDIES, ablation_variants
+from bidsnet_lib.ablate import ablation_variants
 from bidsnet_lib.attention import ATTENTIONS, FastAttention
 from bidsnet_lib.commands.model import main
 from bidsnet_lib.fusion import FUSIONS, INTERACTIONS, SFF
@@ -254,19 +254,6 @@ def test_config_is_frozen_and_takes_lists():
     with pytest.raises(dataclasses.FrozenInstanceError):
         TINY.width = 16
     assert dataclasses.replace(TINY, cnn_depths=[2, 2]).cnn_depths == (2, 2)
-
-
-def test_ablation_variants_are_the_studies_variants():
-    """#13: the ablations are defined once, in bidsnet_lib.ablate (studies)."""
-    variants = ablation_variants(TINY)
-    expected = {v.name for study in STUDIES.values() for v in study.variants if v.config(TINY) != TINY}
-    assert set(variants) == expected
-    assert {"fusion=add", "interaction=none", "cnn_share=0.25", "attention=favor++", "nb_features=256"} <= expected
-    for name, config in variants.items():
-        assert config != TINY, name
-        differing = {f.name for f in dataclasses.fields(TINY) if getattr(config, f.name) != getattr(TINY, f.name)}
-        assert differing <= {"fusion", "interaction", "cnn_share", "attention", "nb_features", "input_fill", "streams",
-                             "output"}, name
 
 
 def test_summary_prints_every_preset_and_variant(capsys):
