@@ -94,7 +94,7 @@ def test_rivals_split_into_those_to_beat_and_those_to_match():
 def test_resolve_studies_by_name_or_all():
     assert resolve_studies("all") == list(STUDIES.values())
     assert resolve_studies("start") == [STUDIES["start"]]
-    with pytest.raises(ValueError, match="study: got 'all ', expected one of channel_split, .*, all"):
+    with pytest.raises(ValueError, match="study: got 'all ', expected one of start, streams, .*, all"):
         resolve_studies("all ")
 
 
