@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from bidsnet_lib.metrics import ssim
+from bidsnet_lib.plumbing import got_expected
 from bidsnet_lib.vgg import PERCEPTUAL_LAYERS, STYLE_LAYERS, VGG19Features, load_vgg19_features
 
 # ----------------------------------------------------------------------------------------------
@@ -226,19 +227,26 @@ class LossConfig:
       mix beating L1 alone on SSIM without losing PSNR.
     """
 
-    valid: float = 1.0
-    hole: float = 6.0
-    adversarial: float = 0.1
-    perceptual: float = 0.1
-    style: float = 250.0
-    r1: float = 0.001
+    # A weight's ``term`` metadata: "generator" for a term of GeneratorLoss's sum (logged under the
+    # field's name), "critic" for the critic's penalty; ``help`` makes a field a `bidsnet train` flag.
+    valid: float = field(default=1.0, metadata={"term": "generator", "help": "weight of the L1 on the known pixels"})
+    hole: float = field(default=6.0, metadata={"term": "generator", "help": "weight of the L1 in the holes"})
+    adversarial: float = field(default=0.1, metadata={
+        "term": "generator", "help": "weight of the adversarial term (0: no critic)"})
+    perceptual: float = field(default=0.1, metadata={
+        "term": "generator", "help": "weight of the VGG-19 perceptual term"})
+    style: float = field(default=250.0, metadata={"term": "generator", "help": "weight of the VGG-19 style term"})
+    r1: float = field(default=0.001, metadata={
+        "term": "critic", "help": "weight of the critic's R1 gradient penalty"})
     gan_loss: str = "nonsaturating"
     mask_aware_labels: bool = True
-    vgg_weights: str = "imagenet"
-    ssim: float = 0.0
+    vgg_weights: str = field(default="imagenet", metadata={
+        "help": "VGG-19 weights for the perceptual and style losses", "metavar": "imagenet|random|PATH"})
+    ssim: float = field(default=0.0, metadata={
+        "term": "generator", "help": "weight of 1 - SSIM of the composite"})
 
     def __post_init__(self):
-        for name in ("valid", "hole", "adversarial", "perceptual", "style", "r1", "ssim"):
+        for name in LOSS_TERMS:
             value = getattr(self, name)
             if (
                 isinstance(value, bool)
@@ -246,7 +254,7 @@ class LossConfig:
                 or not math.isfinite(value)
                 or value < 0
             ):
-                raise ValueError(f"{name}: got {value!r}, expected a finite number >= 0")
+                raise ValueError(got_expected(name, value, "a finite number >= 0"))
         if not isinstance(self.mask_aware_labels, bool):
             raise TypeError(
                 f"mask_aware_labels: got {self.mask_aware_labels!r}, expected True or False"
@@ -278,14 +286,12 @@ class LossConfig:
 
     def term_weights(self) -> dict[str, float]:
         """Weight of each named generator term, keyed as in :class:`GeneratorLoss`'s logs."""
-        return {
-            "valid": self.valid,
-            "hole": self.hole,
-            "adversarial": self.adversarial,
-            "perceptual": self.perceptual,
-            "style": self.style,
-            "ssim": self.ssim,
-        }
+        return {name: getattr(self, name) for name, term in LOSS_TERMS.items() if term == "generator"}
+
+
+# The loss terms' one list: every weight field of LossConfig, by what it weighs ("generator" or
+# "critic"). A new term is a field with "term" metadata here and its value in GeneratorLoss.forward.
+LOSS_TERMS = {f.name: f.metadata["term"] for f in fields(LossConfig) if "term" in f.metadata}
 
 
 def ssim_loss(comp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

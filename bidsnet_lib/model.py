@@ -22,7 +22,7 @@ Data flow for an (H, W) input, S scales and the Transformer at 1/d of the CNN's 
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -98,8 +98,11 @@ class BIDSNetConfig:
     fusion: str = "sff"
     interaction: str = "bidirectional"
     sff_reduction: int = 4
-    input_fill: str = "zeros"
-    output: str = "image"
+    # ``help`` makes a field a flag of `bidsnet train` (with ``choices``).
+    input_fill: str = field(default="zeros", metadata={
+        "choices": INPUT_FILLS, "help": "holes on input: zeros, or a Telea fill"})
+    output: str = field(default="image", metadata={
+        "choices": OUTPUTS, "help": "the head predicts the image, or a residual on the fill"})
     streams: str = "dual"
 
     def __post_init__(self):

@@ -272,7 +272,7 @@ def test_baselines_flag_and_patchmatch_left_out_when_missing(checkpoint, tmp_pat
     assert methods == ["Biharmonic", "Telea (r=3)", LABEL, ev.REFERENCE]
     assert run(checkpoint, tmp_path / "alone", *off, "--baselines", "none") == 0
     assert "minus each baseline" not in (tmp_path / "alone" / "results.md").read_text()
-    monkeypatch.setattr(evaluate_command, "patchmatch_available", lambda: False)
+    monkeypatch.setattr("bidsnet_lib.evaluate.evaluation.patchmatch_available", lambda: False)
     capsys.readouterr()
     assert run(checkpoint, tmp_path / "no_pm", *off) == 0
     assert "PatchMatch left out of the baselines: pypatchmatch is not installed" in capsys.readouterr().err
@@ -293,7 +293,7 @@ def test_errors_exit_2_with_one_line(checkpoint, tmp_path, capsys):
     text.write_text("not a checkpoint")
     base = ["--images", str(IMAGES), "--masks", str(MASKS), "--out", str(tmp_path / "out")]
     cases = [
-        (["--checkpoint", str(tmp_path / "missing.pt"), *base], "--checkpoint: no such file"),
+        (["--checkpoint", str(tmp_path / "missing.pt"), *base], "missing.pt', expected a checkpoint file; there is no"),
         (["--checkpoint", str(text), *base, "--lpips", "off", "--no-fid"],
          "not a PyTorch checkpoint"),
         (["--checkpoint", str(checkpoint), *base, "--images", str(tmp_path / "nowhere")],

@@ -25,13 +25,10 @@ from bidsnet_lib.checkpoint import (
     load_inference_model,
 )
 from bidsnet_lib.commands.train import (
-    auto_processes,
     build_parser,
     config_from_args,
     main,
-    resolve_processes,
     resume_base,
-    usable_cores,
 )
 from bidsnet_lib.losses import LossConfig
 from bidsnet_lib.model import BIDSNetConfig
@@ -41,6 +38,7 @@ from bidsnet_lib.train import (
     Trainer,
     read_metrics,
     read_run_config,
+    settle_processes,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -295,21 +293,6 @@ def test_two_process_gloo_torchrun_keeps_ranks_identical(photos, tmp_path):
     assert saved["step"] == 4 and saved["meta"]["world_size"] == 2 and len(saved["rng"]) == 2
 
 
-def test_auto_processes_split_the_batch_evenly_up_to_one_a_core():
-    assert [auto_processes(batch, 2) for batch in (1, 2, 3, 4, 8)] == [1, 2, 1, 2, 2]
-    assert auto_processes(4, 16) == 4 and auto_processes(6, 4) == 3 and auto_processes(8, 1) == 1
-    with pytest.raises(ValueError, match="processes: got 3, expected a divisor of batch_size 4"):
-        TrainConfig(batch_size=4, processes=3)
-    assert main(["--out", "x", "--processes", "0"]) == 2
-    args = build_parser().parse_args(["--out", "x"])
-    on_gpu = resolve_processes(args, TrainConfig.small(), torch.device("cuda"))
-    assert on_gpu.processes == 1 and resolve_processes(args, TrainConfig.small(), torch.device("cpu")).processes \
-        == auto_processes(4, usable_cores())
-    with pytest.raises(ValueError, match="--processes: got 2, expected 1 on a GPU"):
-        resolve_processes(build_parser().parse_args(["--out", "x", "--processes", "2"]),
-                          dataclasses.replace(TrainConfig.small(), processes=2), torch.device("cuda"))
-
-
 def test_a_config_for_two_processes_is_refused_in_one(photos, tmp_path):
     with pytest.raises(ValueError, match="processes: got 2 in the config, expected the 1 process"):
         Trainer(tiny_config(photos, processes=2), tmp_path, progress=False)
@@ -344,7 +327,8 @@ def test_bidsnet_train_splits_the_batch_over_its_processes_stops_on_sigterm_and_
     assert digests and all(len(d) == 2 and d[0] == d[1] for d in digests)
     # The same command plus --resume (auto processes): the run's 2, started as above.
     args = build_parser().parse_args([*flags, "--steps", "4", "--resume"])
-    resumed = resolve_processes(args, config_from_args(args, resume_base(args)), torch.device("cpu"))
+    resumed = settle_processes(config_from_args(args, resume_base(args)), torch.device("cpu"),
+                               auto=args.processes == "auto", resume=True)
     assert resumed.processes == 2 and resumed.batch_size == 2 and resumed.steps == 4
 
 

@@ -138,7 +138,7 @@ def default_baselines() -> tuple[str, ...]:
     is installed (a warning says when it is left out)."""
     if patchmatch_available():
         return tuple(BASELINES)
-    warnings.warn("PatchMatch left out of the baselines: the pypatchmatch package is not installed "
+    warnings.warn("PatchMatch left out of the baselines: pypatchmatch is not installed "
                   "(pip install pypatchmatch)", UserWarning, stacklevel=3)
     return tuple(b for b in BASELINES if b != "patchmatch")
 
