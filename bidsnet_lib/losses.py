@@ -13,7 +13,6 @@ pretrained weights are loaded only when asked; a random backbone needs ``vgg_wei
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field, fields
 
@@ -23,7 +22,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from bidsnet_lib.metrics import ssim
-from bidsnet_lib.plumbing import got_expected
+from bidsnet_lib.plumbing import check_choice, check_finite_float, check_positive_int
 from bidsnet_lib.vgg import PERCEPTUAL_LAYERS, STYLE_LAYERS, VGG19Features, load_vgg19_features
 
 # ----------------------------------------------------------------------------------------------
@@ -93,8 +92,7 @@ class PatchDiscriminator(nn.Module):
             ("channels", channels),
             ("n_layers", n_layers),
         ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: got {value!r}, expected a positive int")
+            check_positive_int(name, value)
         self.with_mask = with_mask
         # (kernel, stride, padding) of each conv: n_layers halvings, then two stride-1 convs.
         self.geometry = [(4, 2, 1)] * n_layers + [(4, 1, 1), (4, 1, 1)]
@@ -197,8 +195,7 @@ def generator_adversarial_loss(
     D: PatchDiscriminator, fake: torch.Tensor, mask: torch.Tensor, gan_loss: str = "nonsaturating"
 ) -> torch.Tensor:
     """The generator's adversarial term, mean over patches: softplus(−D) (non-saturating) or −D (hinge)."""
-    if gan_loss not in GAN_LOSSES:
-        raise ValueError(f"gan_loss: got {gan_loss!r}, expected one of {sorted(GAN_LOSSES)}")
+    check_choice("gan_loss", gan_loss, sorted(GAN_LOSSES))
     logits = D(fake, mask)  # (B, 1, h, w)
     return GAN_LOSSES[gan_loss][2](logits).mean()
 
@@ -247,22 +244,12 @@ class LossConfig:
 
     def __post_init__(self):
         for name in LOSS_TERMS:
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise ValueError(got_expected(name, value, "a finite number >= 0"))
+            check_finite_float(name, getattr(self, name), 0)
         if not isinstance(self.mask_aware_labels, bool):
             raise TypeError(
                 f"mask_aware_labels: got {self.mask_aware_labels!r}, expected True or False"
             )
-        if self.gan_loss not in GAN_LOSSES:
-            raise ValueError(
-                f"gan_loss: got {self.gan_loss!r}, expected one of {sorted(GAN_LOSSES)}"
-            )
+        check_choice("gan_loss", self.gan_loss, sorted(GAN_LOSSES))
         if not isinstance(self.vgg_weights, str | os.PathLike):
             raise TypeError(
                 f"vgg_weights: got {type(self.vgg_weights).__name__}, expected 'imagenet', 'random' or a path"

@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from bidsnet_lib.attention import ATTENTIONS, FastAttention, TransformerBlock, TransformerStream
 from bidsnet_lib.cnn import CNNStream, PreActResBlock, UStream, group_norm
 from bidsnet_lib.fusion import BFI, FUSIONS, INTERACTIONS, Align
-from bidsnet_lib.plumbing import check_positive_int
+from bidsnet_lib.plumbing import check_choice, check_finite_float, check_positive_int
 
 _TUPLE_FIELDS = ("channel_mults", "cnn_depths", "trans_depths")
 # What the network sees in the holes: zeros (the paper), or OpenCV's Telea fill, which gives the
@@ -120,9 +120,7 @@ class BIDSNetConfig:
             check_positive_int("redraw_interval", self.redraw_interval)
         if not isinstance(self.ortho, bool):
             raise ValueError(f"ortho: got {self.ortho!r}, expected a bool")
-        if isinstance(self.cnn_share, bool) or not isinstance(self.cnn_share, int | float) \
-                or not 0 < self.cnn_share < 1:
-            raise ValueError(f"cnn_share: got {self.cnn_share!r}, expected a float strictly between 0 and 1")
+        check_finite_float("cnn_share", self.cnn_share, 0, 1, low_open=True, high_open=True)
         if len(self.trans_depths) != len(self.cnn_depths):
             raise ValueError(
                 f"cnn_depths, trans_depths: got {len(self.cnn_depths)} and {len(self.trans_depths)} "
@@ -139,8 +137,7 @@ class BIDSNetConfig:
                                      ("streams", self.streams, STREAM_CHOICES),
                                      ("input_fill", self.input_fill, INPUT_FILLS),
                                      ("output", self.output, OUTPUTS)):
-            if value not in choices:
-                raise ValueError(f"{name}: got {value!r}, expected one of {sorted(choices)}")
+            check_choice(name, value, sorted(choices))
         if self.streams != "dual" and self.interaction == UNIFIED:
             raise ValueError(f"interaction: got {UNIFIED!r} with streams={self.streams!r}, expected streams='dual' "
                              "(the unified path replaces both streams; a single stream has nothing to unify)")
@@ -368,8 +365,7 @@ class SingleStream(InpaintingNet):
 
     def __init__(self, kind: str, config: BIDSNetConfig, widths: tuple[int, ...]):
         super().__init__()
-        if kind not in STREAMS:
-            raise ValueError(f"kind: got {kind!r}, expected one of {list(STREAMS)}")
+        check_choice("kind", kind, STREAMS)
         if not isinstance(config, BIDSNetConfig):
             raise TypeError(f"config: got {type(config).__name__}, expected a BIDSNetConfig")
         self.kind, self.config = kind, config
@@ -438,8 +434,7 @@ def parameter_count(model: nn.Module) -> int:
 
 def _nearest_size(build, start: int, target: int) -> nn.Module:
     """``build(base)`` for the base whose parameter count is nearest ``target``."""
-    if isinstance(target, bool) or not isinstance(target, int) or target < 1:
-        raise ValueError(f"target: got {target!r}, expected a positive parameter count")
+    check_positive_int("target", target)  # a parameter count
     # Parameters grow about with the square of the width: start from that guess, then step until
     # size(base) <= target < size(base + 1) (or base = 1), and keep the nearer of the two.
     base = max(1, round(start * math.sqrt(target / parameter_count(build(start)))))

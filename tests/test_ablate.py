@@ -120,7 +120,8 @@ def test_bad_study_name_lists_the_valid_ones(capsys):
     assert main(["--study", "fuse", "--quick"]) == 2
     err = capsys.readouterr().err
     assert "'fuse'" in err and all(name in err for name in STUDY_NAMES)
-    with pytest.raises(ValueError, match="expected one of start, streams, interaction, fusion, channel_split, nb_features, features, all"):
+    with pytest.raises(ValueError, match=r"expected one of \['start', 'streams', 'interaction', 'fusion', 'channel_split', "
+                                         r"'nb_features', 'features', 'all'\]"):
         resolve_studies("Fusion")
 
 

@@ -45,7 +45,7 @@ def test_ablation_variants_are_the_studies_variants():
 def test_settings_validate():
     for changes, match in (({"seeds": 1}, "seeds: got 1, expected an int >= 2"),
                            ({"steps": 0}, "steps: got 0"), ({"limit": 0}, "limit: got 0"),
-                           ({"lpips": "vgg"}, "expected one of off, alex, random"),
+                           ({"lpips": "vgg"}, r"expected one of \['off', 'alex', 'random'\]"),
                            ({"lpips": "random", "lpips_weights": "x.pth"}, "lpips_weights")):
         with pytest.raises(ValueError, match=match):
             AblationSettings(**changes)
@@ -121,7 +121,7 @@ def test_ablation_variants_leave_out_unchanged_configs_and_keep_the_first_of_a_n
     ({"steps": True}, "steps: got True, expected an int >= 1"),
     ({"seeds": 2.0}, "seeds: got 2.0, expected an int >= 2"),
     ({"limit": True}, r"limit: got True, expected None \(every mask\) or an int >= 1"),
-    ({"lpips": "vgg"}, "lpips: got 'vgg', expected one of off, alex, random"),
+    ({"lpips": "vgg"}, r"lpips: got 'vgg', expected one of \['off', 'alex', 'random'\]"),
     ({"lpips_weights": "x.pth"}, "lpips_weights: got weights for lpips='off', expected them only with lpips='alex'"),
 ])
 def test_bad_settings_are_named(changes, message):

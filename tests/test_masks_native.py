@@ -26,11 +26,11 @@ from bidsnet_lib.masks import (
     native_mask,
     native_seed,
     photo_scale,
-    read_mask_file,
     scribbles_mask,
     strokes_mask,
     write_native_set,
 )
+from bidsnet_lib.plumbing import read_mask
 
 KINDS = list(NATIVE_KINDS)
 
@@ -120,7 +120,7 @@ def test_photo_scale_and_native_seed():
     (lambda: blob_mask(100, 9000), ValueError, "width: got 9000, expected an int from 32 to 8192"),
     (lambda: strokes_mask(64.0, 64), TypeError, "height: got 64.0, expected an int"),
     (lambda: scribbles_mask(64, True), TypeError, "width: got True, expected an int"),
-    (lambda: native_mask(64, 64, "dots"), ValueError, "kind: got 'dots', expected one of blob, strokes, scribbles"),
+    (lambda: native_mask(64, 64, "dots"), ValueError, r"kind: got 'dots', expected one of \['blob', 'strokes', 'scribbles'\]"),
     (lambda: native_mask(64, 64, "blob", 5), TypeError, "rng: got int, expected a numpy.random.Generator"),
     (lambda: photo_scale(31, 64), ValueError, "height: got 31, expected an int from 32 to 8192"),
 ])
@@ -144,7 +144,7 @@ def test_write_native_set_layout_bytes_and_independence(tmp_path):
     assert sorted(p.relative_to(out).as_posix() for p in written) == sorted(
         f"{kind}/p{i}/{n:03d}.png" for kind in KINDS for i in range(2) for n in range(2))
     for path in written:
-        mask = read_mask_file(path)
+        mask = read_mask(path)
         assert mask.shape == ((48, 64) if path.parent.name == "p0" else (90, 50))
         low, high = NATIVE_KINDS[path.parts[-3]]
         assert low <= hole_ratio(mask) < high
@@ -200,7 +200,7 @@ def test_shipped_set_holds_every_hires_photos_masks_at_its_size(hires_sizes):
     ratios = {kind: [] for kind in KINDS}
     for rel in expected:
         kind, stem, _ = rel.split("/")
-        mask = read_mask_file(HIRES_MASKS / rel)
+        mask = read_mask(HIRES_MASKS / rel)
         assert mask.shape == hires_sizes[stem], rel
         ratios[kind].append(hole_ratio(mask))
     for kind, (low, high) in NATIVE_KINDS.items():

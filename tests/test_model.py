@@ -231,7 +231,7 @@ def test_config_from_dict_rejects_unknown_keys():
     "changes,match",
     [
         ({"width": 0}, "width: got 0, expected a positive int"),
-        ({"cnn_share": 1.0}, "cnn_share: got 1.0, expected a float strictly between 0 and 1"),
+        ({"cnn_share": 1.0}, r"cnn_share: got 1.0, expected a number in \(0, 1\)"),
         ({"cnn_share": 0.01}, "leaving a stream empty at scale 0"),
         ({"fusion": "mul"}, r"fusion: got 'mul', expected one of \['add', 'concat', 'sff'\]"),
         ({"interaction": "both"}, r"interaction: got 'both', expected one of \[.*'bidirectional'.*\]"),
@@ -331,7 +331,7 @@ def test_single_stream_rejects_bad_arguments():
     with pytest.raises(TypeError, match="config: got dict, expected a BIDSNetConfig"):
         SingleStream("cnn", {}, (8, 8, 8))
     for target in (0, True, 2.5):
-        with pytest.raises(ValueError, match=f"target: got {target!r}, expected a positive parameter count"):
+        with pytest.raises(ValueError, match=f"target: got {target!r}, expected a positive int"):
             single_stream("cnn", TINY, target)
 
 

@@ -45,11 +45,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -77,6 +74,7 @@ from bidsnet_lib.checkpoint import export_inference
 from bidsnet_lib.colab import REPO_URL
 from bidsnet_lib.evaluate import evaluate, load_mask_groups, load_photos
 from bidsnet_lib.model import BIDSNetConfig, count_parameters
+from bidsnet_lib.plumbing import check_int, download_file
 from bidsnet_lib.reports import machine_line
 from bidsnet_lib.train import TrainConfig, Trainer, read_metrics
 
@@ -282,8 +280,7 @@ def probe(settings: AblationSettings, model: BIDSNetConfig) -> Probe:
 def makespan(durations: Sequence[float], jobs: int) -> float:
     """Wall time of running the durations in the given order on ``jobs`` workers, each task
     going to the first free worker (what the process pool does)."""
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs: got {jobs!r}, expected an int >= 1")
+    check_int("jobs", jobs, 1)
     free_at = [0.0] * jobs
     for d in durations:
         i = free_at.index(min(free_at))
@@ -302,26 +299,15 @@ def fetch_published(dest, base_url: str = PUBLISHED_URL, studies: Sequence[str] 
         if target.is_file():
             continue
         url = f"{base_url.rstrip('/')}/{name}.json"
-        try:
-            with urllib.request.urlopen(url, timeout=30) as response:
-                text = response.read().decode("utf-8")
-        except urllib.error.HTTPError as error:
-            if error.code == 404:
-                continue
-            raise ConnectionError(f"could not download {url} ({error}); expected the published ablation "
-                                  f"tables") from error
-        except (urllib.error.URLError, OSError) as error:
-            raise ConnectionError(f"could not download {url} ({error}); expected the published ablation tables: "
-                                  f"connect to the internet, or clone {REPO_URL} and read its "
-                                  f"docs/ablations/ folder") from error
-        partial = dest / f".{name}.json.download"
-        partial.write_text(text, encoding="utf-8")
-        try:
-            load_report(partial)  # a wrong page (an HTML error, another format) fails here, by name
-        except (ValueError, KeyError, TypeError) as error:
-            partial.unlink()
-            raise ValueError(f"{url}: not a study report ({error})") from error
-        os.replace(partial, target)
+
+        def check(file, url=url):  # a wrong page (an HTML error, another format) fails here, by name
+            try:
+                load_report(file)
+            except (ValueError, KeyError, TypeError) as error:
+                raise ValueError(f"{url}: not a study report ({error})") from error
+
+        download_file(url, target, "the published ablation tables", timeout=30, missing_ok=True, check=check,
+                      progress=False, alternative=f", or clone {REPO_URL} and read its docs/ablations/ folder")
     return dest
 
 
@@ -375,8 +361,7 @@ def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, 
                   log: Callable[[str], None] = print) -> list[StudyReport]:
     """Plan, estimate, train and evaluate what is missing, then write each study's outputs (and
     its section of ``docs`` when given). Returns the reports (none on a dry run)."""
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs: got {jobs!r}, expected an int >= 1")
+    check_int("jobs", jobs, 1)
     started, out = time.perf_counter(), Path(out)
     # Cheap checks first: a wrong folder fails in a second, not after an hour of training.
     if not Path(settings.train_images).is_dir():

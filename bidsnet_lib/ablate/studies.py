@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bidsnet_lib.masks import SHIPPED_MASKS
-from bidsnet_lib.plumbing import DATA_DIR, SHIPPED_IMAGES
+from bidsnet_lib.plumbing import DATA_DIR, SHIPPED_IMAGES, check_choice, check_int
 
 if TYPE_CHECKING:
     from bidsnet_lib.model import BIDSNetConfig
@@ -126,9 +126,7 @@ def resolve_studies(name: str) -> list[Study]:
     """The studies run by ``--study name`` ("all": every one)."""
     if name == "all":
         return list(STUDIES.values())
-    if name not in STUDIES:
-        raise ValueError(f"study: got {name!r}, expected one of {', '.join(STUDY_NAMES)}")
-    return [STUDIES[name]]
+    return [STUDIES[check_choice("study", name, STUDY_NAMES)]]
 
 
 def study_variants(study: Study, quick: bool) -> list[Variant]:
@@ -158,14 +156,9 @@ class AblationSettings:
 
     def __post_init__(self):
         for name, low in (("steps", 1), ("seeds", 2), ("batch_size", 1), ("size", 32)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}: got {value!r}, expected an int >= {low}")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
-                                       or self.limit < 1):
-            raise ValueError(f"limit: got {self.limit!r}, expected None (every mask) or an int >= 1")
-        if self.lpips not in LPIPS_MODES:
-            raise ValueError(f"lpips: got {self.lpips!r}, expected one of {', '.join(LPIPS_MODES)}")
+            check_int(name, getattr(self, name), low)
+        check_int("limit", self.limit, 1, optional=True)  # None: every mask
+        check_choice("lpips", self.lpips, LPIPS_MODES)
         if self.lpips_weights is not None and self.lpips != "alex":
             raise ValueError(f"lpips_weights: got weights for lpips={self.lpips!r}, expected them only with lpips='alex'")
         for name in ("train_images", "test_images", "masks"):

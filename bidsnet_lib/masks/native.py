@@ -23,8 +23,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bidsnet_lib.masks.draw import _check_rng, _check_size, read_photo
-from bidsnet_lib.plumbing import DATA_DIR, atomic_write, check_int, got_expected, image_files
+from bidsnet_lib.masks.draw import _check_rng, _check_size
+from bidsnet_lib.plumbing import (
+    DATA_DIR,
+    atomic_write,
+    check_choice,
+    check_int,
+    got_expected,
+    image_files,
+    image_size,
+)
 
 # Hole-ratio range of each kind, [low, high): the ranges of issue 28's table.
 NATIVE_KINDS = {"blob": (0.06, 0.14), "strokes": (0.25, 0.40), "scribbles": (0.04, 0.09)}
@@ -223,9 +231,7 @@ _MAKERS = {"blob": blob_mask, "strokes": strokes_mask, "scribbles": scribbles_ma
 
 def native_mask(height, width, kind="blob", rng=None) -> np.ndarray:
     """A mask of one of ``NATIVE_KINDS`` ("blob", "strokes", "scribbles") drawn at (height, width)."""
-    if kind not in _MAKERS:
-        raise ValueError(got_expected("kind", kind, f"one of {', '.join(NATIVE_KINDS)}"))
-    return _MAKERS[kind](height, width, rng)
+    return _MAKERS[check_choice("kind", kind, _MAKERS)](height, width, rng)
 
 
 # ----------------------------------------------------------------------------- the fixed set
@@ -254,7 +260,7 @@ def write_native_set(photos=HIRES_IMAGES, out=HIRES_MASKS, seed=HIRES_SEED, per_
     plus a README; returns the PNG paths.
 
     ``out/<kind>/<photo stem>/NNN.png``: `per_kind` masks of each of ``NATIVE_KINDS`` per photo,
-    each the photo's own (H, W) (read with the library's photo reader, EXIF rotation applied),
+    each the photo's own (H, W) (its header read by the library's photo opener, EXIF rotation applied),
     mask NNN drawn with ``numpy.random.default_rng(native_seed(seed, kind, stem, NNN))``, so the
     same seed rewrites the same bytes. Drawn in memory first, each file replaced atomically, old
     NNN.png files not in the new set removed last. The defaults write the shipped set of the
@@ -276,7 +282,7 @@ def write_native_set(photos=HIRES_IMAGES, out=HIRES_MASKS, seed=HIRES_SEED, per_
         raise ValueError(got_expected("photos", str(folder), "photos with distinct names (stems)"))
     new, sizes = {}, []
     for path in paths:
-        height, width = read_photo(path).shape[:2]
+        width, height = image_size(path)
         sizes.append(f"{width}x{height}")
         for kind in NATIVE_KINDS:
             for i in range(per_kind):

@@ -66,7 +66,7 @@ from bidsnet_lib.model import (
     build_model,
     composite,
 )
-from bidsnet_lib.plumbing import atomic_write, got_expected, resolve_device
+from bidsnet_lib.plumbing import atomic_write, check_int, got_expected, resolve_device
 from bidsnet_lib.train.config import (
     TrainConfig,
     model_config_differences,
@@ -102,10 +102,8 @@ class EpochSampler(Sampler):
     """
 
     def __init__(self, n: int, *, seed: int = 0, rank: int = 0, world_size: int = 1, start: int = 0):
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n: got {n!r}, expected the dataset length, an int >= 1")
-        if not isinstance(start, int) or start < 0:
-            raise ValueError(f"start: got {start!r}, expected an int >= 0")
+        check_int("n", n, 1)  # the dataset length
+        check_int("start", start, 0)
         self.shard = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
         self.start = start
 
@@ -333,8 +331,8 @@ class Trainer:
         that step; ``stopped_by`` then names the signal."""
         cfg = self.config
         until = cfg.steps if until is None else until
-        if not isinstance(until, int) or until < self.step:
-            raise ValueError(f"until: got {until!r}, expected an int >= the current step {self.step}")
+        if check_int("until", until) < self.step:
+            raise ValueError(got_expected("until", until, f"an int >= the current step {self.step}"))
         bar = tqdm(total=until, initial=self.step, desc="train", dynamic_ncols=True,
                    disable=not (self.is_main and self.progress))
         batches = iter(self.loader())
