@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from course_files import ROOT
+from mask_checks import assert_binary, rng
 
 from bidsnet_lib import masks as M
 from bidsnet_lib.commands import masks as masks_command
@@ -25,13 +26,6 @@ from bidsnet_lib.masks import (
 SHIPPED = M.SHIPPED_MASKS
 
 
-def rng(seed=0):
-    return np.random.default_rng(seed)
-
-
-def assert_binary(mask, shape):
-    assert mask.dtype == np.uint8 and mask.shape == shape
-    assert set(np.unique(mask)) <= {0, 1}
 
 
 # ----------------------------------------------------------------------------- Set I

@@ -6,6 +6,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from mask_checks import assert_binary, rng
 from PIL import Image
 
 from bidsnet_lib import masks as M
@@ -20,13 +21,6 @@ from bidsnet_lib.plumbing import read_mask
 SHIPPED = M.SHIPPED_MASKS
 
 
-def rng(seed=0):
-    return np.random.default_rng(seed)
-
-
-def assert_binary(mask, shape):
-    assert mask.dtype == np.uint8 and mask.shape == shape
-    assert set(np.unique(mask)) <= {0, 1}
 
 
 # ----------------------------------------------------------------------------- moved from test_masks.py

@@ -22,7 +22,7 @@ from bidsnet_lib.model import (
     BIDSNetConfig,
     check_config_keys,
 )
-from bidsnet_lib.plumbing import check_int, got_expected
+from bidsnet_lib.plumbing import DEFAULT_WORK_SIZE, check_int, got_expected
 
 # Fields a resumed run may change; any other difference would make it a different experiment.
 RESUME_OVERRIDABLE = ("steps", "log_every", "sample_every", "validate_every", "checkpoint_every",
@@ -58,7 +58,7 @@ class TrainConfig:
         "help": "mask sources and their weights, e.g. set1=0.5,set2/train=0.5", "metavar": "SRC=W,..."})
     mask_folder: str | None = field(default=None, metadata={
         "help": "external masks (use with --mask-mix folder=W)", "metavar": "DIR"})
-    size: int = field(default=256, metadata={"help": "side of the training crops in pixels"})
+    size: int = field(default=DEFAULT_WORK_SIZE, metadata={"help": "side of the training crops in pixels"})
     batch_size: int = field(default=8, metadata={"help": "images per step, split between the processes"})
     processes: int = field(default=1, metadata={"help": (
         "local training processes that split each batch (DistributedDataParallel, gloo); auto: on a "
