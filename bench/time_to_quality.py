@@ -268,8 +268,14 @@ def train_recipe(name: str, recipe: Recipe, budget: float, run_dir: Path, data: 
     if state.get("trained") and state.get("budget_cpu_minutes") == budget:
         return state
     out = run_dir / "train"
-    resume = (out / "latest.pt").is_file() and state.get("budget_cpu_minutes") == budget
-    if not resume:
+    calibrated = (state.get("budget_cpu_minutes") == budget and "calibration" in state
+                  and state.get("flags") == list(recipe.flags) + list(extra))
+    resume = calibrated and (out / "latest.pt").is_file()
+    if calibrated and not resume:  # stopped before its first checkpoint: the training starts afresh
+        shutil.rmtree(out, ignore_errors=True)
+        (run_dir / "train.log").unlink(missing_ok=True)
+        state.update(segments=[], milestones={}, started=datetime.datetime.now().isoformat(timespec="seconds"))
+    if not calibrated:
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
         rate = calibrate(recipe, run_dir, data, calibration_steps, env, extra, changes, poll / 2)
@@ -751,12 +757,6 @@ def main(argv=None) -> int:
         env["OMP_NUM_THREADS"] = "1"
         extra = ["--processes", "1", *[x for k, v in QUICK_CHANGES.items() for x in (f"--{k.replace('_', '-')}", str(v))]]
         changes, budget, data = dict(QUICK_CHANGES), 0.25, _quick_data(out / "scratch")
-    if "reference" not in results:
-        print("scoring the shipped model ...", file=sys.stderr, flush=True)
-        start = time.process_time()
-        results["reference"] = score_shipped(protocol, cache)
-        print(f"  {time.process_time() - start:.0f} CPU-s", file=sys.stderr, flush=True)
-        _save_json(results_path, results)
     recipes = results.setdefault("recipes", {})
     for name in args.recipes or list(RECIPES):
         if name in recipes and not args.retrain:
@@ -771,6 +771,7 @@ def main(argv=None) -> int:
                                  calibration_steps=8 if args.quick else 60, poll=0.2 if args.quick else 0.5)
         except KeyboardInterrupt:
             return 130
+        _score_reference(results, results_path, protocol, cache)  # after training: it starts sooner
         print(f"{name}: scoring {MILESTONES} milestones ...", file=sys.stderr, flush=True)
         start = time.process_time()
         milestones = score_milestones(state, runs / name, protocol, cache)
@@ -787,11 +788,21 @@ def main(argv=None) -> int:
         _save_json(results_path, results)  # each recipe as it finishes
     if not recipes:
         return 0
+    _score_reference(results, results_path, protocol, cache)
     lines = curve_table(results)
     print("\n".join(lines))
     plot(results, out / "curve.png")
     _write_docs(results, command, out / "benchmarks.md" if args.quick else None)
     return 0
+
+
+def _score_reference(results: dict, path: Path, protocol: dict, cache) -> None:
+    if "reference" not in results:
+        print("scoring the shipped model ...", file=sys.stderr, flush=True)
+        start = time.process_time()
+        results["reference"] = score_shipped(protocol, cache)
+        print(f"  {time.process_time() - start:.0f} CPU-s", file=sys.stderr, flush=True)
+        _save_json(path, results)
 
 
 def _write_docs(results: dict, command: str, path: Path | None = None) -> None:
