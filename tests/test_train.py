@@ -271,7 +271,7 @@ def test_missing_vgg_weights_is_the_message_a_user_sees(photos, tmp_path, monkey
     monkeypatch.setattr(plumbing, "reachable", lambda url, timeout=2.0: False)
     code = main(["--preset", "paper", "--data", photos[0], "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("bidsnet train: error: VGG-19 ImageNet weights are needed")
+    assert code == 2 and err.startswith("bidsnet train: error: VGG-19 (ImageNet weights, 548 MB, for the perceptual and style losses) needs")
     assert "vgg19-dcbb9e9d.pth" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
     assert main(["--data", photos[0], "--out", str(tmp_path / "r"), "--perceptual", "0.1",

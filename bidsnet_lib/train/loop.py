@@ -293,16 +293,20 @@ class Trainer:
 
     # -- one step --------------------------------------------------------------------------------
 
+    def set_learning_rates(self) -> None:
+        """Both optimisers at ``TrainConfig.lr_factor(step)`` times their peak rate."""
+        factor = self.config.lr_factor(self.step)
+        for optimiser, peak in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
+            for group in optimiser.param_groups if optimiser is not None else ():
+                group["lr"] = peak * factor
+
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         """One critic update, then one generator update and the EMA; returns detached 0-dim logs."""
         cfg = self.config
         image = batch["image"].to(self.device, non_blocking=True, memory_format=self.memory_format)  # (B, 3, S, S)
         mask = batch["mask"].to(self.device, non_blocking=True, memory_format=self.memory_format)  # (B, 1, S, S), 1 = hole
         clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-        factor = cfg.lr_factor(self.step)
-        for optimiser, lr in ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d)):
-            for group in optimiser.param_groups if optimiser is not None else ():
-                group["lr"] = lr * factor
+        self.set_learning_rates()  # the schedule's rates at this step (warm-up, cosine decay)
         with self.autocast():
             pred = self.g_train(image, mask)  # (B, 3, S, S)
         comp = composite(pred, image, mask)  # float32, known pixels exact: what the critic judges
