@@ -12,6 +12,7 @@ from bidsnet_lib.bootstrap import N_RESAMPLES
 from bidsnet_lib.commands import USER_ERRORS, Parser, positive_int, run
 from bidsnet_lib.evaluate import (
     EvalResult,
+    RealismCheck,
     default_cache_dir,
     evaluate,
     load_mask_groups,
@@ -100,6 +101,13 @@ def build_parser(prog: str = "bidsnet evaluate") -> Parser:
     parser.add_argument("--batch-size", type=positive_int, default=16,
                         help="pairs per batch (the model's crops: at most this many per forward pass)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    # realism (issue 29): hole sharpness and C2ST detectability, bidsnet_lib.evaluate.RealismCheck
+    parser.add_argument("--realism", action="store_true",
+                        help="add hole sharpness and detectability (a two-sample classifier test, AUC) per "
+                             "group and method; needs --realism-train")
+    parser.add_argument("--realism-train", metavar="FOLDER",
+                        help="photos the detectability classifiers are trained on, apart from --images "
+                             "(e.g. data/images/val); each method fills them with the same masks")
     return parser
 
 
@@ -167,9 +175,23 @@ def _run(args) -> EvalResult:
     if args.baselines is None and not patchmatch_available():
         protocol += " PatchMatch is left out: pypatchmatch is not installed."
     cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache_dir()
+    realism = _realism(args)
     return evaluate({label: method}, photos, groups, baselines=baselines, radius=args.radius,
                     lpips=lpips, fid_features=fid, skipped=skipped, batch_size=args.batch_size,
-                    seed=args.seed, protocol=protocol, cache=cache, n_resamples=args.resamples)
+                    seed=args.seed, protocol=protocol, cache=cache, n_resamples=args.resamples,
+                    realism=realism)
+
+
+def _realism(args) -> RealismCheck | None:
+    """--realism: the C2ST's training photos, at the test photos' size (issue 29)."""
+    if not args.realism:
+        return None
+    train = Path(args.realism_train)
+    if train.resolve() == Path(args.images).resolve():
+        raise ValueError(f"--realism-train: got {args.realism_train!r}, expected photos apart from "
+                         "--images (the classifier is trained on other photos than it is scored on)")
+    photos = load_photos(train, None if args.size == "native" else args.size)
+    return RealismCheck(photos, source=args.realism_train)
 
 
 def _cli_baselines(args) -> list:
@@ -191,6 +213,9 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet evaluate") -> int:
             raise ValueError("--lpips-weights and --random-lpips-backbone exclude each other")
         if args.no_fid and args.fid_weights:
             raise ValueError("--fid-weights and --no-fid exclude each other")
+        if args.realism != (args.realism_train is not None):
+            raise ValueError("--realism and --realism-train FOLDER go together (the photos the "
+                             "detectability classifier is trained on, e.g. data/images/val)")
         result = _run(args)
         paths = write_outputs(result, args.out)
         print(result.markdown())
