@@ -11,6 +11,7 @@ from bidsnet_lib.ablate import (
     STUDY_NAMES,
     TRAIN_IMAGES,
     AblationSettings,
+    RunInterrupted,
     resolve_studies,
     run_ablations,
 )
@@ -57,8 +58,15 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet ablate") -> int:
                      test_images=args.images, masks=args.masks)
         settings = AblationSettings.quick_preset(**knobs) if args.quick else AblationSettings(**knobs)
         jobs = args.jobs if args.jobs is not None else 1 if args.quick else min(2, os.cpu_count() or 1)
-        run_ablations(studies, settings, args.out, jobs=jobs, docs=args.docs, dry_run=args.dry_run,
-                      command=shlex.join(["bidsnet", "ablate", *argv]))
+        try:
+            run_ablations(studies, settings, args.out, jobs=jobs, docs=args.docs, dry_run=args.dry_run,
+                          command=shlex.join(["bidsnet", "ablate", *argv]))
+        except RunInterrupted as stop:  # a run saved its checkpoint; nothing was recorded as finished
+            print(f"{prog}: {stop}", file=sys.stderr)
+            return 128 + stop.signal_number
+        except KeyboardInterrupt:  # Ctrl-C between runs or while one is evaluated: finished runs are kept
+            print(f"{prog}: interrupted; run the same command again to go on", file=sys.stderr)
+            return 130
         return 0
 
     return run(build_parser(prog), argv, ablate)  # OSError: missing files too
