@@ -102,10 +102,12 @@ def test_wilson_interval_solves_its_defining_equation():
     assert all(math.isnan(v) for v in ev.wilson_interval(0, 0))
     low90, high90 = ev.wilson_interval(38, 45, confidence=0.9)
     assert ev.wilson_interval(38, 45)[0] < low90 < high90 < ev.wilson_interval(38, 45)[1]
-    with pytest.raises(ValueError, match="successes: got 46, expected at most n = 45"):
+    with pytest.raises(ValueError, match="successes: got 46, expected an int from 0 to 45"):
         ev.wilson_interval(46, 45)
     with pytest.raises(ValueError, match="n: got -1, expected an int >= 0"):
         ev.wilson_interval(0, -1)
+    with pytest.raises(ValueError, match=r"confidence: got 1.0, expected a number in \(0.0, 1.0\)"):
+        ev.wilson_interval(3, 5, confidence=1.0)
 
 
 def test_the_widget_records_a_click_and_shows_the_next_pair(kit):
@@ -126,6 +128,21 @@ def test_the_widget_records_a_click_and_shows_the_next_pair(kit):
     assert ev.score_pairs(folder).n == 8
 
 
+def test_pairs_of_a_photo_folder(tmp_path, masks):
+    source = tmp_path / "photos"
+    source.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("b", "a"):
+        Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(source / f"{name}.png")
+    files = ev.make_pairs(tmp_path / "pairs", source, masks, {"grey": grey, "Telea": "telea"}, size=40)
+    assert [r["photo"] for r in read_key(tmp_path / "pairs")] == ["a", "b"]
+    assert all(np.asarray(Image.open(f)).shape == (40, 2 * 40 + 8, 3) for f in files)
+    ev.make_pairs(tmp_path / "native", source, masks, {"grey": grey, "Telea": "telea"}, size=None)
+    assert np.asarray(Image.open(tmp_path / "native" / "pair_000.png")).shape == (50, 2 * 70 + 8, 3)
+    with pytest.raises(ValueError, match="images: no such folder"):
+        ev.make_pairs(tmp_path / "x", tmp_path / "missing", masks, {"grey": grey, "Telea": "telea"})
+
+
 def test_bad_inputs_are_refused(kit, tmp_path, photos, masks):
     folder, _ = kit
     methods = {"grey": grey, "Telea": "telea"}
@@ -133,12 +150,14 @@ def test_bad_inputs_are_refused(kit, tmp_path, photos, masks):
         (lambda: ev.make_pairs(folder, photos, masks, methods), r"folder: got '.*pairs', expected a folder without pairs"),
         (lambda: ev.make_pairs(tmp_path / "x", photos, masks, {"grey": grey}),
          r"methods: got 1 methods, expected a dict of exactly two \{name: method\}"),
-        (lambda: ev.make_pairs(tmp_path / "x", {}, masks, methods), "photos: got dict, expected a non-empty dict"),
+        (lambda: ev.make_pairs(tmp_path / "x", {}, masks, methods), "photos: got dict, expected a photo folder or a non-empty dict"),
         (lambda: ev.make_pairs(tmp_path / "x", {"a": np.zeros((8, 8))}, masks, methods),
          r"photos\['a'\]: got \(8, 8\), expected an RGB uint8 array"),
         (lambda: ev.make_pairs(tmp_path / "x", photos, [np.zeros((4, 4))], methods),
          "masks: got list of 1, expected a non-empty list of .* each with a hole"),
         (lambda: ev.make_pairs(tmp_path / "x", photos, masks, methods, seed=-1), "seed: got -1, expected an int >= 0"),
+        (lambda: ev.make_pairs(tmp_path / "x", photos, masks, {"grey": grey, "T": "teela"}),
+         r"methods: got 'teela', expected a baseline's name from \['telea'"),
         (lambda: ev.record_pick(folder, 8, "left"), "pair: got 8, expected an int from 0 to 7"),
         (lambda: ev.record_pick(folder, 0, "middle"), "pick: got 'middle', expected 'left' or 'right'"),
         (lambda: ev.record_pick(tmp_path, 0, "left"), "folder: got .*, expected a folder of pairs made by make_pairs"),

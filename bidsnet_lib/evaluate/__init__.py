@@ -45,7 +45,6 @@ from bidsnet_lib.evaluate.realism import (
     hole_sharpness,
     patch_centres,
     patch_features,
-    roc_auc,
 )
 from bidsnet_lib.evaluate.results import (
     COMPARED,
@@ -92,7 +91,6 @@ __all__ = [
     "patch_centres",
     "cut_patches",
     "patch_features",
-    "roc_auc",
     "C2ST",
     "Detectability",
     "detectability",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,37 +24,39 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bidsnet_lib.baselines import BASELINES, make_baseline
 from bidsnet_lib.bootstrap import CONFIDENCE
-from bidsnet_lib.plumbing import atomic_write, got_expected, save_image
+from bidsnet_lib.evaluate.evaluation import as_method
+from bidsnet_lib.evaluate.inputs import fit_mask, load_photos
+from bidsnet_lib.model import composite
+from bidsnet_lib.plumbing import (
+    DEFAULT_WORK_SIZE,
+    atomic_write,
+    check_fraction,
+    check_int,
+    got_expected,
+    save_image,
+)
 
 KEY_FILE = ".key.csv"  # which method is on which side: not to be opened before judging
 PICKS_FILE = "picks.csv"
 SIDES = ("left", "right")
 _KEY_COLUMNS = ("pair", "file", "photo", "mask", "left", "right", "first", "second")
 _PICK_COLUMNS = ("pair", "pick", "judge")
-_Z = 1.959963984540054  # the standard normal's 97.5 % quantile: a 95 % interval
 
 
 def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """The Wilson score interval of a binomial share ``successes / n`` (nan, nan for n = 0)."""
-    for name, value in (("successes", successes), ("n", n)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-            raise ValueError(got_expected(name, value, "an int >= 0"))
-    if successes > n:
-        raise ValueError(got_expected("successes", successes, f"at most n = {n}"))
-    if confidence != CONFIDENCE:
-        from scipy import stats
+    """The Wilson score interval of a binomial share ``successes / n`` (scipy's
+    ``binomtest(...).proportion_ci(method="wilson")``); (nan, nan) for n = 0."""
+    from scipy.stats import binomtest
 
-        z = float(stats.norm.ppf(0.5 + confidence / 2))
-    else:
-        z = _Z
+    n = check_int("n", n, 0)
+    successes = check_int("successes", successes, 0, n)
+    confidence = check_fraction("confidence", confidence, high_open=True)
     if n == 0:
         return math.nan, math.nan
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    # At 0 or n successes a bound is exactly 0 or 1 (the formula gives it up to rounding).
-    return (0.0 if successes == 0 else centre - half), (1.0 if successes == n else centre + half)
+    interval = binomtest(successes, n).proportion_ci(confidence, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 def _write_csv(path: Path, columns: Sequence[str], rows: list[dict]) -> Path:
@@ -72,24 +75,23 @@ def _read_csv(path: Path, columns: Sequence[str]) -> list[dict]:
         return list(reader)
 
 
-def make_pairs(folder, photos: Mapping[str, np.ndarray], masks: Sequence[np.ndarray],
-               methods: Mapping, *, seed: int = 0, gap: int = 8) -> list[Path]:
+def make_pairs(folder, photos, masks: Sequence[np.ndarray], methods: Mapping, *, seed: int = 0,
+               gap: int = 8, size: int | None = DEFAULT_WORK_SIZE) -> list[Path]:
     """One pair per photo: a mask drawn for it (seeded), both methods' composited fills side by
     side (``gap`` white pixels between), the sides drawn at random; writes ``pair_NNN.png`` and
     the key ``.key.csv`` into ``folder`` (which must hold no pairs yet). Returns the pair files.
 
-    ``photos``: RGB uint8 (H, W, 3) by name (e.g. :func:`load_photos` of a folder); ``masks``:
+    ``photos``: a folder of photos (read by :func:`load_photos` at ``size``: centre squares of
+    ``size`` px, or each photo's own size for None), or RGB uint8 (H, W, 3) arrays by name; ``masks``:
     (H, W) 0/1 arrays, resized to each photo; ``methods``: exactly two, ``{name: method}``, each a
     baseline name (``"telea"``, ``"patchmatch"`` ...), an ``Inpainter``, a model or a callable
     ``(image, mask) -> image`` on tensors.
     """
-    from bidsnet_lib.baselines import BASELINES, make_baseline
-    from bidsnet_lib.evaluate.evaluation import as_method
-    from bidsnet_lib.evaluate.inputs import fit_mask
-    from bidsnet_lib.model import composite
-
+    if isinstance(photos, str | os.PathLike):
+        photos = load_photos(photos, size)
     if not isinstance(photos, Mapping) or not photos:
-        raise ValueError(f"photos: got {type(photos).__name__}, expected a non-empty dict {{name: RGB uint8 (H, W, 3)}}")
+        raise ValueError(f"photos: got {type(photos).__name__}, expected a photo folder or a non-empty dict "
+                         "{name: RGB uint8 (H, W, 3)}")
     for name, im in photos.items():
         if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
             raise ValueError(got_expected(f"photos[{name!r}]", getattr(im, "shape", type(im).__name__),
@@ -102,14 +104,16 @@ def make_pairs(folder, photos: Mapping[str, np.ndarray], masks: Sequence[np.ndar
     if not isinstance(methods, Mapping) or len(methods) != 2:
         got = f"{len(methods)} methods" if isinstance(methods, Mapping) else type(methods).__name__
         raise ValueError(f"methods: got {got}, expected a dict of exactly two {{name: method}}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(got_expected("seed", seed, "an int >= 0"))
-    if isinstance(gap, bool) or not isinstance(gap, int) or gap < 0:
-        raise ValueError(got_expected("gap", gap, "an int >= 0"))
+    check_int("seed", seed, 0)
+    check_int("gap", gap, 0)
     folder = Path(folder)
     if (folder / KEY_FILE).exists():
         raise ValueError(got_expected("folder", str(folder), f"a folder without pairs ({KEY_FILE} is there); "
                                       "pick a new folder, or delete the old pairs and picks"))
+    unknown = [m for m in methods.values() if isinstance(m, str) and m not in BASELINES]
+    if unknown:
+        raise ValueError(got_expected("methods", unknown[0], f"a baseline's name from {list(BASELINES)}, "
+                                      "an Inpainter, a model or a callable (image, mask) -> image"))
     callables = {name: make_baseline(m) if isinstance(m, str) and m in BASELINES else as_method(m, name)
                  for name, m in methods.items()}
     names = list(callables)
@@ -120,7 +124,7 @@ def make_pairs(folder, photos: Mapping[str, np.ndarray], masks: Sequence[np.ndar
         m = int(rng.integers(len(masks)))
         swap = bool(rng.integers(2))
         hole = fit_mask((masks[m] != 0).astype(np.uint8), rgb.shape[:2])
-        target = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
+        target = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W); rgb may be read-only
         mask = torch.from_numpy(hole)[None, None].float()  # (1, 1, H, W)
         fills = {}
         for name, method in callables.items():

@@ -17,35 +17,33 @@ prefers a sharp, plausible one. Two measures that need no pretrained network:
 
 The C2ST protocol (:class:`C2STProtocol`; fixed so numbers compare across methods and runs):
 
-- **Patches.** ``patch`` = 48 px squares (at the 256 px evaluation, about a fifth of the side),
+- **Patches.** ``patch`` = 48 px squares (at the 256 px evaluation, about a fifth of the side:
+  enough to take in a fill's texture and its hard edges, few enough to stay mostly in the hole),
   ``per_pair`` = 6 per (photo, mask) pair. Their centres are hole pixels drawn uniformly without
   replacement among those whose patch lies inside the image, from a generator seeded by
   ``(seed, crc32(group label / mask index / photo name))``: the same centres for every method and
   for the real photo, so the real and the filled patches differ only by the fill, and every run
   draws the same. A patch keeps the known pixels it covers (the fill is composited), so a seam
-  counts against a method. The size was chosen on the validation photos, never the test photos
-  (2-fold cross-validation over photos, Telea against the shipped model, Set I 30–60 % and Set II
-  medium/thick; AUC 0.83–0.93 throughout): Telea came out the more detectable of the two in 1,
-  4, 5 and 4 of the 5 groups with 16, 32, 48 and 64 px patches; a small patch sees a smear in
-  both, a larger one takes in Telea's hard edges.
+  counts against a method. These settings were fixed before any test photo was scored.
 - **Features, not pixels.** Each patch becomes ``len(FEATURES)`` numbers of its luminance and
   chroma: quantiles of the log Sobel magnitude, the share of flat pixels, the same at half
   scale, the Laplacian energy, the BRISQUE statistics of the mean-subtracted contrast-normalised
   coefficients (Mittal et al., 2012: their variance, kurtosis and neighbour products),
-  orientation coherence (Telea's streaks are coherent), chroma spread. These are the natural-scene
-  statistics by which smears, streaks and blocks differ from photographs.
-- **Classifier.** L2-regularised logistic regression (``ridge`` = 1.0 on standardised features,
-  the bias unpenalised), fitted by Newton's method to convergence (at most ``iterations`` = 50 steps): one
-  optimum, so no training budget, learning rate or initialisation to fix, and the same weights
-  on any machine. One classifier per method, trained on the patches of every mask group pooled
-  (real against that method's fills of the training photos), scored per group on the test photos.
+  orientation coherence (streaks are coherent), chroma spread: the natural-scene statistics by
+  which smears, streaks and blocks differ from photographs.
+- **Classifier and training budget.** scikit-learn's L2-regularised logistic regression on
+  standardised features (``ridge`` = 1.0, i.e. ``C`` = 1, the bias unpenalised; L-BFGS, at most
+  ``iterations`` = 1,000): a convex fit with one optimum, so there is no learning rate, step
+  budget or initialisation to fix, and no seed beyond the patches'. One classifier per method,
+  trained on the patches of every mask group pooled (real against that method's fills of the
+  training photos), scored per group on the test photos.
 - **Why not a CNN.** A small CNN on the pixels, trained a fixed number of steps, is the other
-  classifier of Lopez-Paz & Oquab. It is not used: on 2 CPU cores it adds minutes per method to
-  the fills, its AUC depends on the step budget, the initialisation and the thread schedule, and it
-  does not say what gives a fill away. Features plus a convex fit take seconds per method, give
-  the same numbers for a seed on any machine, and name the tell-tale statistics
-  (:meth:`C2ST.weights`). The price: the test sees texture statistics only, not wrong content or
-  a repeated object, so its AUC is a lower bound on what a stronger classifier (or an eye) finds.
+  classifier of Lopez-Paz & Oquab. It is not used: on a CPU it costs far more than the fills, its
+  AUC depends on the step budget, the initialisation and the thread schedule, and it does not say
+  what gives a fill away. Features plus a convex fit take seconds per method and name the
+  tell-tale statistics (:meth:`C2ST.weights`). The price: the test sees texture statistics only,
+  not wrong content or a repeated object, so its AUC is a lower bound on what a stronger
+  classifier (or an eye) finds.
 - **Interval.** The AUC of a group over all its test patches (fill = positive class), with a 95 %
   percentile bootstrap interval in which the test *photos* are resampled (all their patches,
   real and filled, together); :func:`detectability_difference` gives a model's AUC minus a
@@ -70,7 +68,7 @@ import torch.nn.functional as F
 
 from bidsnet_lib.bootstrap import CONFIDENCE, N_RESAMPLES, bootstrap_interval
 from bidsnet_lib.model import check_inputs
-from bidsnet_lib.plumbing import got_expected
+from bidsnet_lib.plumbing import check_finite_float, check_int, got_expected
 
 SHARPNESS_FLOOR = 0.5 / 255  # added to both means: a one-level step gives a Sobel magnitude of 0.5/255
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601
@@ -130,24 +128,21 @@ class C2STProtocol:
 
     patch: int = 48  # side of a patch, pixels
     per_pair: int = 6  # patches per (photo, mask) pair
-    ridge: float = 1.0  # L2 penalty of the logistic regression on standardised features
-    iterations: int = 50  # at most this many Newton steps
+    ridge: float = 1.0  # L2 penalty of the logistic regression on standardised features (C = 1/ridge)
+    iterations: int = 1000  # at most this many L-BFGS iterations
     seed: int = 0  # seeds the patch centres
 
     def __post_init__(self):
-        for name, low in (("patch", 8), ("per_pair", 1), ("iterations", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(got_expected(name, value, f"an int >= {low}"))
-        if isinstance(self.ridge, bool) or not isinstance(self.ridge, int | float) or not self.ridge > 0:
-            raise ValueError(got_expected("ridge", self.ridge, "a number > 0"))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(got_expected("seed", self.seed, "an int >= 0"))
+        check_int("patch", self.patch, 8)
+        check_int("per_pair", self.per_pair, 1)
+        check_int("iterations", self.iterations, 1)
+        check_finite_float("ridge", self.ridge, 0, low_open=True)
+        check_int("seed", self.seed, 0)
 
     def describe(self) -> str:
         return (f"C2ST: {self.per_pair} patches of {self.patch}x{self.patch} px per pair, centred on hole "
                 f"pixels (seed {self.seed}); {len(FEATURES)} gradient/natural-scene features; "
-                f"logistic regression (ridge {self.ridge:g}, Newton, <= {self.iterations} steps)")
+                f"logistic regression (ridge {self.ridge:g}, L-BFGS, <= {self.iterations} iterations)")
 
 
 def patch_centres(hole: np.ndarray, key: str, protocol: C2STProtocol) -> np.ndarray:
@@ -224,39 +219,6 @@ def patch_features(patches: torch.Tensor) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- classifier and AUC
-def fit_logistic(features: np.ndarray, labels: np.ndarray, ridge: float = 1.0,
-                 iterations: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """L2-regularised logistic regression by Newton's method on standardised features:
-    (mean, scale, weights with the bias last). ``labels`` 1 = fill, 0 = real."""
-    x = np.asarray(features, dtype=np.float64)
-    t = np.asarray(labels, dtype=np.float64)
-    if x.ndim != 2 or t.shape != (len(x),) or not len(x) or not np.isin(t, (0, 1)).all():
-        raise ValueError(got_expected("features, labels", (x.shape, t.shape),
-                                      "(N, D) features and N labels in {0, 1}, N >= 1"))
-    if len(np.unique(t)) < 2:
-        raise ValueError(f"labels: got only {int(t[0])}s, expected both classes, real (0) and fill (1)")
-    mean, scale = x.mean(0), x.std(0)
-    scale = np.where(scale > 1e-12, scale, 1.0)
-    z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])  # (N, D + 1)
-    penalty = np.full(z.shape[1], float(ridge))
-    penalty[-1] = 0.0  # the bias is free
-    w = np.zeros(z.shape[1])
-    for _ in range(iterations):
-        p = 1 / (1 + np.exp(-np.clip(z @ w, -30, 30)))
-        grad = z.T @ (p - t) + penalty * w
-        hessian = (z * (p * (1 - p))[:, None]).T @ z + np.diag(penalty + 1e-9)
-        step = np.linalg.solve(hessian, grad)
-        w -= step
-        if np.abs(step).max() < 1e-10:
-            break
-    return mean, scale, w
-
-
-def _decision(model: tuple[np.ndarray, np.ndarray, np.ndarray], features: np.ndarray) -> np.ndarray:
-    mean, scale, w = model
-    return ((features - mean) / scale) @ w[:-1] + w[-1]
-
-
 def _pair_counts(scores: np.ndarray, labels: np.ndarray, owners: np.ndarray, n_owners: int) -> tuple:
     """C[p, q]: (fill patches of photo p) x (real patches of photo q) ordered right (ties 1/2);
     the number of fill and real patches of each photo."""
@@ -280,16 +242,6 @@ def _auc_of(weights: np.ndarray, counts: np.ndarray, n_fill: np.ndarray, n_real:
     """AUC for each row of photo weights (R, P) (bootstrap counts; ones = the sample itself)."""
     top = np.einsum("rp,pq,rq->r", weights, counts, weights)
     return top / ((weights @ n_fill) * (weights @ n_real))
-
-
-def roc_auc(scores, labels) -> float:
-    """The ROC AUC of ``scores`` for ``labels`` (1 = fill, the positive class; ties count 1/2)."""
-    s, t = np.asarray(scores, dtype=np.float64), np.asarray(labels)
-    if s.ndim != 1 or t.shape != s.shape or not np.isin(t, (0, 1)).all() or len(np.unique(t)) < 2:
-        raise ValueError(got_expected("scores, labels", (s.shape, t.shape),
-                                      "equally long 1-D arrays, labels in {0, 1} with both present"))
-    counts, n_fill, n_real = _pair_counts(s, t.astype(int), np.zeros(len(s), dtype=int), 1)
-    return float(_auc_of(np.ones((1, 1)), counts, n_fill, n_real)[0])
 
 
 def _resamples(n_photos: int, n_resamples: int, seed: int) -> np.ndarray:
@@ -324,27 +276,35 @@ class C2ST:
             if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[1] != len(FEATURES) or not len(x):
                 raise ValueError(got_expected(name, getattr(x, "shape", type(x).__name__),
                                               f"features (N, {len(FEATURES)}) with N >= 1 (patch_features)"))
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
         x = np.concatenate([real, fill])
         t = np.concatenate([np.zeros(len(real)), np.ones(len(fill))])
-        self.model = fit_logistic(x, t, self.protocol.ridge, self.protocol.iterations)
+        # C = 1/ridge: sklearn minimises C * (sum of log losses) + |w|^2 / 2, the bias unpenalised
+        self.model = make_pipeline(StandardScaler(), LogisticRegression(
+            C=1 / self.protocol.ridge, max_iter=self.protocol.iterations)).fit(x, t)
         return self
 
     def decision(self, features: np.ndarray) -> np.ndarray:
         """How much like a fill each patch looks (the logit): (N,)."""
         if self.model is None:
             raise ValueError("C2ST: got an unfitted test, expected fit(real, fill) first")
-        return _decision(self.model, np.asarray(features, dtype=np.float64))
+        return self.model.decision_function(np.asarray(features, dtype=np.float64))
 
     def auc(self, real: np.ndarray, fill: np.ndarray) -> float:
         """The AUC of held-out real and filled patches' features (0.5 = indistinguishable)."""
+        from sklearn.metrics import roc_auc_score
+
         scores = np.concatenate([self.decision(real), self.decision(fill)])
-        return roc_auc(scores, np.concatenate([np.zeros(len(real)), np.ones(len(fill))]))
+        return float(roc_auc_score(np.concatenate([np.zeros(len(real)), np.ones(len(fill))]), scores))
 
     def weights(self) -> dict[str, float]:
         """Each feature's weight (on the standardised feature): what gives a fill away."""
         if self.model is None:
             raise ValueError("C2ST: got an unfitted test, expected fit(real, fill) first")
-        return dict(zip(FEATURES, self.model[2][:-1].tolist(), strict=True))
+        return dict(zip(FEATURES, self.model[-1].coef_[0].tolist(), strict=True))
 
 
 @dataclass
