@@ -1,6 +1,6 @@
 """A blind pair test by eye (issue 29): two methods' fills of the same photos side by side, sides
 drawn at random, a person picks the one that looks more like an untouched photograph, and the picks
-are scored with an interval. Taught in ``notebooks/07_evaluation.ipynb`` ("you be the judge").
+are scored with an interval (issue 29: for notebook 07's "you be the judge" exercise).
 
 :func:`make_pairs` writes ``pair_000.png`` ... (left | right, no names) and the hidden key
 ``.key.csv`` (which method is on which side) into a folder; the picks go into ``picks.csv``

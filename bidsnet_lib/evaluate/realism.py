@@ -1,6 +1,6 @@
 """Realism beside fidelity (issue 29): how detailed a fill is, and how easily a classifier tells it
 from a real photo. Used by :func:`bidsnet_lib.evaluate.evaluate` (``bidsnet evaluate --realism``);
-taught in ``notebooks/07_evaluation.ipynb``.
+the protocol and a measured check against the eye are in ``docs/realism.md``.
 
 PSNR and SSIM reward the blurry mean of the plausible fills (Blau & Michaeli, CVPR 2018); an eye
 prefers a sharp, plausible one. Two measures that need no pretrained network:
@@ -24,7 +24,7 @@ The C2ST protocol (:class:`C2STProtocol`; fixed so numbers compare across method
   ``(seed, crc32(group label / mask index / photo name))``: the same centres for every method and
   for the real photo, so the real and the filled patches differ only by the fill, and every run
   draws the same. A patch keeps the known pixels it covers (the fill is composited), so a seam
-  counts against a method. These settings were fixed before any test photo was scored.
+  counts against a method. These settings were not changed after the test photos were scored.
 - **Features, not pixels.** Each patch becomes ``len(FEATURES)`` numbers of its luminance and
   chroma: quantiles of the log Sobel magnitude, the share of flat pixels, the same at half
   scale, the Laplacian energy, the BRISQUE statistics of the mean-subtracted contrast-normalised
