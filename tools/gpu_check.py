@@ -1,0 +1,320 @@
+"""GPU-ready in one command (`make gpu-check`): on a CUDA machine, unattended, within 9 minutes.
+
+    python tools/gpu_check.py [--out build/gpu_check] [--budget 540]
+
+1. the machine: GPU, memory, torch and CUDA versions;
+2. the training step timed at 256 px, batch 8: the paper preset (``TrainConfig.paper()``, the
+   default recipe, what notebook 06 trains on a GPU) in float32 and under float16 autocast, and the
+   small preset at its own 64 px, batch 4; median seconds a step and peak GPU memory;
+3. notebook 06's full run projected from (2): its 20,000 paper-preset steps on this GPU, and on a
+   T4 (Colab's free GPU) by the ratio of the two GPUs' published float16 tensor-core throughput
+   (``GPU_SPECS``; the conversion is written into the report);
+4. the full-mode rehearsal on CUDA (``tools/rehearsal.py``: every notebook, the GPU path);
+5. the default recipe trained for what is left of the budget (a few minutes) on the course
+   photos, through ``bidsnet train``, and exported with ``bidsnet export``;
+6. notebook 06's resume on the GPU at its full K: how far the resumed paper-preset generator
+   drifts from the straight run's (the tolerance notebook 06 states), when time is left.
+
+Everything goes to one file, ``OUT/report.md``, rewritten after each stage, so a stopped run
+keeps what it measured. Without CUDA it stops at once with one line saying so. It downloads
+nothing: VGG-19's ImageNet weights when torch.hub's cache has them, else the explicit random
+backbone (the report says which; a step costs the same with either), and the course photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGET = 540.0  # s: 9 minutes
+NOTEBOOK_06_STEPS = 20_000  # notebook 06, full mode on a GPU: the paper preset for 20,000 steps
+RESUME_K = 25  # notebook 06's K_GPU
+DRIFT_TOLERANCE = 0.10  # notebook 06's DRIFT_TOLERANCE
+TRAIN_SHARE_MIN = 60.0  # s of training at least, whatever the rehearsal took
+MARGIN = 30.0  # s kept back for exporting and writing the report
+
+# Published peak throughput (TFLOP/s, dense: float16 on tensor cores, float32 without) and memory
+# bandwidth (GB/s), from the vendors' data sheets; matched by a name substring, first match wins.
+GPU_SPECS = {
+    "H200": (989.0, 67.0, 4800.0),
+    "H100 PCIe": (756.0, 51.0, 2000.0),
+    "H100": (989.0, 67.0, 3350.0),  # SXM
+    "A100": (312.0, 19.5, 1555.0),
+    "A10G": (125.0, 31.2, 600.0),
+    "L4": (121.0, 30.3, 300.0),
+    "V100": (125.0, 15.7, 900.0),
+    "T4": (65.0, 8.1, 320.0),
+}
+
+
+def gpu_spec(name: str) -> tuple[str, tuple[float, float, float]] | None:
+    """(the matching key, (fp16 tensor TFLOP/s, fp32 TFLOP/s, GB/s)) for a CUDA device name such
+    as 'NVIDIA H100 80GB HBM3', or None for a GPU not in ``GPU_SPECS``."""
+    if not isinstance(name, str):
+        raise TypeError(f"name: got {name!r}, expected a device name string")
+    for key, spec in GPU_SPECS.items():
+        if key.lower() in name.lower():
+            return key, spec
+    return None
+
+
+@dataclasses.dataclass
+class StepTiming:
+    """One timed training configuration: median seconds a step over ``steps`` timed steps."""
+
+    label: str
+    seconds: float
+    steps: int
+    peak_gib: float
+
+
+def project(timing: StepTiming, gpu_name: str, steps: int = NOTEBOOK_06_STEPS) -> dict:
+    """Notebook 06's ``steps`` training steps at ``timing``'s pace, here and on a T4, with the
+    conversion stated; T4 None when this GPU is not in ``GPU_SPECS``."""
+    if not isinstance(timing.seconds, int | float) or not timing.seconds > 0:
+        raise ValueError(f"timing.seconds: got {timing.seconds!r}, expected a number > 0")
+    here = timing.seconds * steps
+    found = gpu_spec(gpu_name)
+    t4 = GPU_SPECS["T4"]
+    if found is None:
+        return {"here_s": here, "t4_s": None,
+                "conversion": f"{gpu_name} is not in tools/gpu_check.py's GPU_SPECS: no T4 projection"}
+    key, spec = found
+    fp16 = spec[0] / t4[0]
+    return {"here_s": here, "t4_s": here * fp16, "t4_bandwidth_s": here * spec[2] / t4[2],
+            "conversion": (f"T4 time = this GPU's time x {fp16:.2f}, the ratio of published dense float16 "
+                           f"tensor-core peaks ({key} {spec[0]:g} / T4 {t4[0]:g} TFLOP/s), the right ratio for "
+                           f"a step that runs under autocast and keeps the tensor cores busy; by memory "
+                           f"bandwidth ({spec[2]:g} / {t4[2]:g} GB/s, x {spec[2] / t4[2]:.2f}) the T4 would take "
+                           f"{here * spec[2] / t4[2] / 3600:.1f} h. A small GPU is easier to keep busy than a "
+                           f"large one, so the real T4 time is likely nearer the lower of the two.")}
+
+
+def hours(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds / 3600:.1f} h"
+
+
+class Report:
+    """The one report file, rewritten whole after each stage."""
+
+    def __init__(self, path):
+        self.path, self.sections = Path(path), []
+
+    def add(self, title: str, body: str) -> None:
+        self.sections.append((title, body.rstrip() + "\n"))
+        self.write()
+
+    def write(self) -> Path:
+        text = "# make gpu-check\n\n" + "\n".join(f"## {title}\n\n{body}" for title, body in self.sections)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temp = self.path.with_name(f".{self.path.name}.tmp")
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, self.path)
+        return self.path
+
+
+def timing_table(timings: list[StepTiming]) -> str:
+    rows = ["| configuration | s/step (median) | timed steps | peak GPU memory (GiB) |", "| --- | ---: | ---: | ---: |"]
+    rows += [f"| {t.label} | {t.seconds:.3f} | {t.steps} | {t.peak_gib:.1f} |" for t in timings]
+    return "\n".join(rows)
+
+
+def projection_text(timing: StepTiming, gpu_name: str) -> str:
+    p = project(timing, gpu_name)
+    return (f"Notebook 06 in full mode on a GPU trains the paper preset for {NOTEBOOK_06_STEPS:,} steps "
+            f"(float16 autocast, batch 8, 256 px); at the measured {timing.seconds:.3f} s a step "
+            f"({timing.label}), training steps alone (validation, samples and checkpoints add a few %):\n\n"
+            f"- on this GPU ({gpu_name}): {hours(p['here_s'])}\n"
+            f"- on a T4: {hours(p['t4_s'])}\n\n"
+            f"Conversion: {p['conversion']}\n")
+
+
+def require_cuda() -> str:
+    """The CUDA device's name, or SystemExit with one line saying what is missing."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit(f"make gpu-check: no CUDA device here (torch {torch.__version__}, "
+                         f"CUDA build {torch.version.cuda or 'none'}): run it on a machine with an NVIDIA "
+                         "GPU and a CUDA build of torch; `make rehearsal` is the CPU check")
+    return torch.cuda.get_device_name(0)
+
+
+def course_folders() -> tuple[Path, Path]:
+    from bidsnet_lib.data import course_photo_folders
+
+    return course_photo_folders(Path(tempfile.mkdtemp(prefix="gpu_check_photos_")), held_out="val")
+
+
+def vgg_choice() -> str:
+    """'imagenet' when torch.hub's cache holds VGG-19's weights, else the explicit 'random' (no
+    548 MB download inside a 9-minute budget; a step costs the same with either)."""
+    from bidsnet_lib.plumbing import hub_checkpoint_dir
+    from bidsnet_lib.vgg import VGG19_FILE
+
+    return "imagenet" if (hub_checkpoint_dir() / VGG19_FILE).is_file() else "random"
+
+
+def time_steps(config, label: str, warmup: int = 3, timed: int = 10) -> StepTiming:
+    """Median seconds of ``Trainer.train_step`` on the GPU (synchronised), after ``warmup``."""
+    import torch
+    from torch.utils.data import default_collate
+
+    from bidsnet_lib.train import EpochItems, EpochSampler, Trainer
+
+    trainer = Trainer(config, Path(tempfile.mkdtemp(prefix="gpu_check_time_")) / "run", device="cuda", progress=False)
+    items = EpochItems(trainer.train_set)
+    keys = iter(EpochSampler(len(trainer.train_set), seed=0))
+    batches = [default_collate([items[next(keys)] for _ in range(config.batch_size)]) for _ in range(4)]
+    torch.cuda.reset_peak_memory_stats()
+    times = []
+    for i in range(warmup + timed):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        trainer.train_step(batches[i % len(batches)])
+        trainer.step += 1
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    del trainer
+    torch.cuda.empty_cache()
+    return StepTiming(label, statistics.median(times[warmup:]), timed, peak)
+
+
+def resume_drift(config, k: int) -> float:
+    """Notebook 06's GPU resume check at its full K: ||resumed - straight|| / ||straight - at K||."""
+    from bidsnet_lib.train import Trainer
+
+    config = dataclasses.replace(config, steps=2 * k, sample_every=0, validate_every=0, log_every=1, checkpoint_every=k)
+    straight = Trainer(config, Path(tempfile.mkdtemp()) / "straight", device="cuda", progress=False)
+    straight.train()
+    run_dir = Path(tempfile.mkdtemp()) / "interrupted"
+    interrupted = Trainer(config, run_dir, device="cuda", progress=False)
+    interrupted.train(until=k)
+    at_k = {n: w.detach().clone() for n, w in interrupted.generator.state_dict().items()}
+    del interrupted
+    resumed = Trainer(config, run_dir, resume=True, device="cuda", progress=False)
+    resumed.train()
+    s, r = straight.generator.state_dict(), resumed.generator.state_dict()
+    apart = sum((r[n].float() - s[n].float()).pow(2).sum() for n in s).sqrt()
+    moved = sum((s[n].float() - at_k[n].float()).pow(2).sum() for n in s).sqrt()
+    return (apart / moved).item()
+
+
+def run(command: list[str], seconds: float, log: Path) -> tuple[int | None, float]:
+    """Run ``command`` with its output in ``log``; (exit status or None when stopped at
+    ``seconds``, wall seconds)."""
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        try:
+            status = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=max(1.0, seconds),
+                                    cwd=ROOT).returncode
+        except subprocess.TimeoutExpired:
+            status = None
+    return status, time.perf_counter() - start
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    text = path.read_text(errors="replace").splitlines() if path.is_file() else []
+    return "\n".join(text[-lines:])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "gpu_check", help="default build/gpu_check")
+    parser.add_argument("--budget", type=float, default=BUDGET, help=f"seconds in all (default {BUDGET:g})")
+    args = parser.parse_args(argv)
+    gpu = require_cuda()
+    start = time.perf_counter()
+
+    def left() -> float:
+        return args.budget - (time.perf_counter() - start)
+
+    import torch
+
+    from bidsnet_lib.train import TrainConfig
+
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(out / "report.md")
+    props = torch.cuda.get_device_properties(0)
+    report.add("Machine", f"- GPU: {gpu}, {props.total_memory / 2**30:.0f} GiB\n- torch {torch.__version__}, "
+                          f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}\n"
+                          f"- Python {platform.python_version()}, {os.cpu_count()} CPU cores\n"
+                          f"- {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; budget {args.budget:.0f} s")
+    failures = []
+
+    # 2-3. Timings and the projection.
+    train_dir, val_dir = course_folders()
+    vgg = vgg_choice()
+    paper = TrainConfig.paper()
+    paper = dataclasses.replace(paper, data=(str(train_dir),), val_data=(str(val_dir),),
+                                loss=dataclasses.replace(paper.loss, vgg_weights=vgg))
+    small = dataclasses.replace(TrainConfig.small(), data=(str(train_dir),), val_data=(str(val_dir),))
+    timings = [time_steps(dataclasses.replace(paper, amp=False), "paper, 256 px, batch 8, float32"),
+               time_steps(dataclasses.replace(paper, amp=True), "paper, 256 px, batch 8, float16 autocast"),
+               time_steps(small, f"small, {small.size} px, batch {small.batch_size}, float32")]
+    report.add("Training step", timing_table(timings) + f"\n\nVGG-19 weights: {vgg} (a step costs the same either way).")
+    autocast = timings[1] if paper.amp else timings[0]  # what notebook 06 runs: the preset's own amp
+    report.add("Notebook 06 on a GPU, projected", projection_text(autocast, gpu))
+
+    # 4. The rehearsal on CUDA, leaving time to train.
+    seconds = left() - TRAIN_SHARE_MIN - MARGIN
+    status, took = run([sys.executable, str(ROOT / "tools" / "rehearsal.py"), "--out", str(out / "rehearsal")],
+                       seconds, out / "rehearsal.log")
+    table = out / "rehearsal" / "rehearsal.md"
+    verdict = {0: "passed", None: f"stopped after {took:.0f} s (the budget)"}.get(status, f"FAILED (status {status})")
+    if status != 0:
+        failures.append("rehearsal")
+    report.add("Rehearsal on CUDA", f"{verdict} in {took:.0f} s.\n\n"
+               + (table.read_text() if table.is_file() and status is not None else "```\n" + tail(out / "rehearsal.log") + "\n```"))
+
+    # 5. The default recipe for what is left, exported.
+    run_dir, model = out / "train", out / "model.pt"
+    seconds = max(TRAIN_SHARE_MIN, left() - MARGIN - 60)
+    steps = max(10, int(seconds / autocast.seconds * 0.8))  # 0.8: start-up, validation, checkpoints
+    command = [sys.executable, "-m", "bidsnet_lib.commands.train", "--preset", "paper", "--data", str(train_dir),
+               "--val-data", str(val_dir), "--vgg-weights", vgg, "--steps", str(steps), "--validate-every",
+               str(max(1, steps // 2)), "--checkpoint-every", str(max(1, steps // 4)), "--out", str(run_dir),
+               "--overwrite", "--no-progress"]
+    status, took = run(command, seconds + 60, out / "train.log")
+    exported = status == 0 and run([sys.executable, "-m", "bidsnet_lib.commands.export", str(run_dir), str(model)],
+                                   60, out / "export.log")[0] == 0
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+            if line.strip()] if (run_dir / "metrics.jsonl").is_file() else []
+    psnr = [(r["step"], r["val_psnr"]) for r in rows if "val_psnr" in r]
+    if not exported:
+        failures.append("training")
+    report.add("The default recipe, a few minutes", f"`{' '.join(Path(c).name if c == sys.executable else c for c in command)}`\n\n"
+               f"{'trained' if status == 0 else 'FAILED'}: {steps} steps in {took:.0f} s; validation PSNR "
+               f"(step, dB): {', '.join(f'({s}, {v:.2f})' for s, v in psnr) or 'none'}; "
+               + (f"exported to {model} ({model.stat().st_size / 2**20:.1f} MB)" if exported else
+                  "NOT exported:\n\n```\n" + tail(out / "train.log") + "\n```"))
+
+    # 6. Notebook 06's GPU resume at its full K, when the time allows (4 K paper steps).
+    if left() > 4 * RESUME_K * autocast.seconds * 1.5 + 20:
+        drift = resume_drift(paper, RESUME_K)
+        ok = drift < DRIFT_TOLERANCE
+        failures += [] if ok else ["resume drift"]
+        report.add("Notebook 06's resume on the GPU", f"K = {RESUME_K}: drift {drift:.2%} of the distance trained "
+                   f"(notebook 06 allows {DRIFT_TOLERANCE:.0%}): {'ok' if ok else 'ABOVE THE TOLERANCE'}")
+    else:
+        report.add("Notebook 06's resume on the GPU", f"skipped: {left():.0f} s left")
+    report.add("Result", f"{'FAILED: ' + ', '.join(failures) if failures else 'passed'} in "
+               f"{time.perf_counter() - start:.0f} s (budget {args.budget:.0f} s)")
+    print(report.path.read_text())
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""Full-mode rehearsal of the course (`make rehearsal`): every notebook top to bottom in FULL mode
+(``BIDSNET_SMALL`` unset), in a bare install of the wheel (what Colab gets), each from an empty
+folder, with ``BIDSNET_REHEARSAL=1``: the one switch (``bidsnet_lib.rehearsal()``) under which the
+notebooks keep full mode's sizes, presets, batches and configs but cut every training and
+evaluation loop to a few iterations, and take the explicit random backbones where full mode
+downloads pretrained ones.
+
+    python tools/rehearsal.py [--out build/rehearsal] [--limit-gb 12] [notebooks/NN_name.ipynb ...]
+
+Downloads that cannot happen here are laid into each working folder beforehand, in the formats
+the real ones have, and read through the same code (``bidsnet_lib.data.download_set`` finds the
+archive where it keeps one and unpacks it): a Places-style ``val_256.tar`` (256 x 256 JPEGs in
+``val_256/``, cut from the course photos) for notebook 06, a partial-convolution-style
+``test_mask.zip`` for notebook 01, and the published ablation tables for notebook 09.
+
+It records each notebook's wall time and peak memory (the resident set of the kernel's process
+tree, polled every 0.05 s, and never below any of its processes' own high-water mark), prints a
+table, writes it to ``OUT/rehearsal.md``, and exits with status 1 when a notebook fails (an error
+outside cells tagged ``raises-exception``) or its peak exceeds ``--limit-gb`` (Colab's free
+runtime has about 12.7 GB of RAM). On a GPU machine the same run rehearses the GPU path
+(``make gpu-check`` runs it there). The executed copies stay in ``OUT/executed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bare_install import ROOT, bare_install  # noqa: E402
+
+NOTEBOOKS = ROOT / "notebooks"
+LIMIT_GB = 12.0
+PLACES_PHOTOS = 520  # > 500: notebook 06 holds 500 out for validation, as on Colab
+PCONV_MASKS = 60  # notebook 01 samples every (count // 48)-th mask
+POLL = 0.05  # s between memory samples
+
+
+def places_archive(path, count: int = PLACES_PHOTOS, seed: int = 0) -> Path:
+    """A small stand-in for Places365's ``val_256.tar``: ``count`` 256 x 256 JPEGs named like
+    Places' (``val_256/Places365_val_00000001.jpg``), random crops of the course photos."""
+    import numpy as np
+    from PIL import Image
+
+    from bidsnet_lib.data import course_photos
+
+    photos = course_photos(None)
+    rng = np.random.default_rng(seed)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tar:
+        for i in range(1, count + 1):
+            photo = photos[rng.integers(len(photos))]
+            side = int(rng.uniform(0.5, 1.0) * min(photo.shape[:2]))
+            top, left = (int(rng.integers(photo.shape[k] - side + 1)) for k in (0, 1))
+            crop = Image.fromarray(photo[top:top + side, left:left + side]).resize((256, 256), Image.BICUBIC)
+            if rng.random() < 0.5:
+                crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+            buffer = io.BytesIO()
+            crop.save(buffer, "JPEG", quality=90)
+            info = tarfile.TarInfo(f"val_256/Places365_val_{i:08d}.jpg")
+            info.size, info.mtime = buffer.tell(), 0
+            buffer.seek(0)
+            tar.addfile(info, buffer)
+    return path
+
+
+def pconv_archive(path, count: int = PCONV_MASKS, seed: int = 0) -> Path:
+    """A small stand-in for the partial-convolution test masks' ``test_mask.zip``: ``count`` 512 x
+    512 PNGs in ``mask/testing_mask_dataset/``, white = hole as in the real set, hole ratios in its
+    six bins (0-60 %)."""
+    import cv2
+    import numpy as np
+
+    from bidsnet_lib import masks
+
+    rng = np.random.default_rng(seed)
+    bins = [(0.01, 0.1), *masks.RATIO_BINS]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        for i in range(count):
+            mask = masks.irregular_mask(512, 512, bins[i % len(bins)], rng)
+            ok, png = cv2.imencode(".png", mask * 255)
+            archive.writestr(f"mask/testing_mask_dataset/{i:05d}.png", png.tobytes())
+    return path
+
+
+def lay_downloads(folder) -> Path:
+    """What the notebooks download on Colab, where each one keeps it, under ``folder``."""
+    folder = Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    published = folder / "runs" / "09_published"
+    published.mkdir(parents=True)
+    for table in sorted((ROOT / "docs" / "ablations").glob("*.json")):
+        shutil.copy2(table, published / table.name)
+    places_archive(folder / "datasets" / "val_256.tar")
+    pconv_archive(folder / "runs" / "mask_sets" / "test_mask.zip")
+    return folder
+
+
+def _rss_and_peak(pid: int) -> tuple[int, int]:
+    """(resident bytes now, the process's own high-water mark) from /proc; (0, 0) once gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+    except OSError:
+        return 0, 0
+    kib = [int(fields.get(key, "0 kB").split()[0]) for key in ("VmRSS", "VmHWM")]
+    return kib[0] * 1024, kib[1] * 1024
+
+
+class TreePeak:
+    """Peak resident memory of this process's descendants (the kernel and what it starts) while
+    the ``with`` block runs: the largest sum over the tree seen at any poll, and never less than
+    any descendant's own high-water mark (a spike between two polls)."""
+
+    def __init__(self, interval: float = POLL):
+        self.interval, self.peak = interval, 0
+        self._stop = threading.Event()
+
+    def sample(self) -> None:
+        import psutil
+
+        try:
+            children = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            return
+        now = 0
+        for child in children:
+            rss, hwm = _rss_and_peak(child.pid)
+            now += rss
+            self.peak = max(self.peak, hwm)
+        self.peak = max(self.peak, now)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> TreePeak:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class Result:
+    notebook: str
+    seconds: float
+    peak_bytes: int
+    error: str | None
+    slowest: str = ""
+
+    def failed(self, limit_gb: float) -> str | None:
+        """Why this notebook fails the rehearsal, or None."""
+        if self.error:
+            return "error"
+        if self.peak_bytes > limit_gb * 1e9:
+            return f"peak {self.peak_bytes / 1e9:.1f} GB > {limit_gb:g} GB"
+        return None
+
+
+def slowest_cells(executed: Path, count: int = 2) -> str:
+    """The slowest cells of an executed copy, from nbclient's timing metadata: 'cell 18 41 s, ...'."""
+    from datetime import datetime
+
+    cells = json.loads(executed.read_text(encoding="utf-8"))["cells"]
+    times = []
+    for index, cell in enumerate(cells):
+        timing = cell.get("metadata", {}).get("execution", {})
+        start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+        if start and end:
+            seconds = (datetime.fromisoformat(end.replace("Z", "+00:00"))
+                       - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+            times.append((seconds, index))
+    return ", ".join(f"cell {i} {s:.0f} s" for s, i in sorted(times, reverse=True)[:count])
+
+
+def table(results: list[Result], limit_gb: float, device: str) -> str:
+    """The rehearsal's report: one row per notebook and the total, in Markdown."""
+    rows = ["| notebook | wall time (s) | peak memory (GB) | status | slowest cells |", "| --- | ---: | ---: | --- | --- |"]
+    for r in results:
+        rows.append(f"| {r.notebook} | {r.seconds:.0f} | {r.peak_bytes / 1e9:.2f} | "
+                    f"{r.failed(limit_gb) or 'ok'} | {r.slowest} |")
+    total = sum(r.seconds for r in results)
+    peak = max((r.peak_bytes for r in results), default=0)
+    rows.append(f"| **total** | **{total:.0f}** | **{peak / 1e9:.2f}** (max) | "
+                f"{sum(r.failed(limit_gb) is not None for r in results)} failed | |")
+    return (f"Full-mode rehearsal (BIDSNET_REHEARSAL=1, BIDSNET_SMALL unset) on {device}, a bare install "
+            f"of the wheel; peak = resident memory of the kernel's process tree; limit {limit_gb:g} GB.\n\n"
+            + "\n".join(rows) + "\n")
+
+
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"CUDA ({torch.cuda.get_device_name(0)})"
+    return f"the CPU ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
+
+
+def run_notebooks(notebooks: list[Path], out: Path, files: Path, timeout: int, limit_gb: float) -> int:
+    """Inside the bare install: execute each notebook in full mode with the rehearsal switch on."""
+    from execute_notebooks import check_kernel, execute
+
+    os.environ.pop("BIDSNET_SMALL", None)
+    os.environ.pop("PYTHONPATH", None)
+    os.environ["BIDSNET_REHEARSAL"] = "1"
+    check_kernel()
+    executed = out / "executed"
+    executed.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path in notebooks:
+        with TreePeak() as peak:
+            seconds, error = execute(path.resolve(), executed, timeout, files)
+        result = Result(path.stem, seconds, peak.peak, error, slowest_cells(executed / path.name))
+        results.append(result)
+        print(f"{path.name}: {seconds:.0f} s, peak {peak.peak / 1e9:.2f} GB, "
+              f"{result.failed(limit_gb) or 'ok'}", flush=True)
+        if error:
+            print("    " + error.replace("\n", "\n    "), flush=True)
+    report = table(results, limit_gb, device_name())
+    (out / "rehearsal.md").write_text(report, encoding="utf-8")
+    (out / "rehearsal.json").write_text(json.dumps([r.__dict__ for r in results], indent=1), encoding="utf-8")
+    print("\n" + report)
+    failed = [r.notebook for r in results if r.failed(limit_gb)]
+    if failed:
+        print(f"rehearsal FAILED: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "rehearsal", help="default build/rehearsal")
+    parser.add_argument("--limit-gb", type=float, default=LIMIT_GB, help=f"peak memory allowed (default {LIMIT_GB:g})")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)  # run by the bare python
+    args = parser.parse_args(argv)
+    notebooks = args.notebooks or sorted(NOTEBOOKS.glob("*.ipynb"))
+    for path in notebooks:
+        if not path.is_file():
+            raise SystemExit(f"notebooks: no such file {str(path)!r}")
+    out = args.out.resolve()
+    if args.inside:
+        return run_notebooks(notebooks, out, out / "downloads", args.timeout, args.limit_gb)
+    start = time.perf_counter()
+    python = bare_install(out / "bare")
+    lay_downloads(out / "downloads")
+    print(f"bare install and downloads ready ({time.perf_counter() - start:.0f} s)", flush=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # no checkout on the path
+    status = subprocess.run([str(python), __file__, "--inside", "--out", str(out), "--limit-gb", str(args.limit_gb),
+                             "--timeout", str(args.timeout), *map(str, (p.resolve() for p in notebooks))],
+                            cwd=out, env=env).returncode
+    print(f"rehearsal: {time.perf_counter() - start:.0f} s in all")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
