@@ -165,45 +165,51 @@ def vgg_choice() -> str:
     return "imagenet" if (hub_checkpoint_dir() / VGG19_FILE).is_file() else "random"
 
 
-def time_steps(config, label: str, warmup: int = 3, timed: int = 10) -> StepTiming:
-    """Median seconds of ``Trainer.train_step`` on the GPU (synchronised), after ``warmup``."""
+def time_steps(config, label: str, warmup: int = 3, timed: int = 10, device: str = "cuda") -> StepTiming:
+    """Median seconds of ``Trainer.train_step`` (synchronised on a GPU), after ``warmup`` steps."""
     import torch
     from torch.utils.data import default_collate
 
     from bidsnet_lib.train import EpochItems, EpochSampler, Trainer
 
-    trainer = Trainer(config, Path(tempfile.mkdtemp(prefix="gpu_check_time_")) / "run", device="cuda", progress=False)
+    cuda = torch.device(device).type == "cuda"
+    trainer = Trainer(config, Path(tempfile.mkdtemp(prefix="gpu_check_time_")) / "run", device=device, progress=False)
     items = EpochItems(trainer.train_set)
     keys = iter(EpochSampler(len(trainer.train_set), seed=0))
     batches = [default_collate([items[next(keys)] for _ in range(config.batch_size)]) for _ in range(4)]
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for i in range(warmup + timed):
-        torch.cuda.synchronize()
+        if cuda:
+            torch.cuda.synchronize()
         start = time.perf_counter()
         trainer.train_step(batches[i % len(batches)])
         trainer.step += 1
-        torch.cuda.synchronize()
+        if cuda:
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() / 2**30
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
     del trainer
-    torch.cuda.empty_cache()
+    if cuda:
+        torch.cuda.empty_cache()
     return StepTiming(label, statistics.median(times[warmup:]), timed, peak)
 
 
-def resume_drift(config, k: int) -> float:
-    """Notebook 06's GPU resume check at its full K: ||resumed - straight|| / ||straight - at K||."""
+def resume_drift(config, k: int, device: str = "cuda") -> float:
+    """Notebook 06's GPU resume check at K = ``k``: ||resumed - straight|| / ||straight - at K||,
+    the generators after 2K steps against the interrupted one's at K."""
     from bidsnet_lib.train import Trainer
 
     config = dataclasses.replace(config, steps=2 * k, sample_every=0, validate_every=0, log_every=1, checkpoint_every=k)
-    straight = Trainer(config, Path(tempfile.mkdtemp()) / "straight", device="cuda", progress=False)
+    straight = Trainer(config, Path(tempfile.mkdtemp()) / "straight", device=device, progress=False)
     straight.train()
     run_dir = Path(tempfile.mkdtemp()) / "interrupted"
-    interrupted = Trainer(config, run_dir, device="cuda", progress=False)
+    interrupted = Trainer(config, run_dir, device=device, progress=False)
     interrupted.train(until=k)
     at_k = {n: w.detach().clone() for n, w in interrupted.generator.state_dict().items()}
     del interrupted
-    resumed = Trainer(config, run_dir, resume=True, device="cuda", progress=False)
+    resumed = Trainer(config, run_dir, resume=True, device=device, progress=False)
     resumed.train()
     s, r = straight.generator.state_dict(), resumed.generator.state_dict()
     apart = sum((r[n].float() - s[n].float()).pow(2).sum() for n in s).sqrt()

@@ -55,7 +55,7 @@ def places_archive(path, count: int = PLACES_PHOTOS, seed: int = 0) -> Path:
 
     from bidsnet_lib.data import course_photos
 
-    photos = course_photos(None)
+    photos = course_photos(None, limit=40)
     rng = np.random.default_rng(seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +128,14 @@ class TreePeak:
 
     def __init__(self, interval: float = POLL):
         self.interval, self.peak = interval, 0
+        self._cpu: dict[int, float] = {}  # pid -> its CPU seconds when last seen
         self._stop = threading.Event()
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the tree used, as last seen of each process: unlike the wall
+        time, it hardly depends on what else the machine runs."""
+        return sum(self._cpu.values())
 
     def sample(self) -> None:
         import psutil
@@ -142,6 +149,11 @@ class TreePeak:
             rss, hwm = _rss_and_peak(child.pid)
             now += rss
             self.peak = max(self.peak, hwm)
+            try:
+                times = child.cpu_times()
+                self._cpu[child.pid] = times.user + times.system
+            except psutil.Error:
+                pass
         self.peak = max(self.peak, now)
 
     def _run(self) -> None:
@@ -165,6 +177,7 @@ class Result:
     peak_bytes: int
     error: str | None
     slowest: str = ""
+    cpu_seconds: float = 0.0
 
     def failed(self, limit_gb: float) -> str | None:
         """Why this notebook fails the rehearsal, or None."""
@@ -191,19 +204,20 @@ def slowest_cells(executed: Path, count: int = 2) -> str:
     return ", ".join(f"cell {i} {s:.0f} s" for s, i in sorted(times, reverse=True)[:count])
 
 
-def table(results: list[Result], limit_gb: float, device: str) -> str:
+def table(results: list[Result], limit_gb: float, device: str, load: str = "") -> str:
     """The rehearsal's report: one row per notebook and the total, in Markdown."""
-    rows = ["| notebook | wall time (s) | peak memory (GB) | status | slowest cells |", "| --- | ---: | ---: | --- | --- |"]
+    rows = ["| notebook | wall time (s) | CPU time (s) | peak memory (GB) | status | slowest cells (wall) |",
+            "| --- | ---: | ---: | ---: | --- | --- |"]
     for r in results:
-        rows.append(f"| {r.notebook} | {r.seconds:.0f} | {r.peak_bytes / 1e9:.2f} | "
+        rows.append(f"| {r.notebook} | {r.seconds:.0f} | {r.cpu_seconds:.0f} | {r.peak_bytes / 1e9:.2f} | "
                     f"{r.failed(limit_gb) or 'ok'} | {r.slowest} |")
-    total = sum(r.seconds for r in results)
+    total, cpu = sum(r.seconds for r in results), sum(r.cpu_seconds for r in results)
     peak = max((r.peak_bytes for r in results), default=0)
-    rows.append(f"| **total** | **{total:.0f}** | **{peak / 1e9:.2f}** (max) | "
+    rows.append(f"| **total** | **{total:.0f}** | **{cpu:.0f}** | **{peak / 1e9:.2f}** (max) | "
                 f"{sum(r.failed(limit_gb) is not None for r in results)} failed | |")
     return (f"Full-mode rehearsal (BIDSNET_REHEARSAL=1, BIDSNET_SMALL unset) on {device}, a bare install "
-            f"of the wheel; peak = resident memory of the kernel's process tree; limit {limit_gb:g} GB.\n\n"
-            + "\n".join(rows) + "\n")
+            f"of the wheel; peak = resident memory of the kernel's process tree (limit {limit_gb:g} GB); "
+            f"CPU time = user + system seconds of that tree.{load}\n\n" + "\n".join(rows) + "\n")
 
 
 def device_name() -> str:
@@ -218,23 +232,24 @@ def run_notebooks(notebooks: list[Path], out: Path, files: Path, timeout: int, l
     """Inside the bare install: execute each notebook in full mode with the rehearsal switch on."""
     from execute_notebooks import check_kernel, execute
 
-    os.environ.pop("BIDSNET_SMALL", None)
-    os.environ.pop("PYTHONPATH", None)
+    os.environ.pop("BIDSNET_SMALL", None)  # (main leaves PYTHONPATH out: no checkout on the path)
     os.environ["BIDSNET_REHEARSAL"] = "1"
     check_kernel()
     executed = out / "executed"
     executed.mkdir(parents=True, exist_ok=True)
-    results = []
+    results, load_before = [], os.getloadavg()[0]
     for path in notebooks:
         with TreePeak() as peak:
             seconds, error = execute(path.resolve(), executed, timeout, files)
-        result = Result(path.stem, seconds, peak.peak, error, slowest_cells(executed / path.name))
+        result = Result(path.stem, seconds, peak.peak, error, slowest_cells(executed / path.name), peak.cpu_seconds)
         results.append(result)
-        print(f"{path.name}: {seconds:.0f} s, peak {peak.peak / 1e9:.2f} GB, "
+        print(f"{path.name}: {seconds:.0f} s ({peak.cpu_seconds:.0f} s CPU), peak {peak.peak / 1e9:.2f} GB, "
               f"{result.failed(limit_gb) or 'ok'}", flush=True)
         if error:
             print("    " + error.replace("\n", "\n    "), flush=True)
-    report = table(results, limit_gb, device_name())
+    load = (f" Load average (1 min) {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, "
+            f"on {os.cpu_count()} cores: above the core count, wall times stretch with it.")
+    report = table(results, limit_gb, device_name(), load)
     (out / "rehearsal.md").write_text(report, encoding="utf-8")
     (out / "rehearsal.json").write_text(json.dumps([r.__dict__ for r in results], indent=1), encoding="utf-8")
     print("\n" + report)
