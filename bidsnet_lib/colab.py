@@ -18,7 +18,7 @@ WHEEL_PATTERN = "bidsnet_course-*.whl"  # what `make wheel` builds (dist/); uplo
 
 # Shown, instead of a traceback, when the install fails: no network, or REPO_URL not (yet) the
 # course's public address.
-# {source}: what pip was given, {said}: pip's last line (both filled in by the cell); {repo}:
+# {source}: what pip was given, {said}: pip's last error line (both filled in by the cell); {repo}:
 # REPO_URL (filled in by setup_cell).
 INSTALL_HELP = (
     "Could not install bidsnet_lib from {source} (no network, or the course is not published at "
@@ -75,7 +75,8 @@ if IN_COLAB and not importlib.util.find_spec("bidsnet_lib"):
     source = (sorted(glob.glob("{WHEEL_PATTERN}")) or ["git+{REPO_URL}"])[-1]
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", source], capture_output=True, text=True)
     if pip.returncode:  # one message saying what to do, not pip's traceback
-        said = (pip.stderr.strip().splitlines() or ["no message"])[-1]
+        lines = pip.stderr.strip().splitlines() or ["no message"]
+        said = ([line for line in lines if line.lower().startswith("error")] or lines)[-1]  # not pip's hints
         raise SystemExit({message})
 from bidsnet_lib.colab import setup_notebook
 

@@ -45,6 +45,8 @@ LIMIT_GB = 12.0
 PLACES_PHOTOS = 520  # > 500: notebook 06 holds 500 out for validation, as on Colab
 PCONV_MASKS = 60  # notebook 01 samples every (count // 48)-th mask
 POLL = 0.05  # s between memory samples
+DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, a connection is refused at once
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
 
 
 def places_archive(path, count: int = PLACES_PHOTOS, seed: int = 0) -> Path:
@@ -232,8 +234,15 @@ def run_notebooks(notebooks: list[Path], out: Path, files: Path, timeout: int, l
     """Inside the bare install: execute each notebook in full mode with the rehearsal switch on."""
     from execute_notebooks import check_kernel, execute
 
+    from bidsnet_lib.plumbing import atomic_write
+
     os.environ.pop("BIDSNET_SMALL", None)  # (main leaves PYTHONPATH out: no checkout on the path)
     os.environ["BIDSNET_REHEARSAL"] = "1"
+    # Offline, on every machine: a proxy that refuses every connection, so what a notebook would
+    # download fails at once and its offline path runs (07's LPIPS and FID backbones), as here.
+    os.environ.update({name: DEAD_PROXY for name in PROXY_VARIABLES})
+    for name in ("no_proxy", "NO_PROXY"):
+        os.environ.pop(name, None)
     check_kernel()
     executed = out / "executed"
     executed.mkdir(parents=True, exist_ok=True)
@@ -247,11 +256,13 @@ def run_notebooks(notebooks: list[Path], out: Path, files: Path, timeout: int, l
               f"{result.failed(limit_gb) or 'ok'}", flush=True)
         if error:
             print("    " + error.replace("\n", "\n    "), flush=True)
-    load = (f" Load average (1 min) {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, "
-            f"on {os.cpu_count()} cores: above the core count, wall times stretch with it.")
-    report = table(results, limit_gb, device_name(), load)
-    (out / "rehearsal.md").write_text(report, encoding="utf-8")
-    (out / "rehearsal.json").write_text(json.dumps([r.__dict__ for r in results], indent=1), encoding="utf-8")
+        # rewritten a notebook at a time: a run stopped from outside (make gpu-check's budget)
+        # keeps the rows it has
+        load = (f" Load average (1 min) {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the "
+                f"end, on {os.cpu_count()} cores: above the core count, wall times stretch with it.")
+        report = table(results, limit_gb, device_name(), load)
+        atomic_write(out / "rehearsal.md", report)
+        atomic_write(out / "rehearsal.json", json.dumps([r.__dict__ for r in results], indent=1))
     print("\n" + report)
     failed = [r.notebook for r in results if r.failed(limit_gb)]
     if failed:
