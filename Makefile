@@ -41,12 +41,13 @@ site: $(STAMP)
 site-test: $(STAMP)
 	OMP_NUM_THREADS=1 BIDSNET_SMALL=1 $(BIN)/pytest -q -m site tests
 
-## Every notebook top to bottom in FULL mode, in a bare install of the wheel, with every training
-## and evaluation loop cut to a few iterations (BIDSNET_REHEARSAL=1, bidsnet_lib.rehearsal()):
+## Every notebook top to bottom in FULL mode, in a bare install of the wheel, offline, with every
+## training and evaluation loop cut to a few iterations (BIDSNET_REHEARSAL=1, bidsnet_lib.rehearsal()):
 ## wall time and peak memory per notebook in build/rehearsal/rehearsal.md; fails on an error or a
-## peak above 12 GB (tools/rehearsal.py). On a GPU machine it rehearses the GPU path.
+## peak above 12 GB (tools/rehearsal.py). One torch thread, as `make test` (why: above). On a GPU
+## machine it rehearses the GPU path.
 rehearsal: $(STAMP)
-	$(BIN)/python tools/rehearsal.py
+	OMP_NUM_THREADS=1 $(BIN)/python tools/rehearsal.py
 
 ## On a CUDA machine, unattended, within 9 minutes: the rehearsal on the GPU, the training step's
 ## timings, notebook 06's projected time here and on a T4, a few minutes of the default recipe
