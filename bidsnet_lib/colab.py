@@ -4,7 +4,8 @@ Every notebook's first code cell is ``setup_cell(trains)`` verbatim (``tests/tes
 checks it: ``SETUP_CELL`` in most, ``setup_cell(trains=True)`` in the notebooks that train), so the
 repository address is written here once, in ``REPO_URL``: the install line and every Colab badge
 (``colab_url``) follow it. Publishing the course under another address means changing this line
-(and the notebooks' checked copies: README, "Publishing the course").
+and running ``tools/colab_links.py``, which rewrites the notebooks' checked copies (README,
+"Publishing the course").
 """
 
 from types import ModuleType
@@ -14,6 +15,9 @@ import torch
 from bidsnet_lib import default_device
 
 REPO_URL = "https://github.com/bidsnet-course/bidsnet-course"
+# The notebooks that train a model: their first cell says how to switch a CPU-only Colab runtime
+# to a GPU (setup_cell(trains=True)).
+TRAINING_NOTEBOOKS = frozenset({"04_bfi_sff", "05_losses", "06_training", "07_evaluation", "09_ablations"})
 WHEEL_PATTERN = "bidsnet_course-*.whl"  # what `make wheel` builds (dist/); uploaded to Colab's /content
 
 # Shown, instead of a traceback, when the install fails: no network, or REPO_URL not (yet) the

@@ -4,6 +4,7 @@ installing the repository from a local git clone into a fresh venv."""
 import importlib.machinery
 import importlib.util
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -16,8 +17,6 @@ from course_files import NOTEBOOKS, ROOT, read_notebook
 
 from bidsnet_lib import colab
 from bidsnet_lib.inference import SHIPPED_CHECKPOINT
-
-TRAINS = {"04_bfi_sff", "05_losses", "06_training", "07_evaluation", "09_ablations"}  # notebooks that train
 
 
 @pytest.fixture
@@ -155,8 +154,26 @@ def test_badges_and_the_install_line_follow_repo_url(path):
     badge = f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab.colab_url(path.name)})"
     assert badge in cells[0].source
     first = next(c for c in cells if c.cell_type == "code")
-    assert first.source == colab.setup_cell(trains=path.stem in TRAINS)
+    assert first.source == colab.setup_cell(trains=path.stem in colab.TRAINING_NOTEBOOKS)
     assert f'"git+{colab.REPO_URL}"' in first.source
+
+
+def test_colab_links_rewrites_a_notebook_for_another_address_and_leaves_one_in_line(tmp_path, monkeypatch):
+    """tools/colab_links.py, the publishing step: after REPO_URL changes, a notebook's badge, its
+    other Colab links and its first cell follow; run again, it changes nothing; the repository's
+    notebooks already follow today's REPO_URL (rewriting them is a no-op, byte for byte)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import colab_links
+
+    for path in NOTEBOOKS:
+        assert colab_links.follow_repo_url(Path(shutil.copy(path, tmp_path))) is False, path.name
+    monkeypatch.setattr(colab, "REPO_URL", "https://github.com/someone/course")
+    copy = tmp_path / "06_training.ipynb"
+    assert colab_links.follow_repo_url(copy) is True and colab_links.follow_repo_url(copy) is False
+    cells = read_notebook(copy).cells
+    assert f"({colab.colab_url(copy.name)})" in cells[0].source and "bidsnet-course/bidsnet-course" not in cells[0].source
+    assert next(c for c in cells if c.cell_type == "code").source == colab.setup_cell(trains=True)
+    assert [c.source for c in cells[2:]] == [c.source for c in read_notebook(ROOT / "notebooks" / copy.name).cells[2:]]
 
 
 # --- The real install: pip, git and a fresh venv (marked slow: about 20 s on 2 busy cores) ---------

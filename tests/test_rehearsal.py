@@ -319,3 +319,15 @@ def test_a_stage_stopped_at_its_limit_leaves_no_process_behind(tmp_path):
     assert status is None and took < 30
     grandchild = int(pid_file.read_text())
     assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
+
+
+def test_gpu_checks_resume_is_notebook_06s():
+    """gpu_check repeats notebook 06's GPU resume check at its full K (a tool cannot import a
+    notebook): the same K, tolerance and drift formula."""
+    source = "\n".join(c.source for c in nbformat.read(ROOT / "notebooks" / "06_training.ipynb", 4).cells)
+    assert f"K_GPU = 3 if SMALL else {gpu_check.RESUME_K} " in source
+    assert f"DRIFT_TOLERANCE = {gpu_check.DRIFT_TOLERANCE:.2f}\n" in source
+    for line in ("apart = sum((r[k].float() - s[k].float()).pow(2).sum() for k in s).sqrt()",
+                 "moved = sum((s[k].float() - at_k[k].float()).pow(2).sum() for k in s).sqrt()"):
+        assert line in source and line.replace("[k]", "[n]").replace("for k in", "for n in") in \
+            Path(gpu_check.__file__).read_text()
