@@ -109,7 +109,26 @@ def test_verdicts_and_the_table():
     assert [r.failed(12) for r in results] == [None, "peak 13.0 GB > 12 GB", "error"]
     text = rehearsal.table(results, 12, "the CPU")
     assert "| 01_masks | 30 | 28 | 0.70 | ok | cell 32 9 s |" in text
-    assert "| **total** | **100** | **107** | **13.00** (max) | 2 failed | |" in text
+    assert "| **sum** | **100** | **107** | **13.00** (max) | 2 failed | |" in text
+
+
+def test_workers_share_one_queue_and_one_table(tmp_path, monkeypatch):
+    """Each notebook is claimed by one worker only; the table merges every worker's rows in
+    notebook order."""
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    notebook = tmp_path / "01_masks.ipynb"
+    assert rehearsal.claim(claims, notebook) is True and rehearsal.claim(claims, notebook) is False
+    assert rehearsal.claim(None, notebook) is True  # one worker: no queue
+    monkeypatch.setattr(rehearsal, "device_name", lambda: "the CPU")
+    for worker, names in (("worker0", ["03_fast_attention"]), ("worker1", ["02_cnn_stream", "01_masks"])):
+        (tmp_path / worker).mkdir()
+        (tmp_path / worker / "results.json").write_text(json.dumps(
+            [rehearsal.Result(name, 10.0, int(1e9), None).__dict__ for name in names]))
+    results = rehearsal.write_report(tmp_path, 12, " 2 notebooks at a time.")
+    assert [r.notebook for r in results] == ["01_masks", "02_cnn_stream", "03_fast_attention"]
+    text = (tmp_path / "rehearsal.md").read_text()
+    assert "2 notebooks at a time." in text and "| **sum** | **30** |" in text
 
 
 def test_slowest_cells_come_from_the_executed_copy(tmp_path):

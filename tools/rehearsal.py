@@ -47,6 +47,7 @@ PCONV_MASKS = 60  # notebook 01 samples every (count // 48)-th mask
 POLL = 0.05  # s between memory samples
 DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, a connection is refused at once
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
+WORKERS = 2  # notebooks at a time, each kernel on one torch thread: CI's 2 cores, as `make test`
 
 
 def places_archive(path, count: int = PLACES_PHOTOS, seed: int = 0) -> Path:
@@ -207,7 +208,8 @@ def slowest_cells(executed: Path, count: int = 2) -> str:
 
 
 def table(results: list[Result], limit_gb: float, device: str, load: str = "") -> str:
-    """The rehearsal's report: one row per notebook and the total, in Markdown."""
+    """The rehearsal's report: one row per notebook and their sum, in Markdown (``load``: a note
+    on the run, its elapsed time among it)."""
     rows = ["| notebook | wall time (s) | CPU time (s) | peak memory (GB) | status | slowest cells (wall) |",
             "| --- | ---: | ---: | ---: | --- | --- |"]
     for r in results:
@@ -215,7 +217,7 @@ def table(results: list[Result], limit_gb: float, device: str, load: str = "") -
                     f"{r.failed(limit_gb) or 'ok'} | {r.slowest} |")
     total, cpu = sum(r.seconds for r in results), sum(r.cpu_seconds for r in results)
     peak = max((r.peak_bytes for r in results), default=0)
-    rows.append(f"| **total** | **{total:.0f}** | **{cpu:.0f}** | **{peak / 1e9:.2f}** (max) | "
+    rows.append(f"| **sum** | **{total:.0f}** | **{cpu:.0f}** | **{peak / 1e9:.2f}** (max) | "
                 f"{sum(r.failed(limit_gb) is not None for r in results)} failed | |")
     return (f"Full-mode rehearsal (BIDSNET_REHEARSAL=1, BIDSNET_SMALL unset) on {device}, a bare install "
             f"of the wheel; peak = resident memory of the kernel's process tree (limit {limit_gb:g} GB); "
@@ -230,8 +232,36 @@ def device_name() -> str:
     return f"the CPU ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
 
 
-def run_notebooks(notebooks: list[Path], out: Path, files: Path, timeout: int, limit_gb: float) -> int:
-    """Inside the bare install: execute each notebook in full mode with the rehearsal switch on."""
+def claim(claims: Path | None, notebook: Path) -> bool:
+    """True when this worker takes ``notebook``: the first to create its file in ``claims`` (the
+    workers' one shared queue); always True without ``claims`` (one worker)."""
+    if claims is None:
+        return True
+    try:
+        os.close(os.open(claims / notebook.name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def write_report(out: Path, limit_gb: float, note: str = "") -> list[Result]:
+    """Every worker's results so far (``out/worker*/results.json``), in notebook order, written
+    to ``out/rehearsal.md`` and ``out/rehearsal.json``; returns them."""
+    from bidsnet_lib.plumbing import atomic_write
+
+    results = sorted((Result(**r) for f in out.glob("worker*/results.json") for r in json.loads(f.read_text())),
+                     key=lambda r: r.notebook)
+    atomic_write(out / "rehearsal.md", table(results, limit_gb, device_name(), note))
+    atomic_write(out / "rehearsal.json", json.dumps([r.__dict__ for r in results], indent=1))
+    return results
+
+
+def run_notebooks(notebooks: list[Path], out: Path, files: Path, timeout: int, limit_gb: float,
+                  worker: str = "worker0", claims: Path | None = None) -> int:
+    """Inside the bare install: execute each notebook (those this worker claims) in full mode with
+    the rehearsal switch on; after each one, its row in ``out/<worker>/results.json`` and the
+    table of every worker's rows so far (a run stopped from outside keeps them). Returns 1 when
+    one of its notebooks failed."""
     from execute_notebooks import check_kernel, execute
 
     from bidsnet_lib.plumbing import atomic_write
@@ -246,9 +276,12 @@ def run_notebooks(notebooks: list[Path], out: Path, files: Path, timeout: int, l
     check_kernel()
     executed = out / "executed"
     executed.mkdir(parents=True, exist_ok=True)
-    results, load_before = [], os.getloadavg()[0]
+    (out / worker).mkdir(exist_ok=True)
+    results = []
     for path in notebooks:
-        with TreePeak() as peak:
+        if not claim(claims, path):
+            continue
+        with TreePeak() as peak:  # this worker's descendants: its one kernel at a time
             seconds, error = execute(path.resolve(), executed, timeout, files)
         result = Result(path.stem, seconds, peak.peak, error, slowest_cells(executed / path.name), peak.cpu_seconds)
         results.append(result)
@@ -256,18 +289,9 @@ def run_notebooks(notebooks: list[Path], out: Path, files: Path, timeout: int, l
               f"{result.failed(limit_gb) or 'ok'}", flush=True)
         if error:
             print("    " + error.replace("\n", "\n    "), flush=True)
-        # rewritten a notebook at a time: a run stopped from outside (make gpu-check's budget)
-        # keeps the rows it has
-        load = (f" Load average (1 min) {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the "
-                f"end, on {os.cpu_count()} cores: above the core count, wall times stretch with it.")
-        report = table(results, limit_gb, device_name(), load)
-        atomic_write(out / "rehearsal.md", report)
-        atomic_write(out / "rehearsal.json", json.dumps([r.__dict__ for r in results], indent=1))
-    print("\n" + report)
-    failed = [r.notebook for r in results if r.failed(limit_gb)]
-    if failed:
-        print(f"rehearsal FAILED: {', '.join(failed)}")
-    return 1 if failed else 0
+        atomic_write(out / worker / "results.json", json.dumps([r.__dict__ for r in results], indent=1))
+        write_report(out, limit_gb)
+    return 1 if any(r.failed(limit_gb) for r in results) else 0
 
 
 def main(argv=None) -> int:
@@ -276,25 +300,44 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "rehearsal", help="default build/rehearsal")
     parser.add_argument("--limit-gb", type=float, default=LIMIT_GB, help=f"peak memory allowed (default {LIMIT_GB:g})")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
-    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)  # run by the bare python
+    parser.add_argument("--workers", type=int, default=WORKERS, help=f"notebooks at a time (default {WORKERS})")
+    parser.add_argument("--inside", metavar="WORKER", help=argparse.SUPPRESS)  # run by the bare python
     args = parser.parse_args(argv)
     notebooks = args.notebooks or sorted(NOTEBOOKS.glob("*.ipynb"))
     for path in notebooks:
         if not path.is_file():
             raise SystemExit(f"notebooks: no such file {str(path)!r}")
+    if args.workers < 1:
+        raise SystemExit(f"--workers: got {args.workers}, expected an int >= 1")
     out = args.out.resolve()
     if args.inside:
-        return run_notebooks(notebooks, out, out / "downloads", args.timeout, args.limit_gb)
-    start = time.perf_counter()
+        return run_notebooks(notebooks, out, out / "downloads", args.timeout, args.limit_gb, args.inside, out / "claims")
+    start, load_before = time.perf_counter(), os.getloadavg()[0]
     python = bare_install(out / "bare")
     lay_downloads(out / "downloads")
+    for stale in [out / "claims", *out.glob("worker*"), out / "executed"]:
+        shutil.rmtree(stale, ignore_errors=True)
+    (out / "claims").mkdir()
     print(f"bare install and downloads ready ({time.perf_counter() - start:.0f} s)", flush=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # no checkout on the path
-    status = subprocess.run([str(python), __file__, "--inside", "--out", str(out), "--limit-gb", str(args.limit_gb),
-                             "--timeout", str(args.timeout), *map(str, (p.resolve() for p in notebooks))],
-                            cwd=out, env=env).returncode
-    print(f"rehearsal: {time.perf_counter() - start:.0f} s in all")
-    return status
+    command = [str(python), __file__, "--out", str(out), "--limit-gb", str(args.limit_gb), "--timeout",
+               str(args.timeout), *map(str, (p.resolve() for p in notebooks))]
+    workers = [subprocess.Popen([*command, "--inside", f"worker{i}"], cwd=out, env=env) for i in range(args.workers)]
+    for worker in workers:
+        worker.wait()
+    elapsed = time.perf_counter() - start
+    note = (f" {args.workers} notebooks at a time (one kernel each); {elapsed:.0f} s in all, the bare install "
+            f"and the laid downloads included. Load average (1 min) {load_before:.1f} at the start, "
+            f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores: above the core count, wall times "
+            "stretch with it.")
+    results = write_report(out, args.limit_gb, note)
+    print("\n" + (out / "rehearsal.md").read_text())
+    missing = sorted({p.stem for p in notebooks} - {r.notebook for r in results})
+    failed = [r.notebook for r in results if r.failed(args.limit_gb)] + [f"{name} (no result)" for name in missing]
+    if failed:
+        print(f"rehearsal FAILED: {', '.join(failed)}")
+    print(f"rehearsal: {elapsed:.0f} s in all")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
