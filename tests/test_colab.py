@@ -176,7 +176,7 @@ def test_colab_links_rewrites_a_notebook_for_another_address_and_leaves_one_in_l
     assert [c.source for c in cells[2:]] == [c.source for c in read_notebook(ROOT / "notebooks" / copy.name).cells[2:]]
 
 
-# --- The real install: pip, git and a fresh venv (marked slow: about 20 s on 2 busy cores) ---------
+# --- The real install: pip, git and a fresh venv (marked slow: about 35 s on 2 busy cores) ---------
 
 STAND_IN_COLAB = """import types
 
