@@ -47,6 +47,17 @@ def test_mask_groups_of_the_shipped_root_a_set_and_a_plain_folder(tmp_path):
         ev.load_mask_groups(MASKS, limit=0)
 
 
+def test_the_rehearsal_keeps_every_group_with_one_mask(monkeypatch):
+    """make rehearsal (BIDSNET_REHEARSAL=1) cuts every evaluation loop: one mask a group, whatever
+    the caller's limit, every group kept."""
+    monkeypatch.setenv("BIDSNET_REHEARSAL", "1")
+    for limit in (None, 3):
+        groups = ev.load_mask_groups(MASKS, limit=limit)
+        assert [(g.set_name, g.name) for g in groups] == GROUPS and all(len(g.masks) == 1 for g in groups)
+    with pytest.raises(ValueError, match="limit"):
+        ev.load_mask_groups(MASKS, limit=0)  # still checked
+
+
 def test_load_photos_crops_or_keeps_their_size(four_photos):
     crops = ev.load_photos(four_photos, 48, limit=2)
     assert list(crops) == sorted(p.stem for p in four_photos.glob("*.jpg"))[:2]
