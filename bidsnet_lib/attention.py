@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bidsnet_lib.cnn import UStream
-from bidsnet_lib.plumbing import check_positive_int, got_expected
+from bidsnet_lib.plumbing import check_choice, check_finite_float, check_positive_int, got_expected
 
 # 2**x is subnormal below 2**_LOG2_TINY. Features that small (relative to the stabiliser's max)
 # are set to exactly 0, as flush-to-zero would: subnormal floats are slow on x86 (microcode
@@ -196,9 +196,7 @@ class FastAttention(nn.Module):
     def __init__(self, dim_head: int, nb_features: int = 72, ortho: bool = True,
                  redraw_interval: int | None = 1000, kind: str = "favor"):
         super().__init__()
-        if kind not in FEATURE_KINDS:
-            raise ValueError(got_expected("kind", kind, f"one of {', '.join(FEATURE_KINDS)}"))
-        self.kind = kind
+        self.kind = check_choice("kind", kind, FEATURE_KINDS)
         check_positive_int("dim_head", dim_head)
         check_positive_int("nb_features", nb_features)
         if redraw_interval is not None:
@@ -324,8 +322,7 @@ ATTENTIONS = {"favor": FastAttention, "favor++": FastAttention, "softmax": Softm
 def make_attention(kind: str, dim_head: int, nb_features: int = 72, ortho: bool = True,
                    redraw_interval: int | None = 1000) -> nn.Module:
     """The attention module named ``kind``: "favor" or "favor++" (FastAttention), "softmax" (exact)."""
-    if kind not in ATTENTIONS:
-        raise ValueError(got_expected("attention", kind, f"one of {sorted(ATTENTIONS)}"))
+    check_choice("attention", kind, sorted(ATTENTIONS))
     if kind == "softmax":
         return SoftmaxAttention(dim_head)
     return FastAttention(dim_head, nb_features, ortho, redraw_interval, kind)
@@ -346,8 +343,7 @@ class TransformerBlock(nn.Module):
         super().__init__()
         for name, value in (("dim", dim), ("heads", heads), ("dim_head", dim_head)):
             check_positive_int(name, value)
-        if not isinstance(mlp_ratio, int | float) or isinstance(mlp_ratio, bool) or mlp_ratio <= 0:
-            raise ValueError(got_expected("mlp_ratio", mlp_ratio, "a positive number"))
+        check_finite_float("mlp_ratio", mlp_ratio, 0, low_open=True)
         self.dim, self.heads, self.dim_head = dim, heads, dim_head
         self.pos = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.norm1 = nn.LayerNorm(dim)
@@ -390,8 +386,7 @@ class TransformerStream(UStream):
         if len(widths) < 1:
             raise ValueError(got_expected("widths", list(widths), "at least one width"))
         check_positive_int("widths[0]", widths[0])
-        if attention not in ATTENTIONS:
-            raise ValueError(got_expected("attention", attention, f"one of {sorted(ATTENTIONS)}"))
+        check_choice("attention", attention, sorted(ATTENTIONS))
         stem = nn.Conv2d(in_channels, widths[0], patch, stride=patch)  # (B, w0, H/p, W/p)
 
         def make_block(width: int) -> TransformerBlock:

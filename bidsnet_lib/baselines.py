@@ -19,8 +19,6 @@ outputs of the slow ones (biharmonic, PatchMatch) on disk, keyed by that input.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import time
 import zipfile
 import zlib
@@ -31,6 +29,7 @@ import numpy as np
 import torch
 
 from bidsnet_lib.model import check_inputs, composite, fill_each
+from bidsnet_lib.plumbing import atomic_write, check_choice, check_int, read_mask
 
 BASELINES = {"telea": "Telea", "ns": "Navier-Stokes", "biharmonic": "Biharmonic",
              "patchmatch": "PatchMatch"}
@@ -38,10 +37,15 @@ OPENCV_FLAGS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 PATCHMATCH_PACKAGE = "pypatchmatch==2.2.0"  # MIT, a manylinux wheel with a prebuilt library
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: got {value!r}, expected an int >= 1")
-    return value
+def _checked(rgb, hole) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB uint8 (H, W, 3) photo and its mask of the same size as (H, W) uint8 0/1."""
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"rgb: got {getattr(rgb, 'dtype', type(rgb).__name__)} "
+                         f"{getattr(rgb, 'shape', '')}, expected uint8 (H, W, 3)")
+    if not isinstance(hole, np.ndarray) or hole.shape != rgb.shape[:2]:
+        raise ValueError(f"hole: got {getattr(hole, 'shape', type(hole).__name__)}, expected a 0/1 "
+                         f"array {rgb.shape[:2]}")
+    return rgb, read_mask(hole, "hole")  # NaN or out-of-range floats refused, as everywhere
 
 
 def _fill_batch(fill, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -69,13 +73,7 @@ class Baseline:
 
     def fill(self, rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
         """One image: RGB uint8 (H, W, 3) and a 0/1 mask (H, W) -> RGB uint8, known pixels kept."""
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise ValueError(f"rgb: got {getattr(rgb, 'dtype', type(rgb).__name__)} "
-                             f"{getattr(rgb, 'shape', '')}, expected uint8 (H, W, 3)")
-        if not isinstance(hole, np.ndarray) or hole.shape != rgb.shape[:2]:
-            raise ValueError(f"hole: got {getattr(hole, 'shape', type(hole).__name__)}, expected a 0/1 "
-                             f"array {rgb.shape[:2]}")
-        hole = (hole != 0).astype(np.uint8)
+        rgb, hole = _checked(rgb, hole)
         if not hole.any():
             return rgb.copy()
         out = self._fill(np.ascontiguousarray(rgb), hole)
@@ -91,9 +89,8 @@ class OpenCVInpaint(Baseline):
     cache_outputs = False  # ~0.02 s at 256 px: a cache would save little and cost 35 kB a pair
 
     def __init__(self, method: str = "telea", radius: int = 3):
-        if method not in OPENCV_FLAGS:
-            raise ValueError(f"method: got {method!r}, expected one of {sorted(OPENCV_FLAGS)}")
-        self.method, self.radius = method, _positive_int("radius", radius)
+        self.method = check_choice("method", method, sorted(OPENCV_FLAGS))
+        self.radius = check_int("radius", radius, 1)
         self.name = f"{BASELINES[method]} (r={radius})"
 
     def __repr__(self) -> str:
@@ -142,9 +139,8 @@ class PatchMatchInpaint(Baseline):
     the known image, the randomised search seeded with ``seed`` so equal inputs give equal outputs."""
 
     def __init__(self, patch_size: int = 3, seed: int = 0):
-        self.patch_size = _positive_int("patch_size", patch_size)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed: got {seed!r}, expected an int >= 0")
+        self.patch_size = check_int("patch_size", patch_size, 1)
+        check_int("seed", seed, 0)
         if not patchmatch_available():
             raise ImportError(f"patchmatch: the PatchMatch baseline needs the pypatchmatch package "
                               f"with its native library (pip install {PATCHMATCH_PACKAGE}); or leave "
@@ -169,8 +165,7 @@ class PatchMatchInpaint(Baseline):
 def make_baseline(name: str, radius: int | None = None, *, patch_size: int | None = None) -> Baseline:
     """The named baseline: "telea" or "ns" (OpenCV; neighbourhood ``radius``, default 3),
     "biharmonic" (no setting), "patchmatch" (patch radius ``patch_size``, default 3)."""
-    if name not in BASELINES:
-        raise ValueError(f"name: got {name!r}, expected one of {list(BASELINES)}")
+    check_choice("name", name, BASELINES)
     if radius is not None and name not in OPENCV_FLAGS:
         raise ValueError(f"radius: got {radius!r} for {name!r}, expected None (only telea and ns "
                          "have a neighbourhood radius)")
@@ -223,19 +218,13 @@ class CachedBaseline:
         return out, seconds
 
     def _write(self, path: Path, pixels: np.ndarray, seconds: float) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:16]}.", suffix=".npz", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as stream:
-                np.savez_compressed(stream, fill=pixels, seconds=np.float64(seconds))
-            os.replace(tmp, path)  # a concurrent or interrupted writer never leaves half a file
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Atomic: a concurrent or interrupted writer never leaves half a file.
+        atomic_write(path, lambda stream: np.savez_compressed(stream, fill=pixels, seconds=np.float64(seconds)))
 
     def fill(self, rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
         """:meth:`Baseline.fill`, read from the cache when this exact input was filled before."""
-        hole_bool = np.asarray(hole) != 0
+        rgb, hole = _checked(rgb, hole)
+        hole_bool = hole.astype(bool)
         path = self.path(rgb, hole_bool)
         found = self._read(path, rgb, hole_bool)
         if found is not None:

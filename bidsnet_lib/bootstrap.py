@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+from bidsnet_lib.plumbing import check_finite_float, check_int
+
 N_RESAMPLES = 10_000
 CONFIDENCE = 0.95
 
@@ -40,10 +42,8 @@ def bootstrap_interval(values: Sequence[float], *, n_resamples: int = N_RESAMPLE
     fewer than 2 values or any that is not finite (a perfect fill's PSNR is +inf).
     """
     a = _values(values, "values")
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
-        raise ValueError(f"n_resamples: got {n_resamples!r}, expected an int >= 1")
-    if not isinstance(confidence, float) or not 0 < confidence < 1:
-        raise ValueError(f"confidence: got {confidence!r}, expected a float in (0, 1)")
+    check_int("n_resamples", n_resamples, 1)
+    check_finite_float("confidence", confidence, 0, 1, low_open=True, high_open=True)
     if len(a) < 2 or not np.isfinite(a).all():
         return math.nan, math.nan
     if np.all(a == a[0]):  # every resample has the same mean

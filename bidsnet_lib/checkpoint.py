@@ -30,8 +30,14 @@ from pathlib import Path
 import torch
 
 import bidsnet_lib
-from bidsnet_lib.model import BIDSNet, BIDSNetConfig
-from bidsnet_lib.plumbing import atomic_save, describe_path, got_expected
+from bidsnet_lib.model import BIDSNetConfig, InpaintingNet, build_model
+from bidsnet_lib.plumbing import (
+    DEFAULT_WORK_SIZE,
+    atomic_save,
+    check_int,
+    describe_path,
+    got_expected,
+)
 
 TRAIN_FORMAT = "bidsnet-train"
 INFERENCE_FORMAT = "bidsnet-inference"
@@ -161,17 +167,17 @@ def _check_export_target(source: Path, out: Path) -> None:
                                  "checkpoint, which an export would make impossible to resume"))
 
 
-MAX_WORK_SIZE = 2048  # the largest working size a checkpoint may claim (the paper's is 256)
+MAX_WORK_SIZE = 2048  # the largest working size a checkpoint may claim (the paper's is DEFAULT_WORK_SIZE)
 
 
 def work_size(meta) -> int:
     """The side of the square the ``Inpainter`` feeds this checkpoint's model: ``meta["work_size"]``
-    when export set one, else the training size ``meta["image_size"]`` (256 when neither)."""
-    size = meta.get("work_size", meta.get("image_size", 256)) if isinstance(meta, dict) else 256
-    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_WORK_SIZE:
-        # A crafted meta (10**6) would pad every crop to a terapixel square.
-        raise ValueError(got_expected("meta work_size", size, f"an int from 1 to {MAX_WORK_SIZE}"))
-    return size
+    when export set one, else the training size ``meta["image_size"]`` (``DEFAULT_WORK_SIZE`` when
+    neither)."""
+    meta = meta if isinstance(meta, dict) else {}
+    # A crafted meta (10**6) would pad every crop to a terapixel square.
+    return check_int("meta work_size", meta.get("work_size", meta.get("image_size", DEFAULT_WORK_SIZE)),
+                     1, MAX_WORK_SIZE)
 
 
 def export_inference(train_checkpoint_path: str | os.PathLike, out_path: str | os.PathLike,
@@ -186,9 +192,8 @@ def export_inference(train_checkpoint_path: str | os.PathLike, out_path: str | o
     """
     if dtype not in DTYPES.values():
         raise ValueError(got_expected("dtype", dtype, f"one of {sorted(DTYPES)}"))
-    if work_size is not None and (isinstance(work_size, bool) or not isinstance(work_size, int)
-                                  or not 32 <= work_size <= MAX_WORK_SIZE):
-        raise ValueError(got_expected("work_size", work_size, f"an int from 32 to {MAX_WORK_SIZE}"))
+    if work_size is not None:
+        check_int("work_size", work_size, 32, MAX_WORK_SIZE)
     source = Path(train_checkpoint_path)
     if source.is_dir():
         source = source / "latest.pt"
@@ -217,7 +222,7 @@ def check_shapes(config: BIDSNetConfig, weights: dict, path: Path) -> None:
     """Compare the shapes ``config`` builds with the stored ones on the meta device (no memory):
     a crafted config (a width of 10**6) is refused before anything is allocated."""
     with torch.device("meta"):
-        probe = BIDSNet(config)
+        probe = build_model(config)
     wanted = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
     stored = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
     differ = [k for k in wanted if stored.get(k) != wanted[k]]
@@ -228,7 +233,7 @@ def check_shapes(config: BIDSNetConfig, weights: dict, path: Path) -> None:
             f"{first!r}: config {wanted.get(first)}, weights {stored.get(first)}); refused before building it")
 
 
-def load_inference_model(path: str | os.PathLike, device: str | torch.device | None = None) -> tuple[BIDSNet, dict]:
+def load_inference_model(path: str | os.PathLike, device: str | torch.device | None = None) -> tuple[InpaintingNet, dict]:
     """``(model in eval mode on device, meta)`` from an inference checkpoint (or a training one,
     whose EMA weights are used). ``device`` defaults to ``bidsnet_lib.default_device()``.
 
@@ -247,7 +252,7 @@ def load_inference_model(path: str | os.PathLike, device: str | torch.device | N
         raise CheckpointError(f"{path}: its model config is invalid: {error}") from None
     if not within_presets(config):  # the meta check costs seconds: only for sizes beyond the presets
         check_shapes(config, data["model"], path)
-    model = BIDSNet(config)
+    model = build_model(config)
     try:  # copies into the float32 parameters, casting float16 weights back
         model.load_state_dict(data["model"])
     except RuntimeError as error:  # missing/unexpected keys, shape mismatches: one per line

@@ -26,8 +26,7 @@ from bidsnet_lib.plumbing import check_positive_int, got_expected
 
 def num_groups(channels: int, min_per_group: int = 4, max_groups: int = 32) -> int:
     """The most GroupNorm groups (at most ``max_groups``) that keep ``min_per_group`` channels each."""
-    if not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"channels: got {channels!r}, expected a positive int")
+    check_positive_int("channels", channels)
     limit = max(1, min(max_groups, channels // min_per_group))
     # The largest divisor of `channels` not above `limit`: 1 always divides, so this ends.
     return next(g for g in range(limit, 0, -1) if channels % g == 0)

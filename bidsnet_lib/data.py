@@ -19,7 +19,6 @@ hole), "mask_source": str, "index": int}``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
 import os
 import warnings
@@ -28,10 +27,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from bidsnet_lib import masks
-from bidsnet_lib.plumbing import DATA_DIR, IMAGE_EXTENSIONS, got_expected, is_image_file, read_photo
+from bidsnet_lib.plumbing import (
+    DATA_DIR,
+    DEFAULT_WORK_SIZE,
+    IMAGE_EXTENSIONS,
+    DownloadError,
+    atomic_move,
+    check_choice,
+    check_finite_float,
+    check_int,
+    download_file,
+    got_expected,
+    image_size,
+    is_image_file,
+    read_photo,
+)
 
 # The repository's shipped photos (a clone or an editable install only) and the package's evaluation masks.
 COURSE_IMAGES = DATA_DIR / "images"
@@ -40,7 +53,6 @@ DEFAULT_MASKS_DIR = masks.SHIPPED_MASKS
 # masks (Set II "train"): the paper evaluates on both kinds, so the model trains on both.
 DEFAULT_MASK_MIX = {"set1": 0.5, "set2/train": 0.5}
 CHECKS = ("header", "full", "none")
-_ORIENTATION = 0x0112  # EXIF tag
 
 
 def mask_sources() -> list[str]:
@@ -60,7 +72,7 @@ def course_photos(size: int | None, limit: int | None = None, first: str | None 
             raise ValueError(f"first: got {first!r}, expected one of the photos in {COURSE_IMAGES}: "
                              f"{sorted(p.name for p in paths)}")
         paths.sort(key=lambda p: p.name != first)  # a stable sort: only `first` moves
-        photos = [masks.read_photo(p) for p in paths[:limit]]
+        photos = [read_photo(p, "photo").rgb for p in paths[:limit]]
     else:
         from skimage import data as skdata
 
@@ -96,22 +108,6 @@ def course_photo_folders(scratch, held_out: str = "test") -> tuple[Path, Path]:
     return folders
 
 
-def load_rgb(path) -> Image.Image:
-    """Open an image file as RGB (see :func:`to_rgb`)."""
-    with Image.open(path) as image:
-        return to_rgb(image)
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """EXIF rotation applied, as RGB by the library's one rule
-    (:func:`bidsnet_lib.plumbing.read_photo`): grey replicated, 16-bit scaled, alpha composited
-    on WHITE (transparent pixels of web images and cut-outs are shown on white pages, and the
-    colour stored under them is often arbitrary; black would paint dark halos and regions)."""
-    if image.getexif().get(_ORIENTATION, 1) != 1:
-        image = ImageOps.exif_transpose(image)
-    return Image.fromarray(read_photo(image).rgb)
-
-
 def find_images(
     roots, check: str = "header", on_error: str = "skip"
 ) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -122,10 +118,8 @@ def find_images(
     dropped with one warning naming the count and the first ones (``on_error="skip"``) or raise
     ValueError listing them (``"raise"``). Returns (good paths, [(bad path, reason)]).
     """
-    if check not in CHECKS:
-        raise ValueError(f"check: got {check!r}, expected one of {CHECKS}")
-    if on_error not in ("skip", "raise"):
-        raise ValueError(f"on_error: got {on_error!r}, expected 'skip' or 'raise'")
+    check_choice("check", check, CHECKS)
+    check_choice("on_error", on_error, ("skip", "raise"))
     if isinstance(roots, str | os.PathLike):
         roots = [roots]
     if not isinstance(roots, Sequence) or not roots:
@@ -150,7 +144,7 @@ def find_images(
         else:
             bad.append((path, reason))
     if bad:
-        listing = "\n".join(f"  {p}: {r}" for p, r in bad[:10]) + (
+        listing = "\n".join(f"  {r}" for _, r in bad[:10]) + (  # each reason names its file
             "\n  ..." if len(bad) > 10 else ""
         )
         if on_error == "raise" or not good:
@@ -163,13 +157,14 @@ def find_images(
 
 
 def _unreadable(path: Path, full: bool) -> str | None:
-    """Why ``path`` is not a readable image, or None."""
+    """Why ``path`` is not a readable image (naming it), or None."""
     try:
-        with Image.open(path) as image:
-            if full:
-                image.load()
-    except Exception as error:  # PIL raises OSError, SyntaxError, ValueError… for bad files
-        return f"{type(error).__name__}: {error}"
+        if full:
+            read_photo(path, str(path))
+        else:
+            image_size(path, str(path))
+    except ValueError as error:  # the one opener turns every decoder failure into a ValueError
+        return str(error)
     return None
 
 
@@ -189,7 +184,7 @@ class InpaintingDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         roots,
-        size: int = 256,
+        size: int = DEFAULT_WORK_SIZE,
         *,
         train: bool = True,
         mask_mix: Mapping[str, float] | None = None,
@@ -202,14 +197,8 @@ class InpaintingDataset(torch.utils.data.Dataset):
         check: str = "header",
         on_error: str = "skip",
     ):
-        if (
-            isinstance(size, bool)
-            or not isinstance(size, numbers.Integral)
-            or size < masks.MIN_SIZE
-        ):
-            raise ValueError(f"size: got {size!r}, expected an int >= {masks.MIN_SIZE}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise ValueError(f"seed: got {seed!r}, expected an int >= 0")
+        check_int("size", size, masks.MIN_SIZE)
+        check_int("seed", seed, 0)
         low, high = _check_crop_scale(crop_scale)
         self.paths, self.skipped = find_images(roots, check=check, on_error=on_error)
         self.size, self.train, self.flip, self.seed = int(size), bool(train), bool(flip), int(seed)
@@ -240,13 +229,10 @@ class InpaintingDataset(torch.utils.data.Dataset):
         """Draw new crops, flips and masks for ``epoch``: call it before creating the epoch's
         DataLoader iterator (workers copy the dataset then; with ``persistent_workers=True``
         they would keep the old epoch)."""
-        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
-            raise ValueError(f"epoch: got {epoch!r}, expected an int >= 0")
-        self.epoch = int(epoch)
+        self.epoch = check_int("epoch", epoch, 0)
 
     def __getitem__(self, index: int) -> dict:
-        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
-            raise TypeError(f"index: got {type(index).__name__}, expected an int")
+        check_int("index", index)
         if not 0 <= index < len(self):
             raise IndexError(f"index: got {index}, expected 0 <= index < {len(self)}")
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
@@ -283,27 +269,21 @@ class InpaintingDataset(torch.utils.data.Dataset):
 
     def _crop(self, path: Path, rng: np.random.Generator) -> np.ndarray:
         size = self.size
-        with Image.open(path) as lazy:
-            turned = lazy.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)  # shown rotated 90°
-            width, height = lazy.size[::-1] if turned else lazy.size  # as shown, after EXIF
-            short = min(width, height)
-            if self.train:
-                # Crop side in source pixels: a share of the short side, at least `size` (no
-                # upsampling) unless the photo is smaller than `size` (then all of the short side).
-                low = max(self.crop_scale[0], min(1.0, size / short))
-                high = max(low, self.crop_scale[1])
-                side = short * rng.uniform(low, high)
-                left, top = rng.uniform(0, width - side), rng.uniform(0, height - side)
-                flip = self.flip and rng.random() < 0.5
-            else:
-                side, flip = short, False
-                left, top = (width - side) / 2, (height - side) / 2
-            # JPEG: decode at 1/2, 1/4 or 1/8 scale when the crop stays at least `size` wide.
-            scale = size / side
-            lazy.draft(
-                lazy.mode, (math.ceil(lazy.size[0] * scale), math.ceil(lazy.size[1] * scale))
-            )
-            image = to_rgb(lazy)
+        width, height = image_size(path)  # as shown, after EXIF
+        short = min(width, height)
+        if self.train:
+            # Crop side in source pixels: a share of the short side, at least `size` (no
+            # upsampling) unless the photo is smaller than `size` (then all of the short side).
+            low = max(self.crop_scale[0], min(1.0, size / short))
+            high = max(low, self.crop_scale[1])
+            side = short * rng.uniform(low, high)
+            left, top = rng.uniform(0, width - side), rng.uniform(0, height - side)
+            flip = self.flip and rng.random() < 0.5
+        else:
+            side, flip = short, False
+            left, top = (width - side) / 2, (height - side) / 2
+        # JPEG: decode at 1/2, 1/4 or 1/8 scale when the crop stays at least `size` wide.
+        image = Image.fromarray(read_photo(path, draft=size / side).rgb)
         # The draft's reduction, per axis: JPEG rounds each axis on its own (767x512 at 1/4 is
         # 192x128), and one factor for both could push the box past the image's edge.
         fx, fy = image.size[0] / width, image.size[1] / height
@@ -330,7 +310,7 @@ class InpaintingDataset(torch.utils.data.Dataset):
 
 
 def fixed_validation_set(
-    roots, masks_dir=None, size: int = 256, mask_groups=None, **kwargs
+    roots, masks_dir=None, size: int = DEFAULT_WORK_SIZE, mask_groups=None, **kwargs
 ) -> InpaintingDataset:
     """Centre crops of the photos in ``roots`` paired in a fixed order with the shipped masks.
 
@@ -362,15 +342,7 @@ def _check_mask_mix(mix, mask_folder) -> dict[str, float]:
     for key, weight in mix.items():
         if key not in valid:
             raise ValueError(f"mask_mix: unknown source {key!r}, expected keys from {valid}")
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, numbers.Real)
-            or not math.isfinite(weight)
-            or weight < 0
-        ):
-            raise ValueError(
-                f"mask_mix: weight of {key!r} is {weight!r}, expected a finite number >= 0"
-            )
+        check_finite_float(f"mask_mix[{key!r}]", weight, 0)
     total = sum(mix.values())
     if total <= 0:
         raise ValueError(f"mask_mix: weights sum to {total}, expected > 0")
@@ -416,10 +388,6 @@ def _fixed_masks(
 
 
 # ------------------------------------------------------------------ downloadable sets (Colab)
-class DownloadError(RuntimeError):
-    """A remote set could not be fetched (offline, wrong checksum, unexpected archive)."""
-
-
 @dataclasses.dataclass(frozen=True)
 class RemoteSet:
     """An archive on the web whose ``folder`` holds ``files`` images or masks."""
@@ -452,57 +420,24 @@ def download_set(name: str, root, *, archive_dir=None, url: str | None = None, t
     The archive is kept in ``archive_dir`` (default ``root``; on Colab a Drive folder, so the next
     session unpacks without downloading again) and unpacked to ``root`` (the machine's own disk:
     reading many small files from Drive is slow). ``url`` overrides the set's address (a mirror,
-    or ``file://`` for a local copy). Offline it raises :class:`DownloadError` naming the file to
-    place where; nothing half-written is left behind.
+    or ``file://`` for a local copy). Offline it raises :class:`bidsnet_lib.plumbing.DownloadError`
+    naming the file to place where; nothing half-written is left behind.
     """
-    if name not in REMOTE_SETS:
-        raise ValueError(f"name: got {name!r}, expected one of {sorted(REMOTE_SETS)}")
-    remote = REMOTE_SETS[name]
+    remote = REMOTE_SETS[check_choice("name", name, sorted(REMOTE_SETS))]
     root = Path(root).expanduser()
     target = root / name
     if target.is_dir() and any(target.iterdir()):
         return target
     archive = Path(archive_dir or root).expanduser() / remote.archive
     if not archive.is_file():
-        _fetch(url or remote.url, archive, remote.md5, timeout, what=f"{name} ({remote.what})")
+        download_file(url or remote.url, archive, f"{name} ({remote.what})",
+                      checksum=remote.md5 and f"md5:{remote.md5}", timeout=timeout,
+                      alternative=", or pass url= (a mirror, or file:// for a local copy)")
     _unpack(archive, root, remote.folder, target)
     count = sum(1 for p in target.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     if count != remote.files:
         warnings.warn(f"{name}: {target} holds {count} image files, expected {remote.files}", stacklevel=2)
     return target
-
-
-def _fetch(url: str, archive: Path, md5: str | None, timeout: float, what: str) -> None:
-    """Stream ``url`` to a temporary file beside ``archive``, check it, then rename it."""
-    import hashlib
-    import tempfile
-    import urllib.request
-
-    from tqdm.auto import tqdm
-
-    place = (f"download {url} on a machine with internet and place it as {archive}, "
-             "or pass url= (a mirror, or file:// for a local copy)")
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.", suffix=".part")
-    digest = hashlib.md5()
-    try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=archive.name) as bar:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-        if md5 is not None and digest.hexdigest() != md5:
-            raise DownloadError(f"{what}: {url} gave a file with MD5 {digest.hexdigest()}, expected {md5} "
-                                f"(a partial or changed download); {place}")
-        os.replace(partial, archive)
-    except OSError as error:  # URLError, time-outs and refused connections are OSErrors
-        raise DownloadError(f"{what}: cannot download {url} ({type(error).__name__}: {error}; offline?); "
-                            f"{place}") from None
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
 
 
 def _unpack(archive: Path, root: Path, folder: str, target: Path) -> None:
@@ -530,7 +465,7 @@ def _unpack(archive: Path, root: Path, folder: str, target: Path) -> None:
             raise DownloadError(f"{archive}: holds no folder {folder!r} (found {found or 'none'}); "
                                 "is it the right archive?")
         shutil.rmtree(target, ignore_errors=True)  # an empty leftover
-        os.replace(inner, target)
+        atomic_move(inner, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -544,11 +479,10 @@ def hold_out(folder, count: int) -> tuple[Path, Path]:
     if test.is_dir() and any(test.iterdir()):
         return folder, test
     paths, _ = find_images(folder, check="none")
-    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or not 0 < count < len(paths):
-        raise ValueError(f"count: got {count!r}, expected an int with 0 < count < {len(paths)} (the photos in {folder})")
+    check_int("count", count, 1, len(paths) - 1)  # at least one photo on each side
     test.mkdir()
     step = len(paths) / count
     for k in range(count):
         path = paths[int(k * step)]
-        os.replace(path, test / path.name)
+        atomic_move(path, test / path.name)
     return folder, test

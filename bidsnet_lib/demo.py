@@ -14,11 +14,16 @@ from bidsnet_lib.masks import (
     SHIPPED_MASKS,
     mask_gallery,
     overlay_mask,
-    read_mask_file,
-    read_photo,
     square_photo,
 )
-from bidsnet_lib.plumbing import DATA_DIR, image_files
+from bidsnet_lib.plumbing import (
+    DATA_DIR,
+    DEFAULT_WORK_SIZE,
+    atomic_write,
+    image_files,
+    read_mask,
+    read_photo,
+)
 
 DATA = DATA_DIR
 # One mask per row, from the middle and the top of the range the paper evaluates.
@@ -34,19 +39,19 @@ def shipped_photos(split: str = "test") -> list[Path]:
     return photos
 
 
-def demo_fills(photos: list[Path], size: int = 256):
+def demo_fills(photos: list[Path], size: int = DEFAULT_WORK_SIZE):
     """The demo's (photo, mask) rows and their fills by the shipped BIDS-Net and by Telea."""
     inpainter = Inpainter.from_checkpoint()
     telea = Inpainter(make_baseline("telea"), work_size=size)
-    images = [square_photo(read_photo(p), size) for p in photos]
-    masks = [read_mask_file(SHIPPED_MASKS / name) for name in DEMO_MASKS]
+    images = [square_photo(read_photo(p).rgb, size) for p in photos]
+    masks = [read_mask(SHIPPED_MASKS / name) for name in DEMO_MASKS]
     rows = [(image, masks[i % len(masks)]) for i, image in enumerate(images)]
     ours = inpainter.inpaint_many([r[0] for r in rows], [r[1] for r in rows])
     theirs = telea.inpaint_many([r[0] for r in rows], [r[1] for r in rows])
     return rows, ours, theirs
 
 
-def inpainting_grid(photos: list[Path], out_path: Path, size: int = 256) -> Path:
+def inpainting_grid(photos: list[Path], out_path: Path, size: int = DEFAULT_WORK_SIZE) -> Path:
     """Write a before/after grid: input with holes, Telea, BIDS-Net (shipped checkpoint), original."""
     from matplotlib.figure import Figure
 
@@ -61,8 +66,7 @@ def inpainting_grid(photos: list[Path], out_path: Path, size: int = 256) -> Path
             axes[row, col].set_yticks([])
             if row == 0:
                 axes[row, col].set_title(titles[col], fontsize=10)
-    fig.savefig(out_path, dpi=100)
-    return out_path
+    return atomic_write(out_path, lambda stream: fig.savefig(stream, format="png", dpi=100))
 
 
 def run_demo(out: Path = Path("outputs"), seed: int = 0) -> list[Path]:

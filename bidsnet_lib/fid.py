@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bidsnet_lib.metrics import to_image_batch
-from bidsnet_lib.plumbing import fetch_weights
+from bidsnet_lib.plumbing import check_int, check_positive_int, fetch_weights
 
 # ----------------------------------------------------------------------------------------------
 # The Fréchet distance between Gaussians fitted to features
@@ -255,8 +255,7 @@ class FIDMetric:
                             "expected a callable images (B, 3, H, W) -> features (B, D)")
         if isinstance(feature_extractor, nn.Module) and device is not None:
             feature_extractor = feature_extractor.to(device)
-        if not isinstance(min_images, int) or min_images < 2:
-            raise ValueError(f"min_images: got {min_images!r}, expected an int >= 2")
+        check_int("min_images", min_images, 2)
         self.extractor = feature_extractor
         self.name = getattr(feature_extractor, "name", type(feature_extractor).__name__)
         self.comparable = bool(getattr(feature_extractor, "comparable", False))
@@ -337,8 +336,7 @@ def compute_fid(real_images, fake_images, feature_extractor: FeatureExtractor | 
                 device: torch.device | str | None = None) -> FIDResult:
     """FID between two image sets: tensors (N, 3, H, W) in [0, 1], uint8 arrays (N, H, W, 3), or
     iterables of such batches (sizes may differ between batches)."""
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: got {batch_size!r}, expected a positive int")
+    check_positive_int("batch_size", batch_size)
     metric = FIDMetric(feature_extractor, min_images=min_images, device=device)
     for key, images in (("real", real_images), ("fake", fake_images)):
         for batch in _batches(images, f"{key}_images"):  # (B, 3, H, W)

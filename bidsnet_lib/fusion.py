@@ -14,12 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bidsnet_lib.cnn import group_norm
-from bidsnet_lib.plumbing import check_positive_int, got_expected
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(got_expected(name, value, f"one of {sorted(choices)}"))
+from bidsnet_lib.plumbing import check_choice, check_int, check_positive_int, got_expected
 
 
 class Align(nn.Module):
@@ -82,8 +77,7 @@ class SFF(nn.Module):
         check_positive_int("channels", channels)
         check_positive_int("reduction", reduction)
         check_positive_int("min_width", min_width)
-        if isinstance(num_inputs, bool) or not isinstance(num_inputs, int) or num_inputs < 2:
-            raise ValueError(got_expected("num_inputs", num_inputs, "an int >= 2"))
+        check_int("num_inputs", num_inputs, 2)
         self.channels, self.num_inputs = channels, num_inputs
         hidden = max(channels // reduction, min_width)
         self.squeeze = nn.Sequential(nn.Linear(channels, hidden), nn.LayerNorm(hidden), nn.ReLU())
@@ -144,7 +138,7 @@ INTERACTIONS = {
 
 def make_fusion(kind: str, channels: int, reduction: int = 4) -> nn.Module:
     """A module fusing two (B, channels, H, W) tensors: ``"sff"``, ``"add"`` or ``"concat"``."""
-    _check_choice("fusion", kind, FUSIONS)
+    check_choice("fusion", kind, sorted(FUSIONS))
     check_positive_int("channels", channels)
     return FUSIONS[kind](channels, reduction)
 
@@ -174,8 +168,8 @@ class BFI(nn.Module):
         check_positive_int("cnn_channels", cnn_channels)
         check_positive_int("trans_channels", trans_channels)
         check_positive_int("scale", scale)
-        _check_choice("fusion", fusion, FUSIONS)
-        _check_choice("interaction", interaction, INTERACTIONS)
+        check_choice("fusion", fusion, sorted(FUSIONS))
+        check_choice("interaction", interaction, sorted(INTERACTIONS))
         self.cnn_channels, self.trans_channels, self.scale = cnn_channels, trans_channels, scale
         self.interaction = interaction
         to_trans, to_cnn = INTERACTIONS[interaction]

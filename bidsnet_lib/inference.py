@@ -26,21 +26,21 @@ Command line (``bidsnet_lib.commands.inpaint``)::
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 
-from bidsnet_lib.masks import binarize_mask
 from bidsnet_lib.plumbing import (
+    DEFAULT_WORK_SIZE,
     Photo,
+    check_finite_float,
+    check_int,
     describe_path,
     got_expected,
-    open_image,
+    read_mask,
     read_photo,
     resolve_device,
 )
@@ -51,7 +51,6 @@ SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "bidsnet_
 # Colab the same name on Google Drive, which outlives the session.
 LEARNER_EXPORT = "06_model.pt"
 COLAB_RUNS = Path("/content/drive/MyDrive/bidsnet_runs")
-MASK_THRESHOLD = 0.5  # a mask pixel is a hole when its value > this fraction of full scale
 MAX_GROUPS = 64  # more separate holes than this (speckle) are inpainted as one union crop
 
 
@@ -69,42 +68,11 @@ def course_checkpoint(runs="runs", colab_runs=COLAB_RUNS) -> tuple[Path | None, 
 
 
 # ----------------------------------------------------------------------------- input forms
-def load_image(image, name: str = "image") -> np.ndarray:
-    """A uint8 array (H, W), (H, W, 1|3|4), a PIL image or a path -> RGB uint8 (H, W, 3).
-
-    The one photo reader (:func:`bidsnet_lib.plumbing.read_photo`): grey is repeated over the
-    three channels, alpha composited on white (as in training), 16-bit and float photos scaled.
-    """
-    return read_photo(image, name).rgb
-
-
-def load_mask(mask, name: str = "mask") -> np.ndarray:
-    """A mask (1 = hole) as array, PIL image or path -> (H, W) uint8 0/1.
-
-    Accepted values: bool; integers that are only 0 and 1; 0..255 (uint8) or 0..65535 (uint16)
-    grey levels, anti-aliased edges included; floats in [0, 1]. A pixel is a hole when its value
-    is above ``MASK_THRESHOLD`` = 0.5 of full scale (> 127 for uint8). Colour masks must be grey.
-    """
-    if isinstance(mask, str | os.PathLike):
-        mask = open_image(mask, name)
-    if isinstance(mask, Image.Image):
-        if mask.mode in ("I", "F") or mask.mode.startswith("I;16"):  # 16-bit PNGs open as I: never clip
-            mask = read_photo(mask, name).pixels
-        elif mask.mode not in ("1", "L", "RGB", "RGBA"):
-            mask = mask.convert("L")
-        mask = np.asarray(mask)
-    if not isinstance(mask, np.ndarray):
-        raise TypeError(f"{name}: got {type(mask).__name__}, expected a numpy array, a PIL image or a path")
-    if mask.dtype.kind in "ui" and mask.size and mask.min() >= 0 and mask.max() <= 1:
-        mask = mask.astype(bool)  # 0/1 integers: without this, 1 would read as 1/255 of full scale
-    if mask.ndim == 3 and mask.shape[2] == 1:
-        mask = mask[:, :, 0]
-    return binarize_mask(mask, threshold=MASK_THRESHOLD, name=name)
-
-
 def read_pair(image, mask, image_name: str = "image", mask_name: str = "mask") -> tuple[Photo, np.ndarray]:
+    """A photo and its mask of the same size, each through the one opener of its kind
+    (:func:`bidsnet_lib.plumbing.read_photo`, :func:`bidsnet_lib.plumbing.read_mask`)."""
     photo = read_photo(image, image_name)
-    holes = load_mask(mask, mask_name)
+    holes = read_mask(mask, mask_name)
     if holes.shape != photo.rgb.shape[:2]:
         raise ValueError(f"{mask_name}: got {holes.shape[0]}x{holes.shape[1]}, expected the size of {image_name}, "
                          f"{photo.rgb.shape[0]}x{photo.rgb.shape[1]} (height x width)")
@@ -202,18 +170,15 @@ class Inpainter:
     dB to the trained small model at 256 px (every mask group), so :meth:`from_checkpoint` turns it on.
     """
 
-    def __init__(self, model, *, work_size: int = 256, device=None, batch_size: int = 8,
+    def __init__(self, model, *, work_size: int = DEFAULT_WORK_SIZE, device=None, batch_size: int = 8,
                  margin: float = 0.5, label: str = "BIDS-Net", mirror: bool = False):
         if not callable(model):
             raise TypeError(f"model: got {type(model).__name__}, expected a BIDSNet or a callable model(image, mask)")
         stride = getattr(getattr(model, "config", None), "stride", 1)
-        if isinstance(work_size, bool) or not isinstance(work_size, int) or work_size < stride \
-                or work_size % stride:
+        if check_int("work_size", work_size) < stride or work_size % stride:
             raise ValueError(got_expected("work_size", work_size, f"a positive multiple of the model's stride {stride}"))
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(got_expected("batch_size", batch_size, "an int >= 1"))
-        if not isinstance(margin, int | float) or isinstance(margin, bool) or margin < 0:
-            raise ValueError(got_expected("margin", margin, "a number >= 0"))
+        check_int("batch_size", batch_size, 1)
+        check_finite_float("margin", margin, 0)
         if not isinstance(mirror, bool):
             raise TypeError(got_expected("mirror", mirror, "True or False"))
         if isinstance(model, torch.nn.Module):
@@ -249,7 +214,7 @@ class Inpainter:
         model, meta = load_inference_model(path, device=device)
         try:
             size = work_size(meta)
-        except ValueError as error:
+        except (TypeError, ValueError) as error:
             raise ValueError(f"{path}: {error}") from None
         kwargs.setdefault("work_size", size)
         kwargs.setdefault("label", f"BIDS-Net ({path.name})")

@@ -13,9 +13,8 @@ pretrained weights are loaded only when asked; a random backbone needs ``vgg_wei
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +22,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from bidsnet_lib.metrics import ssim
+from bidsnet_lib.plumbing import check_choice, check_finite_float, check_positive_int
 from bidsnet_lib.vgg import PERCEPTUAL_LAYERS, STYLE_LAYERS, VGG19Features, load_vgg19_features
 
 # ----------------------------------------------------------------------------------------------
@@ -92,8 +92,7 @@ class PatchDiscriminator(nn.Module):
             ("channels", channels),
             ("n_layers", n_layers),
         ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: got {value!r}, expected a positive int")
+            check_positive_int(name, value)
         self.with_mask = with_mask
         # (kernel, stride, padding) of each conv: n_layers halvings, then two stride-1 convs.
         self.geometry = [(4, 2, 1)] * n_layers + [(4, 1, 1), (4, 1, 1)]
@@ -196,8 +195,7 @@ def generator_adversarial_loss(
     D: PatchDiscriminator, fake: torch.Tensor, mask: torch.Tensor, gan_loss: str = "nonsaturating"
 ) -> torch.Tensor:
     """The generator's adversarial term, mean over patches: softplus(−D) (non-saturating) or −D (hinge)."""
-    if gan_loss not in GAN_LOSSES:
-        raise ValueError(f"gan_loss: got {gan_loss!r}, expected one of {sorted(GAN_LOSSES)}")
+    check_choice("gan_loss", gan_loss, sorted(GAN_LOSSES))
     logits = D(fake, mask)  # (B, 1, h, w)
     return GAN_LOSSES[gan_loss][2](logits).mean()
 
@@ -226,35 +224,32 @@ class LossConfig:
       mix beating L1 alone on SSIM without losing PSNR.
     """
 
-    valid: float = 1.0
-    hole: float = 6.0
-    adversarial: float = 0.1
-    perceptual: float = 0.1
-    style: float = 250.0
-    r1: float = 0.001
+    # A weight's ``term`` metadata: "generator" for a term of GeneratorLoss's sum (logged under the
+    # field's name), "critic" for the critic's penalty; ``help`` makes a field a `bidsnet train` flag.
+    valid: float = field(default=1.0, metadata={"term": "generator", "help": "weight of the L1 on the known pixels"})
+    hole: float = field(default=6.0, metadata={"term": "generator", "help": "weight of the L1 in the holes"})
+    adversarial: float = field(default=0.1, metadata={
+        "term": "generator", "help": "weight of the adversarial term (0: no critic)"})
+    perceptual: float = field(default=0.1, metadata={
+        "term": "generator", "help": "weight of the VGG-19 perceptual term"})
+    style: float = field(default=250.0, metadata={"term": "generator", "help": "weight of the VGG-19 style term"})
+    r1: float = field(default=0.001, metadata={
+        "term": "critic", "help": "weight of the critic's R1 gradient penalty"})
     gan_loss: str = "nonsaturating"
     mask_aware_labels: bool = True
-    vgg_weights: str = "imagenet"
-    ssim: float = 0.0
+    vgg_weights: str = field(default="imagenet", metadata={
+        "help": "VGG-19 weights for the perceptual and style losses", "metavar": "imagenet|random|PATH"})
+    ssim: float = field(default=0.0, metadata={
+        "term": "generator", "help": "weight of 1 - SSIM of the composite"})
 
     def __post_init__(self):
-        for name in ("valid", "hole", "adversarial", "perceptual", "style", "r1", "ssim"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise ValueError(f"{name}: got {value!r}, expected a finite number >= 0")
+        for name in LOSS_TERMS:
+            check_finite_float(name, getattr(self, name), 0)
         if not isinstance(self.mask_aware_labels, bool):
             raise TypeError(
                 f"mask_aware_labels: got {self.mask_aware_labels!r}, expected True or False"
             )
-        if self.gan_loss not in GAN_LOSSES:
-            raise ValueError(
-                f"gan_loss: got {self.gan_loss!r}, expected one of {sorted(GAN_LOSSES)}"
-            )
+        check_choice("gan_loss", self.gan_loss, sorted(GAN_LOSSES))
         if not isinstance(self.vgg_weights, str | os.PathLike):
             raise TypeError(
                 f"vgg_weights: got {type(self.vgg_weights).__name__}, expected 'imagenet', 'random' or a path"
@@ -278,14 +273,12 @@ class LossConfig:
 
     def term_weights(self) -> dict[str, float]:
         """Weight of each named generator term, keyed as in :class:`GeneratorLoss`'s logs."""
-        return {
-            "valid": self.valid,
-            "hole": self.hole,
-            "adversarial": self.adversarial,
-            "perceptual": self.perceptual,
-            "style": self.style,
-            "ssim": self.ssim,
-        }
+        return {name: getattr(self, name) for name, term in LOSS_TERMS.items() if term == "generator"}
+
+
+# The loss terms' one list: every weight field of LossConfig, by what it weighs ("generator" or
+# "critic"). A new term is a field with "term" metadata here and its value in GeneratorLoss.forward.
+LOSS_TERMS = {f.name: f.metadata["term"] for f in fields(LossConfig) if "term" in f.metadata}
 
 
 def ssim_loss(comp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bidsnet_lib.plumbing import fetch_weights
+from bidsnet_lib.plumbing import check_choice, check_int, fetch_weights
 
 # ----------------------------------------------------------------------------------------------
 # Inputs
@@ -149,8 +149,7 @@ def hole_colour_error(pred, mask, ring: int = COLOUR_RING) -> torch.Tensor:
     known pixel around it.
     """
     p = to_image_batch(pred, "pred")
-    if isinstance(ring, bool) or not isinstance(ring, int) or ring < 1:
-        raise ValueError(f"ring: got {ring!r}, expected an int >= 1 (pixels)")
+    check_int("ring", ring, 1)  # pixels
     holes = _hole_masks(mask, p.shape[0], tuple(p.shape[-2:]))
     rgb = (p.detach().double() * 255).permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring + 1, 2 * ring + 1))
@@ -184,8 +183,7 @@ LPIPS_NETS = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
 
 def lpips_backbone_file(net: str = "alex") -> tuple[str, str]:
     """(file name, URL) of the torchvision ImageNet weights that LPIPS' ``net`` trunk uses."""
-    if net not in LPIPS_NETS:
-        raise ValueError(f"net: got {net!r}, expected one of {sorted(LPIPS_NETS)}")
+    check_choice("net", net, sorted(LPIPS_NETS))
     from torchvision.models import get_model_weights
 
     url = get_model_weights(LPIPS_NETS[net]).IMAGENET1K_V1.url

@@ -3,8 +3,10 @@
 Assembled in ``notebooks/04_bfi_sff.ipynb`` from the CNN stream (``bidsnet_lib.cnn``, notebook
 02), the Transformer stream (``bidsnet_lib.attention``, notebook 03) and the fusion modules
 (``bidsnet_lib.fusion``). ``bidsnet model --summary`` prints the parameter counts of
-the presets and the ablation variants (``bidsnet_lib.ablate``). :class:`SingleStream` is one
-stream alone with the same input and head (the stream ablation; ``bench/model.py`` costs it).
+the presets and the ablation variants (``bidsnet_lib.ablate``). Two rivals of the design share
+its input and head, at about its parameter count: :class:`SingleStream`, one stream alone
+(``streams="cnn"`` or ``"transformer"``), and :class:`UnifiedNet`, the paper's unified-path rival
+(``interaction="unified"``); :func:`build_model` builds whichever a config names.
 
 Data flow for an (H, W) input, S scales and the Transformer at 1/d of the CNN's resolution:
 
@@ -20,7 +22,7 @@ Data flow for an (H, W) input, S scales and the Transformer at 1/d of the CNN's 
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -28,10 +30,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bidsnet_lib.attention import ATTENTIONS, FastAttention, TransformerStream
-from bidsnet_lib.cnn import CNNStream, PreActResBlock, group_norm
+from bidsnet_lib.attention import ATTENTIONS, FastAttention, TransformerBlock, TransformerStream
+from bidsnet_lib.cnn import CNNStream, PreActResBlock, UStream, group_norm
 from bidsnet_lib.fusion import BFI, FUSIONS, INTERACTIONS, Align
-from bidsnet_lib.plumbing import check_positive_int
+from bidsnet_lib.plumbing import check_choice, check_finite_float, check_positive_int
 
 _TUPLE_FIELDS = ("channel_mults", "cnn_depths", "trans_depths")
 # What the network sees in the holes: zeros (the paper), or OpenCV's Telea fill, which gives the
@@ -41,6 +43,10 @@ INPUT_FILLS = ("zeros", "telea")
 OUTPUTS = ("image", "residual")
 FILL_RADIUS = 3  # Telea's neighbourhood for input_fill="telea" (r=5 is 2-3x slower, +0.1 dB)
 STREAMS = ("cnn", "transformer")  # the kinds of SingleStream
+STREAM_CHOICES = ("dual", *STREAMS)  # BIDSNetConfig.streams: both joined by BFI, or one alone
+# The paper's rival to bidirectional interaction: one path whose every block holds both a
+# convolution and an attention, so there are no two streams to interact (UnifiedNet).
+UNIFIED = "unified"
 
 
 def check_config_keys(cls, data) -> None:
@@ -67,9 +73,12 @@ class BIDSNetConfig:
     calls (``None``: never); ``attention`` is "favor" (the paper's FAVOR+), "favor++" (optimal
     positive random features, the course's addition) or "softmax" (exact). ``attention``,
     ``fusion``, ``interaction`` and ``cnn_share`` are the paper's ablations;
-    ``dataclasses.replace(config, fusion="add")`` builds one. ``input_fill`` ("zeros" | "telea")
-    is what the holes hold on input, ``output`` ("image" | "residual") whether the head predicts
-    the image or a correction to that fill (the course's additions, not the paper's).
+    ``dataclasses.replace(config, fusion="add")`` builds one. ``interaction="unified"`` is the
+    paper's unified-path rival (:class:`UnifiedNet`), and ``streams`` ("dual" | "cnn" |
+    "transformer") keeps both streams or one alone (:class:`SingleStream`); both rivals are sized
+    to this config's BIDS-Net parameter count (:func:`build_model`). ``input_fill`` ("zeros" |
+    "telea") is what the holes hold on input, ``output`` ("image" | "residual") whether the head
+    predicts the image or a correction to that fill (the course's additions, not the paper's).
     """
 
     width: int = 64
@@ -89,8 +98,12 @@ class BIDSNetConfig:
     fusion: str = "sff"
     interaction: str = "bidirectional"
     sff_reduction: int = 4
-    input_fill: str = "zeros"
-    output: str = "image"
+    # ``help`` makes a field a flag of `bidsnet train` (with ``choices``).
+    input_fill: str = field(default="zeros", metadata={
+        "choices": INPUT_FILLS, "help": "holes on input: zeros, or a Telea fill"})
+    output: str = field(default="image", metadata={
+        "choices": OUTPUTS, "help": "the head predicts the image, or a residual on the fill"})
+    streams: str = "dual"
 
     def __post_init__(self):
         for name in _TUPLE_FIELDS:
@@ -107,9 +120,7 @@ class BIDSNetConfig:
             check_positive_int("redraw_interval", self.redraw_interval)
         if not isinstance(self.ortho, bool):
             raise ValueError(f"ortho: got {self.ortho!r}, expected a bool")
-        if isinstance(self.cnn_share, bool) or not isinstance(self.cnn_share, int | float) \
-                or not 0 < self.cnn_share < 1:
-            raise ValueError(f"cnn_share: got {self.cnn_share!r}, expected a float strictly between 0 and 1")
+        check_finite_float("cnn_share", self.cnn_share, 0, 1, low_open=True, high_open=True)
         if len(self.trans_depths) != len(self.cnn_depths):
             raise ValueError(
                 f"cnn_depths, trans_depths: got {len(self.cnn_depths)} and {len(self.trans_depths)} "
@@ -122,11 +133,14 @@ class BIDSNetConfig:
             )
         for name, value, choices in (("attention", self.attention, ATTENTIONS),
                                      ("fusion", self.fusion, FUSIONS),
-                                     ("interaction", self.interaction, INTERACTIONS),
+                                     ("interaction", self.interaction, (*INTERACTIONS, UNIFIED)),
+                                     ("streams", self.streams, STREAM_CHOICES),
                                      ("input_fill", self.input_fill, INPUT_FILLS),
                                      ("output", self.output, OUTPUTS)):
-            if value not in choices:
-                raise ValueError(f"{name}: got {value!r}, expected one of {sorted(choices)}")
+            check_choice(name, value, sorted(choices))
+        if self.streams != "dual" and self.interaction == UNIFIED:
+            raise ValueError(f"interaction: got {UNIFIED!r} with streams={self.streams!r}, expected streams='dual' "
+                             "(the unified path replaces both streams; a single stream has nothing to unify)")
         for s, (c, t) in enumerate(zip(self.cnn_widths, self.trans_widths, strict=True)):
             if c < 1 or t < 1:
                 raise ValueError(
@@ -266,13 +280,30 @@ class InpaintingNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def redraw_features(self) -> None:
+        """Draw new random features in every FastAttention (no-op with exact attention)."""
+        for module in self.modules():
+            if isinstance(module, FastAttention):
+                module.redraw_features()
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor | None = None) -> torch.Tensor:
+        """``fill`` (B, 3, H, W), optional: what the holes hold on input instead of
+        ``config.input_fill``'s (a coarser level's fill, upsampled, in coarse-to-fine inference);
+        a residual head then corrects that fill. Known pixels always come from ``image``."""
         stride = self.config.stride
         check_inputs(image, mask, min_size=stride)
         height, width = image.shape[-2:]
         mask = mask.to(image.dtype)
         known = image * (1 - mask)
-        fill = known if self.config.input_fill == "zeros" else known + opencv_fill(image, mask) * mask
+        if fill is not None:
+            if not isinstance(fill, torch.Tensor) or fill.shape != image.shape:
+                got = tuple(fill.shape) if isinstance(fill, torch.Tensor) else type(fill).__name__
+                raise ValueError(f"fill: got {got}, expected the image's shape {tuple(image.shape)}")
+            fill = known + fill.to(image.dtype) * mask
+        elif self.config.input_fill == "zeros":
+            fill = known
+        else:
+            fill = known + opencv_fill(image, mask) * mask
         x = torch.cat([fill, mask], dim=1)  # (B, 4, H, W), holes zeroed or pre-filled
         # Reflection continues the image across the border, so the padding looks like content.
         x = F.pad(x, (0, -width % stride, 0, -height % stride), mode="reflect")  # (B, 4, H', W')
@@ -289,6 +320,9 @@ class BIDSNet(InpaintingNet):
         super().__init__()
         if not isinstance(config, BIDSNetConfig):
             raise TypeError(f"config: got {type(config).__name__}, expected a BIDSNetConfig")
+        if config.streams != "dual" or config.interaction == UNIFIED:
+            raise ValueError(f"config: got streams={config.streams!r}, interaction={config.interaction!r}, "
+                             "expected BIDS-Net's two streams; build_model(config) builds the rivals")
         self.config = config
         cw, tw, d = config.cnn_widths, config.trans_widths, config.trans_downsample
         # Both stems see the masked image and the mask: 3 + 1 channels.
@@ -322,12 +356,6 @@ class BIDSNet(InpaintingNet):
             t = trans.decoder[s](trans.merge[s](torch.cat([trans.upsample[s](t), skip_t], dim=1)))
         return torch.cat([c, self.trans_up(t)], dim=1)
 
-    def redraw_features(self) -> None:
-        """Draw new random features in every FastAttention (no-op with exact attention)."""
-        for module in self.modules():
-            if isinstance(module, FastAttention):
-                module.redraw_features()
-
 
 class SingleStream(InpaintingNet):
     """One U-stream of BIDS-Net alone, with BIDS-Net's input, refinement block and head: the
@@ -337,8 +365,7 @@ class SingleStream(InpaintingNet):
 
     def __init__(self, kind: str, config: BIDSNetConfig, widths: tuple[int, ...]):
         super().__init__()
-        if kind not in STREAMS:
-            raise ValueError(f"kind: got {kind!r}, expected one of {list(STREAMS)}")
+        check_choice("kind", kind, STREAMS)
         if not isinstance(config, BIDSNetConfig):
             raise TypeError(f"config: got {type(config).__name__}, expected a BIDSNetConfig")
         self.kind, self.config = kind, config
@@ -357,42 +384,109 @@ class SingleStream(InpaintingNet):
         return self.up(self.stream(x))  # (B, w_0, H', W')
 
 
+class UnifiedBlock(nn.Module):
+    """One block of the unified path: a pre-activation residual convolution, then a Transformer
+    block on the same features at 1/``patch`` of their resolution, whose change is upsampled and
+    added back: (B, width, H, W) -> (B, width, H, W). Both operations on one set of channels."""
+
+    def __init__(self, width: int, config: BIDSNetConfig):
+        super().__init__()
+        self.conv = PreActResBlock(width, width)
+        self.attention = TransformerBlock(width, config.heads, config.dim_head, config.attention,
+                                          config.nb_features, config.ortho, config.redraw_interval)
+        self.patch = config.trans_downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        low = F.avg_pool2d(x, self.patch) if self.patch > 1 else x  # (B, width, H/p, W/p)
+        change = self.attention(low) - low  # what attention adds, at the low resolution
+        if self.patch > 1:
+            change = F.interpolate(change, scale_factor=self.patch, mode="bilinear", align_corners=False)
+        return x + change
+
+
+class UnifiedNet(InpaintingNet):
+    """The paper's unified-path rival to bidirectional interaction, as the course builds it: one
+    U-stream whose every block is a :class:`UnifiedBlock` (a convolution and an attention on the
+    same channels), with BIDS-Net's input, refinement block and head. Depths are the CNN
+    stream's; ``widths`` channels per scale plus the bottleneck's (:func:`build_model` picks them
+    for BIDS-Net's parameter count). The paper does not describe its rival; this reading keeps
+    what it names, one path holding both operations, and changes nothing else."""
+
+    def __init__(self, config: BIDSNetConfig, widths: tuple[int, ...]):
+        super().__init__()
+        if not isinstance(config, BIDSNetConfig):
+            raise TypeError(f"config: got {type(config).__name__}, expected a BIDSNetConfig")
+        self.config = config
+        self.stream = UStream(nn.Conv2d(4, widths[0], 3, padding=1), widths,
+                              (*config.cnn_depths, config.cnn_bottleneck_depth),
+                              lambda width: UnifiedBlock(width, config))
+        self._build_output(widths[0])
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stream(x)  # (B, w_0, H', W')
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Trainable parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _nearest_size(build, start: int, target: int) -> nn.Module:
+    """``build(base)`` for the base whose parameter count is nearest ``target``."""
+    check_positive_int("target", target)  # a parameter count
+    # Parameters grow about with the square of the width: start from that guess, then step until
+    # size(base) <= target < size(base + 1) (or base = 1), and keep the nearer of the two.
+    base = max(1, round(start * math.sqrt(target / parameter_count(build(start)))))
+    while base > 1 and parameter_count(build(base)) > target:
+        base -= 1
+    while parameter_count(build(base + 1)) <= target:
+        base += 1
+    return min((build(base), build(base + 1)), key=lambda m: abs(parameter_count(m) - target))
+
+
 def single_stream(kind: str, config: BIDSNetConfig, target: int) -> SingleStream:
     """The ``kind`` stream alone, widths ``base * config.channel_mults`` with the base whose
     parameter count is nearest ``target`` (e.g. a BIDS-Net's, for an ablation at equal size)."""
-    if isinstance(target, bool) or not isinstance(target, int) or target < 1:
-        raise ValueError(f"target: got {target!r}, expected a positive parameter count")
-
-    def build(base: int) -> SingleStream:
-        return SingleStream(kind, config, tuple(base * m for m in config.channel_mults))
-
-    def size(model: nn.Module) -> int:
-        return sum(p.numel() for p in model.parameters())
-
-    # Parameters grow about with the square of the width: start from that guess, then step until
-    # size(base) <= target < size(base + 1) (or base = 1), and keep the nearer of the two.
-    base = max(1, round(config.width * math.sqrt(target / size(build(config.width)))))
-    while base > 1 and size(build(base)) > target:
-        base -= 1
-    while size(build(base + 1)) <= target:
-        base += 1
-    return min((build(base), build(base + 1)), key=lambda m: abs(size(m) - target))
+    return _nearest_size(lambda base: SingleStream(kind, config, tuple(base * m for m in config.channel_mults)),
+                         config.width, target)
 
 
-def count_parameters(model: BIDSNet) -> dict[str, int]:
-    """Trainable parameters in total and per part: CNN stream, Transformer stream, fusion, head."""
-    parts = {"cnn": model.cnn, "transformer": model.trans, "fusion": model.bfi,
-             "head": nn.ModuleList([model.trans_up, model.refine, model.head])}
-    counts = {name: sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
-    return {"total": sum(p.numel() for p in model.parameters()), **counts}
+def build_model(config: BIDSNetConfig) -> InpaintingNet:
+    """The network ``config`` names: :class:`BIDSNet`, or a rival at BIDS-Net's parameter count
+    (``streams="cnn"``/``"transformer"``: :class:`SingleStream`; ``interaction="unified"``:
+    :class:`UnifiedNet`). Every file that builds a model from a config (training, checkpoints,
+    inference) comes through here, so a rival's checkpoint rebuilds the same network."""
+    if not isinstance(config, BIDSNetConfig):
+        raise TypeError(f"config: got {type(config).__name__}, expected a BIDSNetConfig")
+    if config.streams == "dual" and config.interaction != UNIFIED:
+        return BIDSNet(config)
+    # The reference size: this config's BIDS-Net with bidirectional interaction.
+    target = parameter_count(BIDSNet(dataclasses.replace(config, streams="dual", interaction="bidirectional")))
+    if config.streams != "dual":
+        return single_stream(config.streams, config, target)
+    return _nearest_size(lambda base: UnifiedNet(config, tuple(base * m for m in config.channel_mults)),
+                         config.width, target)
+
+
+def count_parameters(model: InpaintingNet) -> dict[str, int]:
+    """Trainable parameters in total and, for a BIDS-Net, per part: CNN stream, Transformer
+    stream, fusion, head (a rival has only its total)."""
+    counts = {"total": parameter_count(model)}
+    if isinstance(model, BIDSNet):
+        parts = {"cnn": model.cnn, "transformer": model.trans, "fusion": model.bfi,
+                 "head": nn.ModuleList([model.trans_up, model.refine, model.head])}
+        counts.update({name: parameter_count(part) for name, part in parts.items()})
+    return counts
 
 
 def summary_table(configs: dict[str, BIDSNetConfig]) -> str:
-    """A text table of ``count_parameters`` for each named config."""
+    """A text table of ``count_parameters`` for each named config ("-": no such part)."""
     columns = ("total", "cnn", "transformer", "fusion", "head")
     name_width = max(len("config"), *(len(n) for n in configs))
     lines = [f"{'config':<{name_width}}" + "".join(f"{c:>13}" for c in columns)]
     for name, config in configs.items():
-        counts = count_parameters(BIDSNet(config))
-        lines.append(f"{name:<{name_width}}" + "".join(f"{counts[c]:>13,}" for c in columns))
+        counts = count_parameters(build_model(config))
+        lines.append(f"{name:<{name_width}}"
+                     + "".join(f"{counts[c]:>13,}" if c in counts else f"{'-':>13}" for c in columns))
     return "\n".join(lines)

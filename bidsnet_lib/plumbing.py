@@ -1,25 +1,36 @@
-"""The ground floor every concept module stands on: paths, image files, the photo reader, the
-atomic writer, devices, pretrained weight files and input validators.
+"""The ground floor every concept module stands on: paths, named constants, opening a photo and
+opening a mask, the atomic writer, the downloader, devices, pretrained weight files and input
+validators.
 
 Nothing here imports from ``bidsnet_lib``, so any module may import this one; torch is imported
 inside the functions that need it (``bidsnet masks`` runs without loading it).
 
-Error messages across the library read ``name: got X, expected Y`` (:func:`got_expected`).
+Error messages across the library read ``name: got X, expected Y`` (:func:`got_expected`); the
+validators (:func:`check_int`, :func:`check_positive_int`, :func:`check_finite_float`,
+:func:`check_fraction`, :func:`check_choice`) write it.
 
-- Photos: :func:`read_photo` is the one reader (EXIF rotation followed; grey, RGBA and 16-bit
+- Photos: :func:`read_photo` is the one photo opener (EXIF rotation followed; grey, RGBA and 16-bit
   or float photos understood). Its one alpha rule: the colour a model sees is the photo
   composited on WHITE (transparent areas of web images and cut-outs are shown on white pages,
   and the colour stored under them is arbitrary); the alpha channel itself travels beside it, so
   an inpainted photo is written back with the transparency it came with.
+- Masks: :func:`read_mask` is the one mask opener, on the same decoder (EXIF rotation followed:
+  a mask painted over a phone photo follows the rotated view); 1 = hole, its alpha ignored.
 - Writes: :func:`atomic_write` puts text, bytes or whatever a callable streams (``torch.save``)
   in a uniquely named temporary file beside the target, fsyncs it and renames it over the
-  target: readers see the old file or the new one, never half, and two writers never collide.
+  target (:func:`atomic_move`): readers see the old file or the new one, never half, and two
+  writers never collide.
+- Downloads: :func:`download` (weights, data archives, published tables) checks a checksum and
+  fails offline naming the file to place and where.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 import os
+import re
 import socket
 import stat
 import uuid
@@ -36,6 +47,11 @@ REPO_ROOT = PACKAGE_DIR.parent
 DATA_DIR = REPO_ROOT / "data"
 SHIPPED_IMAGES = DATA_DIR / "images" / "test"  # the course's test photos (absent from a pip install)
 
+# The side of the square the model works on: its training size, the evaluation's crops, the
+# fixed evaluation masks and an inference checkpoint's working size when it names none.
+DEFAULT_WORK_SIZE = 256
+MASK_THRESHOLD = 0.5  # a mask pixel is a hole when its value > this fraction of full scale
+
 # Photos every command reads and writes (PIL reads and writes them all).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
@@ -51,30 +67,69 @@ def got_expected(name: str, got, expected: str) -> str:
     return f"{name}: got {got!r}, expected {expected}"
 
 
-def check_int(name: str, value, low: int | None = None, high: int | None = None) -> int:
-    """``value`` as an int within [low, high] (either bound optional; bools refused)."""
-    import numbers
+def _range(kind: str, low, high, low_open: bool = False, high_open: bool = False) -> str:
+    """``kind`` with its bounds in words: "an int from 1 to 9", "a number in (0.0, 1.0]", ">= 0"."""
+    if low is not None and high is not None:
+        if kind == "an int":
+            return f"an int from {low} to {high}"
+        return f"{kind} in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{kind} {'>' if low_open else '>='} {low}"
+    if high is not None:
+        return f"{kind} {'<' if high_open else '<='} {high}"
+    return kind
 
+
+def check_int(name: str, value, low: int | None = None, high: int | None = None, *,
+              optional: bool = False) -> int | None:
+    """``value`` as an int within [low, high] (either bound optional; bools refused); with
+    ``optional``, None passes too. TypeError for another type, ValueError out of range."""
+    expected = ("None or " if optional else "") + _range("an int", low, high)
+    if value is None and optional:
+        return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(got_expected(name, value, "an int"))
+        raise TypeError(got_expected(name, value, expected))
     if (low is not None and value < low) or (high is not None and value > high):
-        if high is None:
-            expected = f"an int >= {low}"
-        elif low is None:
-            expected = f"an int <= {high}"
-        else:
-            expected = f"an int from {low} to {high}"
         raise ValueError(got_expected(name, value, expected))
     return int(value)
 
 
 def check_positive_int(name: str, value) -> int:
     """``value`` as an int >= 1; anything else raises ValueError naming ``name``."""
-    import numbers
-
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(got_expected(name, value, "a positive int"))
     return int(value)
+
+
+def check_finite_float(name: str, value, low: float | None = None, high: float | None = None, *,
+                       low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` as a finite float within its bounds (open or closed, either optional; bools,
+    NaN and infinities refused). TypeError for another type, ValueError otherwise."""
+    kind = "a number" if low is not None and high is not None else "a finite number"
+    expected = _range(kind, low, high, low_open, high_open)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(got_expected(name, value, expected))
+    below = low is not None and (value <= low if low_open else value < low)
+    above = high is not None and (value >= high if high_open else value > high)
+    if not math.isfinite(value) or below or above:
+        raise ValueError(got_expected(name, value, expected))
+    return float(value)
+
+
+def check_fraction(name: str, value, *, low_open: bool = True, high_open: bool = False) -> float:
+    """``value`` as a float in (0, 1] (each end closed or open as asked): a share, a ratio."""
+    return check_finite_float(name, value, 0.0, 1.0, low_open=low_open, high_open=high_open)
+
+
+def check_choice(name: str, value, choices):
+    """``value`` when it is one of ``choices`` (named in their order in the message)."""
+    try:
+        known = value in choices
+    except TypeError:  # an unhashable value is no key of a dict of choices
+        known = False
+    if not known:
+        raise ValueError(got_expected(name, value, f"one of {list(choices)}"))
+    return value
 
 
 # ----------------------------------------------------------------------------- files and folders
@@ -118,12 +173,27 @@ def stale_temps(path: Path) -> list[Path]:
     return sorted(path.parent.glob(f".{path.name}.*.*.tmp"))
 
 
-def atomic_write(path: str | os.PathLike, content: str | bytes | Callable) -> Path:
+def atomic_move(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Rename a finished file or folder onto ``target`` in one step, then make the rename durable.
+
+    Readers see the old ``target`` or the new one, never half of it; ``source`` must be on the
+    target's file system (a temporary name beside it). A folder replaces only a missing or empty one.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, target)
+    _fsync_dir(target.parent)
+    return target
+
+
+def atomic_write(path: str | os.PathLike, content: str | bytes | Callable,
+                 check: Callable[[Path], object] | None = None) -> Path:
     """Write ``content`` (text as UTF-8, bytes, or ``content(binary_stream)``) to ``path`` atomically.
 
     The temporary file lives in the target's folder (``os.replace`` is atomic only within one
     file system), is created with the permissions a plain ``open`` would give (umask applied; an
-    existing target's mode kept), fsynced before the rename, and removed on any failure.
+    existing target's mode kept), fsynced, and removed on any failure. ``check(temporary path)``,
+    when given, may refuse the new content by raising before it replaces the target.
     """
     path = Path(path)
     if path.is_dir():
@@ -146,14 +216,15 @@ def atomic_write(path: str | os.PathLike, content: str | bytes | Callable) -> Pa
                 raise TypeError(got_expected("content", type(content).__name__, "str, bytes or a callable(stream)"))
             stream.flush()
             os.fsync(stream.fileno())
+        if check is not None:
+            check(tmp)
         with contextlib.suppress(FileNotFoundError):
             os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))  # a rewrite keeps the file's mode
-        os.replace(tmp, path)
+        atomic_move(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
     return path
 
 
@@ -222,25 +293,51 @@ class Photo:
         return out
 
 
-def open_image(path, name: str = "image"):
-    """A PIL image, loaded and turned by its EXIF orientation; ValueError naming what is wrong."""
+def _unreadable(name: str, path: Path | None, err: Exception) -> ValueError:
+    """The one message for a file no decoder reads, naming its path once (None: bytes)."""
+    what = "its bytes are " if path is None else "" if str(path) in name else f"{str(path)!r} is "
+    return ValueError(f"{name}: {what}not an image this program can read ({err})")
+
+
+def _open(source, name: str, draft: float | None = None):
+    """The one decoder: a path or the bytes of a file -> a loaded PIL image turned by its EXIF
+    orientation (phones store rotation there; a viewer, and a mask painted in one, follow it).
+    ``draft`` lets a JPEG decode at 1/2, 1/4 or 1/8 scale while keeping that share of each side."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    path = None if isinstance(source, bytes | bytearray | memoryview) else Path(source)
+    if path is not None and not path.is_file():
+        if path.is_dir():
+            raise ValueError(got_expected(name, str(path), "an image file, not a folder (a folder of photos "
+                                          "goes to --images)"))
+        raise ValueError(got_expected(name, str(path), f"an image file; there is {describe_path(path)}"))
+    try:
+        with Image.open(io.BytesIO(bytes(source)) if path is None else path) as pil:
+            if draft is not None:
+                pil.draft(pil.mode, (math.ceil(pil.size[0] * draft), math.ceil(pil.size[1] * draft)))
+            pil.load()
+            return ImageOps.exif_transpose(pil)
+    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as err:
+        raise _unreadable(name, path, err) from err
+
+
+def image_size(path, name: str = "image") -> tuple[int, int]:
+    """(width, height) of an image file as shown (EXIF rotation applied), from its header alone."""
     from PIL import Image, ImageOps
 
     path = Path(path)
-    if not path.is_file():
-        if path.is_dir():
-            raise ValueError(got_expected(name, str(path), "an image file, not a folder (a folder of photos goes to --images)"))
-        raise ValueError(got_expected(name, str(path), f"an image file; there is {describe_path(path)}"))
     try:
         with Image.open(path) as pil:
-            pil.load()
-            # Phones store rotation as EXIF; a mask painted in any viewer follows the rotated view.
-            return ImageOps.exif_transpose(pil)
+            width, height = pil.size
+            turned = pil.getexif().get(ImageOps.ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)  # by 90 degrees
     except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as err:
-        raise ValueError(f"{name}: {str(path)!r} is not an image this program can read ({err})") from err
+        raise _unreadable(name, path, err) from err
+    return (height, width) if turned else (width, height)
 
 
-def _pixels(pil) -> tuple[np.ndarray, float, bool, bool]:
+def _pixels(pil, name: str) -> tuple[np.ndarray, float, bool, bool]:
     """(uint8 or uint16 pixels, full scale, grey, has alpha) of a PIL image in any photo mode.
 
     16-bit grey (``I;16*``, and ``I`` as PIL opens 16-bit PNGs) stays 16-bit; float (``F``)
@@ -252,7 +349,7 @@ def _pixels(pil) -> tuple[np.ndarray, float, bool, bool]:
     if mode in ("I", "F"):
         values = np.asarray(pil).astype(np.float64)
         if not np.isfinite(values).all() or values.min() < 0 or values.max() > 65535:
-            raise ValueError(got_expected("image", f"mode {mode} values {values.min()}..{values.max()}",
+            raise ValueError(got_expected(name, f"mode {mode} values {values.min()}..{values.max()}",
                                  "grey levels from 0 to 65535 (or 0 to 1 as floats)"))
         top = values.max()
         if mode == "F" and top <= 1:
@@ -269,14 +366,16 @@ def _pixels(pil) -> tuple[np.ndarray, float, bool, bool]:
     return np.asarray(pil.convert("RGB")), 255.0, False, False
 
 
-def read_photo(source, name: str = "image") -> Photo:
-    """A path, a PIL image or a uint8 array ((H, W), (H, W, 1|3|4)) -> :class:`Photo`."""
+def read_photo(source, name: str = "image", *, draft: float | None = None) -> Photo:
+    """The one photo opener: a path, a file's bytes, a PIL image or a uint8 array ((H, W),
+    (H, W, 1|3|4)) -> :class:`Photo`. ``draft`` (files only) lets a JPEG decode smaller, at
+    1/2, 1/4 or 1/8 scale, while each side keeps at least that share (training's crops)."""
     from PIL import Image
 
-    if isinstance(source, str | os.PathLike):
-        source = open_image(source, name)
+    if isinstance(source, str | os.PathLike | bytes | bytearray | memoryview):
+        source = _open(source, name, draft)
     if isinstance(source, Image.Image):
-        pixels, full, grey, has_alpha = _pixels(source)
+        pixels, full, grey, has_alpha = _pixels(source, name)
     elif isinstance(source, np.ndarray):
         if source.dtype != np.uint8:
             raise TypeError(got_expected(f"{name} dtype", str(source.dtype), "uint8 (0..255); for floats in [0, 1] "
@@ -305,9 +404,60 @@ def read_photo(source, name: str = "image") -> Photo:
     return Photo(rgb, np.ascontiguousarray(pixels), full, grey, None if alpha is None else alpha.copy())
 
 
-def photo_rgb(source, name: str = "image") -> np.ndarray:
-    """:func:`read_photo`'s ``rgb``: RGB uint8 (H, W, 3), alpha composited on white."""
-    return read_photo(source, name).rgb
+# ----------------------------------------------------------------------------- masks
+def read_mask(source, name: str = "mask", *, threshold: float = MASK_THRESHOLD, invert: bool = False,
+              channel_tolerance: float = 0.25) -> np.ndarray:
+    """The one mask opener: a path, a file's bytes, a PIL image or an array -> (H, W) uint8 0/1,
+    1 = hole.
+
+    Files go through :func:`read_photo`'s decoder (EXIF rotation followed). Values are read as
+    fractions of full scale: bool and integers that are only 0 and 1 as 0/1 (else 1 would read as
+    1/255), uint8 of 255, uint16 of 65535, floats in [0, 1] (NaN, infinities and values outside
+    refused). A pixel is a hole when its value > ``threshold`` (0.5: > 127 of 255, so anti-aliased
+    edges split at half grey); ``invert=True`` is for sets where white = known. A colour mask must
+    be grey: channels that differ by more than ``channel_tolerance`` of full scale (JPEG noise
+    stays well below) raise ValueError. An alpha channel is ignored: the holes are the grey levels.
+    """
+    from PIL import Image
+
+    threshold = check_fraction("threshold", threshold, high_open=True)
+    channel_tolerance = check_fraction("channel_tolerance", channel_tolerance)
+    if isinstance(source, str | os.PathLike | bytes | bytearray | memoryview):
+        source = _open(source, name)
+    if isinstance(source, Image.Image):
+        pixels, _, _, has_alpha = _pixels(source, name)  # 16-bit stays 16-bit, float photos scaled
+        source = pixels[..., :-1] if has_alpha else pixels
+    if not isinstance(source, np.ndarray):
+        raise TypeError(got_expected(name, type(source).__name__, "a numpy array, a PIL image, bytes or a path"))
+    image = source[:, :, 0] if source.ndim == 3 and source.shape[2] == 1 else source
+    if image.dtype.kind in "ui" and image.size and image.min() >= 0 and image.max() <= 1:
+        image = image.astype(bool)
+    if image.dtype == bool:
+        full = 1.0
+    elif image.dtype in (np.uint8, np.uint16):
+        full = float(np.iinfo(image.dtype).max)
+    elif image.dtype.kind == "f":
+        full = 1.0
+        bad = np.count_nonzero(~np.isfinite(image))
+        if bad:  # NaN compares False with everything: it would silently read as known
+            raise ValueError(f"{name}: got {bad} NaN or infinite values, expected a float mask in [0, 1]")
+        if image.size and (image.min() < 0 or image.max() > 1):
+            raise ValueError(f"{name}: got values in [{image.min()}, {image.max()}], expected a float mask in [0, 1]")
+    else:
+        raise TypeError(f"{name}: got dtype {image.dtype}, expected a mask of bool, uint8, uint16 or float "
+                        "(or integers 0 and 1)")
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        colour = image[:, :, :3].astype(np.float32)
+        spread = colour.max(axis=2) - colour.min(axis=2)
+        disagree = int(np.count_nonzero(spread > channel_tolerance * full))
+        if disagree:
+            raise ValueError(f"{name}: got colour channels that disagree at {disagree} pixels, expected a grey "
+                             f"mask (channel_tolerance={channel_tolerance})")
+        image = colour.mean(axis=2)
+    elif image.ndim != 2:
+        raise ValueError(f"{name}: got shape {image.shape}, expected a mask of (H, W) or (H, W, 1|3|4)")
+    holes = image.astype(np.float32) > threshold * full
+    return (holes != bool(invert)).astype(np.uint8)
 
 
 def save_image(pixels: np.ndarray, path: str | os.PathLike) -> Path:
@@ -331,6 +481,70 @@ def save_image(pixels: np.ndarray, path: str | os.PathLike) -> Path:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **LOSSY_SAVE_OPTIONS.get(suffix, {}))
     return atomic_write(path, buffer.getvalue())
+
+
+# ----------------------------------------------------------------------------- downloads
+class DownloadError(ConnectionError):
+    """A file could not be fetched (offline, refused, or not the bytes expected); ``reason`` is
+    the cause alone, the message also names the file to place where."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason or message
+
+
+class _NotOnServer(Exception):
+    """HTTP 404 where the caller accepts a missing file."""
+
+
+def download_file(url: str, target, what: str, *, checksum: str | None = None, timeout: float = 30.0,
+                  alternative: str = "", missing_ok: bool = False, check: Callable[[Path], object] | None = None,
+                  progress: bool = True) -> Path | None:
+    """The one downloader: stream ``url`` (http(s), or ``file://`` for a local copy) to ``target``
+    through :func:`atomic_write`; returns ``target``.
+
+    ``checksum`` is ``"md5:<hex>"`` or ``"sha256:<hex>"`` (a prefix will do: torch.hub's file
+    names carry one); a mismatch, a failed connection or ``check(file)`` raising leaves nothing
+    behind. Failures raise :class:`DownloadError` naming ``what``, the URL and where to place the
+    file by hand (then ``alternative``). With ``missing_ok``, HTTP 404 returns None instead.
+    """
+    import hashlib
+    import urllib.error
+    import urllib.request
+
+    from tqdm.auto import tqdm
+
+    target = Path(target)
+    place = f"download {url} on a machine with internet and place it as {target}{alternative}"
+    algorithm, _, expected = (checksum or "sha256:").partition(":")
+
+    def failed(reason: str) -> DownloadError:
+        return DownloadError(f"{what}: could not download {url} ({reason}); {place}", reason)
+
+    def fetch(stream) -> None:
+        digest = hashlib.new(algorithm)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress) as bar:
+                    while chunk := response.read(1 << 20):
+                        stream.write(chunk)
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+        except urllib.error.HTTPError as error:
+            if missing_ok and error.code == 404:
+                raise _NotOnServer from None
+            raise failed(str(error)) from None
+        except OSError as error:  # URLError, time-outs and refused connections are OSErrors
+            raise failed(f"{type(error).__name__}: {error}; offline?") from None
+        if not digest.hexdigest().startswith(expected):
+            raise failed(f"a file with {algorithm} {digest.hexdigest()}, expected {expected}: a partial or "
+                         "changed download")
+
+    try:
+        return atomic_write(target, fetch, check)
+    except _NotOnServer:
+        return None
 
 
 # ----------------------------------------------------------------------------- pretrained weights
@@ -365,14 +579,13 @@ def load_weight_file(path: Path):
 
 def fetch_weights(file_name: str, url: str, what: str, path=None, download: bool = True,
                   alternative: str = "") -> tuple[object, Path]:
-    """(loaded file, its path) from ``path``, torch.hub's cache, or (if reachable) ``url``.
+    """(loaded file, its path) from ``path``, torch.hub's cache, or (if reachable) ``url``,
+    checked against the SHA-256 prefix torch.hub's file names carry (``vgg19-dcbb9e9d.pth``).
 
     Fails with FileNotFoundError naming the file, the directory to put it in and the URL; never
     falls back to anything else.
     """
     from collections.abc import Mapping
-
-    import torch
 
     def state_dict(file: Path):
         state = load_weight_file(file)
@@ -390,12 +603,12 @@ def fetch_weights(file_name: str, url: str, what: str, path=None, download: bool
         return state_dict(cached), cached
     reason = "downloading is switched off (download=False)"
     if download and reachable(url):
+        prefix = re.search(r"-([a-f0-9]{6,})\.", file_name)  # torch.hub's naming convention
         try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(url, str(cached), progress=True)
+            download_file(url, cached, what, checksum=f"sha256:{prefix.group(1)}" if prefix else None)
             return state_dict(cached), cached
-        except Exception as error:
-            reason = f"the download failed ({type(error).__name__}: {error})"
+        except DownloadError as error:
+            reason = f"the download failed ({error.reason})"
     elif download:
         reason = f"{urlparse(url).hostname} cannot be reached (offline?)"
     raise FileNotFoundError(
@@ -404,4 +617,4 @@ def fetch_weights(file_name: str, url: str, what: str, path=None, download: bool
         f"  Download {url} on a machine with internet and place it as {cached}\n"
         f"  (the directory is torch.hub.get_dir()/checkpoints; set TORCH_HOME to move it),\n"
         f"  or pass its path explicitly{alternative}."
-    )
+    ) from None

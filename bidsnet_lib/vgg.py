@@ -92,16 +92,6 @@ class VGG19Features(nn.Module):
         return out
 
 
-def _missing_weights_message(reason: str) -> str:
-    return (
-        f"VGG-19 ImageNet weights are needed for the perceptual and style losses, but {reason}.\n"
-        f"  Either place the file {VGG19_FILE} (download it elsewhere from {VGG19_URL}, 548 MB)\n"
-        f"  in the directory {plumbing.hub_checkpoint_dir()}/ (torch.hub's cache; set TORCH_HOME to move it),\n"
-        f"  or pass the path of a torchvision vgg19 state dict: vgg_weights='/path/to/vgg19.pth',\n"
-        f"  or, knowing the losses then carry no ImageNet meaning, vgg_weights='random'."
-    )
-
-
 def _features_state_dict(
     state: object, source: str, model: VGG19Features
 ) -> dict[str, torch.Tensor]:
@@ -174,23 +164,10 @@ def load_vgg19_features(
         model.weights_source = "random"
         return model
     if weights == "imagenet":
-        cached = plumbing.hub_checkpoint_dir() / VGG19_FILE
-        if cached.is_file():
-            state = plumbing.load_weight_file(cached)
-        elif not plumbing.reachable(VGG19_URL):
-            raise FileNotFoundError(
-                _missing_weights_message(
-                    "the cache has no copy and download.pytorch.org cannot be reached"
-                )
-            )
-        else:
-            try:
-                state = torch.hub.load_state_dict_from_url(
-                    VGG19_URL, progress=True, check_hash=True, map_location="cpu"
-                )
-            except Exception as error:
-                reason = f"the download failed ({type(error).__name__}: {error})"
-                raise FileNotFoundError(_missing_weights_message(reason)) from None
+        state, cached = plumbing.fetch_weights(
+            VGG19_FILE, VGG19_URL, "VGG-19's ImageNet weights (548 MB; for the perceptual and style losses)",
+            alternative=": vgg_weights='/path/to/vgg19.pth' (a torchvision vgg19 state dict), or, knowing the "
+                        "losses then carry no ImageNet meaning, vgg_weights='random'")
         source, label = str(cached), "imagenet"
     else:
         path = Path(weights).expanduser()

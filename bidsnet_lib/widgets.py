@@ -34,9 +34,15 @@ import cv2
 import ipywidgets
 import numpy as np
 import traitlets
-from PIL import Image, ImageOps
+from PIL import Image
 
-from bidsnet_lib.plumbing import DATA_DIR, atomic_write, check_positive_int, got_expected, photo_rgb
+from bidsnet_lib.plumbing import (
+    DATA_DIR,
+    atomic_write,
+    check_positive_int,
+    got_expected,
+    read_photo,
+)
 
 try:
     import anywidget
@@ -285,31 +291,17 @@ def shipped_photos(folder: Path | None = None) -> dict[str, object]:
     return {name: getattr(data, name) for name in ("astronaut", "chelsea", "coffee", "rocket")}
 
 
-def read_photo(source, max_side: int = 1024) -> np.ndarray:
-    """A path, a skimage loader, bytes or an array -> RGB uint8 (H, W, 3), longer side <= max_side.
-
-    Big uploads are shrunk because every stroke redraws the canvas; the inpainter handles any size.
-    """
-    if callable(source):
-        source = source()
-    if isinstance(source, bytes | bytearray | memoryview):
-        source = io.BytesIO(bytes(source))
-    if isinstance(source, io.BytesIO):  # an upload: opened here, then read by the one photo reader
-        try:
-            with Image.open(source) as pil:
-                pil.load()
-                source = ImageOps.exif_transpose(pil)
-        except (OSError, Image.DecompressionBombError) as err:
-            raise ValueError(f"source is not an image this widget can read ({err})") from err
-    if isinstance(source, str | os.PathLike | Image.Image):
-        source = photo_rgb(source, "source")  # alpha composited on white, as everywhere
-    if not isinstance(source, np.ndarray) or source.dtype != np.uint8 or source.ndim != 3 or source.shape[2] != 3:
-        raise ValueError(f"source: got {getattr(source, 'shape', type(source))}, expected an RGB uint8 (H, W, 3) image")
-    scale = max_side / max(source.shape[:2])
+def canvas_photo(source, max_side: int = 1024) -> np.ndarray:
+    """A photo for the canvas: a path, a skimage loader, an upload's bytes, a PIL image or an
+    array, opened by :func:`bidsnet_lib.plumbing.read_photo` -> RGB uint8 (H, W, 3), its longer
+    side shrunk to ``max_side`` (every stroke redraws the canvas; the inpainter handles any size)."""
+    max_side = check_positive_int("max_side", max_side)
+    rgb = read_photo(source() if callable(source) else source, "source").rgb
+    scale = max_side / max(rgb.shape[:2])
     if scale < 1:
-        size = (max(1, round(source.shape[1] * scale)), max(1, round(source.shape[0] * scale)))
-        source = cv2.resize(source, size, interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(source)
+        size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(rgb)
 
 
 # ----------------------------------------------------------------------------- the whole tool
@@ -346,7 +338,7 @@ class InpaintDemo:
         self.result: np.ndarray | None = None
         self.strokes = 0
         self._build(check_positive_int("brush_size", brush_size))
-        self.set_image(read_photo(next(iter(self.photos.values())), self.max_side))
+        self.set_image(next(iter(self.photos.values())))
 
     # -- state
     @property
@@ -354,9 +346,9 @@ class InpaintDemo:
         """The painted mask, (H, W) uint8 0/1 with 1 = hole."""
         return self.painter.mask
 
-    def set_image(self, image: np.ndarray) -> None:
-        """Show a new RGB uint8 photo with an empty mask."""
-        self.image = read_photo(image, self.max_side)
+    def set_image(self, image) -> None:
+        """Show a new photo (any form :func:`canvas_photo` takes) with an empty mask."""
+        self.image = canvas_photo(image, self.max_side)
         height, width = self.image.shape[:2]
         self.painter = MaskPainter(height, width, brush_size=self.size.value)
         self.painter.erase = self.mode.value == "eraser"
@@ -495,7 +487,7 @@ class InpaintDemo:
 
     def _on_choose(self, change) -> None:
         try:
-            self.set_image(read_photo(self.photos[change["new"]], self.max_side))
+            self.set_image(self.photos[change["new"]])
         except (OSError, ValueError) as err:
             self.status.value = f"could not open {change['new']}: {err}"
 
@@ -504,6 +496,6 @@ class InpaintDemo:
             return
         upload = change["new"][0]
         try:
-            self.set_image(read_photo(upload["content"], self.max_side))
+            self.set_image(upload["content"])
         except (OSError, ValueError) as err:
             self.status.value = f"could not open {upload.get('name', 'the upload')}: {err}"

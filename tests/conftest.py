@@ -1,6 +1,7 @@
 """Shared test set-up: small mode everywhere, a fixed torch seed, shared fixtures."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,21 @@ def root() -> Path:
 def seeded_torch():
     """Every test starts from the same global torch seed: a statistical check cannot flake."""
     torch.manual_seed(0)
+
+
+# Four shipped test photos (those held out since issue 3): runs on them stay quick and their counts
+# fixed however many photos data/images/test holds.
+FOUR_PHOTOS = ("lomiri_greentock_by_peter_nerlich", "lomiri_life_by_aitzol_berasategi",
+               "lomiri_seeding_by_clements_engelhardt", "skimage_rocket")
+
+
+@pytest.fixture(scope="session")
+def four_photos(tmp_path_factory) -> Path:
+    """A folder holding copies of the four ``FOUR_PHOTOS`` (JPEG, 512 px on the short side)."""
+    folder = tmp_path_factory.mktemp("photos")
+    for name in FOUR_PHOTOS:
+        shutil.copy(ROOT / "data" / "images" / "test" / f"{name}.jpg", folder)
+    return folder
 
 
 @pytest.fixture

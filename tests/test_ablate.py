@@ -1,4 +1,5 @@
-"""bidsnet_lib.ablate: the quick study end to end, resume, the verdict rule, plans, docs sections."""
+"""bidsnet_lib.ablate (runner): the quick study end to end, resume, plans, docs sections, the published
+tables (the studies and the verdict rule: test_ablate_studies.py, test_ablate_tables.py)."""
 
 import csv
 import dataclasses
@@ -115,31 +116,20 @@ def test_fetch_published_downloads_checks_and_keeps(tmp_path, made_up_fusion_rep
         fetch_published(tmp_path / "other", base_url=server.as_uri(), studies=["features"])
 
 
-def test_load_report_rejects_other_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.json: no such file"):
-        load_report(tmp_path / "missing.json")
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"format": "bidsnet-ablation-run"}')
-    with pytest.raises(ValueError, match="expected 'bidsnet-ablation-study'"):
-        load_report(bad)
-    bad.write_text("not json")
-    with pytest.raises(ValueError, match="bad.json: not JSON"):
-        load_report(bad)
-
-
 def test_bad_study_name_lists_the_valid_ones(capsys):
     assert main(["--study", "fuse", "--quick"]) == 2
     err = capsys.readouterr().err
     assert "'fuse'" in err and all(name in err for name in STUDY_NAMES)
-    with pytest.raises(ValueError, match="expected one of channel_split, interaction, fusion, nb_features, features, start, all"):
+    with pytest.raises(ValueError, match=r"expected one of \['start', 'streams', 'interaction', 'fusion', 'channel_split', "
+                                         r"'nb_features', 'features', 'all'\]"):
         resolve_studies("Fusion")
 
 
 def test_plan_shares_the_reference_run_and_keeps_width():
     settings = AblationSettings()
     tasks, keys = plan_tasks(resolve_studies("all"), settings, DOCS.parent / "unused")
-    # 3 + 4 + 3 + 6 + 3 + 3 variants, the unchanged model and softmax once each, 2 seeds
-    assert len(tasks) == 16 * 2
+    # 3 + 3 + 5 + 3 + 3 + 6 + 3 variants, the unchanged model and softmax once each, 2 seeds
+    assert len(tasks) == 19 * 2
     # The paper's choice is the unchanged small model; the course's own start study claims a change.
     assert {keys[name][study.winner] for name, study in STUDIES.items() if name != "start"} == {"reference"}
     assert keys["start"]["input_fill=zeros, output=image"] == "reference"
@@ -152,18 +142,6 @@ def test_plan_shares_the_reference_run_and_keeps_width():
     assert len(totals) == 1  # equal total width at every scale
     softmax = [t for t in tasks if t.key == "attention=softmax"][0]
     assert softmax.model.attention == "softmax" and settings.train_config(softmax.model, 0).steps == settings.steps
-
-
-def test_settings_validate():
-    for changes, match in (({"seeds": 1}, "seeds: got 1, expected an int >= 2"),
-                           ({"steps": 0}, "steps: got 0"), ({"limit": 0}, "limit: got 0"),
-                           ({"lpips": "vgg"}, "expected one of off, alex, random"),
-                           ({"lpips": "random", "lpips_weights": "x.pth"}, "lpips_weights")):
-        with pytest.raises(ValueError, match=match):
-            AblationSettings(**changes)
-    quick = AblationSettings.quick_preset()
-    assert (quick.steps, quick.seeds, quick.size, quick.limit, quick.quick) == (2, 2, 64, 1, True)
-    assert AblationSettings(lpips="random").metrics == ["psnr", "ssim", "lpips"]
 
 
 def test_makespan_and_training_seconds():
@@ -206,7 +184,9 @@ def test_published_tables_are_a_full_run_and_match_the_page():
             continue
         report = load_report(ablate.PUBLISHED / f"{name}.json")
         assert not report.settings.quick and report.settings.seeds >= 2, name
-        assert [v.name for v in report.variants] == [v.name for v in study.variants], name
+        names = [v.name for v in study.variants]  # a table run before the study grew names what it lacks
+        assert [v.name for v in report.variants] == [n for n in names if n in {v.name for v in report.variants}]
+        assert all(n in report.markdown() for n in names), name
         assert (ablate.PUBLISHED / f"{name}.png").is_file() and (ablate.PUBLISHED / f"{name}_groups.csv").is_file()
         section = text[text.index(begin) + len(begin):text.index(end)].strip()
         assert section == report.markdown(f"ablations/{name}.png"), f"docs/ablations.md's {name} section is stale"

@@ -73,3 +73,15 @@ def test_load_report_names_what_a_damaged_file_lacks(tmp_path, made_up_fusion_re
         path.write_text(json.dumps(data))
         with pytest.raises(ValueError, match=match):
             load_report(path)
+
+
+def test_load_report_rejects_other_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.json: no such file"):
+        load_report(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "bidsnet-ablation-run"}')
+    with pytest.raises(ValueError, match="expected 'bidsnet-ablation-study'"):
+        load_report(bad)
+    bad.write_text("not json")
+    with pytest.raises(ValueError, match="bad.json: not JSON"):
+        load_report(bad)

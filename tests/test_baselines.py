@@ -160,13 +160,17 @@ def test_names_and_repr():
         ({"name": "telea", "patch_size": 3}, "patch_size: got 3 for 'telea', expected None"),
         ({"name": "patchmatch", "patch_size": 0}, "patch_size: got 0, expected an int >= 1"),
         ({"name": "telea", "radius": 0}, "radius: got 0, expected an int >= 1"),
-        ({"name": "ns", "radius": 2.5}, "radius: got 2.5"),
-        ({"name": "ns", "radius": True}, "radius: got True"),
     ],
 )
 def test_bad_configuration(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_baseline(**kwargs)
+
+
+@pytest.mark.parametrize("bad", [2.5, True])
+def test_a_radius_that_is_no_int_is_a_type_error(bad):
+    with pytest.raises(TypeError, match=f"radius: got {bad!r}, expected an int >= 1"):
+        make_baseline("ns", radius=bad)
 
 
 @pytest.mark.parametrize(
@@ -206,3 +210,8 @@ def test_fill_checks_its_arrays():
         make_baseline("biharmonic").fill(np.zeros((8, 8, 3)), np.zeros((8, 8), np.uint8))
     with pytest.raises(ValueError, match=r"hole: got \(8, 9\)"):
         make_baseline("telea").fill(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9), np.uint8))
+    nan = np.zeros((8, 8), np.float32)
+    nan[2, 3] = np.nan  # read as known before: one shared check (plumbing.read_mask) now refuses it
+    for baseline in (make_baseline("telea"), CachedBaseline(make_baseline("biharmonic"), Path("unused"))):
+        with pytest.raises(ValueError, match=r"hole: got 1 NaN or infinite values, expected a float mask in \[0, 1\]"):
+            baseline.fill(np.zeros((8, 8, 3), np.uint8), nan)

@@ -1,4 +1,4 @@
-"""bench/model.py and bidsnet_lib.reports: the pieces that measure, and a smoke run of ``--quick``."""
+"""bench/model.py: the pieces that measure, and a smoke run of ``--quick``."""
 
 import argparse
 import dataclasses
@@ -29,13 +29,6 @@ def bench():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="module")
-def docs():
-    from bidsnet_lib import reports
-
-    return reports
 
 
 def test_tokens_at_first_scale_of_the_bench_models(bench):
@@ -138,23 +131,6 @@ def test_slow_exact_attention_is_skipped_with_the_size_of_its_matrices(bench):
     assert bench.skip_reason(model, "small", 128, results, args) is None  # nothing at 64 px to go on
     results[("small", 512)] = {"skip": "too slow"}
     assert bench.skip_reason(model, "small", 1024, results, args) == "skipped at 512 px already"
-
-
-def test_write_section_replaces_its_own_section_only(docs, tmp_path):
-    path = tmp_path / "benchmarks.md"
-    docs.write_section(path, "bench/model.py", "first")
-    assert path.read_text() == ("# Benchmarks\n\n<!-- bench/model.py: begin -->\nfirst\n"
-                                "<!-- bench/model.py: end -->\n")
-    docs.write_section(path, "bench/attention.py", "theirs")
-    docs.write_section(path, "bench/model.py", "second\n")
-    text = path.read_text()
-    assert "first" not in text and text.count("<!-- bench/model.py: begin -->") == 1
-    assert text.index("second") < text.index("theirs")  # replaced in place, not moved
-    path.write_text(text.replace("<!-- bench/model.py: end -->", ""))
-    with pytest.raises(ValueError, match="no '<!-- bench/model.py: end -->' after it"):
-        docs.write_section(path, "bench/model.py", "third")
-    with pytest.raises(ValueError, match="owner: got '', expected a non-empty name"):
-        docs.section_markers("")
 
 
 def test_quick_mode_runs_and_writes_its_section(bench, tmp_path):

@@ -51,7 +51,7 @@ def test_degenerate_samples():
 @pytest.mark.parametrize("kwargs, match", [
     ({"values": [[1.0, 2.0]]}, r"values: got shape \(1, 2\), expected one value per photo"),
     ({"values": [1.0, 2.0], "n_resamples": 0}, "n_resamples: got 0"),
-    ({"values": [1.0, 2.0], "confidence": 95}, "confidence: got 95, expected a float in"),
+    ({"values": [1.0, 2.0], "confidence": 95}, r"confidence: got 95, expected a number in \(0, 1\)"),
 ])
 def test_interval_bad_arguments(kwargs, match):
     values = kwargs.pop("values")

@@ -68,3 +68,60 @@ def test_one_parser_class_for_every_command():
     for command in cli.COMMANDS:
         module = importlib.import_module(cli.COMMANDS[command][0])
         assert type(module.build_parser()) is Parser, command
+
+
+# Every flag `bidsnet train` had when its flags were listed by hand (README, notebooks and the
+# model card use them): derived from the config fields now, none may go.
+TRAIN_FLAGS = (
+    "--preset --data --out --resume --overwrite --init --device --processes --no-progress --val-data --steps "
+    "--batch-size --size --lr-g --lr-d --grad-clip --ema-decay --seed --num-workers --log-every --sample-every "
+    "--validate-every --checkpoint-every --keep-every --val-size --deterministic --no-deterministic --amp "
+    "--no-amp --cpu-bf16 --no-cpu-bf16 --channels-last --no-channels-last --compile --no-compile --input-fill "
+    "--output --mask-folder --mask-mix --vgg-weights --perceptual --style --adversarial --hole --valid --r1 --ssim"
+).split()
+
+
+def test_train_flags_are_the_config_fields_with_help():
+    from bidsnet_lib.commands import flag_fields
+    from bidsnet_lib.commands.train import build_parser
+    from bidsnet_lib.losses import LOSS_TERMS, LossConfig
+    from bidsnet_lib.model import BIDSNetConfig
+    from bidsnet_lib.train import TrainConfig
+
+    parser = build_parser()
+    assert set(TRAIN_FLAGS) <= set(parser._option_string_actions)
+    actions = {action.dest: action for action in parser._actions}
+    for config_class in (TrainConfig, BIDSNetConfig, LossConfig):
+        for f in flag_fields(config_class):
+            assert actions[f.name].help == f.metadata["help"], f.name
+    assert set(LOSS_TERMS) <= set(actions)  # a new loss term gets its flag
+
+
+def test_config_flags_are_typed_from_the_annotation():
+    import dataclasses
+
+    from bidsnet_lib.commands import Parser, add_config_flags, given_fields
+
+    @dataclasses.dataclass
+    class Toy:
+        count: int = dataclasses.field(default=1, metadata={"help": "how many (100%)"})
+        rate: float = dataclasses.field(default=0.5, metadata={"help": "how fast", "metavar": "R"})
+        fast: bool = dataclasses.field(default=False, metadata={"help": "go"})
+        folders: tuple[str, ...] = dataclasses.field(default=(), metadata={"help": "where"})
+        kind: str = dataclasses.field(default="a", metadata={"help": "which", "choices": ("a", "b")})
+        table: dict = dataclasses.field(default_factory=dict, metadata={"help": "pairs"})
+        hidden: int = 0  # no help: no flag
+
+    parser = Parser(prog="toy")
+    with pytest.raises(TypeError, match="Toy.table: got the type <class 'dict'>, expected a flag type in overrides"):
+        add_config_flags(parser, Toy)
+    parser = Parser(prog="toy")
+    add_config_flags(parser, Toy, table={"type": lambda text: dict([text.split("=")])})
+    args = parser.parse_args(["--count", "3", "--no-fast", "--folders", "x", "y", "--kind", "b", "--table", "k=v"])
+    assert given_fields(args, Toy) == {"count": 3, "fast": False, "folders": ("x", "y"), "kind": "b",
+                                       "table": {"k": "v"}}
+    assert given_fields(parser.parse_args([]), Toy) == {}  # no defaults: the config keeps its values
+    assert "--hidden" not in parser._option_string_actions and "how many (100%)" in parser.format_help()
+    assert parser.parse_args(["--rate", "2"]).rate == 2.0 and "--rate R" in parser.format_help()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--kind", "c"])

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from bidsnet_lib import data as data_module
-from bidsnet_lib import masks
+from bidsnet_lib import masks, plumbing
 from bidsnet_lib.data import (
     COURSE_IMAGES,
     DEFAULT_MASKS_DIR,
@@ -17,9 +17,7 @@ from bidsnet_lib.data import (
     course_photos,
     find_images,
     fixed_validation_set,
-    load_rgb,
     mask_sources,
-    to_rgb,
 )
 
 
@@ -61,13 +59,13 @@ def test_find_images_recursive_and_case_insensitive(tree):
 
 
 def test_grayscale_and_rgba_become_rgb(tmp_path):
-    grey = load_rgb(save(tmp_path / "g.png", np.full((8, 8), 90, np.uint8), "L"))
-    assert grey.mode == "RGB" and np.all(np.asarray(grey) == 90)
+    grey = plumbing.read_photo(save(tmp_path / "g.png", np.full((8, 8), 90, np.uint8), "L")).rgb
+    assert grey.shape == (8, 8, 3) and np.all(grey == 90)
     rgba = np.zeros((8, 8, 4), np.uint8)
     rgba[..., 0] = 200  # red under every pixel
     rgba[:4, :, 3] = 0  # top half fully transparent
     rgba[4:, :, 3] = 128  # bottom half half-transparent
-    out = np.asarray(load_rgb(save(tmp_path / "t.png", rgba, "RGBA"))).astype(int)
+    out = plumbing.read_photo(save(tmp_path / "t.png", rgba, "RGBA")).rgb.astype(int)
     assert np.all(out[:4] == 255)  # composited on white, not black, and not the hidden red
     np.testing.assert_allclose(out[4:, :, 0], 200 * 128 / 255 + 255 * 127 / 255, atol=1)
     np.testing.assert_allclose(out[4:, :, 1], 255 * 127 / 255, atol=1)
@@ -84,7 +82,8 @@ def test_dataset_items_from_grey_rgba_and_exif_rotated_files(tmp_path):
     exif[0x0112] = 6  # shown rotated 90° clockwise: 80 wide × 40 tall, top half white
     root.mkdir(exist_ok=True)
     Image.fromarray(tall).save(root / "r.jpg", exif=exif, quality=95)
-    assert load_rgb(root / "r.jpg").size == (80, 40)
+    assert plumbing.image_size(root / "r.jpg") == (80, 40)
+    assert plumbing.read_photo(root / "r.jpg").rgb.shape == (40, 80, 3)
     val = InpaintingDataset(root, size=32, train=False, masks_dir=DEFAULT_MASKS_DIR)
     grey, rotated, white = (val[i]["image"] for i in range(3))  # sorted: g, r, t
     assert torch.allclose(grey, torch.full_like(grey, 90 / 255), atol=1e-6)
@@ -192,7 +191,7 @@ def test_bad_mask_mix_is_named(square):
         InpaintingDataset(square, size=32, mask_mix={"set3": 1})
     with pytest.raises(ValueError, match="'folder' has weight > 0 but mask_folder is None"):
         InpaintingDataset(square, size=32, mask_mix={"folder": 1})
-    with pytest.raises(ValueError, match="mask_mix: weight of 'set1' is -1"):
+    with pytest.raises(ValueError, match=r"mask_mix\['set1'\]: got -1, expected a finite number >= 0"):
         InpaintingDataset(square, size=32, mask_mix={"set1": -1})
     with pytest.raises(ValueError, match="mask_mix: weights sum to 0"):
         InpaintingDataset(square, size=32, mask_mix={"set1": 0})
@@ -246,7 +245,7 @@ def test_fixed_validation_set_is_fixed_and_centre_cropped(tmp_path):
     mask_file = sorted((DEFAULT_MASKS_DIR / "set2" / "thick").glob("*.png"))[1]
     only_thick = fixed_validation_set(root, size=256, mask_groups=["set2/thick"])
     assert {only_thick[k]["mask_source"] for k in range(len(only_thick))} == {"set2/thick"}
-    np.testing.assert_array_equal(only_thick[1]["mask"][0].numpy(), masks.read_mask_file(mask_file))
+    np.testing.assert_array_equal(only_thick[1]["mask"][0].numpy(), plumbing.read_mask(mask_file))
 
 
 def test_validation_errors_name_the_masks_folder(tree, tmp_path):
@@ -328,11 +327,11 @@ def test_shipped_jpegs_crop_at_every_draft_scale(size, train):
 def test_course_photos_are_square_crops_with_the_chosen_one_first(monkeypatch, tmp_path):
     photos = course_photos(48, limit=3, first="skimage_chelsea.jpg")
     assert len(photos) == 3 and all(p.shape == (48, 48, 3) and p.dtype == np.uint8 for p in photos)
-    chelsea = masks.square_photo(masks.read_photo(COURSE_IMAGES / "train" / "skimage_chelsea.jpg"), 48)
+    chelsea = masks.square_photo(plumbing.read_photo(COURSE_IMAGES / "train" / "skimage_chelsea.jpg").rgb, 48)
     assert np.array_equal(photos[0], chelsea)
     assert len(course_photos(32)) == len(list(COURSE_IMAGES.glob("*/*.jpg")))
     whole = course_photos(None, limit=1, first="skimage_chelsea.jpg")[0]
-    assert np.array_equal(whole, masks.read_photo(COURSE_IMAGES / "train" / "skimage_chelsea.jpg"))
+    assert np.array_equal(whole, plumbing.read_photo(COURSE_IMAGES / "train" / "skimage_chelsea.jpg").rgb)
     with pytest.raises(ValueError, match="first: got 'cat.jpg', expected one of the photos in"):
         course_photos(32, first="cat.jpg")
     monkeypatch.setattr(data_module, "COURSE_IMAGES", tmp_path)  # a bare pip install: no data/
@@ -382,7 +381,7 @@ def test_download_set_fetches_checks_and_unpacks_a_local_archive(tmp_path, monke
 
 def test_download_set_fails_clearly_offline_and_leaves_nothing(tmp_path, monkeypatch):
     _remote(monkeypatch)
-    with pytest.raises(data_module.DownloadError, match=r"cannot download http://127.0.0.1:9/set.tar .*place it as "):
+    with pytest.raises(plumbing.DownloadError, match=r"could not download http://127.0.0.1:9/set.tar .*place it as "):
         data_module.download_set("places365_val_256", tmp_path, url="http://127.0.0.1:9/set.tar", timeout=2)
     assert list(tmp_path.iterdir()) == []
 
@@ -390,11 +389,11 @@ def test_download_set_fails_clearly_offline_and_leaves_nothing(tmp_path, monkeyp
 def test_download_set_refuses_a_wrong_checksum_and_a_wrong_archive(tmp_path, monkeypatch):
     source = _tar(tmp_path / "src" / "set.tar", {"inner/photos/0.jpg": noise(16, 16)})
     _remote(monkeypatch, md5="0" * 32, files=1)
-    with pytest.raises(data_module.DownloadError, match="expected 0{32}"):
+    with pytest.raises(plumbing.DownloadError, match="expected 0{32}"):
         data_module.download_set("places365_val_256", tmp_path / "out", url=source.as_uri())
     assert list((tmp_path / "out").iterdir()) == []
     _remote(monkeypatch, folder="elsewhere", files=1)
-    with pytest.raises(data_module.DownloadError, match=r"holds no folder 'elsewhere' \(found \['inner/photos'\]\)"):
+    with pytest.raises(plumbing.DownloadError, match=r"holds no folder 'elsewhere' \(found \['inner/photos'\]\)"):
         data_module.download_set("places365_val_256", tmp_path / "out", url=source.as_uri())
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["set.tar"]  # the archive stays, no debris
     with pytest.raises(ValueError, match=r"name: got 'places2', expected one of \['pconv_test_masks', 'places365_val_256'\]"):
@@ -433,7 +432,7 @@ def test_hold_out_splits_once_and_apart(tmp_path):
     assert data_module.hold_out(folder, 3) == (train, test) and len(names(train)) == 7  # nothing moved again
     for i in range(10):
         save(tmp_path / "other" / f"{i}.jpg", noise(8, 8))
-    with pytest.raises(ValueError, match=r"count: got 10, expected an int with 0 < count < 10"):
+    with pytest.raises(ValueError, match=r"count: got 10, expected an int from 1 to 9"):
         data_module.hold_out(tmp_path / "other", 10)
     assert not (tmp_path / "other_test").exists()
 
@@ -457,8 +456,6 @@ def test_course_photo_folders_share_no_photo(tmp_path, monkeypatch):
 
 def test_every_image_extension_the_inpainter_reads_also_trains(tmp_path):
     """Issue 13: a folder of .bmp photos inpainted but did not train (two extension lists)."""
-    from bidsnet_lib import plumbing
-
     for i, ext in enumerate(plumbing.IMAGE_EXTENSIONS):
         Image.fromarray(np.full((40, 40, 3), 10 * i, np.uint8)).save(tmp_path / f"p{i}{ext}")
     good, bad = find_images(tmp_path)
@@ -466,14 +463,15 @@ def test_every_image_extension_the_inpainter_reads_also_trains(tmp_path):
 
 
 def test_transparent_and_16_bit_photos_train_as_they_are_inpainted(tmp_path):
-    """Issue 13: data.to_rgb composited alpha on white, the inpainter dropped it: one rule now."""
-    from bidsnet_lib import plumbing
-
-    rgba = np.zeros((8, 8, 4), np.uint8)
+    """Issue 13: training composited alpha on white, the inpainter dropped it: one opener now."""
+    rgba = np.zeros((32, 32, 4), np.uint8)
     rgba[..., 0] = 200
-    rgba[:4, :, 3] = 255  # top opaque red, bottom transparent
-    image = Image.fromarray(rgba)
-    np.testing.assert_array_equal(np.asarray(to_rgb(image)), plumbing.read_photo(image).rgb)
-    assert (np.asarray(to_rgb(image))[4:] == 255).all()
-    grey16 = Image.fromarray(np.full((8, 8), 32768, np.uint16))
-    assert np.asarray(to_rgb(grey16)).mean() == pytest.approx(127.5, abs=1)  # was 255: clipped
+    rgba[:16, :, 3] = 255  # top opaque red, bottom transparent
+    save(tmp_path / "photos" / "a.png", rgba, "RGBA")
+    save(tmp_path / "photos" / "b.png", np.full((32, 32), 32768, np.uint16))
+    val = InpaintingDataset(tmp_path / "photos", size=32, train=False, masks_dir=DEFAULT_MASKS_DIR)
+    for index, name in enumerate(("a.png", "b.png")):
+        expected = plumbing.read_photo(tmp_path / "photos" / name).rgb
+        torch.testing.assert_close(val[index]["image"], torch.from_numpy(expected).permute(2, 0, 1) / 255)
+    assert (val[0]["image"][:, 16:] == 1).all()  # transparent: white
+    assert val[1]["image"].mean() == pytest.approx(0.5, abs=0.01)  # 16-bit scaled, not clipped to 255

@@ -1,10 +1,10 @@
-"""bidsnet_lib.evaluate: the `bidsnet evaluate` command on shipped data, the Python API, errors."""
+"""bidsnet_lib.evaluate (evaluation): the `bidsnet evaluate` command on shipped data, the Python API, errors
+(the inputs and the result tables: test_evaluate_inputs.py, test_evaluate_results.py)."""
 
 import csv
 import dataclasses
 import json
 import math
-import shutil
 from pathlib import Path
 
 import cv2
@@ -23,11 +23,7 @@ from bidsnet_lib.model import BIDSNet, BIDSNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 MASKS = SHIPPED_MASKS
-# Four shipped test photos (those held out since issue 3), copied by the fixture below: the runs
-# stay quick and their counts fixed however many photos data/images/test holds.
-FOUR = ("lomiri_greentock_by_peter_nerlich", "lomiri_life_by_aitzol_berasategi",
-        "lomiri_seeding_by_clements_engelhardt", "skimage_rocket")
-IMAGES = Path()  # the folder of the FOUR, set by _four_photos before any test runs
+IMAGES = Path()  # conftest's four_photos, set by _four_photos before any test runs
 GROUPS = [("Set I", bin_name(b)) for b in RATIO_BINS] + [("Set II", p) for p in EVAL_PRESETS]
 TINY = dataclasses.replace(BIDSNetConfig.small(), width=8, channel_mults=(1, 2), cnn_depths=(1,),
                            trans_depths=(1,), heads=1, dim_head=8, nb_features=8)
@@ -48,11 +44,9 @@ def cache_home(tmp_path_factory):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _four_photos(tmp_path_factory):
+def _four_photos(four_photos):
     global IMAGES  # noqa: PLW0603  (run() and the tests below read it)
-    IMAGES = tmp_path_factory.mktemp("photos")
-    for name in FOUR:
-        shutil.copy(ROOT / "data" / "images" / "test" / f"{name}.jpg", IMAGES)
+    IMAGES = four_photos
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +272,7 @@ def test_baselines_flag_and_patchmatch_left_out_when_missing(checkpoint, tmp_pat
     assert methods == ["Biharmonic", "Telea (r=3)", LABEL, ev.REFERENCE]
     assert run(checkpoint, tmp_path / "alone", *off, "--baselines", "none") == 0
     assert "minus each baseline" not in (tmp_path / "alone" / "results.md").read_text()
-    monkeypatch.setattr(evaluate_command, "patchmatch_available", lambda: False)
+    monkeypatch.setattr("bidsnet_lib.evaluate.evaluation.patchmatch_available", lambda: False)
     capsys.readouterr()
     assert run(checkpoint, tmp_path / "no_pm", *off) == 0
     assert "PatchMatch left out of the baselines: pypatchmatch is not installed" in capsys.readouterr().err
@@ -299,7 +293,7 @@ def test_errors_exit_2_with_one_line(checkpoint, tmp_path, capsys):
     text.write_text("not a checkpoint")
     base = ["--images", str(IMAGES), "--masks", str(MASKS), "--out", str(tmp_path / "out")]
     cases = [
-        (["--checkpoint", str(tmp_path / "missing.pt"), *base], "--checkpoint: no such file"),
+        (["--checkpoint", str(tmp_path / "missing.pt"), *base], "missing.pt', expected a checkpoint file; there is no"),
         (["--checkpoint", str(text), *base, "--lpips", "off", "--no-fid"],
          "not a PyTorch checkpoint"),
         (["--checkpoint", str(checkpoint), *base, "--images", str(tmp_path / "nowhere")],
@@ -324,44 +318,6 @@ def test_errors_exit_2_with_one_line(checkpoint, tmp_path, capsys):
         assert evaluate_command.main(argv) == 2, argv
         assert message in one_line_error(capsys), argv
     assert not (tmp_path / "out").exists()
-
-
-def test_masks_outside_every_bin_are_an_error(tmp_path, capsys):
-    folder = tmp_path / "tiny_holes"
-    folder.mkdir()
-    mask = np.zeros((64, 64), np.uint8)
-    mask[:8, :8] = 255  # 1.6 % hole
-    cv2.imwrite(str(folder / "a.png"), mask)
-    with pytest.raises(ValueError, match=r"none of the 1 masks .* theirs span 1.6%\.\.1.6%"):
-        ev.load_mask_groups(folder)
-
-
-# ------------------------------------------------------------------------------ loading
-def test_mask_groups_of_the_shipped_root_a_set_and_a_plain_folder(tmp_path):
-    groups = ev.load_mask_groups(MASKS, limit=3)
-    assert [(g.set_name, g.name) for g in groups] == GROUPS
-    assert all(len(g.masks) == 3 and g.masks[0].shape == (256, 256) for g in groups)
-    assert groups[0].sources[0].endswith("set1/10-20/000.png")
-    assert [g.name for g in ev.load_mask_groups(MASKS / "set2")] == list(EVAL_PRESETS)
-    assert len(ev.load_mask_groups(MASKS / "set2")[0].masks) == 20
-    # Any folder: grouped by each mask's hole ratio.
-    rng = np.random.default_rng(0)
-    for i, ratio_bin in enumerate([RATIO_BINS[0], RATIO_BINS[0], RATIO_BINS[3]]):
-        cv2.imwrite(str(tmp_path / f"{i}.png"), irregular_mask(64, 64, ratio_bin, rng) * np.uint8(255))
-    groups = ev.load_mask_groups(tmp_path)
-    assert [(g.set_name, g.name, len(g.masks)) for g in groups] == [("folder", "10-20", 2), ("folder", "40-50", 1)]
-    with pytest.raises(ValueError, match="limit: got 0"):
-        ev.load_mask_groups(MASKS, limit=0)
-
-
-def test_load_photos_crops_or_keeps_their_size():
-    crops = ev.load_photos(IMAGES, 48, limit=2)
-    assert list(crops) == sorted(p.stem for p in IMAGES.glob("*.jpg"))[:2]
-    assert all(c.shape == (48, 48, 3) and c.dtype == np.uint8 for c in crops.values())
-    native = ev.load_photos(IMAGES, None, limit=1)
-    assert min(next(iter(native.values())).shape[:2]) == 512
-    with pytest.raises(ValueError, match="size: got 16"):
-        ev.load_photos(IMAGES, 16)
 
 
 # ------------------------------------------------------------------------------ Python API
@@ -491,18 +447,6 @@ def test_evaluate_bad_arguments(photos, masks):
         ev.evaluate(None, photos, masks, n_resamples=0, progress=False)
     with pytest.raises(ValueError, match="model name: got 'original photo', a baseline's or the reference's name"):
         ev.evaluate({ev.REFERENCE: lambda i, m: i}, photos, masks, progress=False)
-
-
-def test_standin_data_is_the_shipped_masks_and_loads(tmp_path):
-    photos, masks = ev.write_standin_data(tmp_path, per_group=2)
-    assert sorted(ev.load_photos(photos, 64)) == sorted(ev.STANDIN_PHOTOS)
-    groups = ev.load_mask_groups(masks)
-    shipped = ev.load_mask_groups(SHIPPED_MASKS, limit=2)
-    assert [g.name for g in groups] == [g.name for g in shipped] and all(len(g.masks) == 2 for g in groups)
-    for ours, theirs in zip(groups, shipped, strict=True):
-        assert all(np.array_equal(a, b) for a, b in zip(ours.masks, theirs.masks, strict=True)), ours.name
-    with pytest.raises(ValueError, match="per_group: got 0"):
-        ev.write_standin_data(tmp_path, per_group=0)
 
 
 def test_a_device_this_machine_lacks_is_one_line(checkpoint, tmp_path, capsys):

@@ -12,8 +12,9 @@ from bidsnet_lib import inference
 from bidsnet_lib.baselines import make_baseline
 from bidsnet_lib.checkpoint import INFERENCE_FORMAT, save_checkpoint
 from bidsnet_lib.commands.inpaint import main
-from bidsnet_lib.inference import Inpainter, load_image, load_mask, plan_crops
+from bidsnet_lib.inference import Inpainter, plan_crops
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig
+from bidsnet_lib.plumbing import read_mask, read_photo
 
 WORK = 64  # working size of the tiny test model
 
@@ -65,58 +66,6 @@ class Oracle(torch.nn.Module):
 
 
 # ----------------------------------------------------------------------------- input forms
-def test_load_image_forms(tmp_path):
-    rgb = photo()
-    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])
-    grey = rgb[:, :, 0]
-    Image.fromarray(rgb).save(tmp_path / "p.png")
-    np.testing.assert_array_equal(load_image(rgb), rgb)
-    on_white = np.rint(rgb * (7 / 255) + 255 * (1 - 7 / 255)).astype(np.uint8)  # the one alpha rule
-    np.testing.assert_array_equal(load_image(rgba), on_white)
-    np.testing.assert_array_equal(load_image(grey), np.dstack([grey] * 3))
-    np.testing.assert_array_equal(load_image(grey[:, :, None]), np.dstack([grey] * 3))
-    np.testing.assert_array_equal(load_image(Image.fromarray(rgba)), on_white)
-    np.testing.assert_array_equal(load_image(tmp_path / "p.png"), rgb)
-    np.testing.assert_array_equal(load_image(str(tmp_path / "p.png")), rgb)
-
-
-def test_load_image_rejects_bad_input(tmp_path):
-    with pytest.raises(TypeError, match="image dtype: got 'float64', expected uint8"):
-        load_image(np.zeros((4, 4, 3)))
-    with pytest.raises(ValueError, match=r"image shape: got \(4, 4, 2\), expected \(H, W\)"):
-        load_image(np.zeros((4, 4, 2), np.uint8))
-    with pytest.raises(TypeError, match="image: got 'list', expected a uint8 numpy array"):
-        load_image([[1, 2]])
-    with pytest.raises(ValueError, match="expected an image file; there is no file"):
-        load_image(tmp_path / "missing.png")
-    (tmp_path / "notes.png").write_text("not a picture")
-    with pytest.raises(ValueError, match="not an image"):
-        load_image(tmp_path / "notes.png")
-
-
-def test_load_mask_forms_and_threshold(tmp_path):
-    holes = box_mask()
-    np.testing.assert_array_equal(load_mask(holes), holes)  # 0/1
-    np.testing.assert_array_equal(load_mask(holes * 255), holes)  # 0/255
-    np.testing.assert_array_equal(load_mask(holes.astype(bool)), holes)
-    np.testing.assert_array_equal(load_mask(holes.astype(np.float32)), holes)
-    np.testing.assert_array_equal(load_mask(Image.fromarray(holes * 255)), holes)
-    np.testing.assert_array_equal(load_mask(Image.fromarray(holes * 255).convert("1")), holes)
-    np.testing.assert_array_equal(load_mask(np.dstack([holes * 255] * 3)), holes)
-    Image.fromarray(holes * 255).save(tmp_path / "m.png")
-    np.testing.assert_array_equal(load_mask(tmp_path / "m.png"), holes)
-    # Anti-aliased grey: a hole above half of full scale.
-    np.testing.assert_array_equal(load_mask(np.array([[0, 127, 128, 255]], np.uint8)), [[0, 0, 1, 1]])
-    np.testing.assert_array_equal(load_mask(np.array([[0.2, 0.5, 0.51]])), [[0, 0, 1]])
-
-
-def test_load_mask_rejects_bad_input():
-    with pytest.raises(ValueError, match="got colour channels that disagree"):
-        load_mask(np.dstack([np.zeros((4, 4), np.uint8), np.full((4, 4), 255, np.uint8), np.zeros((4, 4), np.uint8)]))
-    with pytest.raises(TypeError, match="mask: got float, expected a numpy array"):
-        load_mask(3.0)
-
-
 @pytest.mark.parametrize("form", ["rgb", "rgba", "grey", "pil", "path"])
 def test_inpaint_keeps_known_pixels_for_every_image_form(inpainter, tmp_path, form):
     rgb, holes = photo(), box_mask()
@@ -223,6 +172,17 @@ def test_inpaint_many_batches_and_matches_one_by_one(tiny_model):
         np.testing.assert_allclose(out.astype(int), inp.inpaint(image, mask).astype(int), atol=1)
     with pytest.raises(ValueError, match="images, masks: got 3 images and 2 masks, expected equally long lists"):
         inp.inpaint_many(images, masks[:2])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1.5, -0.1])
+def test_inpaint_refuses_float_masks_that_are_not_finite_or_outside_0_1(inpainter, bad):
+    """A NaN pixel was silently treated as known: every mask goes through plumbing.read_mask."""
+    holes = box_mask().astype(np.float32)
+    holes[0, 0] = bad
+    with pytest.raises(ValueError, match=r"^mask: got .*, expected a float mask in \[0, 1\]$"):
+        inpainter.inpaint(photo(), holes)
+    with pytest.raises(ValueError, match=r"^mask\[1\]: got .*, expected a float mask in \[0, 1\]$"):
+        inpainter.inpaint_many([photo(), photo()], [box_mask(), holes])
 
 
 def test_inpainter_arguments_are_checked(tiny_model):
@@ -463,7 +423,7 @@ def test_16_bit_grey_photo_keeps_its_depth_and_level(tmp_path, checkpoint):
     values = np.asarray(out).astype(np.int64)
     np.testing.assert_array_equal(values[holes == 0], grey[holes == 0])
     assert abs(values.mean() - grey.mean()) < 0.1 * 65535
-    np.testing.assert_allclose(load_image(tmp_path / "in.png").mean(), grey.mean() / 257, atol=1)
+    np.testing.assert_allclose(read_photo(tmp_path / "in.png").rgb.mean(), grey.mean() / 257, atol=1)
 
 
 @pytest.mark.parametrize("mode", ["I", "F", "F01"])
@@ -476,7 +436,7 @@ def test_int32_and_float_photos_are_scaled_not_clipped(mode):
         pil = Image.fromarray((level * 255).astype(np.float32), "F")
     else:
         pil = Image.fromarray(level.astype(np.float32), "F")
-    rgb = load_image(pil)
+    rgb = read_photo(pil).rgb
     np.testing.assert_allclose(rgb[..., 0], level * 255, atol=1)
 
 
@@ -625,7 +585,7 @@ def test_outputs_get_the_permissions_of_a_normal_write(files, checkpoint, tmp_pa
 def test_16_bit_mask_opened_as_mode_i_is_not_clipped():
     """Sibling of #5: a 16-bit mask PIL opens as mode I was clipped by convert("L") (30000 -> hole)."""
     values = np.array([[0, 30000, 33000, 65535]], np.int32)
-    np.testing.assert_array_equal(load_mask(Image.fromarray(values, "I")), [[0, 0, 1, 1]])
+    np.testing.assert_array_equal(read_mask(Image.fromarray(values, "I")), [[0, 0, 1, 1]])
 
 
 def test_crafted_working_size_in_the_meta_is_refused(tiny_model, tmp_path):

@@ -146,10 +146,13 @@ def test_imports_name_each_names_one_home():
 def test_module_attributes_used_are_public_names_of_that_module():
     """``ev.load_photos`` after ``from bidsnet_lib import evaluate as ev`` must name a home, too."""
     problems = []
-    for where, importer, code in sources():
-        if importer is not None:
-            continue  # the library itself imports names, not modules (checked above)
-        aliases = module_aliases(code)
+    cells = [(where, code) for where, importer, code in sources() if importer is None]
+    notebook_aliases = {}  # a notebook imports a module in one cell and uses it in later ones
+    for where, code in cells:
+        if " cell " in where:
+            notebook_aliases.setdefault(where.partition(" cell ")[0], {}).update(module_aliases(code))
+    for where, code in cells:
+        aliases = {**notebook_aliases.get(where.partition(" cell ")[0], {}), **module_aliases(code)}
         for node in ast.walk(ast.parse(code)):
             if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
                     and isinstance(node.ctx, ast.Load)):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import typing
 import warnings
 
 import pytest
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 
 from bidsnet_lib import losses, metrics
 from bidsnet_lib.losses import (
+    LOSS_TERMS,
     GeneratorLoss,
     LossConfig,
     PatchDiscriminator,
@@ -288,6 +290,17 @@ def test_config_defaults_presets_and_validation():
         LossConfig(vgg_weights=None)
     with pytest.raises(TypeError, match="mask_aware_labels: got 'yes'"):
         LossConfig(mask_aware_labels="yes")
+
+
+def test_loss_terms_are_the_weight_fields_of_the_config(batch):
+    """One list of the terms: each weight field once, the generator's keyed as in the logs."""
+    assert LOSS_TERMS == {"valid": "generator", "hole": "generator", "adversarial": "generator",
+                          "perceptual": "generator", "style": "generator", "r1": "critic", "ssim": "generator"}
+    assert set(LOSS_TERMS) == {name for name, hint in typing.get_type_hints(LossConfig).items() if hint is float}
+    every = LossConfig(vgg_weights="random", ssim=1.0)
+    pred, target, mask = batch
+    _, logs = GeneratorLoss(every)(pred, pred, target, mask, PatchDiscriminator(channels=8, n_layers=2))
+    assert set(logs) - {"total"} == set(every.term_weights()) == {n for n, t in LOSS_TERMS.items() if t == "generator"}
 
 
 def test_generator_loss_pixel_only_never_loads_vgg(monkeypatch, batch):

@@ -1,4 +1,5 @@
-"""bidsnet_lib.masks (draw and files): Set I bins, Set II = LaMa's presets, determinism, folders, bad inputs, shipped set."""
+"""bidsnet_lib.masks (draw): Set I bins, Set II = LaMa's presets, determinism, bad inputs, the shipped
+set rewritten by `bidsnet masks` (masks as files: test_masks_files.py)."""
 
 import importlib.util
 import sys
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from course_files import ROOT
-from PIL import Image
+from mask_checks import assert_binary, rng
 
 from bidsnet_lib import masks as M
 from bidsnet_lib.commands import masks as masks_command
@@ -17,8 +18,6 @@ from bidsnet_lib.masks import (
     RATIO_BINS,
     IrregularMaskParams,
     LargeMaskPreset,
-    MaskFolder,
-    binarize_mask,
     hole_ratio,
     irregular_mask,
     large_mask,
@@ -27,13 +26,6 @@ from bidsnet_lib.masks import (
 SHIPPED = M.SHIPPED_MASKS
 
 
-def rng(seed=0):
-    return np.random.default_rng(seed)
-
-
-def assert_binary(mask, shape):
-    assert mask.dtype == np.uint8 and mask.shape == shape
-    assert set(np.unique(mask)) <= {0, 1}
 
 
 # ----------------------------------------------------------------------------- Set I
@@ -249,7 +241,7 @@ def test_irregular_mask_bad_inputs(kwargs, error, message):
     (dict(preset=3), TypeError, "preset: got int, expected a name or a LargeMaskPreset"),
     (dict(max_hole_ratio=0), ValueError, r"max_hole_ratio: got 0, expected a number in \(0.0, 1.0\]"),
     (dict(max_hole_ratio=1.5), ValueError, r"max_hole_ratio: got 1.5, expected a number in \(0.0, 1.0\]"),
-    (dict(max_hole_ratio="0.5"), TypeError, "max_hole_ratio: got str, expected a number"),
+    (dict(max_hole_ratio="0.5"), TypeError, "max_hole_ratio: got '0.5', expected a number"),
     (dict(max_hole_ratio=1e-6), ValueError, "max_hole_ratio 1e-06 rejected 1000 masks in a row"),
     (dict(height=8), ValueError, "height: got 8, expected an int from 32 to 8192"),
     (dict(rng="seed"), TypeError, "rng: got str, expected a numpy.random.Generator or None"),
@@ -265,11 +257,11 @@ def test_config_and_building_block_bad_inputs():
         IrregularMaskParams(stroke_vertices=1)
     with pytest.raises(ValueError, match=r"polygon_proba: got 1.5, expected a number in \[0, 1\]"):
         IrregularMaskParams(polygon_proba=1.5)
-    with pytest.raises(ValueError, match=r"stroke_width: got -0.1, expected a number in \(0.0, inf\]"):
+    with pytest.raises(ValueError, match=r"stroke_width: got -0.1, expected a finite number > 0.0"):
         IrregularMaskParams(stroke_width=-0.1)
     with pytest.raises(ValueError, match=r"min_times: got 5, expected <= max_times \(1\)"):
         LargeMaskPreset(max_angle=4, max_len=10, max_width=10, min_times=5, max_times=1)
-    with pytest.raises(ValueError, match="max_len: got 2.5, expected an int >= 0"):
+    with pytest.raises(TypeError, match="max_len: got 2.5, expected an int >= 0"):
         LargeMaskPreset(max_angle=4, max_len=2.5, max_width=10, min_times=1, max_times=1)
     with pytest.raises(ValueError, match="with box_proba > 0"):
         LargeMaskPreset(max_angle=4, max_len=10, max_width=10, min_times=1, max_times=1, box_proba=1)
@@ -279,118 +271,6 @@ def test_config_and_building_block_bad_inputs():
         M.draw_polygon(np.zeros((4, 4), np.uint8), 1)
     with pytest.raises(TypeError, match=r"mask: got \(4, 4, 3\), expected a \(H, W\) numpy array"):
         M.rotate_flip(np.zeros((4, 4, 3), np.uint8), rng())
-
-
-# ----------------------------------------------------------------------------- external masks
-def test_binarize_mask_threshold_and_formats():
-    gray = np.array([[0, 127, 128, 255]], np.uint8)  # anti-aliased: half grey splits
-    np.testing.assert_array_equal(binarize_mask(gray), [[0, 0, 1, 1]])
-    np.testing.assert_array_equal(binarize_mask(gray, invert=True), [[1, 1, 0, 0]])
-    np.testing.assert_array_equal(binarize_mask(gray, threshold=0.9), [[0, 0, 0, 1]])
-    np.testing.assert_array_equal(binarize_mask(np.repeat(gray[:, :, None], 3, axis=2)), [[0, 0, 1, 1]])
-    rgba = np.dstack([gray, gray, gray, np.zeros_like(gray)])  # alpha ignored
-    np.testing.assert_array_equal(binarize_mask(rgba), [[0, 0, 1, 1]])
-    np.testing.assert_array_equal(binarize_mask(np.array([[False, True]])), [[0, 1]])
-    np.testing.assert_array_equal(binarize_mask(np.array([[0, 40000]], np.uint16)), [[0, 1]])
-    np.testing.assert_array_equal(binarize_mask(np.array([[0.2, 0.7]], np.float32)), [[0, 1]])
-    assert binarize_mask(gray).dtype == np.uint8
-
-
-def test_binarize_mask_bad_inputs():
-    red = np.zeros((4, 4, 3), np.uint8)
-    red[:, :, 2] = 255
-    with pytest.raises(ValueError, match="my.png: got colour channels that disagree at 16 pixels, expected a grey mask"):
-        binarize_mask(red, name="my.png")
-    with pytest.raises(ValueError, match=r"threshold: got 1.0, expected a number in \(0, 1\)"):
-        binarize_mask(red, threshold=1.0)
-    with pytest.raises(ValueError, match=r"threshold: got 0, expected a number in \(0.0, 1.0\]"):
-        binarize_mask(red, threshold=0)
-    with pytest.raises(TypeError, match="mask: got dtype int64, expected a mask of bool, uint8, uint16 or float"):
-        binarize_mask(np.zeros((4, 4), np.int64))
-    with pytest.raises(ValueError, match=r"mask: got values in \[3.0, 3.0\], expected a float mask in \[0, 1\]"):
-        binarize_mask(np.full((2, 2), 3.0))
-    with pytest.raises(ValueError, match=r"got shape \(2, 2, 2\)"):
-        binarize_mask(np.zeros((2, 2, 2), np.uint8))
-    with pytest.raises(TypeError, match="mask: got list, expected a numpy array image"):
-        binarize_mask([[0, 1]])
-
-
-@pytest.fixture
-def mask_folder(tmp_path):
-    """A folder of masks in every format a downloaded set may use; returns (folder, expected masks)."""
-    base = np.zeros((64, 64), np.uint8)
-    base[:16] = 1  # 25 % hole
-    wide = np.zeros((64, 64), np.uint8)
-    wide[:, :40] = 1  # 62.5 %
-    cv2.imwrite(str(tmp_path / "a_0255.png"), base * 255)
-    blurred = cv2.GaussianBlur(wide * 255, (7, 7), 0)  # anti-aliased edge
-    assert len(np.unique(blurred)) > 2
-    cv2.imwrite(str(tmp_path / "b_antialiased.jpg"), blurred, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    (tmp_path / "sub").mkdir()
-    cv2.imwrite(str(tmp_path / "sub" / "c_rgb.png"), np.dstack([base * 255] * 3))
-    Image.fromarray(wide.astype(bool)).save(tmp_path / "sub" / "d_1bit.png")  # mode "1"
-    (tmp_path / "notes.txt").write_text("not a mask")
-    return tmp_path, [base, wide, base, wide]
-
-
-def test_mask_folder_reads_every_format(mask_folder):
-    folder, expected = mask_folder
-    masks = MaskFolder(folder)
-    assert [p.name for p in masks.paths] == ["a_0255.png", "b_antialiased.jpg", "c_rgb.png", "d_1bit.png"]
-    assert len(masks) == 4
-    for i, want in enumerate(expected):
-        assert_binary(masks[i], (64, 64))
-        assert (masks[i] != want).mean() < 0.01, masks.paths[i]  # JPEG blur moves edges a pixel at most
-    np.testing.assert_array_equal(masks[-1], masks[3])
-    assert masks.by_bin() == {(0.1, 0.2): [], (0.2, 0.3): [0, 2], (0.3, 0.4): [], (0.4, 0.5): [], (0.5, 0.6): []}
-    assert masks.by_bin([(0.6, 0.7)]) == {(0.6, 0.7): [1, 3]}
-    inverted = MaskFolder(folder, invert=True)
-    np.testing.assert_array_equal(inverted[0], 1 - expected[0])
-
-
-def test_mask_folder_resizes_with_nearest_neighbour_and_augments(mask_folder):
-    folder, expected = mask_folder
-    small = MaskFolder(folder, size=(32, 48))
-    assert_binary(small[0], (32, 48))
-    np.testing.assert_array_equal(small[0], cv2.resize(expected[0], (48, 32), interpolation=cv2.INTER_NEAREST))
-    assert MaskFolder(folder, size=40)[2].shape == (40, 40)
-    flipped = MaskFolder(folder, flip=True, rng=rng(0))
-    seen = {flipped[0].tobytes() for _ in range(20)}
-    assert seen == {expected[0].tobytes(), expected[0][::-1].tobytes()}  # rows symmetric left-right
-    rotated = MaskFolder(folder, rotate=True, rng=rng(0))
-    assert any((rotated[0] != expected[0]).any() for _ in range(3))
-
-
-def test_mask_folder_errors_name_the_folder_or_file(tmp_path, mask_folder):
-    with pytest.raises(ValueError, match="no such folder"):
-        MaskFolder(tmp_path / "missing")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match=r"empty', expected a folder holding .png/.jpg"):
-        MaskFolder(tmp_path / "empty")
-    folder, _ = mask_folder
-    broken = folder / "zz_broken.png"
-    broken.write_bytes(b"not a png at all")
-    masks = MaskFolder(folder)
-    with pytest.raises(ValueError, match="cannot read mask file .*zz_broken.png"):
-        masks[4]
-    broken.write_bytes(b"")
-    with pytest.raises(ValueError, match="cannot read mask file .*zz_broken.png: empty"):
-        masks[4]
-    red = np.zeros((8, 8, 3), np.uint8)
-    red[:, :, 2] = 255
-    cv2.imwrite(str(broken), red)
-    with pytest.raises(ValueError, match="zz_broken.png: got colour channels that disagree"):
-        masks.by_bin()
-    with pytest.raises(IndexError, match="index 9 out of range for 5 masks"):
-        masks[9]
-    with pytest.raises(TypeError, match="index: got str, expected an int"):
-        masks["0"]
-    with pytest.raises(TypeError, match="size: got '64', expected None, an int or"):
-        MaskFolder(folder, size="64")
-    with pytest.raises(ValueError, match=r"size: got \(0, 4\), expected positive sides"):
-        MaskFolder(folder, size=(0, 4))
-    with pytest.raises(TypeError, match="rng: got int, expected a numpy.random.Generator"):
-        MaskFolder(folder, rng=3)
 
 
 # ----------------------------------------------------------------------------- shipped set, CLI, bench
@@ -406,30 +286,6 @@ def test_shipped_masks_regenerate_byte_for_byte(tmp_path):
     readme = (out / "README.md").read_text().replace(str(out), "bidsnet_lib/eval_masks")
     assert readme == (SHIPPED / "README.md").read_text()
     assert "bidsnet masks write --out bidsnet_lib/eval_masks --size 256 --seed 0" in readme
-
-
-def test_shipped_masks_lie_in_their_bins():
-    for ratio_bin in RATIO_BINS:
-        folder = MaskFolder(SHIPPED / "set1" / M.bin_name(ratio_bin))
-        assert len(folder) == 10
-        assert all(M.in_bin(r, ratio_bin) for r in folder.ratios())
-    for name in M.EVAL_PRESETS:
-        folder = MaskFolder(SHIPPED / "set2" / name)
-        assert len(folder) == 20 and max(folder.ratios()) <= 0.5
-
-
-def test_write_removes_stale_masks_and_validates(tmp_path):
-    stale = tmp_path / "set1" / "10-20" / "999.png"
-    stale.parent.mkdir(parents=True)
-    stale.write_bytes(b"old")
-    paths = M.write_eval_set(tmp_path, size=32, per_bin=1, per_preset=1, presets=("train",))
-    assert not stale.exists() and len(paths) == 6
-    assert (tmp_path / "set2" / "train" / "000.png").exists()
-    assert "--presets train" in (tmp_path / "README.md").read_text()
-    with pytest.raises(ValueError, match="presets: got 'wide', expected names from"):
-        M.write_eval_set(tmp_path, presets=("wide",))
-    with pytest.raises(ValueError, match="per_bin: got -1, expected an int >= 0"):
-        M.write_eval_set(tmp_path, per_bin=-1)
 
 
 def test_cli_reports_bad_input_and_draws_a_gallery(tmp_path, capsys):
@@ -472,27 +328,6 @@ def test_bench_quick_runs(capsys):
 
 
 # ----------------------------------------------------------------------------- issue 17: nothing lost
-def test_write_keeps_the_old_set_when_generation_fails(tmp_path, monkeypatch):
-    """#1: `masks write` deleted the existing set before generating; any failure wiped it."""
-    M.write_eval_set(tmp_path, size=32, per_bin=1, per_preset=1)
-    before = {p: p.read_bytes() for p in tmp_path.rglob("*.png")}
-    calls = []
-
-    def failing(*args, **kwargs):
-        calls.append(1)
-        if len(calls) > 3:
-            raise MemoryError("simulated: out of memory while drawing mask 4")
-        return original(*args, **kwargs)
-
-    files = sys.modules["bidsnet_lib.masks.files"]  # where write_eval_set looks the name up
-    original = files.irregular_mask
-    monkeypatch.setattr(files, "irregular_mask", failing)
-    with pytest.raises(MemoryError):
-        M.write_eval_set(tmp_path, size=48, per_bin=2, per_preset=2)
-    assert {p: p.read_bytes() for p in tmp_path.rglob("*.png")} == before
-    assert not list(tmp_path.rglob("*.tmp"))
-
-
 def test_write_size_has_bounds_named_in_one_phrase(tmp_path, capsys):
     """#13: --size 100000 had no upper limit (MemoryError), --size 0 was called a height."""
     for size in ("0", "100000"):

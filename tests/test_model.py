@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from bidsnet_lib.ablate import STUDIES, ablation_variants
+from bidsnet_lib.ablate import ablation_variants
 from bidsnet_lib.attention import ATTENTIONS, FastAttention
 from bidsnet_lib.commands.model import main
 from bidsnet_lib.fusion import FUSIONS, INTERACTIONS, SFF
@@ -17,6 +17,8 @@ from bidsnet_lib.model import (
     BIDSNet,
     BIDSNetConfig,
     SingleStream,
+    UnifiedNet,
+    build_model,
     check_inputs,
     composite,
     count_parameters,
@@ -229,7 +231,7 @@ def test_config_from_dict_rejects_unknown_keys():
     "changes,match",
     [
         ({"width": 0}, "width: got 0, expected a positive int"),
-        ({"cnn_share": 1.0}, "cnn_share: got 1.0, expected a float strictly between 0 and 1"),
+        ({"cnn_share": 1.0}, r"cnn_share: got 1.0, expected a number in \(0, 1\)"),
         ({"cnn_share": 0.01}, "leaving a stream empty at scale 0"),
         ({"fusion": "mul"}, r"fusion: got 'mul', expected one of \['add', 'concat', 'sff'\]"),
         ({"interaction": "both"}, r"interaction: got 'both', expected one of \[.*'bidirectional'.*\]"),
@@ -252,19 +254,6 @@ def test_config_is_frozen_and_takes_lists():
     with pytest.raises(dataclasses.FrozenInstanceError):
         TINY.width = 16
     assert dataclasses.replace(TINY, cnn_depths=[2, 2]).cnn_depths == (2, 2)
-
-
-def test_ablation_variants_are_the_studies_variants():
-    """#13: the ablations are defined once, in bidsnet_lib.ablate (studies)."""
-    variants = ablation_variants(TINY)
-    expected = {v.name for study in STUDIES.values() for v in study.variants if v.config(TINY) != TINY}
-    assert set(variants) == expected
-    assert {"fusion=add", "interaction=none", "cnn_share=0.25", "attention=favor++", "nb_features=256"} <= expected
-    for name, config in variants.items():
-        assert config != TINY, name
-        differing = {f.name for f in dataclasses.fields(TINY) if getattr(config, f.name) != getattr(TINY, f.name)}
-        assert differing <= {"fusion", "interaction", "cnn_share", "attention", "nb_features", "input_fill",
-                             "output"}, name
 
 
 def test_summary_prints_every_preset_and_variant(capsys):
@@ -342,5 +331,72 @@ def test_single_stream_rejects_bad_arguments():
     with pytest.raises(TypeError, match="config: got dict, expected a BIDSNetConfig"):
         SingleStream("cnn", {}, (8, 8, 8))
     for target in (0, True, 2.5):
-        with pytest.raises(ValueError, match=f"target: got {target!r}, expected a positive parameter count"):
+        with pytest.raises(ValueError, match=f"target: got {target!r}, expected a positive int"):
             single_stream("cnn", TINY, target)
+
+
+@pytest.mark.parametrize("changes", [{"streams": "cnn"}, {"streams": "transformer"}, {"interaction": "unified"}])
+def test_build_model_sizes_each_rival_to_bidsnets_parameter_count(changes):
+    """#26: the streams study and the unified-path rival are config values, at equal parameters."""
+    config = dataclasses.replace(BIDSNetConfig.small(), **changes)
+    target = _size(BIDSNet(BIDSNetConfig.small()))
+    model = build_model(config)
+    assert isinstance(model, UnifiedNet if "interaction" in changes else SingleStream)
+    assert model.config == config and abs(_size(model) - target) <= 0.1 * target
+    assert count_parameters(model) == {"total": _size(model)}
+    image, mask = _inputs(2, 30, 28)
+    out = model(image, mask)
+    assert out.shape == (2, 3, 30, 28) and 0 <= out.min() and out.max() <= 1
+    out.mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert type(build_model(BIDSNetConfig.small())) is BIDSNet
+
+
+def test_a_unified_block_holds_a_convolution_and_an_attention_on_the_same_channels():
+    model = build_model(dataclasses.replace(TINY, interaction="unified"))
+    blocks = [m for m in model.modules() if type(m).__name__ == "UnifiedBlock"]
+    assert len(blocks) == len(TINY.cnn_depths) * 2 + 1  # encoder and decoder stages, and the bottleneck
+    for block in blocks:
+        assert block.conv.conv1.in_channels == block.attention.dim  # one set of channels, two operations
+    with torch.no_grad():  # the attention's change reaches the output: it is on the path, not beside it
+        image, mask = _inputs(1, 16, 16)
+        before = model(image, mask)
+        for block in blocks:
+            torch.nn.init.normal_(block.attention.out.weight)
+        assert not torch.equal(before, model(image, mask))
+
+
+def test_rival_configs_are_checked_and_bidsnet_refuses_them():
+    with pytest.raises(ValueError, match=r"streams: got 'one', expected one of \['cnn', 'dual', 'transformer'\]"):
+        dataclasses.replace(TINY, streams="one")
+    with pytest.raises(ValueError, match="interaction: got 'unified' with streams='cnn', expected streams='dual'"):
+        dataclasses.replace(TINY, streams="cnn", interaction="unified")
+    with pytest.raises(ValueError, match="expected BIDS-Net's two streams; build_model"):
+        BIDSNet(dataclasses.replace(TINY, streams="transformer"))
+
+
+def test_a_rivals_inference_checkpoint_rebuilds_the_same_network(tmp_path):
+    from bidsnet_lib.checkpoint import INFERENCE_FORMAT, load_inference_model, save_checkpoint
+
+    config = dataclasses.replace(TINY, interaction="unified")
+    model = build_model(config).eval()
+    save_checkpoint({"model": model.state_dict(), "config": config.to_dict(), "meta": {}},
+                    tmp_path / "unified.pt", INFERENCE_FORMAT)
+    loaded, _ = load_inference_model(tmp_path / "unified.pt", device="cpu")
+    image, mask = _inputs(1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(image, mask), model(image, mask), rtol=0, atol=0)
+
+
+def test_a_given_fill_replaces_the_input_fill():
+    """#28: coarse-to-fine inference hands a finer level the coarser level's fill."""
+    config = dataclasses.replace(TINY, input_fill="telea", output="residual")  # zero head: out = the fill
+    model = build_model(config).eval()
+    image, mask = _inputs(2, 16, 16)
+    given = torch.full_like(image, 0.25)
+    with torch.no_grad():
+        out = model(image, mask, fill=given)
+        torch.testing.assert_close(out, image * (1 - mask) + 0.25 * mask)
+        assert not torch.equal(out, model(image, mask))  # without it: Telea's fill
+    with pytest.raises(ValueError, match=r"fill: got \(2, 3, 8, 8\), expected the image's shape \(2, 3, 16, 16\)"):
+        model(image, mask, fill=given[..., :8, :8])

@@ -16,7 +16,8 @@ import pytest
 from course_files import ROOT
 
 from bidsnet_lib.inference import SHIPPED_CHECKPOINT, Inpainter
-from bidsnet_lib.masks import SHIPPED_MASKS, read_mask_file, square_photo
+from bidsnet_lib.masks import SHIPPED_MASKS, square_photo
+from bidsnet_lib.plumbing import read_mask
 
 spec = importlib.util.spec_from_file_location("bare_install", ROOT / "tools" / "bare_install.py")
 bare_install = importlib.util.module_from_spec(spec)
@@ -30,10 +31,11 @@ import numpy as np
 from skimage import data
 import bidsnet_lib
 from bidsnet_lib.inference import Inpainter
-from bidsnet_lib.masks import SHIPPED_MASKS, read_mask_file, square_photo
+from bidsnet_lib.masks import SHIPPED_MASKS, square_photo
+from bidsnet_lib.plumbing import read_mask
 
 inpainter = Inpainter.from_checkpoint(device="cpu")
-out = inpainter.inpaint(square_photo(data.chelsea(), 256), read_mask_file(SHIPPED_MASKS / {MASK!r}))
+out = inpainter.inpaint(square_photo(data.chelsea(), 256), read_mask(SHIPPED_MASKS / {MASK!r}))
 np.save("filled.npy", out)
 print(json.dumps({{"package": bidsnet_lib.__file__, "prefix": sys.prefix, "label": inpainter.label}}))
 """
@@ -80,7 +82,7 @@ def test_bare_install_inpaints_with_the_shipped_checkpoint_from_anywhere(bare, t
     assert SHIPPED_CHECKPOINT.name in info["label"]
     from skimage import data
 
-    photo, mask = square_photo(data.chelsea(), 256), read_mask_file(SHIPPED_MASKS / MASK)
+    photo, mask = square_photo(data.chelsea(), 256), read_mask(SHIPPED_MASKS / MASK)
     filled = np.load(tmp_path / "filled.npy")
     # The same trained weights as the checkout's: the same pixels, known ones untouched.
     np.testing.assert_array_equal(filled, Inpainter.from_checkpoint(device="cpu").inpaint(photo, mask))

@@ -1,4 +1,5 @@
-"""The shipped photos in data/images: manifest, licences, sizes, split and tools/make_photos.py."""
+"""The shipped photos in data/images: manifest, licences, sizes, split, the high-resolution test
+set (test_hires/) and tools/make_photos.py."""
 
 import csv
 import importlib.util
@@ -35,8 +36,25 @@ def manifest() -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.fixture(scope="module")
+def hires() -> list[dict[str, str]]:
+    with open(IMAGES / make_photos.HIRES_MANIFEST, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_data_images_holds_the_splits_the_hires_set_and_their_manifests():
+    assert sorted(p.name for p in IMAGES.iterdir()) == sorted(
+        [*make_photos.SPLITS, make_photos.HIRES_DIR, "manifest.csv", make_photos.HIRES_MANIFEST]
+    )
+
+
 def test_manifest_lists_exactly_the_files_present(manifest):
-    on_disk = sorted(str(p.relative_to(IMAGES)) for p in IMAGES.glob("*/*") if p.is_file())
+    on_disk = sorted(
+        str(p.relative_to(IMAGES))
+        for split in make_photos.SPLITS
+        for p in (IMAGES / split).iterdir()
+        if p.is_file()
+    )
     assert sorted(r["file"] for r in manifest) == on_disk
     assert list(manifest[0]) == make_photos.MANIFEST_FIELDS
     for r in manifest:
@@ -44,13 +62,14 @@ def test_manifest_lists_exactly_the_files_present(manifest):
         assert all(r[k].strip() for k in make_photos.MANIFEST_FIELDS), r
 
 
-def test_every_file_has_source_author_and_licence_in_licenses_md(manifest):
+def test_every_file_has_source_author_and_licence_in_licenses_md(manifest, hires):
     rows = [
         line for line in LICENSES.read_text(encoding="utf-8").splitlines() if line.startswith("| `")
     ]
     by_file = {line.split("`")[1]: line for line in rows}
-    assert sorted(by_file) == sorted(r["file"] for r in manifest)
-    for r in manifest:
+    assert len(by_file) == len(rows)
+    assert sorted(by_file) == sorted(r["file"] for r in manifest + hires)
+    for r in manifest + hires:
         line = by_file[r["file"]]
         assert r["source"] in line and r["author"] in line and r["licence"] in line
         assert r["licence"] in make_photos.LICENCE_URLS
@@ -137,7 +156,76 @@ def test_the_hash_finds_crops_of_a_test_photo(manifest, hashes):
 
 def test_data_folder_within_size_budget():
     total = sum(p.stat().st_size for p in (ROOT / "data").rglob("*") if p.is_file())
-    assert total < 60 * 1024 * 1024, f"data/ holds {total / 2**20:.1f} MB"
+    assert make_photos.DATA_BUDGET == 60 * 2**20  # raising it is a decision, not a side effect
+    assert total < make_photos.DATA_BUDGET, f"data/ holds {total / 2**20:.1f} MiB"
+
+
+def test_hires_manifest_lists_exactly_the_files_present(hires):
+    folder = IMAGES / make_photos.HIRES_DIR
+    on_disk = sorted(f"{make_photos.HIRES_DIR}/{p.name}" for p in folder.iterdir())
+    assert sorted(r["file"] for r in hires) == on_disk
+    assert list(hires[0]) == make_photos.HIRES_FIELDS
+    assert all(r[k].strip() for r in hires for k in make_photos.HIRES_FIELDS)
+
+
+def test_hires_set_is_every_large_test_photo_from_the_test_split_only(manifest, hires):
+    by_file = {r["file"]: r for r in manifest}
+    for r in hires:
+        test = by_file[r["test_file"]]  # the photo's own 512-px file, in the test split
+        assert test["split"] == "test", r["file"]
+        assert Path(r["file"]).name == Path(r["test_file"]).name
+        for key in ("source", "author", "licence", "original_size"):
+            assert r[key] == test[key], (r["file"], key)
+    # Every test photo whose original is large enough, and no other photo.
+    large = sorted(
+        r["file"]
+        for r in manifest
+        if r["split"] == "test"
+        and max(int(v) for v in r["original_size"].split("x")) >= make_photos.HIRES_MIN_LONG_SIDE
+    )
+    assert sorted(r["test_file"] for r in hires) == large
+    assert len(hires) >= 25
+
+
+def test_hires_photos_are_at_their_own_size_up_to_the_long_side(hires):
+    for r in hires:
+        w, h = (int(v) for v in r["original_size"].split("x"))
+        with Image.open(IMAGES / r["file"]) as im:
+            assert im.mode == "RGB" and im.format == "JPEG", r["file"]
+            assert "x".join(map(str, im.size)) == r["size"], r["file"]
+            # 4:4:4 chroma: every component sampled at full resolution.
+            assert all(c[1:3] == (1, 1) for c in im.layer), (r["file"], im.layer)
+            if max(w, h) <= make_photos.HIRES_LONG_SIDE:
+                assert im.size == (w, h), r["file"]  # not resized at all
+            else:
+                assert max(im.size) == make_photos.HIRES_LONG_SIDE, r["file"]
+                long_, short = max(w, h), min(w, h)
+                assert abs(min(im.size) - make_photos.HIRES_LONG_SIDE * short / long_) <= 1
+                assert (im.size[0] >= im.size[1]) == (w >= h), r["file"]
+
+
+def test_hires_photos_match_their_test_file_and_no_train_or_val_photo(manifest, hashes, hires):
+    # The hash of each high-resolution photo is near its own 512-px test file (the same photo)
+    # and as far from every train and val photo as the test split must be.
+    rest = [r["file"] for r in manifest if r["split"] != "test"]
+    rest_hashes = np.stack([hashes[f] for f in rest])
+    for r in hires:
+        rgb = cv2.cvtColor(
+            cv2.imread(str(IMAGES / r["file"]), cv2.IMREAD_REDUCED_COLOR_4), cv2.COLOR_BGR2RGB
+        )
+        variants = make_photos.hash_variants(rgb)[None]
+        own = make_photos.hash_distances(variants, hashes[r["test_file"]][None])[0, 0]
+        assert own < make_photos.DUPLICATE_BITS // 2, (r["file"], own)
+        dist = make_photos.hash_distances(variants, rest_hashes)[0]
+        assert dist.min() >= make_photos.DUPLICATE_BITS, (r["file"], rest[dist.argmin()], dist.min())
+
+
+def test_resize_long_side_shrinks_only():
+    image = np.zeros((1000, 3000, 3), np.uint8)
+    assert make_photos.resize_long_side(image).shape == (683, 2048, 3)
+    assert make_photos.resize_long_side(image, 1500).shape == (500, 1500, 3)
+    small = np.zeros((800, 1200, 3), np.uint8)
+    assert make_photos.resize_long_side(small) is small  # never enlarged
 
 
 def test_packaged_photos_rebuild_to_the_shipped_files(manifest):

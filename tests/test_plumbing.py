@@ -1,4 +1,5 @@
-"""bidsnet_lib.plumbing: messages, validators, image files, the atomic writer, devices, photos, weights."""
+"""bidsnet_lib.plumbing: messages, validators, image files, the atomic writer, devices, photos, masks,
+downloads, weights."""
 
 import ast
 import os
@@ -15,13 +16,21 @@ from PIL import Image
 
 from bidsnet_lib import plumbing
 from bidsnet_lib.plumbing import (
+    DownloadError,
+    atomic_move,
     atomic_save,
     atomic_write,
+    check_choice,
+    check_finite_float,
+    check_fraction,
     check_int,
     check_positive_int,
+    download_file,
     fetch_weights,
     got_expected,
     image_files,
+    image_size,
+    read_mask,
     read_photo,
     resolve_device,
     save_image,
@@ -52,6 +61,35 @@ def test_one_phrasing_and_the_validators():
     for bad in (0, 2.0, True, "8"):
         with pytest.raises(ValueError, match="^w: got .*, expected a positive int$"):
             check_positive_int("w", bad)
+    assert check_int("limit", None, 1, optional=True) is None
+    with pytest.raises(ValueError, match="^limit: got 0, expected None or an int >= 1$"):
+        check_int("limit", 0, 1, optional=True)
+    with pytest.raises(TypeError, match="^n: got 2.5, expected an int >= 0$"):  # the whole expectation
+        check_int("n", 2.5, 0)
+
+
+def test_the_float_and_choice_validators():
+    assert check_finite_float("w", 2) == 2.0 and isinstance(check_finite_float("w", 2), float)
+    for bad in (float("nan"), float("inf"), -1):
+        with pytest.raises(ValueError, match=r"^w: got .*, expected a finite number >= 0$"):
+            check_finite_float("w", bad, 0)
+    with pytest.raises(TypeError, match="^w: got '1', expected a finite number$"):
+        check_finite_float("w", "1")
+    with pytest.raises(TypeError, match="^w: got True, expected a number in"):
+        check_finite_float("w", True, 0, 1)
+    with pytest.raises(ValueError, match=r"^share: got 0, expected a number in \(0, 1\)$"):
+        check_finite_float("share", 0, 0, 1, low_open=True, high_open=True)
+    assert check_fraction("p", 1) == 1.0
+    for bad in (0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"^p: got .*, expected a number in \(0.0, 1.0\]$"):
+            check_fraction("p", bad)
+    with pytest.raises(ValueError, match=r"^p: got 1.0, expected a number in \[0.0, 1.0\)$"):
+        check_fraction("p", 1.0, low_open=False, high_open=True)
+    assert check_choice("kind", "a", ("a", "b")) == "a"
+    with pytest.raises(ValueError, match=r"^kind: got 'c', expected one of \['a', 'b'\]$"):
+        check_choice("kind", "c", {"a": 1, "b": 2})
+    with pytest.raises(ValueError, match=r"^kind: got \['a'\], expected one of"):
+        check_choice("kind", ["a"], {"a": 1})  # unhashable: no key, and no TypeError
 
 
 # "x must be ..., got ..." and "x: got ...; expected ...", the two phrasings the library had.
@@ -143,6 +181,28 @@ def test_temp_names_are_unique_so_two_writers_never_collide(tmp_path):
     assert stale_temps(tmp_path / "a.txt") == [leftover]
 
 
+def test_atomic_write_check_may_refuse_the_new_content(tmp_path):
+    path = atomic_write(tmp_path / "a.txt", "old")
+
+    def refuse(temporary: Path):
+        assert temporary.read_text() == "bad" and temporary.parent == tmp_path
+        raise ValueError("not the right content")
+
+    with pytest.raises(ValueError, match="not the right content"):
+        atomic_write(path, "bad", check=refuse)
+    assert path.read_text() == "old" and not stale_temps(path)
+
+
+def test_atomic_move_puts_a_file_or_a_folder_in_place(tmp_path):
+    (tmp_path / "src.txt").write_text("x")
+    assert atomic_move(tmp_path / "src.txt", tmp_path / "deep" / "dst.txt").read_text() == "x"
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "f").write_text("y")
+    (tmp_path / "empty").mkdir()
+    atomic_move(tmp_path / "folder", tmp_path / "empty")  # an empty folder is replaced
+    assert (tmp_path / "empty" / "f").read_text() == "y" and not (tmp_path / "folder").exists()
+
+
 def test_atomic_save_round_trips_tensors(tmp_path):
     path = atomic_save({"w": torch.arange(4)}, tmp_path / "x.pt")
     assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(4))
@@ -229,3 +289,245 @@ def test_fetch_weights_from_a_path_the_cache_or_a_clear_error(tmp_path, monkeypa
     torch.save([1, 2], tmp_path / "hub" / "checkpoints" / "w.pth")
     with pytest.raises(ValueError, match="got 'list', expected a state dict"):
         fetch_weights("w.pth", "https://example.org/w.pth", "Thing")
+
+
+# ----------------------------------------------------------------------------- the one photo opener
+def test_read_photo_forms(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])
+    grey = rgb[:, :, 0]
+    Image.fromarray(rgb).save(tmp_path / "p.png")
+    np.testing.assert_array_equal(read_photo(rgb).rgb, rgb)
+    on_white = np.rint(rgb * (7 / 255) + 255 * (1 - 7 / 255)).astype(np.uint8)  # the one alpha rule
+    np.testing.assert_array_equal(read_photo(rgba).rgb, on_white)
+    np.testing.assert_array_equal(read_photo(grey).rgb, np.dstack([grey] * 3))
+    np.testing.assert_array_equal(read_photo(grey[:, :, None]).rgb, np.dstack([grey] * 3))
+    np.testing.assert_array_equal(read_photo(Image.fromarray(rgba)).rgb, on_white)
+    np.testing.assert_array_equal(read_photo(tmp_path / "p.png").rgb, rgb)
+    np.testing.assert_array_equal(read_photo(str(tmp_path / "p.png")).rgb, rgb)
+    upload = (tmp_path / "p.png").read_bytes()  # a widget's upload: the file's bytes
+    np.testing.assert_array_equal(read_photo(memoryview(upload)).rgb, rgb)
+
+
+def test_read_photo_rejects_bad_input(tmp_path):
+    with pytest.raises(TypeError, match="image dtype: got 'float64', expected uint8"):
+        read_photo(np.zeros((4, 4, 3)))
+    with pytest.raises(ValueError, match=r"image shape: got \(4, 4, 2\), expected \(H, W\)"):
+        read_photo(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(TypeError, match="image: got 'list', expected a uint8 numpy array"):
+        read_photo([[1, 2]])
+    with pytest.raises(ValueError, match="expected an image file; there is no file"):
+        read_photo(tmp_path / "missing.png")
+    (tmp_path / "notes.png").write_text("not a picture")
+    with pytest.raises(ValueError, match=r"^image: '.*notes.png' is not an image this program can read"):
+        read_photo(tmp_path / "notes.png")
+    with pytest.raises(ValueError, match=r"notes.png: not an image"):  # the path named once
+        read_photo(tmp_path / "notes.png", str(tmp_path / "notes.png"))
+    with pytest.raises(ValueError, match="^upload: its bytes are not an image"):
+        read_photo(b"plain text", "upload")
+
+
+def rotated_file(path: Path, shown: np.ndarray, orientation: int = 6) -> Path:
+    """Save ``shown`` (H, W) or (H, W, 3) stored turned, with the EXIF tag that turns it back."""
+    stored = np.rot90(shown, 1)  # EXIF 6: a viewer turns the stored pixels 90° clockwise
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(np.ascontiguousarray(stored)).save(path, exif=exif)
+    return path
+
+
+def test_photos_follow_exif_and_draft_decodes_a_jpeg_smaller(tmp_path):
+    shown = np.zeros((40, 64, 3), np.uint8)
+    shown[:, :16] = 255  # a white band on the left, as shown
+    path = rotated_file(tmp_path / "r.png", shown)
+    assert image_size(path) == (64, 40)  # (width, height) as shown, from the header
+    np.testing.assert_array_equal(read_photo(path).rgb, shown)
+    big = tmp_path / "big.jpg"
+    Image.fromarray(np.full((256, 320, 3), 90, np.uint8)).save(big, quality=95)
+    assert read_photo(big, draft=0.3).rgb.shape == (128, 160, 3)  # 1/2 keeps >= 0.3 of each side
+    assert read_photo(big, draft=0.2).rgb.shape == (64, 80, 3)
+    assert read_photo(big, draft=0.1).rgb.shape == (32, 40, 3)  # 1/8, the smallest JPEG scale
+    assert read_photo(tmp_path / "r.png", draft=0.1).rgb.shape == (40, 64, 3)  # PNG: always whole
+    with pytest.raises(ValueError, match="mask: 'no.png' is not an image"):
+        image_size(Path("no.png"), "mask")
+
+
+# ----------------------------------------------------------------------------- the one mask opener
+def test_read_mask_forms_and_threshold(tmp_path):
+    holes = np.zeros((12, 10), np.uint8)
+    holes[3:8, 2:6] = 1
+    np.testing.assert_array_equal(read_mask(holes), holes)  # 0/1
+    np.testing.assert_array_equal(read_mask(holes * 255), holes)  # 0/255
+    np.testing.assert_array_equal(read_mask(holes.astype(bool)), holes)
+    np.testing.assert_array_equal(read_mask(holes.astype(np.int64)), holes)  # 0/1 of any int type
+    np.testing.assert_array_equal(read_mask(holes.astype(np.float32)), holes)
+    np.testing.assert_array_equal(read_mask(Image.fromarray(holes * 255)), holes)
+    np.testing.assert_array_equal(read_mask(Image.fromarray(holes * 255).convert("1")), holes)
+    np.testing.assert_array_equal(read_mask(np.dstack([holes * 255] * 3)), holes)
+    Image.fromarray(holes * 255).save(tmp_path / "m.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), holes)
+    np.testing.assert_array_equal(read_mask((tmp_path / "m.png").read_bytes()), holes)
+    Image.fromarray(holes).save(tmp_path / "m01.png")  # a file of 0 and 1: holes, not 1/255 grey
+    np.testing.assert_array_equal(read_mask(tmp_path / "m01.png"), holes)
+    Image.fromarray(holes.astype(np.uint16) * 65535).save(tmp_path / "m16.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "m16.png"), holes)
+    # Anti-aliased grey: a hole above half of full scale; inverted, threshold moved.
+    grey = np.array([[0, 127, 128, 255]], np.uint8)
+    np.testing.assert_array_equal(read_mask(grey), [[0, 0, 1, 1]])
+    np.testing.assert_array_equal(read_mask(grey, invert=True), [[1, 1, 0, 0]])
+    np.testing.assert_array_equal(read_mask(grey, threshold=0.9), [[0, 0, 0, 1]])
+    np.testing.assert_array_equal(read_mask(np.array([[0.2, 0.5, 0.51]])), [[0, 0, 1]])
+    np.testing.assert_array_equal(read_mask(np.array([[0, 40000]], np.uint16)), [[0, 1]])
+    rgba = np.dstack([grey, grey, grey, np.zeros_like(grey)])  # alpha ignored: the holes are the grey
+    np.testing.assert_array_equal(read_mask(rgba), [[0, 0, 1, 1]])
+    np.testing.assert_array_equal(read_mask(Image.fromarray(rgba)), [[0, 0, 1, 1]])
+    assert read_mask(grey).dtype == np.uint8
+
+
+def test_read_mask_rejects_bad_input():
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[:, :, 2] = 255
+    with pytest.raises(ValueError, match="my.png: got colour channels that disagree at 16 pixels, expected a grey mask"):
+        read_mask(red, "my.png")
+    with pytest.raises(ValueError, match=r"threshold: got 1.0, expected a number in \(0.0, 1.0\)"):
+        read_mask(red, threshold=1.0)
+    with pytest.raises(ValueError, match=r"threshold: got 0, expected a number in \(0.0, 1.0\)"):
+        read_mask(red, threshold=0)
+    with pytest.raises(TypeError, match="mask: got dtype int64, expected a mask of bool, uint8, uint16 or float"):
+        read_mask(np.full((4, 4), 3, np.int64))
+    with pytest.raises(ValueError, match=r"got shape \(2, 2, 2\)"):
+        read_mask(np.zeros((2, 2, 2), np.uint8))
+    with pytest.raises(TypeError, match="mask: got 'list', expected a numpy array"):
+        read_mask([[0, 1]])
+    with pytest.raises(TypeError, match="mask: got 'float', expected a numpy array"):
+        read_mask(3.0)
+
+
+def test_read_mask_single_channel_and_bounds_of_full_scale():
+    np.testing.assert_array_equal(read_mask(np.array([[[0], [255]]], np.uint8)), [[0, 1]])
+    sixteen = np.array([[32767, 32768]], np.uint16)  # half of 65535 splits them
+    np.testing.assert_array_equal(read_mask(sixteen), [[0, 1]])
+    np.testing.assert_array_equal(read_mask(np.array([[0.0, 0.5, 1.0]])), [[0, 0, 1]])  # > threshold
+    jpeg_noise = np.dstack([np.full((2, 2), 200, np.uint8), np.full((2, 2), 210, np.uint8),
+                            np.full((2, 2), 190, np.uint8)])  # 20 of 255 apart: within 0.25
+    np.testing.assert_array_equal(read_mask(jpeg_noise), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="got colour channels that disagree at 4 pixels"):
+        read_mask(jpeg_noise, channel_tolerance=0.05)
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    (dict(channel_tolerance=0), ValueError, r"channel_tolerance: got 0, expected a number in \(0.0, 1.0\]"),
+    (dict(channel_tolerance="x"), TypeError, "channel_tolerance: got 'x', expected a number"),
+    (dict(threshold=True), TypeError, "threshold: got True, expected a number"),
+    (dict(threshold=-0.5), ValueError, r"threshold: got -0.5, expected a number in \(0.0, 1.0\)"),
+])
+def test_read_mask_bad_options(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        read_mask(np.zeros((2, 2), np.uint8), **kwargs)
+
+
+def test_read_mask_reads_png_jpeg_16_bit_and_non_ascii_paths(tmp_path):
+    mask = np.zeros((40, 32), np.uint8)
+    mask[:10] = 1
+    Image.fromarray(mask * 255).save(tmp_path / "m.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), mask)
+    np.testing.assert_array_equal(read_mask(str(tmp_path / "m.png"), invert=True), 1 - mask)
+    Image.fromarray(mask * 255).save(tmp_path / "maské ü.jpg", quality=95)
+    assert read_mask(tmp_path / "maské ü.jpg").shape == (40, 32)
+    assert (read_mask(tmp_path / "maské ü.jpg") != mask).mean() < 0.01
+    Image.fromarray(mask.astype(np.uint16) * 65535).save(tmp_path / "m16.png")  # 16-bit PNG
+    np.testing.assert_array_equal(read_mask(tmp_path / "m16.png"), mask)
+
+
+def test_read_mask_errors_name_the_file(tmp_path):
+    with pytest.raises(ValueError, match=r"mask: got '.*absent.png', expected an image file; there is no file"):
+        read_mask(tmp_path / "absent.png")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ValueError, match=r"mask: '.*text.png' is not an image this program can read"):
+        read_mask(tmp_path / "text.png")
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[:, :, 2] = 255
+    Image.fromarray(red).save(tmp_path / "red.png")
+    with pytest.raises(ValueError, match="red.png: got colour channels that disagree at 16 pixels"):
+        read_mask(tmp_path / "red.png", str(tmp_path / "red.png"))
+    with pytest.raises(ValueError, match=r"threshold: got 2, expected a number in \(0.0, 1.0\)"):
+        read_mask(tmp_path / "red.png", threshold=2)
+
+
+@pytest.mark.parametrize("bad, got", [(np.nan, "1 NaN or infinite values"), (np.inf, "1 NaN or infinite values"),
+                                      (-np.inf, "1 NaN or infinite values"), (3.0, r"values in \[0.0, 3.0\]"),
+                                      (-0.5, r"values in \[-0.5, 0.0\]")])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float_masks_outside_0_1_or_not_finite_are_refused(bad, got, dtype):
+    """NaN compares False with the threshold: it used to read as a known pixel, silently."""
+    mask = np.zeros((4, 4), dtype)
+    mask[1, 2] = bad
+    with pytest.raises(ValueError, match=f"^hole: got {got}, expected a float mask in \\[0, 1\\]$"):
+        read_mask(mask, "hole")
+    if not np.isfinite(bad):  # a float TIFF: the decoder's own check refuses it
+        with pytest.raises(ValueError, match="^mask: got 'mode F values"):
+            read_mask(Image.fromarray(mask.astype(np.float32), "F"))
+
+
+def test_read_mask_follows_exif_like_read_photo(tmp_path):
+    shown = np.zeros((40, 64), np.uint8)
+    shown[:8, :16] = 255  # a hole at the top left, as shown
+    for suffix in (".png", ".jpg"):
+        path = rotated_file(tmp_path / f"m{suffix}", shown)
+        np.testing.assert_array_equal(read_mask(path), shown // 255)
+        assert read_photo(path).rgb.shape[:2] == read_mask(path).shape == (40, 64)
+
+
+# ----------------------------------------------------------------------------- the one downloader
+def test_download_file_checks_its_checksum_and_leaves_nothing_on_failure(tmp_path):
+    import hashlib
+
+    source = tmp_path / "served.bin"
+    source.write_bytes(b"weights" * 100)
+    sha256, md5 = (hashlib.new(a, source.read_bytes()).hexdigest() for a in ("sha256", "md5"))
+    got = download_file(source.as_uri(), tmp_path / "a" / "w.bin", "Thing", checksum=f"sha256:{sha256[:8]}",
+                        progress=False)
+    assert got.read_bytes() == source.read_bytes()
+    assert download_file(source.as_uri(), tmp_path / "b.bin", "Thing", checksum=f"md5:{md5}", progress=False)
+    with pytest.raises(DownloadError, match=r"^Thing: could not download file://.*served.bin \(a file with md5 "
+                                            r"[0-9a-f]{32}, expected 0{32}: a partial or changed download\); "
+                                            r"download .* and place it as .*c.bin, or ask$") as info:
+        download_file(source.as_uri(), tmp_path / "c.bin", "Thing", checksum="md5:" + "0" * 32, progress=False,
+                      alternative=", or ask")
+    assert info.value.reason.startswith("a file with md5")
+    assert not (tmp_path / "c.bin").exists() and not stale_temps(tmp_path / "c.bin")
+
+
+def test_download_file_offline_and_missing(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(DownloadError, match=r"could not download file:///no/such.bin \(URLError: .*; offline\?\); "
+                                            r"download file:///no/such.bin on a machine with internet"):
+        download_file("file:///no/such.bin", tmp_path / "x.bin", "Thing", progress=False)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+    def missing(url, timeout):
+        raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
+
+    monkeypatch.setattr(urllib.request, "urlopen", missing)
+    assert download_file("https://example.org/x.json", tmp_path / "x.json", "Thing", missing_ok=True) is None
+    with pytest.raises(DownloadError, match="HTTP Error 404: Not Found"):
+        download_file("https://example.org/x.json", tmp_path / "x.json", "Thing")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_weights_downloads_through_the_one_downloader_and_checks_the_name_s_hash(tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(plumbing, "reachable", lambda url, timeout=2.0: True)
+    torch.save({"a": torch.ones(1)}, tmp_path / "w.pth")
+    prefix = hashlib.sha256((tmp_path / "w.pth").read_bytes()).hexdigest()[:8]
+    (tmp_path / f"w-{prefix}.pth").write_bytes((tmp_path / "w.pth").read_bytes())
+    state, cached = fetch_weights(f"w-{prefix}.pth", (tmp_path / f"w-{prefix}.pth").as_uri(), "Thing")
+    assert cached == tmp_path / "hub" / "checkpoints" / f"w-{prefix}.pth" and torch.equal(state["a"], torch.ones(1))
+    (tmp_path / "w-00000000.pth").write_bytes((tmp_path / "w.pth").read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"the download failed \(a file with sha256 .*, expected 00000000"):
+        fetch_weights("w-00000000.pth", (tmp_path / "w-00000000.pth").as_uri(), "Thing")
+    assert not (tmp_path / "hub" / "checkpoints" / "w-00000000.pth").exists()

@@ -1,4 +1,5 @@
-"""bidsnet_lib.train: config, data order, EMA, a step that learns, exact resume, torchrun, the CLI."""
+"""bidsnet_lib.train (loop): data order, a step that learns, exact resume, torchrun, the CLI (the config,
+the helpers and the run folder's rules: test_train_config.py, test_train_utils.py, test_train_runs.py)."""
 
 import dataclasses
 import json
@@ -24,28 +25,20 @@ from bidsnet_lib.checkpoint import (
     load_inference_model,
 )
 from bidsnet_lib.commands.train import (
-    auto_processes,
     build_parser,
     config_from_args,
     main,
-    resolve_processes,
     resume_base,
-    usable_cores,
 )
 from bidsnet_lib.losses import LossConfig
 from bidsnet_lib.model import BIDSNetConfig
 from bidsnet_lib.train import (
-    PRESETS,
     EpochSampler,
     TrainConfig,
     Trainer,
-    ema_decay,
     read_metrics,
     read_run_config,
-    sample_grid,
-    spread_items,
-    update_ema,
-    weights_digest,
+    settle_processes,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,50 +85,7 @@ def tiny_config(photos, **changes) -> TrainConfig:
     return dataclasses.replace(base, **changes)
 
 
-# ------------------------------------------------------------------------------ config
-
-
-def test_presets_are_valid_and_the_small_one_skips_vgg():
-    small, paper = TrainConfig.small(), TrainConfig.paper()
-    assert small.model == BIDSNetConfig.small() and paper.model == BIDSNetConfig.paper()
-    assert small.loss.perceptual == small.loss.style == 0 and small.loss.adversarial > 0
-    assert paper.loss.perceptual > 0 and paper.loss.vgg_weights == "imagenet"
-    assert small.size < paper.size and small.num_workers == 0 and paper.amp
-    assert set(PRESETS) == {"small", "paper"}
-
-
-def test_config_round_trips_through_json():
-    config = dataclasses.replace(TrainConfig.small(), data=("a", "b"), mask_mix={"set1": 1.0})
-    plain = json.loads(json.dumps(config.to_dict()))
-    assert TrainConfig.from_dict(plain) == config
-    with pytest.raises(ValueError, match=r"TrainConfig keys: got unknown \['colour'\], expected some of"):
-        TrainConfig.from_dict({**plain, "colour": 1})
-
-
-@pytest.mark.parametrize("changes,message", [
-    ({"batch_size": 0}, "batch_size: got 0, expected an int >= 1"),
-    ({"size": 16}, "size: got 16, expected an int >= 32"),
-    ({"lr_g": -1.0}, "lr_g: got -1.0, expected a number > 0"),
-    ({"ema_decay": 1.0}, "ema_decay: got 1.0, expected a number >= 0 and < 1"),
-    ({"betas": (0.5,)}, r"betas: got \(0.5,\), expected two numbers in \[0, 1\)"),
-    ({"sample_every": -1}, "sample_every: got -1, expected an int >= 0"),
-])
-def test_bad_config_values_are_named(changes, message):
-    with pytest.raises(ValueError, match=message):
-        dataclasses.replace(TrainConfig.small(), **changes)
-
-
-def test_bad_config_types_are_named():
-    with pytest.raises(TypeError, match="model: got dict, expected a BIDSNetConfig"):
-        TrainConfig(model={})
-    with pytest.raises(TypeError, match="data: got 3, expected a list of folder paths"):
-        TrainConfig(data=3)
-    with pytest.raises(TypeError, match="amp: got 'yes', expected True or False"):
-        TrainConfig(amp="yes")
-    assert TrainConfig(data="photos").data == ("photos",)
-
-
-# ------------------------------------------------------------------------------ pieces
+# ------------------------------------------------------------------------------ data order
 
 
 def test_sampler_resumes_mid_epoch_and_shards_each_epoch():
@@ -150,36 +100,6 @@ def test_sampler_resumes_mid_epoch_and_shards_each_epoch():
     assert sorted(firsts[0] + firsts[1]) == list(range(10))
     with pytest.raises(ValueError, match="start: got -1"):
         EpochSampler(10, start=-1)
-
-
-def test_ema_decay_warms_up_and_the_update_is_a_lerp():
-    assert ema_decay(0, 0.999) == pytest.approx(0.1) and ema_decay(8, 0.999) == pytest.approx(0.5)
-    assert ema_decay(10**6, 0.999) == 0.999
-    ema, model = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
-    expected = 0.9 * ema.weight.detach().clone() + 0.1 * model.weight.detach()
-    update_ema(ema, model, 0.9)
-    torch.testing.assert_close(ema.weight.detach(), expected)
-
-
-def test_weights_digest_sees_one_changed_bit():
-    model = torch.nn.Linear(3, 2)
-    before = weights_digest(model)
-    with torch.no_grad():
-        model.bias[0] = torch.nextafter(model.bias[0], torch.tensor(1.0))
-    assert weights_digest(model) != before and len(before) == 64
-
-
-def test_validation_picks_show_every_photo_with_masks_from_across_the_set():
-    picks = spread_items(110, 4, 8)
-    assert [k % 4 for k in picks] == [0, 1, 2, 3, 0, 1, 2, 3] and len(set(picks)) == 8
-    assert max(picks) > 90 and all(0 <= k < 110 for k in picks)
-    assert spread_items(5, 5, 8) == [0, 1, 2, 3, 4]
-
-
-def test_sample_grid_has_four_columns():
-    model = lambda image, mask: torch.zeros_like(image)  # noqa: E731
-    grid = sample_grid(model, torch.rand(2, 3, 16, 16), torch.ones(2, 1, 16, 16))
-    assert grid.shape == (3, 2 * 18 + 2, 4 * 18 + 2)
 
 
 # ------------------------------------------------------------------------------ training
@@ -373,21 +293,6 @@ def test_two_process_gloo_torchrun_keeps_ranks_identical(photos, tmp_path):
     assert saved["step"] == 4 and saved["meta"]["world_size"] == 2 and len(saved["rng"]) == 2
 
 
-def test_auto_processes_split_the_batch_evenly_up_to_one_a_core():
-    assert [auto_processes(batch, 2) for batch in (1, 2, 3, 4, 8)] == [1, 2, 1, 2, 2]
-    assert auto_processes(4, 16) == 4 and auto_processes(6, 4) == 3 and auto_processes(8, 1) == 1
-    with pytest.raises(ValueError, match="processes: got 3, expected a divisor of batch_size 4"):
-        TrainConfig(batch_size=4, processes=3)
-    assert main(["--out", "x", "--processes", "0"]) == 2
-    args = build_parser().parse_args(["--out", "x"])
-    on_gpu = resolve_processes(args, TrainConfig.small(), torch.device("cuda"))
-    assert on_gpu.processes == 1 and resolve_processes(args, TrainConfig.small(), torch.device("cpu")).processes \
-        == auto_processes(4, usable_cores())
-    with pytest.raises(ValueError, match="--processes: got 2, expected 1 on a GPU"):
-        resolve_processes(build_parser().parse_args(["--out", "x", "--processes", "2"]),
-                          dataclasses.replace(TrainConfig.small(), processes=2), torch.device("cuda"))
-
-
 def test_a_config_for_two_processes_is_refused_in_one(photos, tmp_path):
     with pytest.raises(ValueError, match="processes: got 2 in the config, expected the 1 process"):
         Trainer(tiny_config(photos, processes=2), tmp_path, progress=False)
@@ -422,7 +327,8 @@ def test_bidsnet_train_splits_the_batch_over_its_processes_stops_on_sigterm_and_
     assert digests and all(len(d) == 2 and d[0] == d[1] for d in digests)
     # The same command plus --resume (auto processes): the run's 2, started as above.
     args = build_parser().parse_args([*flags, "--steps", "4", "--resume"])
-    resumed = resolve_processes(args, config_from_args(args, resume_base(args)), torch.device("cpu"))
+    resumed = settle_processes(config_from_args(args, resume_base(args)), torch.device("cpu"),
+                               auto=args.processes == "auto", resume=True)
     assert resumed.processes == 2 and resumed.batch_size == 2 and resumed.steps == 4
 
 

@@ -3,6 +3,7 @@ files) and its errors, the random backbone."""
 
 import socket
 import time
+import urllib.request
 
 import pytest
 import torch
@@ -32,7 +33,7 @@ def offline(monkeypatch, tmp_path):
         pytest.fail("load_vgg19_features tried to download while offline")
 
     monkeypatch.setattr(socket, "create_connection", no_network)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", trap)
+    monkeypatch.setattr(urllib.request, "urlopen", trap)  # plumbing.download_file's opener
     monkeypatch.delenv("HTTPS_PROXY", raising=False)
     monkeypatch.delenv("https_proxy", raising=False)
     return tmp_path / "hub" / "checkpoints"
@@ -80,7 +81,7 @@ def test_imagenet_failed_download_hides_urllib(offline, monkeypatch):
         raise urllib.error.URLError("name resolution failed")
 
     monkeypatch.setattr(plumbing, "reachable", lambda url, timeout=2.0: True)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", failing)
+    monkeypatch.setattr(urllib.request, "urlopen", failing)  # plumbing.download_file's opener
     with pytest.raises(FileNotFoundError, match="download failed") as info:
         load_vgg19_features("imagenet")
     assert VGG19_FILE in str(info.value) and info.value.__suppress_context__

@@ -12,8 +12,8 @@ from bidsnet_lib.widgets import (
     InpaintDemo,
     MaskPainter,
     blend,
+    canvas_photo,
     overlay_png,
-    read_photo,
     shipped_photos,
 )
 
@@ -129,15 +129,15 @@ def test_overlay_is_transparent_outside_the_mask():
 def test_shipped_photos_fall_back_to_skimage(tmp_path):
     photos = shipped_photos(tmp_path)
     assert "astronaut" in photos
-    assert read_photo(photos["astronaut"], max_side=100).shape == (100, 100, 3)
+    assert canvas_photo(photos["astronaut"], max_side=100).shape == (100, 100, 3)
 
 
 def test_read_photo_accepts_uploaded_bytes():
     buffer = io.BytesIO()
     Image.fromarray(np.zeros((30, 60, 3), np.uint8)).save(buffer, format="PNG")
-    assert read_photo(memoryview(buffer.getvalue()), max_side=20).shape == (10, 20, 3)
+    assert canvas_photo(memoryview(buffer.getvalue()), max_side=20).shape == (10, 20, 3)
     with pytest.raises(ValueError, match="not an image"):
-        read_photo(b"plain text")
+        canvas_photo(b"plain text")
 
 
 # ----------------------------------------------------------------------------- InpaintDemo

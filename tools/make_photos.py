@@ -1,4 +1,5 @@
-"""Rebuild data/images (train/, val/, test/, manifest.csv) and data/LICENSES.md from their sources.
+"""Rebuild data/images (train/, val/, test/, manifest.csv, test_hires/, manifest_hires.csv) and
+data/LICENSES.md from their sources.
 
 The sources are fixed (issues 3 and 14): colour photographs shipped inside scikit-image,
 scikit-learn and matplotlib (installed with the course), and the photographs of five Debian
@@ -22,6 +23,12 @@ Every photo is resized so its short side is 512 px (aspect kept) and stored as J
 smaller ones are left out. Near-duplicates (the same source photo used twice, stereo pairs, crops
 that a perceptual hash finds) form one group that lands in one split. The split is by group,
 stratified by source package with a fixed seed, so the output is the same on every run.
+
+The high-resolution test set (issue 28), test_hires/ with its own manifest_hires.csv: every test
+photo whose original's long side is at least 1,024 px, at its own resolution, shrunk (INTER_AREA)
+only where its long side exceeds 2,048 px, never enlarged, and encoded as above. Only the test
+split's own photos: its rows name each photo's 512-px file in test/. It stays within the budget
+of data/ (DATA_BUDGET, checked by tests/test_photos.py).
 """
 
 from __future__ import annotations
@@ -61,6 +68,14 @@ PINNED_TEST = (
     "skimage_rocket",
 )
 MANIFEST_FIELDS = ["file", "split", "group", "source", "author", "licence", "original_size"]
+# The high-resolution test set: test photos at their own size, long side HIRES_MIN_LONG_SIDE to
+# HIRES_LONG_SIDE px (larger originals shrunk to HIRES_LONG_SIDE), in HIRES_DIR/ beside the splits.
+HIRES_DIR = "test_hires"
+HIRES_MANIFEST = "manifest_hires.csv"
+HIRES_LONG_SIDE = 2048
+HIRES_MIN_LONG_SIDE = 1024
+HIRES_FIELDS = ["file", "test_file", "source", "author", "licence", "original_size", "size"]
+DATA_BUDGET = 60 * 2**20  # bytes under data/ (the repository's size budget for photos)
 
 # Perceptual hash (phash: 255 bits), compared against the whole image and against its crops
 # at the centre and the four corners at CROP_SCALES of its size. Two photos closer than DUPLICATE_BITS are one photo;
@@ -337,6 +352,35 @@ def resize_short_side(image: np.ndarray, short_side: int = SHORT_SIDE) -> np.nda
     # near-nearest-neighbour, so the few small photos are enlarged with bicubic instead.
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     return cv2.resize(image, size, interpolation=interp)
+
+
+def resize_long_side(image: np.ndarray, long_side: int = HIRES_LONG_SIDE) -> np.ndarray:
+    """Shrink an (H, W, 3) uint8 image so max(H, W) <= long_side (aspect kept); never enlarge."""
+    h, w = image.shape[:2]
+    if max(h, w) <= long_side:
+        return image
+    scale = long_side / max(h, w)
+    size = (round(w * scale), round(h * scale))  # (W', H'): the long side is exactly long_side
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def encode_jpeg(rgb: np.ndarray, what: str) -> bytes:
+    """JPEG quality JPEG_QUALITY with full-resolution chroma (4:4:4) of an (H, W, 3) uint8 image.
+
+    The default 4:2:0 blurs colour edges, which is exactly where inpainting metrics look."""
+    ok, jpeg = cv2.imencode(
+        ".jpg",
+        cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+        [
+            cv2.IMWRITE_JPEG_QUALITY,
+            JPEG_QUALITY,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+        ],
+    )
+    if not ok:
+        raise OSError(f"could not encode {what}")
+    return jpeg.tobytes()
 
 
 def parse_debian_copyright(text: str) -> dict[str, tuple[str, str, str]]:
@@ -753,6 +797,7 @@ def licences_markdown(
     rows: list[dict[str, str]],
     photos: dict[str, Photo],
     skipped: list[tuple[Photo, int, int]],
+    hires: list[dict[str, str]] = (),
 ) -> str:
     enlarged = [r for r in rows if min(map(int, r["original_size"].split("x"))) < MIN_SHORT_SIDE]
     lines = [
@@ -767,10 +812,28 @@ def licences_markdown(
         "| File | Source | Author | Licence |",
         "|---|---|---|---|",
     ]
-    for r in rows:
+
+    def table_row(r: dict[str, str]) -> str:
         url = LICENCE_URLS[r["licence"]]
         licence = f"[{r['licence']}]({url})" if url else r["licence"]
-        lines.append(f"| `{r['file']}` | {r['source']} | {r['author']} | {licence} |")
+        return f"| `{r['file']}` | {r['source']} | {r['author']} | {licence} |"
+
+    lines += [table_row(r) for r in rows]
+    if hires:
+        lines += [
+            "",
+            f"## The high-resolution test set ({HIRES_DIR}/)",
+            "",
+            f"The test photos above whose original's long side is at least {HIRES_MIN_LONG_SIDE} "
+            f"px, at their own resolution: shrunk (long side {HIRES_LONG_SIDE} px, aspect kept) "
+            "only where the original is larger, never enlarged, and re-encoded as JPEG quality "
+            f"{JPEG_QUALITY} (4:4:4 chroma); nothing else was changed. They keep the licence of "
+            f"the original. `{HIRES_MANIFEST}` lists each one's 512-px file in test/ and its size.",
+            "",
+            "| File | Source | Author | Licence |",
+            "|---|---|---|---|",
+        ]
+        lines += [table_row(r) for r in hires]
     lines += ["", "## Where the author and licence facts come from", ""]
     for r in rows:
         lines.append(f"- `{r['file']}`: {photos[Path(r['file']).stem].note}.")
@@ -827,21 +890,7 @@ def build(root: Path, out_dir: Path, licences_path: Path) -> list[dict[str, str]
             skipped.append((photo, w, h))
             continue
         small = resize_short_side(rgb)
-        # Full-resolution chroma (4:4:4): the default 4:2:0 blurs colour edges, which is exactly
-        # where inpainting metrics look.
-        ok, jpeg = cv2.imencode(
-            ".jpg",
-            cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
-            [
-                cv2.IMWRITE_JPEG_QUALITY,
-                JPEG_QUALITY,
-                cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
-                cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
-            ],
-        )
-        if not ok:
-            raise OSError(f"could not encode {photo.name}")
-        encoded[photo.name], sizes[photo.name] = jpeg.tobytes(), (w, h)
+        encoded[photo.name], sizes[photo.name] = encode_jpeg(small, photo.name), (w, h)
         variants[photo.name] = hash_variants(small)
     names = sorted(encoded)
     dist = hash_distances(*(np.stack([variants[n] for n in names]),) * 2)
@@ -855,7 +904,7 @@ def build(root: Path, out_dir: Path, licences_path: Path) -> list[dict[str, str]
     linked += [(ns[0], n) for ns in by_link.values() for n in ns[1:]]
     train_only = {n for n in names if min(sizes[n]) < MIN_SHORT_SIDE}
     split, group_of = assign_splits([photos[n] for n in names], linked, train_only, PINNED_TEST)
-    for sub in SPLITS:
+    for sub in (*SPLITS, HIRES_DIR):
         folder = out_dir / sub
         if folder.is_dir():
             shutil.rmtree(folder)
@@ -880,8 +929,48 @@ def build(root: Path, out_dir: Path, licences_path: Path) -> list[dict[str, str]
         writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    licences_path.write_text(licences_markdown(rows, photos, skipped), encoding="utf-8")
+    loaders = {photo.name: load for photo, load in sources}
+    hires = build_hires(rows, photos, loaders, out_dir)
+    licences_path.write_text(licences_markdown(rows, photos, skipped, hires), encoding="utf-8")
     return rows
+
+
+def build_hires(
+    rows: list[dict[str, str]],
+    photos: dict[str, Photo],
+    loaders: dict[str, Callable[[], np.ndarray]],
+    out_dir: Path,
+) -> list[dict[str, str]]:
+    """Write out_dir/HIRES_DIR/*.jpg and out_dir/HIRES_MANIFEST: the test photos at their own size.
+
+    A test photo whose original's long side is at least HIRES_MIN_LONG_SIDE, shrunk to
+    HIRES_LONG_SIDE where it is longer, never enlarged; returns the manifest rows.
+    """
+    hires = []
+    for r in rows:
+        w, h = (int(v) for v in r["original_size"].split("x"))
+        if r["split"] != "test" or max(w, h) < HIRES_MIN_LONG_SIDE:
+            continue
+        name = Path(r["file"]).stem
+        rgb = resize_long_side(loaders[name]())  # (H', W', 3), max(H', W') <= HIRES_LONG_SIDE
+        rel = f"{HIRES_DIR}/{name}.jpg"
+        (out_dir / rel).write_bytes(encode_jpeg(rgb, rel))
+        hires.append(
+            {
+                "file": rel,
+                "test_file": r["file"],
+                "source": photos[name].source,
+                "author": photos[name].author,
+                "licence": photos[name].licence,
+                "original_size": r["original_size"],
+                "size": f"{rgb.shape[1]}x{rgb.shape[0]}",
+            }
+        )
+    with open(out_dir / HIRES_MANIFEST, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=HIRES_FIELDS)
+        writer.writeheader()
+        writer.writerows(hires)
+    return hires
 
 
 def compare_trees(built: Path, built_licences: Path, out: Path, licences: Path) -> list[str]:
@@ -933,7 +1022,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"built {len(rows)} photos ("
             + ", ".join(f"{n} {s}" for s, n in counts.items())
-            + f") in {out}"
+            + f"; {len(list((out / HIRES_DIR).glob('*.jpg')))} of the test photos also at their "
+            f"own size in {HIRES_DIR}/) in {out}"
         )
         if args.check:
             differ = compare_trees(out, licences, args.out, args.licences)

@@ -6,17 +6,20 @@ from ``TrainConfig.small()`` with one ``BIDSNetConfig`` field changed, on the sa
 is then scored by :func:`bidsnet_lib.evaluate.evaluate` on ``data/images/test`` under the shipped
 fixed masks (``bidsnet_lib/eval_masks``), beside Telea and Navier-Stokes (computed once).
 
-Studies, with the paper's choice:
+Studies, with the paper's choice, in the order ``all`` runs them:
 
-- ``channel_split``: CNN share of the width 0.25 / **0.5** / 0.75 (equal total width);
-- ``interaction``: **bidirectional** / cnn_to_trans / trans_to_cnn / none;
+- ``start`` (the course's): zero-filled input with an image head / Telea fill with an image head /
+  **a residual on a Telea fill**;
+- ``streams`` (the method's premise): **both streams** / the CNN stream alone / the Transformer
+  stream alone, each rival at BIDS-Net's parameter count (``BIDSNetConfig.streams``);
+- ``interaction``: **bidirectional** / cnn_to_trans / trans_to_cnn / none / the paper's unified
+  path (``model.UnifiedNet``, at the same parameter count);
 - ``fusion``: **sff** / add / concat;
+- ``channel_split``: CNN share of the width 0.25 / **0.5** / 0.75 (equal total width);
 - ``nb_features``: 16 / 32 / **72** / 128 / 256 random features, and exact softmax attention;
 - ``features`` (the course's, not the paper's): **FAVOR+** / FAVOR++ features at m = 72, and
   exact softmax attention (``bidsnet_lib.attention``, notebook 03);
-- ``start`` (the course's): zero-filled input with an image head / Telea fill with an image head /
-  **a residual on a Telea fill**;
-- ``all``: the six (the unchanged small model is one run per seed, shared by all of them).
+- ``all``: the seven (the unchanged small model is one run per seed, shared by all of them).
 
 Verdicts follow the rule of :mod:`bidsnet_lib.ablate.tables`, fixed before any run: the
 paper's choice beats a rival when the difference of their means over seeds exceeds twice the
@@ -42,11 +45,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -74,6 +74,7 @@ from bidsnet_lib.checkpoint import export_inference
 from bidsnet_lib.colab import REPO_URL
 from bidsnet_lib.evaluate import evaluate, load_mask_groups, load_photos
 from bidsnet_lib.model import BIDSNetConfig, count_parameters
+from bidsnet_lib.plumbing import check_int, download_file
 from bidsnet_lib.reports import machine_line
 from bidsnet_lib.train import TrainConfig, Trainer, read_metrics
 
@@ -279,8 +280,7 @@ def probe(settings: AblationSettings, model: BIDSNetConfig) -> Probe:
 def makespan(durations: Sequence[float], jobs: int) -> float:
     """Wall time of running the durations in the given order on ``jobs`` workers, each task
     going to the first free worker (what the process pool does)."""
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs: got {jobs!r}, expected an int >= 1")
+    check_int("jobs", jobs, 1)
     free_at = [0.0] * jobs
     for d in durations:
         i = free_at.index(min(free_at))
@@ -299,26 +299,15 @@ def fetch_published(dest, base_url: str = PUBLISHED_URL, studies: Sequence[str] 
         if target.is_file():
             continue
         url = f"{base_url.rstrip('/')}/{name}.json"
-        try:
-            with urllib.request.urlopen(url, timeout=30) as response:
-                text = response.read().decode("utf-8")
-        except urllib.error.HTTPError as error:
-            if error.code == 404:
-                continue
-            raise ConnectionError(f"could not download {url} ({error}); expected the published ablation "
-                                  f"tables") from error
-        except (urllib.error.URLError, OSError) as error:
-            raise ConnectionError(f"could not download {url} ({error}); expected the published ablation tables: "
-                                  f"connect to the internet, or clone {REPO_URL} and read its "
-                                  f"docs/ablations/ folder") from error
-        partial = dest / f".{name}.json.download"
-        partial.write_text(text, encoding="utf-8")
-        try:
-            load_report(partial)  # a wrong page (an HTML error, another format) fails here, by name
-        except (ValueError, KeyError, TypeError) as error:
-            partial.unlink()
-            raise ValueError(f"{url}: not a study report ({error})") from error
-        os.replace(partial, target)
+
+        def check(file, url=url):  # a wrong page (an HTML error, another format) fails here, by name
+            try:
+                load_report(file)
+            except (ValueError, KeyError, TypeError) as error:
+                raise ValueError(f"{url}: not a study report ({error})") from error
+
+        download_file(url, target, "the published ablation tables", timeout=30, missing_ok=True, check=check,
+                      progress=False, alternative=f", or clone {REPO_URL} and read its docs/ablations/ folder")
     return dest
 
 
@@ -372,8 +361,7 @@ def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, 
                   log: Callable[[str], None] = print) -> list[StudyReport]:
     """Plan, estimate, train and evaluate what is missing, then write each study's outputs (and
     its section of ``docs`` when given). Returns the reports (none on a dry run)."""
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs: got {jobs!r}, expected an int >= 1")
+    check_int("jobs", jobs, 1)
     started, out = time.perf_counter(), Path(out)
     # Cheap checks first: a wrong folder fails in a second, not after an hour of training.
     if not Path(settings.train_images).is_dir():

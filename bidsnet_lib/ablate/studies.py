@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bidsnet_lib.masks import SHIPPED_MASKS
-from bidsnet_lib.plumbing import DATA_DIR, SHIPPED_IMAGES
+from bidsnet_lib.plumbing import DATA_DIR, SHIPPED_IMAGES, check_choice, check_int
 
 if TYPE_CHECKING:
     from bidsnet_lib.model import BIDSNetConfig
@@ -76,19 +76,36 @@ def _sweep(field: str, values: Sequence) -> tuple[Variant, ...]:
     return tuple(Variant(f"{field}={v}", ((field, v),)) for v in values)
 
 
+# In the order the course runs them (issue 26): its own model's start first, then the premise
+# that two streams beat one, then the paper's claims.
 STUDIES = {
-    "channel_split": Study(
-        "channel_split", "Channel split between the streams",
-        "an equal split of the channels between the CNN and the Transformer stream (CNN share 0.5) "
-        "is best, at equal total width", _sweep("cnn_share", (0.25, 0.5, 0.75)), "cnn_share=0.5"),
+    "start": Study(
+        "start", "Where the network starts: input fill and output form (course addition)",
+        "a residual on a Telea fill (holes pre-filled by OpenCV's Telea, the head adding a "
+        "zero-initialised correction) beats the paper's zero-filled input with a sigmoid image head, "
+        "and a Telea-filled input alone",
+        (Variant("input_fill=zeros, output=image", (("input_fill", "zeros"), ("output", "image"))),
+         Variant("input_fill=telea, output=image", (("input_fill", "telea"), ("output", "image"))),
+         Variant("input_fill=telea, output=residual", (("input_fill", "telea"), ("output", "residual")))),
+        "input_fill=telea, output=residual"),
+    "streams": Study(
+        "streams", "Two streams against one (the method's premise)",
+        "the dual-stream model beats the CNN stream alone and the Transformer stream alone, each sized "
+        "to the same parameter count", _sweep("streams", ("dual", "cnn", "transformer")), "streams=dual"),
     "interaction": Study(
         "interaction", "Interaction between the streams",
-        "bidirectional interaction beats one-way interaction (CNN → Transformer, Transformer → CNN) "
-        "and none", _sweep("interaction", ("bidirectional", "cnn_to_trans", "trans_to_cnn", "none")),
+        "bidirectional interaction beats one-way interaction (CNN → Transformer, Transformer → CNN), "
+        "none, and the paper's unified path (one stream whose blocks hold both a convolution and an "
+        "attention, at the same parameter count)",
+        _sweep("interaction", ("bidirectional", "cnn_to_trans", "trans_to_cnn", "none", "unified")),
         "interaction=bidirectional"),
     "fusion": Study(
         "fusion", "Fusion inside BFI", "Selective Feature Fusion (SFF) beats element-wise addition "
         "and concatenation", _sweep("fusion", ("sff", "add", "concat")), "fusion=sff"),
+    "channel_split": Study(
+        "channel_split", "Channel split between the streams",
+        "an equal split of the channels between the CNN and the Transformer stream (CNN share 0.5) "
+        "is best, at equal total width", _sweep("cnn_share", (0.25, 0.5, 0.75)), "cnn_share=0.5"),
     "nb_features": Study(
         "nb_features", "Number of random features",
         "72 orthogonal random features are the best trade-off: better than fewer (16, 32), and no "
@@ -101,15 +118,6 @@ STUDIES = {
         "optimal positive random features of FAVOR++ (Likhosherstov et al., 2022) at the same m, nor "
         "against exact softmax attention", _sweep("attention", ("favor", "favor++", "softmax")),
         "attention=favor", match=("attention=favor++", "attention=softmax")),
-    "start": Study(
-        "start", "Where the network starts: input fill and output form (course addition)",
-        "a residual on a Telea fill (holes pre-filled by OpenCV's Telea, the head adding a "
-        "zero-initialised correction) beats the paper's zero-filled input with a sigmoid image head, "
-        "and a Telea-filled input alone",
-        (Variant("input_fill=zeros, output=image", ()),
-         Variant("input_fill=telea, output=image", (("input_fill", "telea"),)),
-         Variant("input_fill=telea, output=residual", (("input_fill", "telea"), ("output", "residual")))),
-        "input_fill=telea, output=residual"),
 }
 STUDY_NAMES = (*STUDIES, "all")
 
@@ -118,9 +126,7 @@ def resolve_studies(name: str) -> list[Study]:
     """The studies run by ``--study name`` ("all": every one)."""
     if name == "all":
         return list(STUDIES.values())
-    if name not in STUDIES:
-        raise ValueError(f"study: got {name!r}, expected one of {', '.join(STUDY_NAMES)}")
-    return [STUDIES[name]]
+    return [STUDIES[check_choice("study", name, STUDY_NAMES)]]
 
 
 def study_variants(study: Study, quick: bool) -> list[Variant]:
@@ -150,14 +156,9 @@ class AblationSettings:
 
     def __post_init__(self):
         for name, low in (("steps", 1), ("seeds", 2), ("batch_size", 1), ("size", 32)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}: got {value!r}, expected an int >= {low}")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int)
-                                       or self.limit < 1):
-            raise ValueError(f"limit: got {self.limit!r}, expected None (every mask) or an int >= 1")
-        if self.lpips not in LPIPS_MODES:
-            raise ValueError(f"lpips: got {self.lpips!r}, expected one of {', '.join(LPIPS_MODES)}")
+            check_int(name, getattr(self, name), low)
+        check_int("limit", self.limit, 1, optional=True)  # None: every mask
+        check_choice("lpips", self.lpips, LPIPS_MODES)
         if self.lpips_weights is not None and self.lpips != "alex":
             raise ValueError(f"lpips_weights: got weights for lpips={self.lpips!r}, expected them only with lpips='alex'")
         for name in ("train_images", "test_images", "masks"):

@@ -1,7 +1,8 @@
 """The `bidsnet` command line, apart from the concepts: one module per subcommand.
 
-Each module maps its flags onto a concept's functions and dataclasses and has a ``main(argv)``
-that returns the exit status; ``bidsnet_lib.cli`` dispatches to it. Concept modules keep no
+Each module maps its flags onto a concept's functions and dataclasses (a config field's flag is
+derived from the field, :func:`add_config_flags`) and has a ``main(argv)`` that returns the exit
+status; ``bidsnet_lib.cli`` dispatches to it. Concept modules keep no
 argparse. Every user error (a bad flag, a missing file, an invalid value) is one line on stderr,
 ``PROG: error: MESSAGE``, and exit status 2; ``--help`` exits 0. ``python -m
 bidsnet_lib.commands.NAME`` runs a command without the console script (``torchrun -m
@@ -9,7 +10,9 @@ bidsnet_lib.commands.train`` for several training processes).
 """
 
 import argparse
+import dataclasses
 import sys
+import typing
 from collections.abc import Callable, Sequence
 
 # What a command reports in one line: bad values, missing or unreadable files, foreign
@@ -33,6 +36,39 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"got {text!r}, expected an int >= 1")
     return value
+
+
+def flag_fields(config_class: type) -> list[dataclasses.Field]:
+    """The fields of a config dataclass that are command flags: those with a ``help`` in their metadata."""
+    return [f for f in dataclasses.fields(config_class) if "help" in f.metadata]
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config_class: type, **overrides: dict) -> None:
+    """A flag for each of :func:`flag_fields` (``--batch-size`` for ``batch_size``), in a group named
+    after the class: typed from the annotation (a bool is ``--x/--no-x``, a tuple takes several
+    values), with the metadata's ``help``, ``metavar`` and ``choices``. ``overrides[name]``: argparse
+    options that replace the derived ones (a type the annotation cannot give). No flag has a
+    default: one not given leaves the config's value, see :func:`given_fields`."""
+    group = parser.add_argument_group(f"{config_class.__name__} fields")
+    hints = typing.get_type_hints(config_class)
+    for f in flag_fields(config_class):
+        hint, meta = hints[f.name], f.metadata
+        options = {"help": meta["help"].replace("%", "%%"), "metavar": meta.get("metavar"), "choices": meta.get("choices")}
+        if hint is bool:
+            options = {"help": options["help"], "action": argparse.BooleanOptionalAction}
+        elif typing.get_origin(hint) is tuple:
+            options.update(nargs="+")
+        elif hint in (int, float):
+            options.update(type=hint, metavar=meta.get("metavar", hint.__name__.upper()))
+        elif hint not in (str, str | None) and f.name not in overrides:
+            raise TypeError(f"{config_class.__name__}.{f.name}: got the type {hint}, expected a flag type in overrides")
+        group.add_argument(f"--{f.name.replace('_', '-')}", **{**options, **overrides.get(f.name, {})})
+
+
+def given_fields(args: argparse.Namespace, config_class: type) -> dict:
+    """The fields of ``config_class`` whose flags were given, by name (several values as a tuple)."""
+    values = {f.name: getattr(args, f.name) for f in flag_fields(config_class)}
+    return {name: tuple(v) if isinstance(v, list) else v for name, v in values.items() if v is not None}
 
 
 def fail(prog: str, error) -> int:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
-from bidsnet_lib.baselines import BASELINES, make_baseline, patchmatch_available
+from bidsnet_lib.baselines import BASELINES, make_baseline
 from bidsnet_lib.bootstrap import N_RESAMPLES
 from bidsnet_lib.commands import USER_ERRORS, Parser, positive_int, run
 from bidsnet_lib.evaluate import (
     EvalResult,
+    default_baselines,
     default_cache_dir,
     evaluate,
     load_mask_groups,
@@ -131,31 +133,29 @@ def _metrics(args, device) -> tuple[object, object, dict[str, str]]:
 
 
 def _run(args) -> EvalResult:
-    from bidsnet_lib.checkpoint import load_inference_model, work_size
     from bidsnet_lib.inference import Inpainter
 
-    checkpoint, out = Path(args.checkpoint), Path(args.out)
-    if checkpoint.is_dir():
-        raise ValueError(f"--checkpoint: got {str(checkpoint)!r}, expected a checkpoint file, not a folder (a run "
-                         "folder's latest.pt, or a file made by `bidsnet export`)")
-    if not checkpoint.is_file():
-        raise ValueError(f"--checkpoint: no such file {str(checkpoint)!r}")
+    out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: got the file {str(out)!r}, expected a folder")
-    # Cheap checks first, then the weight files, then the model: every mistake fails in seconds.
+    # The checkpoint, photos and masks first, then the metrics' weight files: every mistake fails
+    # in seconds.
+    device = resolve_device(args.device)  # one line naming the devices there are, not CUDA's traceback
+    options = {"work_size": args.work_size} if args.work_size else {}
+    inpainter = Inpainter.from_checkpoint(args.checkpoint, device=device, batch_size=args.batch_size,
+                                          mirror=not args.no_mirror, **options)
     load_photos(args.images, limit=1)
     groups = load_mask_groups(args.masks, args.limit)
-    device = resolve_device(args.device)  # one line naming the devices there are, not CUDA's traceback
     lpips, fid, skipped = _metrics(args, device)
-    baselines = _cli_baselines(args)
-    model, meta = load_inference_model(checkpoint, device=device)
-    size = args.work_size or work_size(meta)
-    label = f"BIDS-Net ({checkpoint.name})"
-    method = Inpainter(model, work_size=size, device=device, batch_size=args.batch_size, label=label,
-                       mirror=not args.no_mirror)
+    with warnings.catch_warnings(record=True) as left_out:  # said once, as a note, not as a warning
+        warnings.simplefilter("always")
+        names = default_baselines() if args.baselines is None else args.baselines
+    for warning in left_out:
+        print(f"note: {warning.message}", file=sys.stderr)
+    baselines = [make_baseline(n, patch_size=args.patch_size) if n == "patchmatch" else n for n in names]
     mirrored = "" if args.no_mirror else ", each fill averaged with that of the mirrored crop"
     through = (f"the model through bidsnet inpaint's Inpainter (crops around the holes at its working "
-               f"size {size}x{size}{mirrored}), the baselines on the whole image")
+               f"size {inpainter.work_size}x{inpainter.work_size}{mirrored}), the baselines on the whole image")
     if args.size == "native":
         photos = load_photos(args.images)
         protocol = (f"{len(photos)} photos of {args.images} at their own sizes; masks stretched to each "
@@ -164,23 +164,12 @@ def _run(args) -> EvalResult:
         photos = load_photos(args.images, args.size)
         protocol = (f"{len(photos)} photos of {args.images}, centre-cropped to a square and resized "
                     f"to {args.size}x{args.size}; {through}.")
-    if args.baselines is None and not patchmatch_available():
+    if args.baselines is None and "patchmatch" not in names:
         protocol += " PatchMatch is left out: pypatchmatch is not installed."
     cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache_dir()
-    return evaluate({label: method}, photos, groups, baselines=baselines, radius=args.radius,
+    return evaluate({inpainter.label: inpainter}, photos, groups, baselines=baselines, radius=args.radius,
                     lpips=lpips, fid_features=fid, skipped=skipped, batch_size=args.batch_size,
                     seed=args.seed, protocol=protocol, cache=cache, n_resamples=args.resamples)
-
-
-def _cli_baselines(args) -> list:
-    """The baselines asked for (PatchMatch with --patch-size); an unusable one fails here."""
-    names = args.baselines
-    if names is None:
-        names = tuple(BASELINES) if patchmatch_available() else tuple(b for b in BASELINES if b != "patchmatch")
-        if "patchmatch" not in names:
-            print("note: PatchMatch left out of the baselines: pypatchmatch is not installed "
-                  "(pip install pypatchmatch)", file=sys.stderr)
-    return [make_baseline(n, patch_size=args.patch_size) if n == "patchmatch" else n for n in names]
 
 
 def main(argv: list[str] | None = None, prog: str = "bidsnet evaluate") -> int:

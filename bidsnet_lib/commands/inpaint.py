@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from bidsnet_lib.commands import USER_ERRORS, Parser, run
 from bidsnet_lib.inference import Inpainter, read_pair
@@ -20,6 +20,7 @@ from bidsnet_lib.plumbing import (
     LOSSY_EXTENSIONS,
     describe_path,
     got_expected,
+    image_size,
     is_image_file,
     resolve_device,
     save_image,
@@ -40,17 +41,6 @@ def _image_files(folder: Path, name: str) -> tuple[dict[str, Path], dict[str, st
     shared = {stem: f"{' and '.join(p.name for p in paths)} in {folder} share the stem {stem!r}; pairing by "
               "stem needs one file per stem" for stem, paths in by_stem.items() if len(paths) > 1}
     return files, shared
-
-
-def _header_size(path: Path) -> tuple[int, int]:
-    """(width, height) as displayed (EXIF rotation applied), read from the header alone."""
-    try:
-        with Image.open(path) as pil:
-            width, height = pil.size
-            rotated = pil.getexif().get(ImageOps.ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
-    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as err:
-        raise ValueError(f"{str(path)!r} is not an image this program can read ({err})") from err
-    return (height, width) if rotated else (width, height)
 
 
 def _check_strict(holes: np.ndarray, name: str) -> None:
@@ -109,7 +99,7 @@ def _run_folder(args, inpainter_for, prog: str) -> int:
                 raise ValueError(mask_shared[stem])
             if stem not in masks:
                 raise ValueError(f"{images[stem]}: no mask named {stem}.<image extension> in {masks_dir}")
-            (iw, ih), (mw, mh) = _header_size(images[stem]), _header_size(masks[stem])
+            (iw, ih), (mw, mh) = image_size(images[stem]), image_size(masks[stem], "mask")
             if (iw, ih) != (mw, mh):
                 raise ValueError(f"mask {masks[stem]}: got {mh}x{mw}, expected the size of image {images[stem]}, "
                                  f"{ih}x{iw} (height x width)")

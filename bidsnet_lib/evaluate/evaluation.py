@@ -73,6 +73,7 @@ from bidsnet_lib.fid import FID_MIN_IMAGES, FIDMetric, FIDSampleSizeWarning
 from bidsnet_lib.masks import MIN_SIZE, hole_ratio
 from bidsnet_lib.metrics import COLOUR_RING, hole_colour_error, psnr, ssim
 from bidsnet_lib.model import check_inputs, composite
+from bidsnet_lib.plumbing import check_int
 
 
 # ----------------------------------------------------------------------------- methods
@@ -138,7 +139,7 @@ def default_baselines() -> tuple[str, ...]:
     is installed (a warning says when it is left out)."""
     if patchmatch_available():
         return tuple(BASELINES)
-    warnings.warn("PatchMatch left out of the baselines: the pypatchmatch package is not installed "
+    warnings.warn("PatchMatch left out of the baselines: pypatchmatch is not installed "
                   "(pip install pypatchmatch)", UserWarning, stacklevel=3)
     return tuple(b for b in BASELINES if b != "patchmatch")
 
@@ -224,12 +225,9 @@ def evaluate(model, images, mask_groups, *, label: str = "BIDS-Net", baselines=N
     if not groups or not all(isinstance(g, MaskGroup) for g in groups):
         raise ValueError(f"mask_groups: got {groups!r:.80}, expected a non-empty list of MaskGroup "
                          "or a dict {name: [masks]}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: got {batch_size!r}, expected an int >= 1")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: got {seed!r}, expected an int >= 0")
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
-        raise ValueError(f"n_resamples: got {n_resamples!r}, expected an int >= 1")
+    check_int("batch_size", batch_size, 1)
+    check_int("seed", seed, 0)
+    check_int("n_resamples", n_resamples, 1)
     if lpips is not None and not callable(lpips):
         raise TypeError(f"lpips: got {type(lpips).__name__}, expected a metric (pred, target) -> (B,) or None")
     if fid_features is not None and not callable(fid_features):

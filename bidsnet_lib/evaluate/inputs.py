@@ -27,7 +27,9 @@ from bidsnet_lib.masks import (
 )
 from bidsnet_lib.plumbing import (
     IMAGE_EXTENSIONS,
+    check_int,
     image_files,
+    read_photo,
 )
 
 STANDIN_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")  # scikit-image's, for installs without data/
@@ -90,8 +92,7 @@ def write_standin_data(folder, per_group: int | None = None) -> tuple[Path, Path
     from PIL import Image
     from skimage import data as skdata
 
-    if per_group is not None and (isinstance(per_group, bool) or not isinstance(per_group, int) or per_group < 1):
-        raise ValueError(f"per_group: got {per_group!r}, expected None (every mask) or an int >= 1")
+    check_int("per_group", per_group, 1, optional=True)  # None: every mask
     photos, masks = Path(folder) / "photos", Path(folder) / "masks"
     photos.mkdir(parents=True, exist_ok=True)
     for name in STANDIN_PHOTOS:
@@ -105,8 +106,7 @@ def load_mask_groups(source, limit: int | None = None) -> list[MaskGroup]:
 
     ``limit`` keeps the first masks (sorted by path) of each group.
     """
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit: got {limit!r}, expected None or an int >= 1")
+    check_int("limit", limit, 1, optional=True)
     root = Path(source)
     if not root.is_dir():
         raise ValueError(f"masks: no such folder {str(root)!r}; expected the shipped root bidsnet_lib/eval_masks, "
@@ -147,12 +147,8 @@ def load_mask_groups(source, limit: int | None = None) -> list[MaskGroup]:
 def load_photos(folder, size: int | None = None, limit: int | None = None) -> dict[str, np.ndarray]:
     """Photos of a folder by file stem (sorted), RGB uint8: (size, size, 3) centre crops when
     ``size`` is an int, their own (H, W, 3) when it is None."""
-    from bidsnet_lib.inference import load_image
-
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIZE):
-        raise ValueError(f"size: got {size!r}, expected None (own size) or an int >= {MIN_SIZE}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit: got {limit!r}, expected None or an int >= 1")
+    check_int("size", size, MIN_SIZE, optional=True)  # None: each photo at its own size
+    check_int("limit", limit, 1, optional=True)
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"images: no such folder {str(folder)!r}")
@@ -161,7 +157,7 @@ def load_photos(folder, size: int | None = None, limit: int | None = None) -> di
         raise ValueError(f"images: folder {str(folder)!r} holds no {'/'.join(IMAGE_EXTENSIONS)} files")
     photos = {}
     for path in paths[:limit]:
-        rgb = load_image(path, f"images: {path.name}")  # (H, W, 3)
+        rgb = read_photo(path, f"images: {path.name}").rgb  # (H, W, 3)
         if min(rgb.shape[:2]) < MIN_SIZE:
             raise ValueError(f"images: got {path.name} of {rgb.shape[0]}x{rgb.shape[1]}, expected both sides "
                              f">= {MIN_SIZE}")

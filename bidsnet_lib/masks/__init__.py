@@ -1,7 +1,9 @@
 """Inpainting masks (taught in ``notebooks/01_masks.ipynb``): Mask Set I (irregular strokes and
 polygons, by hole-ratio bin), Mask Set II (LaMa's large masks), their hole ratio and pictures
-(:mod:`.draw`), and masks as files: binarising, `MaskFolder`, the fixed evaluation set
-``SHIPPED_MASKS`` (:mod:`.files`).
+(:mod:`.draw`), and masks as files: `MaskFolder`, the fixed evaluation set ``SHIPPED_MASKS``
+(:mod:`.files`); masks drawn at a photo's own resolution (a blob, thick strokes, thin scribbles)
+and the fixed set of the high-resolution test photos (:mod:`.native`). One mask file is opened by
+:func:`bidsnet_lib.plumbing.read_mask`.
 
 Convention everywhere: 1 = hole (missing), 0 = known. A mask is a (H, W) ``uint8`` array of 0/1,
 or a float tensor (B, 1, H, W) once it meets a model. Import from here, not from the inner modules.
@@ -10,6 +12,7 @@ or a float tensor (B, 1, H, W) once it meets a model. Import from here, not from
 
 from bidsnet_lib.masks.draw import (
     EVAL_PRESETS,
+    LAMA_REFERENCE_SIZE,
     LARGE_MASK_PRESETS,
     MAX_SIZE,
     MIN_SIZE,
@@ -32,7 +35,6 @@ from bidsnet_lib.masks.draw import (
     mask_gallery,
     masks_to_tensor,
     overlay_mask,
-    read_photo,
     rotate_flip,
     settle,
     settle_pixels,
@@ -40,9 +42,25 @@ from bidsnet_lib.masks.draw import (
 )
 from bidsnet_lib.masks.files import (
     MaskFolder,
-    binarize_mask,
-    read_mask_file,
     write_eval_set,
+)
+from bidsnet_lib.masks.native import (
+    HIRES_IMAGES,
+    HIRES_MASKS,
+    HIRES_PER_KIND,
+    HIRES_SEED,
+    MIN_LINE_WIDTH,
+    NATIVE_KINDS,
+    SCRIBBLE_MIN_RADIUS,
+    SCRIBBLE_WIDTH,
+    STROKE_WIDTH,
+    blob_mask,
+    native_mask,
+    native_seed,
+    photo_scale,
+    scribbles_mask,
+    strokes_mask,
+    write_native_set,
 )
 
 __all__ = [
@@ -66,16 +84,30 @@ __all__ = [
     "irregular_mask",
     "LargeMaskPreset",
     "LARGE_MASK_PRESETS",
+    "LAMA_REFERENCE_SIZE",
     "draw_lama_strokes",
     "draw_lama_boxes",
     "large_mask",
     "masks_to_tensor",
     "overlay_mask",
     "square_photo",
-    "read_photo",
     "mask_gallery",
-    "binarize_mask",
-    "read_mask_file",
     "MaskFolder",
     "write_eval_set",
+    "NATIVE_KINDS",
+    "STROKE_WIDTH",
+    "SCRIBBLE_WIDTH",
+    "MIN_LINE_WIDTH",
+    "SCRIBBLE_MIN_RADIUS",
+    "photo_scale",
+    "blob_mask",
+    "strokes_mask",
+    "scribbles_mask",
+    "native_mask",
+    "native_seed",
+    "write_native_set",
+    "HIRES_IMAGES",
+    "HIRES_MASKS",
+    "HIRES_SEED",
+    "HIRES_PER_KIND",
 ]

@@ -22,7 +22,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bidsnet_lib.plumbing import atomic_write, check_int, got_expected, photo_rgb
+from bidsnet_lib.plumbing import (
+    DEFAULT_WORK_SIZE,
+    atomic_write,
+    check_finite_float,
+    check_fraction,
+    check_int,
+    got_expected,
+    read_photo,
+)
 
 RATIO_BINS = ((0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5), (0.5, 0.6))
 MIN_SIZE = 32  # smallest side: below it a brush stroke is wider than a bin's worth of pixels
@@ -30,6 +38,9 @@ MAX_SIZE = 8192  # largest side: a mask set of 110 such masks is written in seco
 EVAL_PRESETS = ("thin", "medium", "thick")  # LaMa evaluates on these; "train" is for training
 # The fixed evaluation set, package data (pyproject.toml): a pip install (Colab) has the same bytes.
 SHIPPED_MASKS = Path(__file__).resolve().parents[1] / "eval_masks"
+# LaMa's mask presets give pixel sizes for 256x256 images; other sizes scale them by their short
+# side over this (a property of LaMa's configs, not of our model's working size).
+LAMA_REFERENCE_SIZE = 256
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -61,21 +72,6 @@ def _check_bin(ratio_bin, name: str = "ratio_bin") -> tuple[float, float]:
     if low >= high:
         raise ValueError(got_expected(name, ratio_bin, "(low, high) with low < high"))
     return low, high
-
-
-def _check_fraction(value, name: str, low: float = 0.0, high: float = 1.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: got {type(value).__name__}, expected a number")
-    if not low < value <= high:
-        raise ValueError(got_expected(name, value, f"a number in ({low}, {high}]"))
-    return float(value)
-
-
-def _check_threshold(threshold) -> float:
-    threshold = _check_fraction(threshold, "threshold")
-    if threshold >= 1:
-        raise ValueError(got_expected("threshold", threshold, "a number in (0, 1) (a fraction of full scale)"))
-    return threshold
 
 
 def _check_canvas(canvas) -> None:
@@ -125,7 +121,7 @@ def hole_ratio(mask) -> float:
         other = mask[(mask != 0) & (mask != 1)].flat[0]
         raise ValueError(
             f"mask: got a value {other}, expected only 0 and 1 (1 = hole)"
-            " (a 0/255 image? binarise it with binarize_mask)"
+            " (a 0/255 image? read it with bidsnet_lib.plumbing.read_mask)"
         )
     return holes / mask.size
 
@@ -219,13 +215,10 @@ class IrregularMaskParams:
 
     def __post_init__(self):
         for name, low in (("stroke_vertices", 2), ("polygon_vertices", 3)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                raise ValueError(got_expected(name, value, f"an int >= {low}"))
+            check_int(name, getattr(self, name), low)
         for name in ("stroke_step", "stroke_width", "stroke_turn", "polygon_radius"):
-            _check_fraction(getattr(self, name), name, 0.0, math.inf)
-        if not isinstance(self.polygon_proba, numbers.Real) or not 0.0 <= self.polygon_proba <= 1.0:
-            raise ValueError(got_expected("polygon_proba", self.polygon_proba, "a number in [0, 1]"))
+            check_finite_float(name, getattr(self, name), 0.0, low_open=True)
+        check_finite_float("polygon_proba", self.polygon_proba, 0, 1)
 
 
 def draw_shape(canvas, rng, params: IrregularMaskParams, shrink: float, value: int) -> None:
@@ -314,7 +307,8 @@ def irregular_mask(height, width, ratio_bin=(0.1, 0.2), rng=None, *, params=None
 # ----------------------------------------------------------------------------- Mask Set II
 @dataclass(frozen=True)
 class LargeMaskPreset:
-    """LaMa's large-mask sampling parameters, in pixels at 256x256 (scaled with the short side).
+    """LaMa's large-mask sampling parameters, in pixels at LAMA_REFERENCE_SIZE (256) square
+    (scaled with the short side).
 
     Field names follow LaMa's configs. As in LaMa, `irregular_proba` and `box_proba` are weights:
     each mask is either strokes or boxes, boxes with probability box_proba / (irregular_proba + box_proba).
@@ -335,10 +329,8 @@ class LargeMaskPreset:
 
     def __post_init__(self):
         for f in fields(self):
-            value = getattr(self, f.name)
-            kind = numbers.Real if f.name.endswith("proba") else numbers.Integral
-            if isinstance(value, bool) or not isinstance(value, kind) or value < 0:
-                raise ValueError(got_expected(f.name, value, f"{'a number' if kind is numbers.Real else 'an int'} >= 0"))
+            check = check_finite_float if f.name.endswith("proba") else check_int
+            check(f.name, getattr(self, f.name), 0)
         if self.max_angle < 1 or self.max_len < 1 or self.max_width < 1 or self.min_times < 1:
             got = (self.max_angle, self.max_len, self.max_width, self.min_times)
             raise ValueError(got_expected("(max_angle, max_len, max_width, min_times)", got, "each >= 1"))
@@ -371,7 +363,7 @@ LARGE_MASK_PRESETS = {
 def draw_lama_strokes(canvas, rng, preset: LargeMaskPreset) -> None:
     """LaMa's irregular strokes, in place: each a chain of 1-5 thick segments from a random start."""
     height, width = canvas.shape
-    scale = min(height, width) / 256
+    scale = min(height, width) / LAMA_REFERENCE_SIZE
     # The published range min_times..max_times. (LaMa's own wrapper happens to allow one stroke more.)
     for i in range(int(rng.integers(preset.min_times, preset.max_times + 1))):
         x, y = int(rng.integers(width)), int(rng.integers(height))
@@ -391,7 +383,7 @@ def draw_lama_strokes(canvas, rng, preset: LargeMaskPreset) -> None:
 def draw_lama_boxes(canvas, rng, preset: LargeMaskPreset) -> None:
     """LaMa's random boxes, in place, at least `margin` from the border."""
     height, width = canvas.shape
-    scale = min(height, width) / 256
+    scale = min(height, width) / LAMA_REFERENCE_SIZE
     margin = round(preset.margin * scale)
     low = max(1, round(preset.bbox_min_size * scale))
     high = max(low, min(round(preset.bbox_max_size * scale), height - 2 * margin, width - 2 * margin))
@@ -420,7 +412,7 @@ def large_mask(height, width, preset="thick", rng=None, max_hole_ratio=None) -> 
         raise TypeError(f"preset: got {type(preset).__name__}, expected a name or a LargeMaskPreset")
     rng = _check_rng(rng)
     if max_hole_ratio is not None:
-        max_hole_ratio = _check_fraction(max_hole_ratio, "max_hole_ratio")
+        max_hole_ratio = check_fraction("max_hole_ratio", max_hole_ratio)
     p_box = preset.box_proba / (preset.irregular_proba + preset.box_proba)
     for _ in range(_LARGE_TRIES):
         canvas = np.zeros((height, width), np.uint8)
@@ -466,12 +458,7 @@ def square_photo(image, size: int) -> np.ndarray:
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def read_photo(path) -> np.ndarray:
-    """Read a photo as RGB uint8 (H, W, 3) (:func:`bidsnet_lib.plumbing.photo_rgb`)."""
-    return photo_rgb(path, "photo")
-
-
-def mask_gallery(photos, out_dir, rng=None, *, size=256, columns=4) -> list[Path]:
+def mask_gallery(photos, out_dir, rng=None, *, size=DEFAULT_WORK_SIZE, columns=4) -> list[Path]:
     """Write `masks_set1.png` (a row per ratio bin) and `masks_set2.png` (a row per LaMa preset).
 
     `photos` are paths or RGB uint8 arrays (cycled over the columns); each tile is a photo with a
@@ -482,7 +469,7 @@ def mask_gallery(photos, out_dir, rng=None, *, size=256, columns=4) -> list[Path
     if isinstance(photos, str | os.PathLike) or not isinstance(photos, Sequence) or not photos:
         raise ValueError(f"photos: got {photos!r:.60}, expected a non-empty list of paths or RGB arrays")
     rng = _check_rng(rng)
-    tiles = [square_photo(read_photo(p) if isinstance(p, str | os.PathLike) else p, size) for p in photos]
+    tiles = [square_photo(read_photo(p, "photo").rgb if isinstance(p, str | os.PathLike) else p, size) for p in photos]
     rows = {
         "masks_set1.png": [(f"Set I {bin_name(b)} %", lambda b=b: irregular_mask(size, size, b, rng))
                            for b in RATIO_BINS],

@@ -1,6 +1,7 @@
-"""Masks as files: binarising a loaded mask image, reading one mask file, `MaskFolder` (a folder
-of mask files, searched recursively, grouped by hole ratio), and `write_eval_set`, which writes the
-fixed evaluation set shipped in ``bidsnet_lib/eval_masks``.
+"""Masks as files: `MaskFolder` (a folder of mask files, searched recursively, grouped by hole
+ratio), and `write_eval_set`, which writes the fixed evaluation set shipped in
+``bidsnet_lib/eval_masks``. One file is opened by :func:`bidsnet_lib.plumbing.read_mask`, the
+library's one mask opener.
 
 Taught in ``notebooks/01_masks.ipynb`` (external mask sets, the fixed evaluation set). The
 convention of :mod:`bidsnet_lib.masks`: 1 = hole, 0 = known, a mask is (H, W) ``uint8`` 0/1.
@@ -22,10 +23,8 @@ from bidsnet_lib.masks.draw import (
     LARGE_MASK_PRESETS,
     RATIO_BINS,
     _check_bin,
-    _check_fraction,
     _check_rng,
     _check_size,
-    _check_threshold,
     bin_name,
     hole_ratio,
     irregular_mask,
@@ -33,49 +32,16 @@ from bidsnet_lib.masks.draw import (
     rotate_flip,
 )
 from bidsnet_lib.plumbing import (
+    DEFAULT_WORK_SIZE,
     IMAGE_EXTENSIONS,
+    MASK_THRESHOLD,
     atomic_write,
+    check_fraction,
     check_int,
     got_expected,
     image_files,
+    read_mask,
 )
-
-
-def binarize_mask(image, threshold=0.5, invert=False, channel_tolerance=0.25, name="mask") -> np.ndarray:
-    """Turn a loaded mask image into (H, W) uint8 0/1, with 1 = hole.
-
-    Pixel values are read as fractions of full scale (255 for uint8, 65535 for uint16, 1 for bool
-    or float); a pixel is a hole when its value > `threshold` (default 0.5: > 127 of 255), so
-    anti-aliased edges split at half grey. `invert=True` is for sets where white = known. A colour
-    image must be grey: if its channels differ by more than `channel_tolerance` (a fraction of full
-    scale; JPEG noise stays well below) anywhere, ValueError. A fourth (alpha) channel is ignored.
-    """
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"{name}: got {type(image).__name__}, expected a numpy array image")
-    threshold = _check_threshold(threshold)
-    channel_tolerance = _check_fraction(channel_tolerance, "channel_tolerance")
-    if image.dtype == bool:
-        full = 1.0
-    elif image.dtype in (np.uint8, np.uint16):
-        full = float(np.iinfo(image.dtype).max)
-    elif image.dtype.kind == "f":
-        full = 1.0
-        if image.size and (image.min() < 0 or image.max() > 1):
-            raise ValueError(f"{name}: got values in [{image.min()}, {image.max()}], expected a float mask in [0, 1]")
-    else:
-        raise TypeError(f"{name}: got dtype {image.dtype}, expected a mask of bool, uint8, uint16 or float")
-    if image.ndim == 3 and image.shape[2] in (1, 3, 4):
-        colour = image[:, :, :3].astype(np.float32)
-        spread = colour.max(axis=2) - colour.min(axis=2)
-        disagree = int(np.count_nonzero(spread > channel_tolerance * full))
-        if disagree:
-            raise ValueError(f"{name}: got colour channels that disagree at {disagree} pixels, expected a grey "
-                             f"mask (channel_tolerance={channel_tolerance})")
-        image = colour.mean(axis=2)
-    elif image.ndim != 2:
-        raise ValueError(f"{name}: got shape {image.shape}, expected a mask of (H, W) or (H, W, 1|3|4)")
-    holes = image.astype(np.float32) > threshold * full
-    return (holes != invert).astype(np.uint8)
 
 
 def _parse_size(size) -> tuple[int, int] | None:
@@ -90,28 +56,15 @@ def _parse_size(size) -> tuple[int, int] | None:
     return int(pair[0]), int(pair[1])
 
 
-def read_mask_file(path, threshold=0.5, invert=False, channel_tolerance=0.25) -> np.ndarray:
-    """Read one PNG/JPG mask file as (H, W) uint8 0/1 (see `binarize_mask` for the threshold)."""
-    path = Path(path)
-    try:
-        data = np.fromfile(path, np.uint8)  # np.fromfile + imdecode also reads non-ASCII paths
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    except (OSError, cv2.error) as err:
-        raise ValueError(f"cannot read mask file {path}: {err}") from err
-    if image is None:
-        raise ValueError(f"cannot read mask file {path}: empty or not an image OpenCV can decode")
-    return binarize_mask(image, threshold, invert, channel_tolerance, name=str(path))
-
-
 class MaskFolder:
     """Masks from a folder of PNG/JPG files (searched recursively, sorted by path), as (H, W) uint8 0/1.
 
-    Each file is binarised with `binarize_mask` (hole = value > `threshold` of full scale; `invert`
-    for sets where white = known), resized to `size` with nearest neighbour, then randomly rotated
-    and/or flipped when `rotate`/`flip` are on.
+    Each file is opened by :func:`bidsnet_lib.plumbing.read_mask` (EXIF rotation followed; hole =
+    value > `threshold` of full scale; `invert` for sets where white = known), resized to `size`
+    with nearest neighbour, then randomly rotated and/or flipped when `rotate`/`flip` are on.
     """
 
-    def __init__(self, root, size=None, *, threshold=0.5, invert=False, rotate=False, flip=False,
+    def __init__(self, root, size=None, *, threshold=MASK_THRESHOLD, invert=False, rotate=False, flip=False,
                  rng=None, channel_tolerance=0.25):
         self.root = Path(root)
         if not self.root.is_dir():
@@ -120,11 +73,11 @@ class MaskFolder:
         if not self.paths:
             raise ValueError(got_expected("mask folder", str(self.root), f"a folder holding {'/'.join(IMAGE_EXTENSIONS)} files"))
         self.size = _parse_size(size)
-        self.threshold = _check_threshold(threshold)
+        self.threshold = check_fraction("threshold", threshold, high_open=True)
         self.invert = bool(invert)
         self.rotate, self.flip = bool(rotate), bool(flip)
         self.rng = _check_rng(rng)
-        self.channel_tolerance = _check_fraction(channel_tolerance, "channel_tolerance")
+        self.channel_tolerance = check_fraction("channel_tolerance", channel_tolerance)
         self._ratios: list[float] | None = None
 
     def __len__(self) -> int:
@@ -132,11 +85,12 @@ class MaskFolder:
 
     def load(self, index: int) -> np.ndarray:
         """Mask `index`, binarised and resized but not augmented: (H, W) uint8 0/1."""
-        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
-            raise TypeError(f"index: got {type(index).__name__}, expected an int")
+        check_int("index", index)
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} masks")
-        mask = read_mask_file(self.paths[index], self.threshold, self.invert, self.channel_tolerance)
+        path = self.paths[index]
+        mask = read_mask(path, str(path), threshold=self.threshold, invert=self.invert,
+                         channel_tolerance=self.channel_tolerance)
         if self.size is not None and mask.shape != self.size:
             mask = cv2.resize(mask, (self.size[1], self.size[0]), interpolation=cv2.INTER_NEAREST)
         return mask
@@ -172,7 +126,7 @@ def _png_bytes(mask: np.ndarray) -> bytes:
     return buffer.tobytes()
 
 
-def write_eval_set(out, size=256, seed=0, per_bin=10, per_preset=20, presets=EVAL_PRESETS) -> list[Path]:
+def write_eval_set(out, size=DEFAULT_WORK_SIZE, seed=0, per_bin=10, per_preset=20, presets=EVAL_PRESETS) -> list[Path]:
     """Write the fixed evaluation masks as 0/255 PNGs (255 = hole) plus a README; returns the PNG paths.
 
     ``out/set1/<10-20>/NNN.png``: Mask Set I, `per_bin` masks per bin of RATIO_BINS.

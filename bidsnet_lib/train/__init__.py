@@ -1,6 +1,7 @@
 """Training BIDS-Net (taught in ``notebooks/06_training.ipynb``): a run's config and presets
 (:mod:`.config`), EMA, RNG states, sample grids and the metrics log (:mod:`.utils`), the rules of a
-run's folder and stopping on a signal (:mod:`.runs`), and the loop itself, `Trainer` (:mod:`.loop`).
+run's folder and stopping on a signal (:mod:`.runs`), the checks before a run and its processes
+(:mod:`.launch`), and the loop itself, `Trainer` (:mod:`.loop`).
 
 Import from here, not from the inner modules.
 """
@@ -14,11 +15,19 @@ from bidsnet_lib.train.config import (
     model_config_differences,
     read_run_config,
 )
+from bidsnet_lib.train.launch import (
+    LocalRanks,
+    Preflight,
+    auto_processes,
+    init_distributed,
+    preflight,
+    settle_processes,
+    usable_cores,
+)
 from bidsnet_lib.train.loop import (
     EpochItems,
     EpochSampler,
     Trainer,
-    init_distributed,
 )
 from bidsnet_lib.train.runs import (
     PATH_FIELDS,
@@ -74,6 +83,12 @@ __all__ = [
     "check_resumable",
     "EpochSampler",
     "EpochItems",
-    "Trainer",
+    "Preflight",
+    "preflight",
+    "usable_cores",
+    "auto_processes",
+    "settle_processes",
     "init_distributed",
+    "LocalRanks",
+    "Trainer",
 ]

@@ -22,6 +22,7 @@ from bidsnet_lib.model import (
     BIDSNetConfig,
     check_config_keys,
 )
+from bidsnet_lib.plumbing import DEFAULT_WORK_SIZE, check_int, got_expected
 
 # Fields a resumed run may change; any other difference would make it a different experiment.
 RESUME_OVERRIDABLE = ("steps", "log_every", "sample_every", "validate_every", "checkpoint_every",
@@ -44,39 +45,50 @@ class TrainConfig:
     kernels (process-wide) and is what makes a resumed run bit-identical on CUDA. ``init``: a
     checkpoint (inference or training) whose generator weights (and critic, when it has one) a new
     run starts from, with fresh optimisers; ``model`` must equal the checkpoint's model config.
+    A field with a ``help`` in its metadata is a flag of ``bidsnet train`` (``--batch-size``).
     """
 
     model: BIDSNetConfig = field(default_factory=BIDSNetConfig.paper)
     loss: LossConfig = field(default_factory=LossConfig.paper)
-    data: tuple[str, ...] = ()
-    val_data: tuple[str, ...] = ()
-    mask_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MASK_MIX))
-    mask_folder: str | None = None
-    size: int = 256
-    batch_size: int = 8
-    processes: int = 1
-    steps: int = 100_000
-    lr_g: float = 2e-4
-    lr_d: float = 2e-5
+    data: tuple[str, ...] = field(default=(), metadata={
+        "help": "folders of training photos (recursive)", "metavar": "DIR"})
+    val_data: tuple[str, ...] = field(default=(), metadata={
+        "help": "held-out photos (default: --data)", "metavar": "DIR"})
+    mask_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MASK_MIX), metadata={
+        "help": "mask sources and their weights, e.g. set1=0.5,set2/train=0.5", "metavar": "SRC=W,..."})
+    mask_folder: str | None = field(default=None, metadata={
+        "help": "external masks (use with --mask-mix folder=W)", "metavar": "DIR"})
+    size: int = field(default=DEFAULT_WORK_SIZE, metadata={"help": "side of the training crops in pixels"})
+    batch_size: int = field(default=8, metadata={"help": "images per step, split between the processes"})
+    processes: int = field(default=1, metadata={"help": (
+        "local training processes that split each batch (DistributedDataParallel, gloo); auto: on a "
+        "CPU, the most that divide the batch, up to one a core (the fastest setting measured, "
+        "docs/benchmarks.md), 1 on a GPU (use torchrun for several); a resumed run keeps its own")})
+    steps: int = field(default=100_000, metadata={"help": "training steps (a resumed run may raise them)"})
+    lr_g: float = field(default=2e-4, metadata={"help": "the generator's Adam learning rate"})
+    lr_d: float = field(default=2e-5, metadata={"help": "the critic's Adam learning rate"})
     betas: tuple[float, float] = (0.5, 0.999)
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
+    grad_clip: float = field(default=1.0, metadata={"help": "largest gradient norm of each network (0: no clip)"})
+    ema_decay: float = field(default=0.999, metadata={"help": "decay of the generator's weight average (EMA)"})
     d_channels: int = 64
     d_layers: int = 3
-    amp: bool = True
-    cpu_bf16: bool = False
-    channels_last: bool = False
-    compile: bool = False
-    seed: int = 0
-    deterministic: bool = False
-    log_every: int = 50
-    sample_every: int = 1000
-    validate_every: int = 2000
-    checkpoint_every: int = 1000
-    keep_every: int = 10_000
-    val_size: int = 64
-    num_workers: int = 2
-    init: str | None = None
+    amp: bool = field(default=True, metadata={"help": "float16 autocast and a GradScaler on CUDA"})
+    cpu_bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast on a CPU"})
+    channels_last: bool = field(default=False, metadata={"help": "NHWC tensors for the convolutions"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the generator"})
+    seed: int = field(default=0, metadata={"help": "seeds the weights, the crops and masks, and the data order"})
+    deterministic: bool = field(default=False, metadata={
+        "help": "deterministic kernels (a bit-identical resume on CUDA)"})
+    log_every: int = field(default=50, metadata={"help": "steps between logged rows"})
+    sample_every: int = field(default=1000, metadata={"help": "steps between sample grids (0: none)"})
+    validate_every: int = field(default=2000, metadata={"help": "steps between validations (0: none)"})
+    checkpoint_every: int = field(default=1000, metadata={"help": "steps between writes of latest.pt"})
+    keep_every: int = field(default=10_000, metadata={"help": "steps between kept milestones step_N.pt (0: none)"})
+    val_size: int = field(default=64, metadata={"help": "validation items (photos with fixed masks)"})
+    num_workers: int = field(default=2, metadata={"help": "DataLoader worker processes"})
+    init: str | None = field(default=None, metadata={
+        "help": "start a new run from this checkpoint's weights (inference or training; fine-tune on "
+                "your own --data); the model config comes from it", "metavar": "CHECKPOINT"})
 
     def __post_init__(self):
         if not isinstance(self.model, BIDSNetConfig):
@@ -102,27 +114,25 @@ class TrainConfig:
                     "log_every": 1, "checkpoint_every": 1, "val_size": 1, "sample_every": 0,
                     "validate_every": 0, "keep_every": 0, "num_workers": 0, "seed": 0}
         for name, low in minimums.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}: got {value!r}, expected an int >= {low}")
+            check_int(name, getattr(self, name), low)
         if self.batch_size % self.processes:
             raise ValueError(f"processes: got {self.processes}, expected a divisor of batch_size {self.batch_size} "
                              "(the processes split the batch)")
         for name in ("lr_g", "lr_d"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-                raise ValueError(f"{name}: got {value!r}, expected a number > 0")
+                raise ValueError(got_expected(name, value, "a number > 0"))
         for name, high in (("grad_clip", math.inf), ("ema_decay", 1.0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < high:
-                raise ValueError(f"{name}: got {value!r}, expected a number >= 0 and < {high}")
+                raise ValueError(got_expected(name, value, f"a number >= 0 and < {high}"))
         if (not isinstance(self.betas, list | tuple) or len(self.betas) != 2
                 or not all(isinstance(b, int | float) and 0 <= b < 1 for b in self.betas)):
-            raise ValueError(f"betas: got {self.betas!r}, expected two numbers in [0, 1)")
+            raise ValueError(got_expected("betas", self.betas, "two numbers in [0, 1)"))
         self.betas = tuple(float(b) for b in self.betas)
         for name in ("amp", "cpu_bf16", "channels_last", "compile", "deterministic"):
             if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name}: got {getattr(self, name)!r}, expected True or False")
+                raise TypeError(got_expected(name, getattr(self, name), "True or False"))
 
     @classmethod
     def paper(cls) -> "TrainConfig":

@@ -25,7 +25,8 @@ Run directory: ``latest.pt`` (+ ``step_NNNNNNN.pt`` milestones), ``metrics.jsonl
 object a line), ``samples/step_NNNNNNN.png`` (rows: input, mask, output, target), ``config.json``.
 
 The config lives in :mod:`.config`, the EMA, RNG states, sample grids and the metrics log in
-:mod:`.utils`, the run folder's rules in :mod:`.runs`.
+:mod:`.utils`, the run folder's rules in :mod:`.runs`, the checks before a run and its processes
+in :mod:`.launch`.
 """
 
 import contextlib
@@ -58,26 +59,22 @@ from bidsnet_lib.checkpoint import (
     save_checkpoint,
 )
 from bidsnet_lib.data import InpaintingDataset, fixed_validation_set
-from bidsnet_lib.losses import GeneratorLoss, PatchDiscriminator, discriminator_loss
+from bidsnet_lib.losses import PatchDiscriminator, discriminator_loss
 from bidsnet_lib.metrics import psnr, ssim
 from bidsnet_lib.model import (
-    BIDSNet,
     BIDSNetConfig,
+    build_model,
     composite,
 )
-from bidsnet_lib.plumbing import atomic_write, resolve_device
+from bidsnet_lib.plumbing import atomic_write, check_int, got_expected, resolve_device
 from bidsnet_lib.train.config import (
-    RESUME_OVERRIDABLE,
     TrainConfig,
     model_config_differences,
 )
+from bidsnet_lib.train.launch import Preflight, preflight
 from bidsnet_lib.train.runs import (
     StopRequest,
-    check_fresh_dir,
-    check_resumable,
     ignore_stop_signals,
-    photo_identity,
-    require_checkpoint,
     resolve_paths,
 )
 from bidsnet_lib.train.utils import (
@@ -105,10 +102,8 @@ class EpochSampler(Sampler):
     """
 
     def __init__(self, n: int, *, seed: int = 0, rank: int = 0, world_size: int = 1, start: int = 0):
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n: got {n!r}, expected the dataset length, an int >= 1")
-        if not isinstance(start, int) or start < 0:
-            raise ValueError(f"start: got {start!r}, expected an int >= 0")
+        check_int("n", n, 1)  # the dataset length
+        check_int("start", start, 0)
         self.shard = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
         self.start = start
 
@@ -148,32 +143,31 @@ class Trainer:
     saved one except for :data:`RESUME_OVERRIDABLE` fields (e.g. a larger ``steps``), and its
     ``data`` must hold the photos the run trained on. Without ``resume`` an ``out_dir`` that holds
     anything is refused rather than overwritten or mixed into, unless ``overwrite=True`` (which
-    replaces the run files there). Folders are stored resolved (absolute).
+    replaces the run files there). Folders are stored resolved (absolute). These checks are
+    :func:`~bidsnet_lib.train.preflight`'s; ``checked`` is its result for these arguments when the
+    caller ran it already (``bidsnet train`` does, before it starts its other processes).
     """
 
     def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, *, resume: bool = False,
-                 device: str | torch.device | None = None, progress: bool = True, overwrite: bool = False):
-        if not isinstance(config, TrainConfig):
-            raise TypeError(f"config: got {type(config).__name__}, expected a TrainConfig")
-        if not config.data:
-            raise ValueError("config.data: got no folders, expected at least one folder of training photos")
-        config = resolve_paths(config)
-        self.config, self.out_dir, self.progress = config, Path(out_dir), progress
+                 device: str | torch.device | None = None, progress: bool = True, overwrite: bool = False,
+                 checked: Preflight | None = None):
         self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        self.is_main = self.rank == 0
+        self.device = resolve_device(device, "device") if device is not None else _process_device()
+        if self.device.type == "cuda" and self.device.index is None:  # DDP needs the index
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        if checked is None:
+            checked = preflight(config, out_dir, resume=resume, overwrite=overwrite, clear=self.is_main)
+        elif (checked.config, checked.out_dir, checked.resume) != (resolve_paths(config), Path(out_dir), resume):
+            raise ValueError(got_expected("checked", "the preflight of another run", "preflight() of this one"))
+        config, checkpoint, self.photos = checked.config, checked.checkpoint, checked.photos
+        self.config, self.out_dir, self.progress = config, checked.out_dir, progress
         if config.processes > 1 and self.world_size != config.processes:
             raise ValueError(f"processes: got {config.processes} in the config, expected the {self.world_size} "
                              "process(es) running it; `bidsnet train` starts them")
         self.batch = config.batch_size // config.processes  # this process's share of each step
-        self.is_main = self.rank == 0
         self.stopped_by: int | None = None  # the signal that ended train() early, if any
-        self.device = resolve_device(device, "device") if device is not None else _process_device()
-        if self.device.type == "cuda" and self.device.index is None:  # DDP needs the index
-            self.device = torch.device("cuda", torch.cuda.current_device())
-        checkpoint = self._checkpoint_to_resume() if resume else self._check_fresh(overwrite)
-        self.photos = photo_identity(config.data) if checkpoint is None else checkpoint["meta"].get("photos")
-
-        # The losses first: a missing VGG-19 file fails here, before minutes of other set-up.
-        self.loss_fn = GeneratorLoss(config.loss).to(self.device)
+        self.loss_fn = checked.loss_fn.to(self.device)
         _seed_everything(config.seed)
         if config.deterministic:
             # Process-wide; CUDA also needs CUBLAS_WORKSPACE_CONFIG set before its first matmul.
@@ -181,7 +175,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = not config.deterministic  # fixed input size: tune once
 
-        self.generator = BIDSNet(config.model).to(self.device)
+        self.generator = build_model(config.model).to(self.device)
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=config.betas)
         self.discriminator = self.opt_d = None
@@ -237,16 +231,6 @@ class Trainer:
             if isinstance(module, FastAttention):
                 module.calls_since_redraw = checkpoint["redraw_calls"][name]
         self.step = checkpoint["step"]
-
-    def _check_fresh(self, overwrite: bool) -> None:
-        check_fresh_dir(self.out_dir, overwrite, clear=self.is_main)
-
-    def _checkpoint_to_resume(self) -> dict:
-        latest = require_checkpoint(self.out_dir)
-        checkpoint = load_checkpoint(latest, TRAIN_FORMAT)
-        check_resumable(checkpoint, latest, TrainConfig.from_dict(checkpoint["config"]), self.config,
-                        RESUME_OVERRIDABLE)
-        return checkpoint
 
     def _warm_start(self, path: Path) -> None:
         """Generator (and EMA) weights from ``path``, the critic's too when both have one."""
@@ -347,8 +331,8 @@ class Trainer:
         that step; ``stopped_by`` then names the signal."""
         cfg = self.config
         until = cfg.steps if until is None else until
-        if not isinstance(until, int) or until < self.step:
-            raise ValueError(f"until: got {until!r}, expected an int >= the current step {self.step}")
+        if check_int("until", until) < self.step:
+            raise ValueError(got_expected("until", until, f"an int >= the current step {self.step}"))
         bar = tqdm(total=until, initial=self.step, desc="train", dynamic_ncols=True,
                    disable=not (self.is_main and self.progress))
         batches = iter(self.loader())
@@ -509,15 +493,3 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
     np.random.seed(seed % 2**32)
     random.seed(seed)
-
-
-# ----------------------------------------------------------------------------------------------
-# torchrun (the command line is bidsnet_lib.commands.train)
-def init_distributed() -> bool:
-    """Join torchrun's process group (NCCL on GPUs, gloo on CPU); False when run alone."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return False
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return True
