@@ -13,6 +13,7 @@ from bidsnet_lib.bootstrap import N_RESAMPLES
 from bidsnet_lib.commands import USER_ERRORS, Parser, positive_int, run
 from bidsnet_lib.evaluate import (
     EvalResult,
+    RealismCheck,
     default_baselines,
     default_cache_dir,
     evaluate,
@@ -23,6 +24,8 @@ from bidsnet_lib.evaluate import (
 from bidsnet_lib.fid import FID_WEIGHTS_FILE
 from bidsnet_lib.masks import MIN_SIZE, SHIPPED_MASKS
 from bidsnet_lib.plumbing import SHIPPED_IMAGES, resolve_device
+
+SHIPPED_VAL = SHIPPED_IMAGES.parent / "val"  # the course's validation photos: the C2ST's default training set
 
 
 def _size(text: str) -> int | str:
@@ -102,6 +105,15 @@ def build_parser(prog: str = "bidsnet evaluate") -> Parser:
     parser.add_argument("--batch-size", type=positive_int, default=16,
                         help="pairs per batch (the model's crops: at most this many per forward pass)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    # realism (issue 29): hole sharpness and C2ST detectability, bidsnet_lib.evaluate.RealismCheck
+    # Off by default: the C2ST has every method fill the training photos too (about twice the run time).
+    parser.add_argument("--realism", action="store_true",
+                        help="add hole sharpness and detectability (a two-sample classifier test, C2ST AUC) "
+                             "per group and method; each method also fills the --realism-train photos, "
+                             "which about doubles the run time (default: off)")
+    parser.add_argument("--realism-train", metavar="FOLDER",
+                        help=f"photos the detectability classifiers are trained on, apart from --images; "
+                             f"each method fills them with the same masks (default: {SHIPPED_VAL})")
     return parser
 
 
@@ -146,6 +158,7 @@ def _run(args) -> EvalResult:
                                           mirror=not args.no_mirror, **options)
     load_photos(args.images, limit=1)
     groups = load_mask_groups(args.masks, args.limit)
+    realism = _realism(args)
     lpips, fid, skipped = _metrics(args, device)
     with warnings.catch_warnings(record=True) as left_out:  # said once, as a note, not as a warning
         warnings.simplefilter("always")
@@ -169,7 +182,20 @@ def _run(args) -> EvalResult:
     cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache_dir()
     return evaluate({inpainter.label: inpainter}, photos, groups, baselines=baselines, radius=args.radius,
                     lpips=lpips, fid_features=fid, skipped=skipped, batch_size=args.batch_size,
-                    seed=args.seed, protocol=protocol, cache=cache, n_resamples=args.resamples)
+                    seed=args.seed, protocol=protocol, cache=cache, n_resamples=args.resamples,
+                    realism=realism)
+
+
+def _realism(args) -> RealismCheck | None:
+    """--realism: the C2ST's training photos, at the test photos' size (issue 29)."""
+    if not args.realism:
+        return None
+    train = Path(args.realism_train or SHIPPED_VAL)
+    if train.resolve() == Path(args.images).resolve():
+        raise ValueError(f"--realism-train: got {args.realism_train!r}, expected photos apart from "
+                         "--images (the classifier is trained on other photos than it is scored on)")
+    photos = load_photos(train, None if args.size == "native" else args.size)
+    return RealismCheck(photos, source=str(train))
 
 
 def main(argv: list[str] | None = None, prog: str = "bidsnet evaluate") -> int:
@@ -180,6 +206,9 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet evaluate") -> int:
             raise ValueError("--lpips-weights and --random-lpips-backbone exclude each other")
         if args.no_fid and args.fid_weights:
             raise ValueError("--fid-weights and --no-fid exclude each other")
+        if args.realism_train is not None and not args.realism:
+            raise ValueError("--realism-train FOLDER needs --realism (it names the photos the "
+                             "detectability classifier is trained on)")
         result = _run(args)
         paths = write_outputs(result, args.out)
         print(result.markdown())
