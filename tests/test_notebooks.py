@@ -8,6 +8,7 @@ from course_files import NOTEBOOKS, cell_tags, read_notebook
 from bidsnet_lib.colab import SETUP_CELL, colab_url, setup_cell
 
 EXPECTED = [
+    "00_quickstart",
     "01_masks",
     "02_cnn_stream",
     "03_fast_attention",
