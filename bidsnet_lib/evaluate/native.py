@@ -27,7 +27,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from bidsnet_lib.baselines import make_baseline
 from bidsnet_lib.bootstrap import bootstrap_interval, paired_difference
 from bidsnet_lib.evaluate.realism import hole_sharpness
-from bidsnet_lib.masks.native import NATIVE_KINDS
+from bidsnet_lib.masks import NATIVE_KINDS
 from bidsnet_lib.plumbing import IMAGE_EXTENSIONS, check_int, got_expected, read_mask, read_photo
 
 NATIVE_METRICS = ("psnr", "ssim", "sharpness", "seconds", "peak_mb")
