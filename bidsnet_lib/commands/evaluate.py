@@ -4,6 +4,7 @@ baselines, per mask group, with intervals over photos (bidsnet_lib.evaluate)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -17,13 +18,16 @@ from bidsnet_lib.evaluate import (
     default_baselines,
     default_cache_dir,
     evaluate,
+    evaluate_native,
     load_mask_groups,
+    load_native_set,
     load_photos,
+    whole_photo_baseline,
     write_outputs,
 )
 from bidsnet_lib.fid import FID_WEIGHTS_FILE
-from bidsnet_lib.masks import MIN_SIZE, SHIPPED_MASKS
-from bidsnet_lib.plumbing import SHIPPED_IMAGES, resolve_device
+from bidsnet_lib.masks import HIRES_IMAGES, HIRES_MASKS, MIN_SIZE, SHIPPED_MASKS
+from bidsnet_lib.plumbing import SHIPPED_IMAGES, atomic_write, resolve_device
 
 SHIPPED_VAL = SHIPPED_IMAGES.parent / "val"  # the course's validation photos: the C2ST's default training set
 
@@ -60,12 +64,18 @@ def build_parser(prog: str = "bidsnet evaluate") -> Parser:
         "printed), results.csv, results.json, per_photo.csv, metrics_vs_hole_ratio.png and "
         "examples.png into --out."))
     parser.add_argument("--checkpoint", required=True, help="inference (or training) checkpoint")
-    parser.add_argument("--images", default=str(SHIPPED_IMAGES),
-                        help="folder of test photos (default: the shipped data/images/test)")
-    parser.add_argument("--masks", default=str(SHIPPED_MASKS),
+    parser.add_argument("--images", default=None,
+                        help="folder of test photos (default: the shipped data/images/test; with --hires "
+                             "data/images/test_hires)")
+    parser.add_argument("--masks", default=None,
                         help="the shipped root bidsnet_lib/eval_masks (every Set I bin and Set II preset), one "
                              "set's folder, or any folder of masks (grouped by hole ratio); "
-                             "default: the shipped bidsnet_lib/eval_masks")
+                             "default: the shipped bidsnet_lib/eval_masks (with --hires data/test_hires_masks)")
+    parser.add_argument("--hires", action="store_true",
+                        help="each photo at its own resolution with its own masks (KIND/PHOTO_STEM/NNN.png, "
+                             "drawn at its size), nothing resized: PSNR, SSIM, hole sharpness, seconds and "
+                             "peak memory per photo, by mask kind; the model by its thumbnail path and "
+                             "coarse to fine, the baselines on the whole photo (issue 28)")
     parser.add_argument("--out", required=True, help="folder for the results")
     parser.add_argument("--size", type=_size, default=256,
                         help="evaluation resolution: centre square crops resized to SIZE x SIZE "
@@ -198,6 +208,41 @@ def _realism(args) -> RealismCheck | None:
     return RealismCheck(photos, source=str(train))
 
 
+def _run_hires(args) -> int:
+    """--hires: bidsnet_lib.evaluate.native on the high-resolution set (or --images/--masks in its layout)."""
+    from bidsnet_lib.inference import Inpainter
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out: got the file {str(out)!r}, expected a folder")
+    pairs = load_native_set(args.images or HIRES_IMAGES, args.masks or HIRES_MASKS, args.limit)
+    device = resolve_device(args.device)
+    options = dict(device=device, batch_size=args.batch_size, mirror=not args.no_mirror)
+    if args.work_size:
+        options["work_size"] = args.work_size
+    thumbnail = Inpainter.from_checkpoint(args.checkpoint, **options)
+    methods = {f"{thumbnail.label}, thumbnail": thumbnail.inpaint}
+    if getattr(thumbnail.model, "config", None) is not None and thumbnail.model.config.output == "residual":
+        methods[f"{thumbnail.label}, coarse to fine"] = Inpainter.from_checkpoint(
+            args.checkpoint, coarse_to_fine=True, **options).inpaint
+    names = ("telea", "ns") if args.baselines is None else args.baselines
+    for name in names:
+        methods[name] = whole_photo_baseline(name, args.radius if name in ("telea", "ns") else None)
+    photos = len({p.photo for p in pairs})
+    print(f"{photos} photos x {len(pairs) // photos} mask kinds, {sum(len(p.masks) for p in pairs)} masks, "
+          f"{len(methods)} methods", file=sys.stderr)
+    result = evaluate_native(methods, pairs, baselines=names, progress=lambda row: print(
+        f"{row['kind']} {row['photo']} {row['mask']} {row['method']}: {row['psnr']:.2f} dB, "
+        f"{row['seconds']:.1f} s", file=sys.stderr, flush=True))
+    table = result.markdown(seed=args.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "results_hires.md", table)
+    atomic_write(out / "results_hires.json", json.dumps({"rows": result.rows, "baselines": list(names)}, indent=1))
+    print(table)
+    print(f"wrote {out / 'results_hires.md'}, {out / 'results_hires.json'}")
+    return 0
+
+
 def main(argv: list[str] | None = None, prog: str = "bidsnet evaluate") -> int:
     def run_evaluation(args) -> int:
         if args.random_lpips_backbone and args.lpips == "off":
@@ -209,6 +254,10 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet evaluate") -> int:
         if args.realism_train is not None and not args.realism:
             raise ValueError("--realism-train FOLDER needs --realism (it names the photos the "
                              "detectability classifier is trained on)")
+        if args.hires:
+            return _run_hires(args)
+        args.images = args.images or str(SHIPPED_IMAGES)
+        args.masks = args.masks or str(SHIPPED_MASKS)
         result = _run(args)
         paths = write_outputs(result, args.out)
         print(result.markdown())

@@ -24,6 +24,16 @@ from bidsnet_lib.evaluate.inputs import (
     load_photos,
     write_standin_data,
 )
+from bidsnet_lib.evaluate.native import (
+    NATIVE_METRICS,
+    NativePair,
+    NativeResult,
+    PeakMemory,
+    evaluate_native,
+    load_native_set,
+    score_fill,
+    whole_photo_baseline,
+)
 from bidsnet_lib.evaluate.pairs import (
     PairScore,
     judge_pairs,
@@ -61,6 +71,14 @@ from bidsnet_lib.evaluate.results import (
 )
 
 __all__ = [
+    "NATIVE_METRICS",
+    "NativePair",
+    "NativeResult",
+    "PeakMemory",
+    "evaluate_native",
+    "load_native_set",
+    "score_fill",
+    "whole_photo_baseline",
     "STANDIN_PHOTOS",
     "SET_NAMES",
     "MaskGroup",
