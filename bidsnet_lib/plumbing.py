@@ -27,6 +27,8 @@ validators (:func:`check_int`, :func:`check_positive_int`, :func:`check_finite_f
 from __future__ import annotations
 
 import contextlib
+import glob
+import hashlib
 import math
 import numbers
 import os
@@ -163,14 +165,28 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+# The longest file name most file systems allow (ext4, APFS, NTFS: 255 bytes).
+NAME_MAX = 255
+_TEMP_TAIL = 14  # the "." before the name and ".<8 hex>.tmp" after it
+
+
+def _temp_head(name: str) -> str:
+    """``name``, or a digest of it when the temporary name would pass :data:`NAME_MAX`: a file
+    named near the limit is still written."""
+    if len(os.fsencode(name)) <= NAME_MAX - _TEMP_TAIL:
+        return name
+    return "~" + hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+
+
 def temp_name(path: Path) -> Path:
-    """A unique hidden name beside ``path``: ``.NAME.<pid>.<hex>.tmp`` (see :func:`stale_temps`)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    """A unique hidden name beside ``path``: ``.NAME.<8 hex>.tmp``, NAME a digest when the file's
+    own name is near :data:`NAME_MAX` (see :func:`stale_temps`)."""
+    return path.with_name(f".{_temp_head(path.name)}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def stale_temps(path: Path) -> list[Path]:
     """Temporary files of :func:`atomic_write` for ``path`` left by a killed writer."""
-    return sorted(path.parent.glob(f".{path.name}.*.*.tmp"))
+    return sorted(path.parent.glob(f".{glob.escape(_temp_head(path.name))}.{'[0-9a-f]' * 8}.tmp"))
 
 
 def atomic_move(source: str | os.PathLike, target: str | os.PathLike) -> Path:
