@@ -88,11 +88,25 @@ def spread_items(length: int, n_images: int, count: int) -> list[int]:
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
-    """The rows of ``run_dir/metrics.jsonl`` (training rows have "g_total", validation "val_psnr")."""
+    """The rows of ``run_dir/metrics.jsonl`` (training rows have "g_total", validation "val_psnr");
+    a last line torn by a crash mid-append is left out, a damaged line before it is an error."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"run_dir: {path} does not exist (no run has logged there)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            if number == len(lines):
+                break
+            raise ValueError(f"{path}: line {number} is not a JSON row with a step ({line[:60]!r}); "
+                             "expected one JSON object a line")
+        rows.append(row)
+    return rows
 
 
 def redraw_counters(model: torch.nn.Module) -> dict[str, int]:
