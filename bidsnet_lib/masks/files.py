@@ -201,8 +201,8 @@ Written by
 
     {command}
 
-from `bidsnet_lib/masks/files.py`; the same command rewrites these files byte for byte
-(`tests/test_masks.py` checks it). Every file is a {size}x{size} 8-bit PNG: 255 = hole, 0 = known.
+from `bidsnet_lib/masks/files.py`; the same command writes these files byte for byte into any
+folder (`tests/test_masks.py` compares them with the shipped set, which is read-only). Every file is a {size}x{size} 8-bit PNG: 255 = hole, 0 = known.
 
 - `set1/<low>-<high>/NNN.png`: Mask Set I (irregular strokes and polygons, rotated and flipped),
   {per_bin} masks per hole-ratio bin; a mask in `set1/10-20/` has 10 % <= hole ratio < 20 %.
