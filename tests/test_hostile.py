@@ -358,3 +358,14 @@ def test_masks_outside_every_hole_ratio_bin_are_noted(tmp_path):
                                          r"none of the bins .* e.g. tiny.png"):
         groups = load_mask_groups(tmp_path)
     assert sum(len(g.masks) for g in groups) == 2
+
+
+def test_a_damaged_line_inside_the_log_does_not_block_resume(tmp_path):
+    """Own pass: a metrics.jsonl line damaged mid-file (not only the last) stopped `--resume`."""
+    from bidsnet_lib.train import read_metrics
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2, "g_t\n{"step": 3}\n{"step": 4, "g')
+    with pytest.raises(ValueError, match="line 2 is not a JSON row"):
+        read_metrics(tmp_path)
+    with pytest.warns(UserWarning, match="line 2 is not a JSON row.*left out"):
+        assert [row["step"] for row in read_metrics(tmp_path, skip_damaged=True)] == [1, 3]

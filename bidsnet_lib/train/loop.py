@@ -419,7 +419,7 @@ class Trainer:
         """Drop rows logged after ``step``: a resumed run re-logs those steps."""
         path = self.out_dir / "metrics.jsonl"
         if path.is_file():  # read_metrics leaves out a line torn by a crash
-            rows = [row for row in read_metrics(self.out_dir) if row["step"] <= step]
+            rows = [row for row in read_metrics(self.out_dir, skip_damaged=True) if row["step"] <= step]
             atomic_write(path, "".join(json.dumps(row) + "\n" for row in rows))
 
     @torch.no_grad()

@@ -132,7 +132,7 @@ class RunLock:
                 break
             os.close(fd)
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": shlex.join(sys.argv),
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                                  "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
         _HELD[self.key] = [fd, 1]
         self.held = True
@@ -238,6 +238,8 @@ def require_checkpoint(out_dir: Path) -> Path:
     if found is not None:
         for reason in skipped:
             warnings.warn(f"skipped {reason}; resuming from {found.name}", stacklevel=2)
+        if found.name != "latest.pt" and not skipped:
+            warnings.warn(f"{out_dir} holds no latest.pt; resuming from {found.name}", stacklevel=2)
         return found
     if skipped:
         raise CheckpointError(f"out_dir: {out_dir} holds no checkpoint that loads ({'; '.join(skipped)}); "

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -87,9 +88,10 @@ def spread_items(length: int, n_images: int, count: int) -> list[int]:
     return picks
 
 
-def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+def read_metrics(run_dir: str | os.PathLike, skip_damaged: bool = False) -> list[dict]:
     """The rows of ``run_dir/metrics.jsonl`` (training rows have "g_total", validation "val_psnr");
-    a last line torn by a crash mid-append is left out, a damaged line before it is an error."""
+    a last line torn by a crash mid-append is left out, a damaged line before it is an error
+    (``skip_damaged``: left out too, with a warning naming it)."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"run_dir: {path} does not exist (no run has logged there)")
@@ -103,8 +105,11 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
         if not isinstance(row, dict) or not isinstance(row.get("step"), int):
             if number == len(lines):
                 break
-            raise ValueError(f"{path}: line {number} is not a JSON row with a step ({line[:60]!r}); "
-                             "expected one JSON object a line")
+            problem = f"{path}: line {number} is not a JSON row with a step ({line[:60]!r})"
+            if not skip_damaged:
+                raise ValueError(f"{problem}; expected one JSON object a line")
+            warnings.warn(f"{problem}: left out", stacklevel=2)
+            continue
         rows.append(row)
     return rows
 
