@@ -129,23 +129,22 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet train") -> int:
     except SystemExit as stop:
         return int(stop.code or 0)
     distributed = init_distributed()
-    ranks, trained = None, False
+    ranks, trained, checked, trainer = None, False, None, None
     try:
         try:
             base = resume_base(args) if args.resume else PRESETS[args.preset or "small"]()
             config = config_from_args(args, base)
             device = None if args.device is None else resolve_device(args.device)
-            checked = None
-            if not distributed:
-                config = settle_processes(config, device or resolve_device(None), auto=args.processes == "auto",
-                                          resume=args.resume)
-                if config.processes > 1:  # checked before the others start: a mistake is one line
-                    checked = preflight(config, args.out, resume=args.resume, overwrite=args.overwrite)
-                    command = [*(sys.argv[1:] if argv is None else argv), "--processes", str(config.processes)]
-                    ranks = LocalRanks("bidsnet_lib.commands.train", command, config.processes)
-                    distributed = True
             with warnings.catch_warnings(record=True) as notes:  # one line each (a damaged checkpoint skipped)
                 warnings.simplefilter("always")
+                if not distributed:
+                    config = settle_processes(config, device or resolve_device(None),
+                                              auto=args.processes == "auto", resume=args.resume)
+                    if config.processes > 1:  # checked before the others start: a mistake is one line
+                        checked = preflight(config, args.out, resume=args.resume, overwrite=args.overwrite)
+                        command = [*(sys.argv[1:] if argv is None else argv), "--processes", str(config.processes)]
+                        ranks = LocalRanks("bidsnet_lib.commands.train", command, config.processes)
+                        distributed = True
                 trainer = Trainer(config, args.out, resume=args.resume, device=device,
                                   progress=not args.no_progress, overwrite=args.overwrite, checked=checked)
             for note in notes if trainer.is_main else ():
@@ -167,7 +166,8 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet train") -> int:
         except RuntimeError as error:  # another rank died mid-run: gloo's error, then its own last words
             if not ranks or ranks.failed() is None:
                 raise
-            print(f"{prog}: error: {ranks.failure(ranks.failed(), 'mid-run')} (here: {str(error).splitlines()[0][:120]}); "
+            del error  # gloo's "Connection closed by peer": the other rank's own line says why
+            print(f"{prog}: error: {ranks.failure(ranks.failed(), 'mid-run')}; the run stops at its last checkpoint, "
                   f"continue with: bidsnet train --out {args.out} --resume", file=sys.stderr)
             return 1
         if trainer.is_main:
@@ -183,6 +183,10 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet train") -> int:
             return 128 + trainer.stopped_by  # the shell's convention for "ended by a signal"
         return 0
     finally:
+        if trainer is not None:  # the run folder's lock, also when set-up failed after the preflight
+            trainer.close()
+        elif checked is not None and checked.lock is not None:
+            checked.lock.release()
         if ranks and not trained:  # the others end now, before they can add tracebacks to rank 0's line
             ranks.stop(grace=0)
         if distributed:

@@ -41,6 +41,7 @@ from bidsnet_lib.plumbing import (
     atomic_write,
     check_fraction,
     check_int,
+    check_writable_folder,
     got_expected,
     image_files,
     read_mask,
@@ -167,6 +168,7 @@ def write_eval_set(out, size=DEFAULT_WORK_SIZE, seed=0, per_bin=10, per_preset=2
               for g, b in enumerate(RATIO_BINS)]
     groups += [("set2", name, 2, list(LARGE_MASK_PRESETS).index(name), per_preset,
                 lambda rng, name=name: large_mask(size, size, name, rng, 0.5)) for name in presets]
+    check_writable_folder(out.parent, "out")  # a read-only place is named as such, not by a temporary path
     for stale in stale_temps(out):  # what a killed write left beside it
         shutil.rmtree(stale, ignore_errors=True)
     staging = temp_name(out)
