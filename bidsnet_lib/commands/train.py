@@ -155,7 +155,9 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet train") -> int:
             return fail(prog, error) if not distributed or dist.get_rank() == 0 else 2
         start, first = time.perf_counter(), trainer.step
         try:
-            trainer.train()
+            with warnings.catch_warnings():  # e.g. an unreadable photo skipped: one line, not Python's two
+                warnings.showwarning = lambda message, *_, **__: print(f"{prog}: warning: {message}", file=sys.stderr)
+                trainer.train()
             trained = True
         except FloatingPointError as error:
             if trainer.is_main:
