@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-notebooks lint lab bench site site-test clean
+.PHONY: demo test test-notebooks lint lab bench site site-test rehearsal gpu-check wheel clean
 
 # --no-compile: byte-compiling every installed file (torch's thousands) took a third of the
 # install (measured 200 s against 120 s); Python compiles the modules it imports, once, on first use.
@@ -41,6 +41,24 @@ site: $(STAMP)
 site-test: $(STAMP)
 	OMP_NUM_THREADS=1 BIDSNET_SMALL=1 $(BIN)/pytest -q -m site tests
 
+## Every notebook top to bottom in FULL mode, in a bare install of the wheel, offline, with every
+## training and evaluation loop cut to a few iterations (BIDSNET_REHEARSAL=1, bidsnet_lib.rehearsal()):
+## wall time and peak memory per notebook in build/rehearsal/rehearsal.md; fails on an error or a
+## peak above 12 GB (tools/rehearsal.py). One torch thread, as `make test` (why: above). On a GPU
+## machine it rehearses the GPU path.
+rehearsal: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python tools/rehearsal.py
+
+## On a CUDA machine, unattended, within 9 minutes: the rehearsal on the GPU, the training step's
+## timings, notebook 06's projected time here and on a T4, a few minutes of the default recipe
+## exported; the report in build/gpu_check/report.md (tools/gpu_check.py). Fails at once without CUDA.
+gpu-check: $(STAMP)
+	$(BIN)/python tools/gpu_check.py
+
+## The wheel a learner uploads to Colab when the install from the repository fails: dist/.
+wheel: $(STAMP)
+	$(BIN)/python tools/bare_install.py --wheel-only dist
+
 lint: $(STAMP)
 	$(BIN)/nbstripout --verify notebooks/*.ipynb
 	$(BIN)/ruff check bidsnet_lib tests bench tools
@@ -56,4 +74,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/trainer.py
 
 clean:
-	rm -rf $(VENV) outputs build
+	rm -rf $(VENV) outputs build dist

@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -232,13 +233,21 @@ class InpaintingDataset(torch.utils.data.Dataset):
         self.epoch = check_int("epoch", epoch, 0)
 
     def __getitem__(self, index: int) -> dict:
+        return self.item(index)
+
+    def item(self, index: int, size: int | None = None) -> dict:
+        """Item ``index`` with a crop side of ``size`` (training only; None: the dataset's own),
+        drawn from the same numbers: the progressive-resizing stages of training ask for it."""
         check_int("index", index)
         if not 0 <= index < len(self):
             raise IndexError(f"index: got {index}, expected 0 <= index < {len(self)}")
+        size = self.size if size is None else check_int("size", size, masks.MIN_SIZE)
+        if size != self.size and not self.train:
+            raise ValueError(got_expected("size", size, f"{self.size}: the validation set's masks are fixed"))
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
-        image = self._image(index, rng)  # (size, size, 3) uint8
+        image = self._image(index, rng, size)  # (size, size, 3) uint8
         if self.train:
-            mask, source = self._draw_mask(rng)
+            mask, source = self._draw_mask(rng, size)
         else:
             source, folder, mask_index = self.fixed_masks[index % len(self.fixed_masks)]
             mask = folder.load(mask_index)
@@ -251,13 +260,13 @@ class InpaintingDataset(torch.utils.data.Dataset):
             "index": int(index),
         }
 
-    def _image(self, index: int, rng: np.random.Generator) -> np.ndarray:
+    def _image(self, index: int, rng: np.random.Generator, size: int) -> np.ndarray:
         """The crop of image ``index``; a file that fails to decode is skipped with a warning."""
         n = len(self.paths)
         for attempt in range(min(n, 10)):
             path = self.paths[(index + attempt) % n]
             try:
-                return self._crop(path, rng)
+                return self._crop(path, rng, size)
             except Exception as error:  # truncated data found only now: never kill the worker
                 self.load_failures += 1
                 warnings.warn(
@@ -267,8 +276,7 @@ class InpaintingDataset(torch.utils.data.Dataset):
                 )
         raise RuntimeError(f"{min(n, 10)} image files in a row failed to decode, the last {path}")
 
-    def _crop(self, path: Path, rng: np.random.Generator) -> np.ndarray:
-        size = self.size
+    def _crop(self, path: Path, rng: np.random.Generator, size: int) -> np.ndarray:
         width, height = image_size(path)  # as shown, after EXIF
         short = min(width, height)
         if self.train:
@@ -293,12 +301,13 @@ class InpaintingDataset(torch.utils.data.Dataset):
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return np.array(crop, dtype=np.uint8)  # a writable copy for torch
 
-    def _draw_mask(self, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    def _draw_mask(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, str]:
         names = list(self.mask_mix)
         source = names[rng.choice(len(names), p=list(self.mask_mix.values()))]
-        size = self.size
         if source == "folder":
             mask = self.mask_folder.load(int(rng.integers(len(self.mask_folder))))
+            if size != self.size:  # nearest: a resized mask stays 0/1
+                mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
             return masks.rotate_flip(mask, rng), source
         kind, _, name = source.partition("/")
         if kind == "set2":

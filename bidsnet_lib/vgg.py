@@ -165,7 +165,7 @@ def load_vgg19_features(
         return model
     if weights == "imagenet":
         state, cached = plumbing.fetch_weights(
-            VGG19_FILE, VGG19_URL, "VGG-19's ImageNet weights (548 MB; for the perceptual and style losses)",
+            VGG19_FILE, VGG19_URL, "VGG-19 (ImageNet weights, 548 MB, for the perceptual and style losses)",
             alternative=": vgg_weights='/path/to/vgg19.pth' (a torchvision vgg19 state dict), or, knowing the "
                         "losses then carry no ImageNet meaning, vgg_weights='random'")
         source, label = str(cached), "imagenet"

@@ -1,5 +1,6 @@
 """bench/time_to_quality.py: the quick run end to end through `bidsnet train`, and its pieces."""
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -20,7 +21,7 @@ def bench():
 def test_the_quick_run_trains_through_the_command_scores_milestones_and_keeps_them(bench, tmp_path):
     threads = torch.get_num_threads()
     try:
-        assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
+        assert bench.main(["--quick", "--out", str(tmp_path), "--recipes", "today"]) == 0
     finally:
         torch.set_num_threads(threads)
     results = json.loads((tmp_path / "results.json").read_text())
@@ -44,7 +45,7 @@ def test_the_quick_run_trains_through_the_command_scores_milestones_and_keeps_th
     # Measured: a second call trains nothing and keeps the numbers.
     log = tmp_path / "runs" / "today" / "train.log"
     before = log.read_text()
-    assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
+    assert bench.main(["--quick", "--out", str(tmp_path), "--recipes", "today"]) == 0
     assert log.read_text() == before
     assert json.loads((tmp_path / "results.json").read_text())["recipes"]["today"]["milestones"] == milestones
 
@@ -61,6 +62,17 @@ def test_a_recipe_whose_flags_and_config_disagree_is_refused(bench, tmp_path):
     with pytest.raises(ValueError, match=r"loss: flags give .*ssim=1\.0"):
         bench.check_config(today, tmp_path, {})
     assert TrainConfig.from_dict(made).loss.ssim == 1.0
+
+
+def test_every_recipes_flags_make_its_config(bench):
+    from bidsnet_lib.commands.train import build_parser, config_from_args
+    from bidsnet_lib.train import TrainConfig
+
+    for name, recipe in bench.RECIPES.items():
+        args = build_parser().parse_args([*recipe.flags, "--out", "unused"])
+        made = config_from_args(args, TrainConfig.small())
+        assert dataclasses.replace(made, processes=1) == recipe.config(), name
+    assert bench.RECIPES["fast"].config().stages and bench.RECIPES["fast"].config().lr_schedule == "cosine"
 
 
 def test_the_calibration_line_and_the_step_count(bench):

@@ -47,6 +47,17 @@ def test_mask_groups_of_the_shipped_root_a_set_and_a_plain_folder(tmp_path):
         ev.load_mask_groups(MASKS, limit=0)
 
 
+def test_the_rehearsal_keeps_every_group_with_one_mask(monkeypatch):
+    """make rehearsal (BIDSNET_REHEARSAL=1) cuts every evaluation loop: one mask a group, whatever
+    the caller's limit, every group kept."""
+    monkeypatch.setenv("BIDSNET_REHEARSAL", "1")
+    for limit in (None, 3):
+        groups = ev.load_mask_groups(MASKS, limit=limit)
+        assert [(g.set_name, g.name) for g in groups] == GROUPS and all(len(g.masks) == 1 for g in groups)
+    with pytest.raises(ValueError, match="limit"):
+        ev.load_mask_groups(MASKS, limit=0)  # still checked
+
+
 def test_load_photos_crops_or_keeps_their_size(four_photos):
     crops = ev.load_photos(four_photos, 48, limit=2)
     assert list(crops) == sorted(p.stem for p in four_photos.glob("*.jpg"))[:2]
@@ -104,8 +115,8 @@ def test_set_folders_without_groups_and_bad_limits_are_refused(tmp_path):
         ev.load_mask_groups(tmp_path)
     with pytest.raises(ValueError, match=r"masks: no such folder '.*absent'; expected the shipped root"):
         ev.load_mask_groups(tmp_path / "absent")
-    for limit in (True, 1.5, -1):
-        with pytest.raises(ValueError, match=f"limit: got {limit!r}, expected None or an int >= 1"):
+    for limit, error in ((True, TypeError), (1.5, TypeError), (-1, ValueError)):
+        with pytest.raises(error, match=f"limit: got {limit!r}, expected None or an int >= 1"):
             ev.load_mask_groups(MASKS, limit=limit)
 
 
@@ -120,7 +131,7 @@ def test_load_photos_refusals_name_the_folder_or_photo(tmp_path, four_photos):
     cv2.imwrite(str(tmp_path / "small" / "thumb.png"), np.zeros((20, 40, 3), np.uint8))
     with pytest.raises(ValueError, match="images: got thumb.png of 20x40, expected both sides >= 32"):
         ev.load_photos(tmp_path / "small")
-    with pytest.raises(ValueError, match="size: got True, expected None"):
+    with pytest.raises(TypeError, match="size: got True, expected None"):
         ev.load_photos(four_photos, True)
     with pytest.raises(ValueError, match="limit: got 0, expected None or an int >= 1"):
         ev.load_photos(four_photos, 48, limit=0)
@@ -137,8 +148,7 @@ def test_fit_mask_resizes_with_nearest_neighbour_and_keeps_a_fitting_mask():
 
 
 def test_write_standin_data_refuses_a_bad_count(tmp_path):
-    for per_group in (0, True, 2.0):
-        with pytest.raises(ValueError, match=f"per_group: got {per_group!r}, expected None \\(every mask\\) "
-                                             "or an int >= 1"):
+    for per_group, error in ((0, ValueError), (True, TypeError), (2.0, TypeError)):
+        with pytest.raises(error, match=f"per_group: got {per_group!r}, expected None or an int >= 1"):
             ev.write_standin_data(tmp_path, per_group=per_group)
     assert not (tmp_path / "photos").exists()

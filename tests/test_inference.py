@@ -220,6 +220,63 @@ def test_mirror_averages_the_fill_of_the_mirrored_crop_in_one_call():
         Inpainter(ramp, mirror="yes")
 
 
+# ----------------------------------------------------------------------------- coarse to fine
+class Residual(torch.nn.Module):
+    """A stand-in with a residual head: returns ``answer(image, mask, fill)`` and records each call's
+    shape and whether it was given a fill (a level above the first)."""
+
+    config = type("Config", (), {"output": "residual", "stride": 1})()
+
+    def __init__(self, answer=lambda image, mask, fill: image):
+        super().__init__()
+        self.answer, self.calls = answer, []
+
+    def forward(self, image, mask, fill=None):
+        self.calls.append((tuple(image.shape), fill is not None))
+        return self.answer(image, mask, fill)
+
+
+def test_coarse_to_fine_returns_the_photo_bit_for_bit_through_every_level_and_tile():
+    yy, xx = np.mgrid[0:700, 0:900]
+    smooth = np.dstack([xx * 255 // 900, yy * 255 // 700, (xx + yy) * 255 // 1600]).astype(np.uint8)
+    holes = np.zeros((700, 900), np.uint8)
+    holes[100:600, 150:800] = 1  # thick: starts from a thumbnail of the whole crop
+    model = Residual()
+    out = Inpainter(model, work_size=WORK, batch_size=3, coarse_to_fine=True).inpaint(smooth, holes)
+    np.testing.assert_array_equal(out, smooth)  # tiles blended, levels stacked, nothing moved
+    # Memory follows the tile: never more than batch_size working squares in one call.
+    assert {shape[1:] for shape, _ in model.calls} == {(3, WORK, WORK)}
+    assert max(shape[0] for shape, _ in model.calls) <= 3
+    assert not model.calls[0][1] and all(given for _, given in model.calls[1:])  # fills from the level below
+    assert len(model.calls) > 20  # the full-resolution level runs in tiles
+
+
+def test_coarse_to_fine_blends_tiles_that_disagree_without_seams():
+    def column_ramp(image, mask, fill):  # each tile paints 0 at its left edge to 1 at its right
+        return torch.linspace(0, 1, image.shape[-1]).expand_as(image).clone()
+
+    rgb = photo(64, 400)
+    thin = np.zeros((64, 400), np.uint8)
+    thin[30:32, 5:395] = 1  # a 2-px line: filled at full resolution directly, in overlapping tiles
+    model = Residual(column_ramp)
+    out = Inpainter(model, work_size=WORK, coarse_to_fine=True).inpaint(rgb, thin)
+    assert not any(given for _, given in model.calls)  # one level, the model's own input fill
+    assert sum(shape[0] for shape, _ in model.calls) >= 7  # 400 px in 64-px tiles overlapping by 16
+    steps = np.diff(out[30, 5:395, 0].astype(int))
+    assert steps.min() < 0 < steps.max()  # each tile its own rising ramp: they disagree ...
+    assert np.abs(steps).max() <= 10  # ... yet cross-fade over the overlaps: no 255-to-0 seam
+    np.testing.assert_array_equal(out[thin == 0], rgb[thin == 0])
+
+
+def test_coarse_to_fine_needs_a_residual_head_and_a_bool(tiny_model):
+    assert tiny_model.config.output != "residual"
+    with pytest.raises(ValueError, match="coarse_to_fine: got True, expected a model with a residual head"):
+        Inpainter(tiny_model, work_size=WORK, coarse_to_fine=True)
+    with pytest.raises(TypeError, match="coarse_to_fine: got 'yes', expected True or False"):
+        Inpainter(Residual(), coarse_to_fine="yes")
+    assert not Inpainter(Residual()).coarse_to_fine  # off unless asked for
+
+
 def test_a_baseline_works_as_the_model():
     rgb, holes = photo(), box_mask()
     out = Inpainter(make_baseline("telea"), work_size=WORK, label="Telea").inpaint(rgb, holes)

@@ -12,6 +12,7 @@ build/site while nothing they depend on changed. Chromium missing: skipped, fail
 """
 
 import importlib.util
+import re
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ spec.loader.exec_module(build_site)
 
 OUT = ROOT / "build" / "site"
 TRACEBACK = "Traceback (most recent call last)"
-REFERENCE_PAGES = ("model_card.html", "docs/benchmarks.html", "docs/ablations.html")
+REFERENCE_PAGES = ("model_card.html", "docs/benchmarks.html", "docs/ablations.html", "teaching.html")
 
 
 def wait_for_nbval_copies(timeout: float) -> None:
@@ -127,6 +128,14 @@ def test_landing_page_leads_to_every_notebook_in_order_and_to_colab(pages):
 
 
 @pytest.mark.site
+def test_teaching_page_renders_its_plans_and_leads_to_the_notebooks(pages):
+    seen = pages["teaching.html"]
+    assert "A 90-minute lesson" in seen["text"] and "Session 3" in seen["text"], seen["text"][:300]
+    linked = {Path(urlparse(link).path).stem for link in seen["links"] if "/notebooks/" in link}
+    assert linked == {nb.stem for nb in NOTEBOOKS}, linked  # every notebook, each as a page of the site
+
+
+@pytest.mark.site
 def test_reference_pages_show_their_plots(pages):
     for rel in ("docs/benchmarks.html", "docs/ablations.html"):
         assert local_images(pages[rel]), f"{rel}: its plots are missing"
@@ -200,3 +209,48 @@ def test_the_nbval_run_leaves_a_copy_for_the_site_once_every_cell_ran(tmp_path, 
     assert all(c.outputs[0].text == c.source[:10] for c in code)
     failed = run(fail_at=1)
     assert failed.metadata[build_site.FAILED] and build_site.KEY not in failed.metadata
+
+
+# ----------------------------------------------------------------------------- the teaching page (fast)
+TEACHING = ROOT / "site" / "teaching.md"
+PLAN_ROW = re.compile(r"^\| (\d+):(\d\d) \| (\d+) \| (live|ahead|students) \| [^|]+ \| (.+) \|$")
+
+
+def plan_tables(text: str) -> dict[str, list[re.Match]]:
+    """{heading: its plan's rows}: the 90-minute lesson and each session."""
+    tables, heading = {}, None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            heading = line.lstrip("# ")
+        elif match := PLAN_ROW.match(line):
+            tables.setdefault(heading, []).append(match)
+    return tables
+
+
+def test_teaching_plans_add_up_to_their_time_and_name_sections_and_exercises_that_exist():
+    from test_exercises import exercise_number
+
+    text = TEACHING.read_text(encoding="utf-8")
+    tables = plan_tables(text)
+    assert list(tables) == ["A 90-minute lesson", "Session 1: holes and the CNN stream",
+                            "Session 2: attention, fusion and losses", "Session 3: train, measure, use, question"]
+    for heading, rows in tables.items():
+        clock = 0
+        for row in rows:  # each row starts where the one before it ended
+            assert int(row[1]) * 60 + int(row[2]) == clock, f"{heading}: {row[0]}"
+            clock += int(row[3])
+        assert clock == 90, f"{heading}: {clock} min"
+    covered = set()
+    for name, refs in re.findall(r"\]\(notebooks/(\d\d_[a-z0-9_]+)\.ipynb\)((?: (?:§|ex\. )\d+,?)*)", text):
+        path = ROOT / "notebooks" / f"{name}.ipynb"
+        assert path.is_file(), name
+        cells = nbformat.read(path, 4).cells
+        sections = {int(m) for c in cells if c.cell_type == "markdown"
+                    for m in re.findall(r"^## (\d+)\b", c.source, re.M)}
+        exercises = {exercise_number(c.source) for c in cells if "exercise" in c.get("metadata", {}).get("tags", [])}
+        for kind, number in re.findall(r"(§|ex\. )(\d+)", refs):
+            assert int(number) in (sections if kind == "§" else exercises), f"{name} {kind}{number}"
+        covered.add(name)
+    assert covered == {nb.stem for nb in NOTEBOOKS}  # the plans cover every notebook
+    index = (ROOT / "site" / "index.md").read_text(encoding="utf-8")
+    assert "(teaching.md)" in index and re.search(r"^teaching$", index, re.M)  # linked, and in a toctree

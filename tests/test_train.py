@@ -136,13 +136,30 @@ def test_a_run_writes_logs_samples_validation_and_a_checkpoint(photos, tmp_path)
     assert read_run_config(tmp_path) == trainer.config
 
 
-def test_k_steps_kill_and_resume_equal_2k_steps(photos, tmp_path, monkeypatch, deterministic_restored):
-    config = tiny_config(photos, deterministic=True, checkpoint_every=3, sample_every=0)
+# The schedule levers: a cosine rate after a warm-up, and a first stage at a smaller crop side.
+STAGED = {"size": 64, "stages": ((32, 0.5),), "lr_schedule": "cosine", "warmup_steps": 2}
+
+
+@pytest.mark.parametrize("changes", [{}, STAGED], ids=["constant", "staged"])
+def test_k_steps_kill_and_resume_equal_2k_steps(photos, tmp_path, monkeypatch, deterministic_restored, changes):
+    config = tiny_config(photos, deterministic=True, checkpoint_every=3, sample_every=0, **changes)
+    real_step, sides, rates = Trainer.train_step, [], []
+
+    def records_side_and_rate(self, batch):
+        logs = real_step(self, batch)
+        sides.append(batch["image"].shape[-1])
+        rates.append(self.opt_g.param_groups[0]["lr"])
+        return logs
+
+    monkeypatch.setattr(Trainer, "train_step", records_side_and_rate)
     straight = Trainer(config, tmp_path / "straight", progress=False)
     straight.train()
+    monkeypatch.undo()
+    assert sides == [config.size_at(s) for s in range(6)] == ([32] * 3 + [64] * 3 if changes else [32] * 6)
+    assert rates == pytest.approx([config.lr_g * config.lr_factor(s) for s in range(6)])
 
     # Killed during step 5: step 4 already changed the weights in memory, checkpoint 3 is on disk.
-    real_step, calls = Trainer.train_step, []
+    calls = []
 
     def dies_in_step_five(self, batch):
         calls.append(1)
@@ -240,6 +257,11 @@ def test_flags_map_onto_the_dataclass():
     assert config.loss.vgg_weights == "random" and config.loss.perceptual == 0.2
     assert config.mask_mix == {"set1": 1.0, "set2/thin": 3.0} and config.keep_every == 5
     assert config.lr_d == TrainConfig.small().lr_d  # untouched fields keep the preset's value
+    staged = config_from_args(build_parser().parse_args([
+        "--out", "x", "--size", "128", "--stages", "64:0.6,96:0.3", "--lr-schedule", "cosine", "--warmup-steps", "5",
+    ]), TrainConfig.small())
+    assert staged.stages == ((64, 0.6), (96, 0.3)) and staged.lr_schedule == "cosine" and staged.warmup_steps == 5
+    assert main(["--out", "x", "--stages", "64-0.6"]) == 2  # argparse names the expected form
     with pytest.raises(ValueError, match="--vgg-weights random: no effect"):
         config_from_args(build_parser().parse_args(["--out", "x", "--vgg-weights", "random"]), TrainConfig.small())
 
@@ -249,7 +271,7 @@ def test_missing_vgg_weights_is_the_message_a_user_sees(photos, tmp_path, monkey
     monkeypatch.setattr(plumbing, "reachable", lambda url, timeout=2.0: False)
     code = main(["--preset", "paper", "--data", photos[0], "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("bidsnet train: error: VGG-19 ImageNet weights are needed")
+    assert code == 2 and err.startswith("bidsnet train: error: VGG-19 (ImageNet weights, 548 MB, for the perceptual and style losses) needs")
     assert "vgg19-dcbb9e9d.pth" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
     assert main(["--data", photos[0], "--out", str(tmp_path / "r"), "--perceptual", "0.1",

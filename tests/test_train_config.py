@@ -86,10 +86,31 @@ def test_bad_config_types_are_named():
     ({"grad_clip": -0.5}, ValueError, "grad_clip: got -0.5, expected a number >= 0 and < inf"),
     ({"betas": (0.5, 1.0)}, ValueError, r"betas: got \(0.5, 1.0\), expected two numbers in \[0, 1\)"),
     ({"compile": 1}, TypeError, "compile: got 1, expected True or False"),
+    ({"lr_schedule": "linear"}, ValueError, "lr_schedule: got 'linear', expected one of \\['constant', 'cosine'\\]"),
+    ({"warmup_steps": -1}, ValueError, "warmup_steps: got -1, expected an int >= 0"),
+    ({"stages": (64, 0.5)}, TypeError, r"stages: got \(64, 0.5\), expected \(size, share\) pairs"),
+    ({"stages": ((40, 0.5),)}, ValueError, r"stages: got \(\(40, 0.5\),\), expected .*\(stride 16, size 64\)"),
+    ({"stages": ((64, 0.5),)}, ValueError, "stages: .* sizes multiples of the model's stride below size"),
+    ({"stages": ((32, 0.0),)}, ValueError, "stages share: got 0.0"),
+    ({"stages": ((32, 0.5), (32, 0.5))}, ValueError, "shares summing to < 1"),
 ])
 def test_every_kind_of_bad_field_is_named(changes, error, message):
     with pytest.raises(error, match=message):
         dataclasses.replace(TrainConfig.small(), **changes)
+
+
+def test_stages_and_learning_rate_are_functions_of_the_step():
+    config = dataclasses.replace(TrainConfig.small(), model=BIDSNetConfig.small(), size=128, steps=100,
+                                 stages=[[32, 0.5], [64, 0.3]], lr_schedule="cosine", warmup_steps=10)
+    assert config.stages == ((32, 0.5), (64, 0.3))  # as JSON gives them back: lists
+    assert [config.size_at(s) for s in (0, 49, 50, 79, 80, 99)] == [32, 32, 64, 64, 128, 128]
+    factors = [config.lr_factor(s) for s in range(100)]
+    assert factors[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])  # linear warm-up from 0
+    assert factors[10] == 1.0 and factors[55] == pytest.approx(0.5, abs=0.02) and factors[99] < 0.001
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))  # the decay only falls
+    constant = dataclasses.replace(config, lr_schedule="constant", warmup_steps=0, stages=())
+    assert {constant.lr_factor(s) for s in range(100)} == {1.0} and constant.size_at(99) == 128
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
 def test_paths_become_plain_strings_and_betas_a_tuple(tmp_path):

@@ -2,7 +2,8 @@
 environment outside the repository, so nothing of the checkout (``data/``, ``notebooks/``) is
 reachable and only the package data travels.
 
-    python tools/bare_install.py DIR      # builds the wheel, creates DIR/venv, prints its python
+    python tools/bare_install.py DIR                # builds the wheel, creates DIR/venv, prints its python
+    python tools/bare_install.py --wheel-only DIR   # only the wheel, into DIR (`make wheel`: dist/)
 
 The fresh venv gets the wheel with ``pip install --no-deps --no-index`` (nothing is downloaded);
 its dependencies are the dev set's: a ``.pth`` file in its site-packages adds the running
@@ -70,7 +71,20 @@ def bare_install(folder) -> Path:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="where to put the wheel (wheel/) and the venv (venv/)")
-    print(bare_install(parser.parse_args(argv).folder))
+    parser.add_argument("--wheel-only", action="store_true", help="only build the wheel, into FOLDER")
+    args = parser.parse_args(argv)
+    if not args.wheel_only:
+        print(bare_install(args.folder))
+        return
+    import tempfile
+
+    folder = Path(args.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        wheel = build_wheel(scratch)
+        target = folder / wheel.name
+        shutil.copy2(wheel, target)
+    print(target)
 
 
 if __name__ == "__main__":

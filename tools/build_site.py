@@ -7,8 +7,9 @@
    them all again); ``pytest --nbval-lax notebooks`` (``make test``) leaves such copies too
    (notebooks/conftest.py), so the site of a test run shows that run's outputs and each
    notebook runs once.
-3. Sphinx with myst-nb renders the executed copies, a landing page (``site/index.md``), the
-   model card and the benchmark and ablation pages (``site/conf.py`` says why this builder).
+3. Sphinx with myst-nb renders the executed copies, a landing page (``site/index.md``) and the
+   pages beside it (``site/teaching.md``), the model card and the benchmark and ablation pages
+   (``site/conf.py`` says why this builder).
 
 Error outputs keep their last line (``ValueError: ...``), not the traceback: the cells that
 raise are the ones tagged ``raises-exception`` (the exercise checks, which fail until solved,
@@ -115,6 +116,9 @@ def stage(out: Path, executed: list[Path]) -> Path:
     shutil.rmtree(src, ignore_errors=True)
     (src / "notebooks").mkdir(parents=True)
     shutil.copy2(SITE / "conf.py", src / "conf.py")
+    for extra in sorted(SITE.glob("*.md")):  # pages beside the landing page (teaching.md), as written
+        if extra.name != "index.md":
+            shutil.copy2(extra, src / extra.name)
     shutil.copytree(ROOT / "docs", src / "docs")
     shutil.copy2(MODEL_CARD, src / "model_card.md")
     rows, toc = ["| # | notebook | open |", "| --- | --- | --- |"], []

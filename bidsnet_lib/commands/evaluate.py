@@ -4,6 +4,7 @@ baselines, per mask group, with intervals over photos (bidsnet_lib.evaluate)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -13,16 +14,28 @@ from bidsnet_lib.bootstrap import N_RESAMPLES
 from bidsnet_lib.commands import USER_ERRORS, Parser, positive_int, run
 from bidsnet_lib.evaluate import (
     EvalResult,
+    RealismCheck,
     default_baselines,
     default_cache_dir,
     evaluate,
+    evaluate_native,
     load_mask_groups,
+    load_native_set,
     load_photos,
+    whole_photo_baseline,
     write_outputs,
 )
 from bidsnet_lib.fid import FID_WEIGHTS_FILE
-from bidsnet_lib.masks import MIN_SIZE, SHIPPED_MASKS
-from bidsnet_lib.plumbing import SHIPPED_IMAGES, check_apart, check_writable_folder, resolve_device
+from bidsnet_lib.masks import HIRES_IMAGES, HIRES_MASKS, MIN_SIZE, SHIPPED_MASKS
+from bidsnet_lib.plumbing import (
+    SHIPPED_IMAGES,
+    atomic_write,
+    check_apart,
+    check_writable_folder,
+    resolve_device,
+)
+
+SHIPPED_VAL = SHIPPED_IMAGES.parent / "val"  # the course's validation photos: the C2ST's default training set
 
 
 def _size(text: str) -> int | str:
@@ -57,12 +70,18 @@ def build_parser(prog: str = "bidsnet evaluate") -> Parser:
         "printed), results.csv, results.json, per_photo.csv, metrics_vs_hole_ratio.png and "
         "examples.png into --out."))
     parser.add_argument("--checkpoint", required=True, help="inference (or training) checkpoint")
-    parser.add_argument("--images", default=str(SHIPPED_IMAGES),
-                        help="folder of test photos (default: the shipped data/images/test)")
-    parser.add_argument("--masks", default=str(SHIPPED_MASKS),
+    parser.add_argument("--images", default=None,
+                        help="folder of test photos (default: the shipped data/images/test; with --hires "
+                             "data/images/test_hires)")
+    parser.add_argument("--masks", default=None,
                         help="the shipped root bidsnet_lib/eval_masks (every Set I bin and Set II preset), one "
                              "set's folder, or any folder of masks (grouped by hole ratio); "
-                             "default: the shipped bidsnet_lib/eval_masks")
+                             "default: the shipped bidsnet_lib/eval_masks (with --hires data/test_hires_masks)")
+    parser.add_argument("--hires", action="store_true",
+                        help="each photo at its own resolution with its own masks (KIND/PHOTO_STEM/NNN.png, "
+                             "drawn at its size), nothing resized: PSNR, SSIM, hole sharpness, seconds and "
+                             "peak memory per photo, by mask kind; the model by its thumbnail path and "
+                             "coarse to fine, the baselines on the whole photo (issue 28)")
     parser.add_argument("--out", required=True, help="folder for the results")
     parser.add_argument("--size", type=_size, default=256,
                         help="evaluation resolution: centre square crops resized to SIZE x SIZE "
@@ -102,6 +121,15 @@ def build_parser(prog: str = "bidsnet evaluate") -> Parser:
     parser.add_argument("--batch-size", type=positive_int, default=16,
                         help="pairs per batch (the model's crops: at most this many per forward pass)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    # realism (issue 29): hole sharpness and C2ST detectability, bidsnet_lib.evaluate.RealismCheck
+    # Off by default: the C2ST has every method fill the training photos too (about twice the run time).
+    parser.add_argument("--realism", action="store_true",
+                        help="add hole sharpness and detectability (a two-sample classifier test, C2ST AUC) "
+                             "per group and method; each method also fills the --realism-train photos, "
+                             "which about doubles the run time (default: off)")
+    parser.add_argument("--realism-train", metavar="FOLDER",
+                        help=f"photos the detectability classifiers are trained on, apart from --images; "
+                             f"each method fills them with the same masks (default: {SHIPPED_VAL})")
     return parser
 
 
@@ -138,7 +166,8 @@ def _run(args) -> EvalResult:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: got the file {str(out)!r}, expected a folder")
-    inputs = {"--images": args.images, "--masks": args.masks}
+    inputs = {"--images": args.images, "--masks": args.masks,
+              "--realism-train": (args.realism_train or SHIPPED_VAL) if args.realism else None}
     check_apart(out, inputs)
     if args.cache and not args.no_cache:  # the cache is written too
         check_apart(args.cache, inputs, "--cache")
@@ -155,6 +184,7 @@ def _run(args) -> EvalResult:
         groups = load_mask_groups(args.masks, args.limit)
     for warning in dropped:
         print(f"note: {warning.message}", file=sys.stderr)
+    realism = _realism(args)
     lpips, fid, skipped = _metrics(args, device)
     with warnings.catch_warnings(record=True) as left_out:  # said once, as a note, not as a warning
         warnings.simplefilter("always")
@@ -179,7 +209,57 @@ def _run(args) -> EvalResult:
     cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache_dir()
     return evaluate({inpainter.label: inpainter}, photos, groups, baselines=baselines, radius=args.radius,
                     lpips=lpips, fid_features=fid, skipped=skipped, batch_size=args.batch_size,
-                    seed=args.seed, protocol=protocol, cache=cache, n_resamples=args.resamples)
+                    seed=args.seed, protocol=protocol, cache=cache, n_resamples=args.resamples,
+                    realism=realism)
+
+
+def _realism(args) -> RealismCheck | None:
+    """--realism: the C2ST's training photos, at the test photos' size (issue 29)."""
+    if not args.realism:
+        return None
+    train = Path(args.realism_train or SHIPPED_VAL)
+    if train.resolve() == Path(args.images).resolve():
+        raise ValueError(f"--realism-train: got {args.realism_train!r}, expected photos apart from "
+                         "--images (the classifier is trained on other photos than it is scored on)")
+    photos = load_photos(train, None if args.size == "native" else args.size)
+    return RealismCheck(photos, source=str(train))
+
+
+def _run_hires(args) -> int:
+    """--hires: bidsnet_lib.evaluate.native on the high-resolution set (or --images/--masks in its layout)."""
+    from bidsnet_lib.inference import Inpainter
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out: got the file {str(out)!r}, expected a folder")
+    check_apart(out, {"--images": args.images or HIRES_IMAGES, "--masks": args.masks or HIRES_MASKS})
+    check_writable_folder(out)  # a read-only --out fails now, not after the work
+    pairs = load_native_set(args.images or HIRES_IMAGES, args.masks or HIRES_MASKS, args.limit)
+    device = resolve_device(args.device)
+    options = dict(device=device, batch_size=args.batch_size, mirror=not args.no_mirror)
+    if args.work_size:
+        options["work_size"] = args.work_size
+    thumbnail = Inpainter.from_checkpoint(args.checkpoint, **options)
+    methods = {f"{thumbnail.label}, thumbnail": thumbnail.inpaint}
+    if getattr(thumbnail.model, "config", None) is not None and thumbnail.model.config.output == "residual":
+        methods[f"{thumbnail.label}, coarse to fine"] = Inpainter.from_checkpoint(
+            args.checkpoint, coarse_to_fine=True, **options).inpaint
+    names = ("telea", "ns") if args.baselines is None else args.baselines
+    for name in names:
+        methods[name] = whole_photo_baseline(name, args.radius if name in ("telea", "ns") else None)
+    photos = len({p.photo for p in pairs})
+    print(f"{photos} photos x {len(pairs) // photos} mask kinds, {sum(len(p.masks) for p in pairs)} masks, "
+          f"{len(methods)} methods", file=sys.stderr)
+    result = evaluate_native(methods, pairs, baselines=names, progress=lambda row: print(
+        f"{row['kind']} {row['photo']} {row['mask']} {row['method']}: {row['psnr']:.2f} dB, "
+        f"{row['seconds']:.1f} s", file=sys.stderr, flush=True))
+    table = result.markdown(seed=args.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "results_hires.md", table)
+    atomic_write(out / "results_hires.json", json.dumps({"rows": result.rows, "baselines": list(names)}, indent=1))
+    print(table)
+    print(f"wrote {out / 'results_hires.md'}, {out / 'results_hires.json'}")
+    return 0
 
 
 def main(argv: list[str] | None = None, prog: str = "bidsnet evaluate") -> int:
@@ -190,6 +270,13 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet evaluate") -> int:
             raise ValueError("--lpips-weights and --random-lpips-backbone exclude each other")
         if args.no_fid and args.fid_weights:
             raise ValueError("--fid-weights and --no-fid exclude each other")
+        if args.realism_train is not None and not args.realism:
+            raise ValueError("--realism-train FOLDER needs --realism (it names the photos the "
+                             "detectability classifier is trained on)")
+        if args.hires:
+            return _run_hires(args)
+        args.images = args.images or str(SHIPPED_IMAGES)
+        args.masks = args.masks or str(SHIPPED_MASKS)
         result = _run(args)
         paths = write_outputs(result, args.out)
         print(result.markdown())

@@ -55,6 +55,15 @@ def _mask_mix(text: str) -> dict[str, float]:
         raise argparse.ArgumentTypeError(f"expected SOURCE=WEIGHT[,SOURCE=WEIGHT...], got {text!r}") from None
 
 
+def _stages(text: str) -> tuple[tuple[int, float], ...]:
+    """"64:0.6,128:0.3" -> ((64, 0.6), (128, 0.3)); "" -> () (no stages)."""
+    try:
+        return tuple((int(size), float(share)) for size, share in
+                     (part.split(":") for part in text.split(",") if part.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SIZE:SHARE[,SIZE:SHARE...], got {text!r}") from None
+
+
 def _processes(text: str) -> int | str:
     if text == "auto":
         return text
@@ -79,10 +88,10 @@ def build_parser(prog: str = "bidsnet train") -> Parser:
                    help="start a new run in an --out folder that holds files but no checkpoint")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the GPU if any)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    # Two flags whose text is no field value: --processes also takes auto (settled once the device
-    # is known), --mask-mix takes SRC=W pairs.
+    # Flags whose text is no field value: --processes also takes auto (settled once the device
+    # is known), --mask-mix takes SRC=W pairs, --stages SIZE:SHARE pairs.
     add_config_flags(p, TrainConfig, processes={"type": _processes, "default": "auto", "metavar": "N|auto"},
-                     mask_mix={"type": _mask_mix})
+                     mask_mix={"type": _mask_mix}, stages={"type": _stages, "nargs": None})
     add_config_flags(p, BIDSNetConfig)
     add_config_flags(p, LossConfig)
     return p

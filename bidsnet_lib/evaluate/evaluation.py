@@ -27,6 +27,8 @@ Taught in ``notebooks/07_evaluation.ipynb``. The protocol, stated in every table
 - **FID** is computed per group from that group's n images (real: the photos of its pairs;
   generated: the outputs); with tens of images it is biased and only comparable at equal n, so
   the count is in every row and a warning is issued. It has no interval.
+- **Realism** (``realism=RealismCheck(train photos)``, ``bidsnet evaluate --realism``): hole
+  sharpness and C2ST detectability per group and method (:mod:`.realism` states the protocol).
 - **Seconds per image**: each method's wall time on this machine; a baseline read from the
   output cache (:class:`bidsnet_lib.baselines.CachedBaseline`) reports the time it took when
   it was computed.
@@ -61,6 +63,7 @@ from bidsnet_lib.evaluate.inputs import (
     MaskGroup,
     fit_mask,
 )
+from bidsnet_lib.evaluate.realism import RealismCheck
 from bidsnet_lib.evaluate.results import (
     COMPARED,
     HIGHER_IS_BETTER,
@@ -188,7 +191,8 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
 def evaluate(model, images, mask_groups, *, label: str = "BIDS-Net", baselines=None,
              radius: int = 3, lpips=None, fid_features=None, skipped: Mapping[str, str] | None = None,
              batch_size: int = 16, seed: int = 0, progress: bool = True,
-             protocol: str | None = None, cache=None, n_resamples: int = N_RESAMPLES) -> EvalResult:
+             protocol: str | None = None, cache=None, n_resamples: int = N_RESAMPLES,
+             realism: RealismCheck | None = None) -> EvalResult:
     """Every metric for the model(s) and the baselines on every (mask, photo) pair of each group,
     with bootstrap intervals over photos and each model's paired differences to each baseline.
 
@@ -203,7 +207,8 @@ def evaluate(model, images, mask_groups, *, label: str = "BIDS-Net", baselines=N
     ``lpips``: a metric ``(pred, target) -> (B,)`` with a ``label`` (an ``LPIPSMetric``) or None;
     ``fid_features``: a feature extractor ``images (B, 3, H, W) -> (B, D)`` or None. A metric
     left None is reported as skipped, with the reason from ``skipped`` if given.
-    ``n_resamples`` and ``seed`` set the bootstrap.
+    ``n_resamples`` and ``seed`` set the bootstrap. ``realism``: a :class:`RealismCheck` (its
+    training photos, apart from ``images``) adds hole sharpness and detectability, or None.
     """
     if isinstance(images, Mapping):
         photos = dict(images)
@@ -233,6 +238,10 @@ def evaluate(model, images, mask_groups, *, label: str = "BIDS-Net", baselines=N
     if fid_features is not None and not callable(fid_features):
         raise TypeError(f"fid_features: got {type(fid_features).__name__}, expected a feature "
                         "extractor images (B, 3, H, W) -> (B, D) or None")
+    if realism is not None:  # realism (issue 29): a fresh start, no training photo among the test photos
+        if not isinstance(realism, RealismCheck):
+            raise TypeError(f"realism: got {type(realism).__name__}, expected a RealismCheck or None")
+        realism.start(photos)
     methods, baseline_names = _methods(model, label, default_baselines() if baselines is None else baselines,
                                        radius, cache)
     skipped = dict(skipped or {})
@@ -269,7 +278,8 @@ def evaluate(model, images, mask_groups, *, label: str = "BIDS-Net", baselines=N
         torch.manual_seed(seed)
         for g_index, group in enumerate(groups):
             shown = int(np.random.default_rng([seed, g_index]).integers(len(names) * len(group.masks)))
-            run = _run_group(group, photos, methods, lpips, fid_features, batch_size, shown, bar, timing)
+            run = _run_group(group, photos, methods, lpips, fid_features, batch_size, shown, bar, timing,
+                             realism)
             examples.append(run["example"])
             common = {"set": group.set_name, "group": group.name,
                       "hole_ratio": float(np.mean(run["ratios"])), "n": len(run["ratios"]),
@@ -299,13 +309,18 @@ def evaluate(model, images, mask_groups, *, label: str = "BIDS-Net", baselines=N
                                  "note": "" if metric in ("psnr", "ssim") else note})
             comparisons += _compare(group, means, [m for m in methods if m not in baseline_names],
                                     baseline_names, stats)
+        if realism is not None:  # realism (issue 29): train each method's C2ST, score the groups
+            found = realism.finish(methods, groups, rows, baselines=baseline_names, batch_size=batch_size,
+                                   seed=seed, n_resamples=n_resamples, progress=progress)
+            rows, per_photo, comparisons = rows + found[0], per_photo + found[1], comparisons + found[2]
     if few_fid:
         warnings.warn(f"FID per group from {min(few_fid)} to {max(few_fid)} images: far below the "
                       f"{FID_MIN_IMAGES} a stable estimate needs; biased upwards, compare only at "
                       "equal n (stated in every row)", FIDSampleSizeWarning, stacklevel=2)
     seconds = {name: (t / n if n else math.nan) for name, (t, n) in timing.items()}
     return EvalResult(rows, list(methods), notes, protocol, examples, baselines=baseline_names,
-                      per_photo=per_photo, comparisons=comparisons, seconds=seconds, bootstrap=stats)
+                      per_photo=per_photo, comparisons=comparisons, seconds=seconds, bootstrap=stats,
+                      realism={} if realism is None else realism.summary)
 
 
 def _photo_means(pairs: list[float], photo_of_pair: list[str], names: list[str]) -> list[float]:
@@ -362,7 +377,7 @@ def _fid_metrics(extractor, methods) -> dict[str, FIDMetric]:
 
 
 def _run_group(group: MaskGroup, photos: dict, methods: dict, lpips, fid_features, batch_size: int,
-               shown: int, bar, timing: dict) -> dict:
+               shown: int, bar, timing: dict, realism: RealismCheck | None = None) -> dict:
     """Scores, FIDs, hole ratios and photo of every pair of a group, and pair ``shown``'s example;
     adds each method's seconds and images to ``timing``."""
     # Photo-major: at native size consecutive pairs share a photo, so batches have one shape.
@@ -405,6 +420,8 @@ def _run_group(group: MaskGroup, photos: dict, methods: dict, lpips, fid_feature
                 scores[name]["lpips"] += lpips(out, target).flatten().tolist()
             if fid:
                 fid[name].add_features(real=real, fake=fid[name].features(out))
+            if realism is not None:  # realism (issue 29): sharpness and C2ST patches of the pair
+                realism.observe(group.label, batch, name, target, out, mask)
             outputs[name] = out
         if done <= shown < done + len(batch):
             i = shown - done

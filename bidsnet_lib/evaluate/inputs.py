@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bidsnet_lib import rehearsal
 from bidsnet_lib.masks import (
     EVAL_PRESETS,
     LARGE_MASK_PRESETS,
@@ -104,9 +105,13 @@ def load_mask_groups(source, limit: int | None = None) -> list[MaskGroup]:
     """The mask groups of a folder: the shipped layout (``set1/<bin>``, ``set2/<preset>``), one
     set's folder (``bidsnet_lib/eval_masks/set1``), or any folder of masks, split into hole-ratio bins.
 
-    ``limit`` keeps the first masks (sorted by path) of each group.
+    ``limit`` keeps the first masks (sorted by path) of each group; under ``make rehearsal``
+    (``bidsnet_lib.rehearsal()``) one, whatever ``limit`` says: every evaluation loop cut, the
+    groups kept.
     """
     check_int("limit", limit, 1, optional=True)
+    if rehearsal():
+        limit = 1
     root = Path(source)
     if not root.is_dir():
         raise ValueError(f"masks: no such folder {str(root)!r}; expected the shipped root bidsnet_lib/eval_masks, "

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bidsnet_lib.bootstrap import CONFIDENCE
+from bidsnet_lib.evaluate.realism import realism_markdown
 from bidsnet_lib.masks import overlay_mask
 from bidsnet_lib.plumbing import (
     atomic_write,
@@ -65,6 +66,7 @@ class EvalResult:
     comparisons: list[dict] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # method -> seconds per image
     bootstrap: dict = field(default_factory=dict)  # seed, n_resamples
+    realism: dict = field(default_factory=dict)  # RealismCheck.summary: protocol, training photos, times
 
     @property
     def models(self) -> list[str]:
@@ -158,7 +160,8 @@ class EvalResult:
                                     **self.bootstrap},
                       "methods": self.methods, "baselines": self.baselines,
                       "seconds_per_image": self.seconds, "rows": self.rows,
-                      "comparisons": self.comparisons, "per_photo": self.per_photo})
+                      "comparisons": self.comparisons, "per_photo": self.per_photo,
+                      **({"realism": self.realism} if self.realism else {})})
 
     def write_json(self, path) -> Path:
         """``results.json``: :meth:`to_json`."""
@@ -207,6 +210,8 @@ class EvalResult:
                      "model); baselines read from the cache report the time measured when computed")
         for model in self.models:
             lines += ["", *self._comparison_lines(model)]
+        if self.realism:  # realism (issue 29): its own tables
+            lines += ["", *realism_markdown(self)]
         return "\n".join(lines)
 
     def _comparison_lines(self, model: str) -> list[str]:

@@ -23,7 +23,16 @@ from bidsnet_lib.model import (
     BIDSNetConfig,
     check_config_keys,
 )
-from bidsnet_lib.plumbing import DEFAULT_WORK_SIZE, check_int, check_multiple, got_expected
+from bidsnet_lib.plumbing import (
+    DEFAULT_WORK_SIZE,
+    check_choice,
+    check_fraction,
+    check_int,
+    check_multiple,
+    got_expected,
+)
+
+LR_SCHEDULES = ("constant", "cosine")
 
 # Fields a resumed run may change; any other difference would make it a different experiment.
 RESUME_OVERRIDABLE = ("steps", "log_every", "sample_every", "validate_every", "checkpoint_every",
@@ -68,6 +77,14 @@ class TrainConfig:
     steps: int = field(default=100_000, metadata={"help": "training steps (a resumed run may raise them)"})
     lr_g: float = field(default=2e-4, metadata={"help": "the generator's Adam learning rate"})
     lr_d: float = field(default=2e-5, metadata={"help": "the critic's Adam learning rate"})
+    lr_schedule: str = field(default="constant", metadata={
+        "help": "constant, or cosine: both rates decay to 0 over --steps on a half cosine, after the warm-up",
+        "choices": LR_SCHEDULES})
+    warmup_steps: int = field(default=0, metadata={"help": "steps over which both rates rise linearly from 0"})
+    stages: tuple[tuple[int, float], ...] = field(default=(), metadata={
+        "help": "progressive resizing: SIZE:SHARE stages trained before --size, e.g. 64:0.6,128:0.3 "
+                "(the first 60% of the steps at 64 px, the next 30% at 128, the rest at --size)",
+        "metavar": "SIZE:SHARE,..."})
     betas: tuple[float, float] = (0.5, 0.999)
     grad_clip: float = field(default=1.0, metadata={"help": "largest gradient norm of each network (0: no clip)"})
     ema_decay: float = field(default=0.999, metadata={"help": "decay of the generator's weight average (EMA)"})
@@ -129,6 +146,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < high:
                 raise ValueError(got_expected(name, value, f"a number >= 0 and < {high}"))
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_int("warmup_steps", self.warmup_steps, 0)
+        self.stages = self._checked_stages()
         if (not isinstance(self.betas, list | tuple) or len(self.betas) != 2
                 or not all(isinstance(b, int | float) and 0 <= b < 1 for b in self.betas)):
             raise ValueError(got_expected("betas", self.betas, "two numbers in [0, 1)"))
@@ -136,6 +156,41 @@ class TrainConfig:
         for name in ("amp", "cpu_bf16", "channels_last", "compile", "deterministic"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(got_expected(name, getattr(self, name), "True or False"))
+
+    def _checked_stages(self) -> tuple[tuple[int, float], ...]:
+        expected = "(size, share) pairs, sizes multiples of the model's stride below size, shares summing to < 1"
+        if not isinstance(self.stages, list | tuple) or not all(
+                isinstance(s, list | tuple) and len(s) == 2 for s in self.stages):
+            raise TypeError(got_expected("stages", self.stages, expected))
+        stride = self.model.stride
+        for size, share in self.stages:
+            check_int("stages size", size, 32)
+            check_fraction("stages share", share, high_open=True)
+            if size % stride or size >= self.size:
+                raise ValueError(got_expected("stages", self.stages, expected + f" (stride {stride}, size {self.size})"))
+        if sum(share for _, share in self.stages) >= 1:
+            raise ValueError(got_expected("stages", self.stages, expected))
+        return tuple((int(size), float(share)) for size, share in self.stages)
+
+    def size_at(self, step: int) -> int:
+        """The crop side of training step ``step`` (counted from 0): the stage it falls in, else ``size``.
+        Stages are shares of ``steps``, so a resumed run that raises ``steps`` stretches them."""
+        end = 0.0
+        for size, share in self.stages:
+            end += share * self.steps
+            if step < end:
+                return size
+        return self.size
+
+    def lr_factor(self, step: int) -> float:
+        """The multiple of ``lr_g`` and ``lr_d`` at step ``step`` (counted from 0): a function of
+        the step alone, so a resumed run continues the schedule where it stood."""
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.lr_schedule == "constant":
+            return 1.0
+        progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     @classmethod
     def paper(cls) -> "TrainConfig":
@@ -160,7 +215,8 @@ class TrainConfig:
         """Plain data (ints, floats, strings, lists, dicts) for checkpoints and JSON."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data.update(model=self.model.to_dict(), loss=dataclasses.asdict(self.loss), data=list(self.data),
-                    val_data=list(self.val_data), betas=list(self.betas), mask_mix=dict(self.mask_mix))
+                    val_data=list(self.val_data), betas=list(self.betas), mask_mix=dict(self.mask_mix),
+                    stages=[list(stage) for stage in self.stages])
         return data
 
     @classmethod

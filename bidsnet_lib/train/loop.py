@@ -118,8 +118,25 @@ class EpochSampler(Sampler):
             epoch, skip = epoch + 1, 0
 
 
+class StagedSampler(Sampler):
+    """``EpochSampler``'s keys with the crop side of their step: ``(epoch, index, size)``.
+
+    Sample n belongs to step ``n // batch``; ``size_at(step)`` (``TrainConfig.size_at``, the
+    progressive-resizing stages) gives its side, the same for all of one batch. Still a function
+    of the sample number alone, so a resumed run draws what the uninterrupted one would have.
+    """
+
+    def __init__(self, keys: EpochSampler, batch: int, size_at):
+        self.keys, self.batch, self.size_at = keys, check_int("batch", batch, 1), size_at
+
+    def __iter__(self):
+        for sample, (epoch, index) in enumerate(self.keys, start=self.keys.start):
+            yield epoch, index, self.size_at(sample // self.batch)
+
+
 class EpochItems(Dataset):
-    """``dataset[(epoch, index)]``: the item ``index`` of ``epoch`` as {"image", "mask"} only."""
+    """``dataset[(epoch, index)]``: the item ``index`` of ``epoch`` as {"image", "mask"} only;
+    a key ``(epoch, index, size)`` asks for that crop side instead of the dataset's own."""
 
     def __init__(self, dataset: InpaintingDataset):
         self.dataset = dataset
@@ -127,10 +144,10 @@ class EpochItems(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> dict:
-        epoch, index = key
+    def __getitem__(self, key: tuple[int, int] | tuple[int, int, int]) -> dict:
+        epoch, index, size = key if len(key) == 3 else (*key, None)
         self.dataset.set_epoch(epoch)
-        item = self.dataset[index]
+        item = self.dataset.item(index, size)
         return {"image": item["image"], "mask": item["mask"]}
 
 
@@ -285,12 +302,20 @@ class Trainer:
 
     # -- one step --------------------------------------------------------------------------------
 
+    def set_learning_rates(self) -> None:
+        """Both optimisers at ``TrainConfig.lr_factor(step)`` times their peak rate."""
+        factor = self.config.lr_factor(self.step)
+        for optimiser, peak in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
+            for group in optimiser.param_groups if optimiser is not None else ():
+                group["lr"] = peak * factor
+
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         """One critic update, then one generator update and the EMA; returns detached 0-dim logs."""
         cfg = self.config
         image = batch["image"].to(self.device, non_blocking=True, memory_format=self.memory_format)  # (B, 3, S, S)
         mask = batch["mask"].to(self.device, non_blocking=True, memory_format=self.memory_format)  # (B, 1, S, S), 1 = hole
         clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        self.set_learning_rates()  # the schedule's rates at this step (warm-up, cosine decay)
         with self.autocast():
             pred = self.g_train(image, mask)  # (B, 3, S, S)
         comp = composite(pred, image, mask)  # float32, known pixels exact: what the critic judges
@@ -324,8 +349,9 @@ class Trainer:
     def loader(self) -> DataLoader:
         """Training batches from the current step on (each process its own shard)."""
         cfg = self.config
-        sampler = EpochSampler(len(self.train_set), seed=cfg.seed, rank=self.rank,
-                               world_size=self.world_size, start=self.step * self.batch)
+        keys = EpochSampler(len(self.train_set), seed=cfg.seed, rank=self.rank,
+                            world_size=self.world_size, start=self.step * self.batch)
+        sampler = StagedSampler(keys, self.batch, cfg.size_at)
         # Its own generator: creating an iterator then leaves the global RNG untouched.
         return DataLoader(EpochItems(self.train_set), batch_size=self.batch, sampler=sampler,
                           num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
