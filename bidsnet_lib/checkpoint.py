@@ -35,6 +35,7 @@ from bidsnet_lib.plumbing import (
     DEFAULT_WORK_SIZE,
     atomic_save,
     check_int,
+    check_multiple,
     describe_path,
     got_expected,
 )
@@ -200,6 +201,9 @@ def export_inference(train_checkpoint_path: str | os.PathLike, out_path: str | o
     _check_export_target(source, Path(out_path))
     train = load_checkpoint(source, TRAIN_FORMAT)
     check_finite(train["ema"], source, "EMA weights")
+    if work_size is not None:  # what the Inpainter would refuse is refused now
+        stride = BIDSNetConfig.from_dict(train["config"]["model"]).stride
+        check_multiple("work_size", work_size, stride, f"the model's stride {stride}")
     payload = _inference_payload(train, source, dtype)
     if work_size is not None:
         payload["meta"]["work_size"] = work_size
@@ -233,6 +237,28 @@ def check_shapes(config: BIDSNetConfig, weights: dict, path: Path) -> None:
             f"{first!r}: config {wanted.get(first)}, weights {stored.get(first)}); refused before building it")
 
 
+def check_weights(config: BIDSNetConfig, weights, path: Path, what: str = "weights") -> None:
+    """Refuse ``weights`` for a model of ``config`` before it is built: not a state dict, NaN or
+    infinite values, or (for a config larger than the presets, which could ask for terabytes)
+    shapes that do not fit."""
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{path}: got {what} of type {type(weights).__name__}, expected a state dict")
+    check_finite(weights, path, what)
+    if not within_presets(config):  # the meta check costs seconds: only for sizes beyond the presets
+        check_shapes(config, weights, path)
+
+
+def load_weights(model: torch.nn.Module, weights: dict, path: Path) -> None:
+    """``model.load_state_dict(weights)``, a mismatch said in one line naming ``path``."""
+    try:  # copies into the float32 parameters, casting float16 weights back
+        model.load_state_dict(weights)
+    except RuntimeError as error:  # missing/unexpected keys, shape mismatches: one per line
+        problems = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+        first = problems[0][:150] if problems else str(error)[:150]
+        raise CheckpointError(f"{path}: weights do not fit the config stored with them "
+                              f"({len(problems)} problem(s), the first: {first})") from None
+
+
 def load_inference_model(path: str | os.PathLike, device: str | torch.device | None = None) -> tuple[InpaintingNet, dict]:
     """``(model in eval mode on device, meta)`` from an inference checkpoint (or a training one,
     whose EMA weights are used). ``device`` defaults to ``bidsnet_lib.default_device()``.
@@ -243,22 +269,12 @@ def load_inference_model(path: str | os.PathLike, device: str | torch.device | N
     data = load_checkpoint(path, (INFERENCE_FORMAT, TRAIN_FORMAT))
     if data["format"] == TRAIN_FORMAT:
         data = _inference_payload(data, path, torch.float32)
-    if not isinstance(data["model"], dict):
-        raise CheckpointError(f"{path}: got a 'model' of type {type(data['model']).__name__}, expected a state dict")
-    check_finite(data["model"], path)
     try:
         config = BIDSNetConfig.from_dict(data["config"])
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: its model config is invalid: {error}") from None
-    if not within_presets(config):  # the meta check costs seconds: only for sizes beyond the presets
-        check_shapes(config, data["model"], path)
+    check_weights(config, data["model"], path)
     model = build_model(config)
-    try:  # copies into the float32 parameters, casting float16 weights back
-        model.load_state_dict(data["model"])
-    except RuntimeError as error:  # missing/unexpected keys, shape mismatches: one per line
-        problems = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
-        first = problems[0][:150] if problems else str(error)[:150]
-        raise CheckpointError(f"{path}: weights do not fit the config stored with them "
-                              f"({len(problems)} problem(s), the first: {first})") from None
+    load_weights(model, data["model"], path)
     device = bidsnet_lib.default_device() if device is None else torch.device(device)
     return model.to(device).eval(), data["meta"]

@@ -33,8 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"bidsnet: unknown command {command!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[command][0])
-    return int(module.main(rest) or 0)
+    try:
+        module = importlib.import_module(COMMANDS[command][0])
+        return int(module.main(rest) or 0)
+    except KeyboardInterrupt:  # Ctrl-C while torch loads or a command sets up: one line, not a traceback
+        print(f"bidsnet {command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

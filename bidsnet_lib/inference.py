@@ -38,6 +38,7 @@ from bidsnet_lib.plumbing import (
     Photo,
     check_finite_float,
     check_int,
+    check_multiple,
     describe_path,
     got_expected,
     read_mask,
@@ -208,8 +209,7 @@ class Inpainter:
         if not callable(model):
             raise TypeError(f"model: got {type(model).__name__}, expected a BIDSNet or a callable model(image, mask)")
         stride = getattr(getattr(model, "config", None), "stride", 1)
-        if check_int("work_size", work_size) < stride or work_size % stride:
-            raise ValueError(got_expected("work_size", work_size, f"a positive multiple of the model's stride {stride}"))
+        check_multiple("work_size", work_size, stride, f"the model's stride {stride}")
         check_int("batch_size", batch_size, 1)
         check_finite_float("margin", margin, 0)
         if not isinstance(mirror, bool):

@@ -27,6 +27,9 @@ validators (:func:`check_int`, :func:`check_positive_int`, :func:`check_finite_f
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
+import hashlib
 import math
 import numbers
 import os
@@ -52,6 +55,8 @@ SHIPPED_IMAGES = DATA_DIR / "images" / "test"  # the course's test photos (absen
 DEFAULT_WORK_SIZE = 256
 MASK_THRESHOLD = 0.5  # a mask pixel is a hole when its value > this fraction of full scale
 
+# The longest file name most file systems allow (ext4, APFS, NTFS: 255 bytes).
+NAME_MAX = 255
 # Photos every command reads and writes (PIL reads and writes them all).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
@@ -91,6 +96,13 @@ def check_int(name: str, value, low: int | None = None, high: int | None = None,
         raise TypeError(got_expected(name, value, expected))
     if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(got_expected(name, value, expected))
+    return int(value)
+
+
+def check_multiple(name: str, value, step: int, of: str) -> int:
+    """``value`` as a positive int multiple of ``step`` (``of`` names it: "the model's stride 16")."""
+    if check_int(name, value) < step or value % step:
+        raise ValueError(got_expected(name, value, f"a positive multiple of {of}"))
     return int(value)
 
 
@@ -154,6 +166,75 @@ def describe_path(path: Path) -> str:
         f"no file (its folder {str(path.parent)!r} does not exist)"
 
 
+def images_by_stem(folder, name: str) -> tuple[dict[str, Path], dict[str, str]]:
+    """(stem -> image file in ``folder``, stem -> problem) where two files share a stem
+    (``a.png`` and ``a.jpg``): whatever pairs or labels files by stem must not pick one silently."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(got_expected(name, str(folder), f"a folder; there is {describe_path(folder)}"))
+    by_stem: dict[str, list[Path]] = {}
+    for path in image_files(folder):
+        by_stem.setdefault(path.stem, []).append(path)
+    if not by_stem:
+        raise ValueError(got_expected(name, str(folder), f"a folder holding {'/'.join(IMAGE_EXTENSIONS)} files; "
+                                      "it holds none"))
+    files = {stem: paths[0] for stem, paths in by_stem.items() if len(paths) == 1}
+    shared = {stem: f"{' and '.join(p.name for p in paths)} in {folder} share the stem {stem!r}; files named "
+              "by stem need one file per stem" for stem, paths in by_stem.items() if len(paths) > 1}
+    return files, shared
+
+
+def check_apart(out, inputs, name: str = "--out") -> None:
+    """Refuse an output ``out`` (file or folder) that is one of the ``inputs`` ({flag: path or
+    None}, or (flag, path) pairs) or lies inside an input folder: no command writes where it reads
+    (an input overwritten, or its own output read back as input on the next run)."""
+    out = Path(out).expanduser()
+    resolved = out.resolve()
+    for flag, source in (inputs.items() if isinstance(inputs, dict) else inputs):
+        if source is None:
+            continue
+        source = Path(source).expanduser()
+        same = resolved == source.resolve() or (out.exists() and source.exists() and os.path.samefile(out, source))
+        if same or (source.is_dir() and resolved.is_relative_to(source.resolve())):
+            kind = "folder" if source.is_dir() else "file"
+            raise ValueError(got_expected(name, str(out), f"a place apart from the inputs; it {'is' if same else 'lies inside'} "
+                                          f"the {flag} {kind} {str(source)!r}, and a command never writes where it "
+                                          "reads its inputs"))
+
+
+def check_writable_folder(folder, name: str = "--out", keep: bool = False) -> Path:
+    """Prove a file can be made in ``folder`` before any work: a read-only or full disk, a file in
+    the way or a name too long fail in one line naming the path and the cause, not after an hour
+    of work. Folders it had to create are removed again unless ``keep``."""
+    folder = Path(folder)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    blocker = folder.parents[len(missing) - 1] if missing else folder
+    if blocker.exists() and not blocker.is_dir():
+        raise NotADirectoryError(got_expected(name, str(folder), f"a folder; {str(blocker)!r} is a file"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = temp_name(folder / "write-test")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as error:
+        raise OSError(error.errno, f"{name}: cannot write in {str(folder)!r} ({os_error_reason(error)})") from None
+    finally:
+        for created in [] if keep else missing:  # deepest first
+            with contextlib.suppress(OSError):
+                created.rmdir()
+    return folder
+
+
+def os_error_reason(error: OSError) -> str:
+    """The cause of an OSError in words ("no space left on the disk", "read-only file system")."""
+    reasons = {errno.ENOSPC: "no space left on the disk", errno.EROFS: "a read-only file system",
+               errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+               errno.ENAMETOOLONG: f"a name longer than the file system allows ({NAME_MAX} bytes a name)",
+               errno.ENOTDIR: "a part of the path is a file, not a folder", errno.EDQUOT: "disk quota exceeded",
+               errno.EEXIST: "a file is in the way", errno.EISDIR: "it is a folder"}
+    return reasons.get(error.errno, error.strerror or str(error))
+
+
 def _fsync_dir(folder: Path) -> None:
     if os.name == "posix":  # the rename itself made durable; Windows cannot open a directory
         fd = os.open(folder, os.O_RDONLY)
@@ -163,14 +244,31 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+_TEMP_TAIL = 14  # the "." before the name and ".<8 hex>.tmp" after it
+
+
+def _temp_head(name: str) -> str:
+    """``name``, or a digest of it when the temporary name would pass :data:`NAME_MAX`: a file
+    named near the limit is still written."""
+    if len(os.fsencode(name)) <= NAME_MAX - _TEMP_TAIL:
+        return name
+    return "~" + hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+
+
 def temp_name(path: Path) -> Path:
-    """A unique hidden name beside ``path``: ``.NAME.<pid>.<hex>.tmp`` (see :func:`stale_temps`)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    """A unique hidden name beside ``path``: ``.NAME.<8 hex>.tmp``, NAME a digest when the file's
+    own name is near :data:`NAME_MAX` (see :func:`stale_temps`)."""
+    return path.with_name(f".{_temp_head(path.name)}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def stale_temps(path: Path) -> list[Path]:
     """Temporary files of :func:`atomic_write` for ``path`` left by a killed writer."""
-    return sorted(path.parent.glob(f".{path.name}.*.*.tmp"))
+    return sorted(path.parent.glob(f".{glob.escape(_temp_head(path.name))}.{'[0-9a-f]' * 8}.tmp"))
+
+
+def temp_files(folder: Path) -> list[Path]:
+    """Temporary files of :func:`atomic_write` in ``folder``, whatever their target."""
+    return sorted(p for p in Path(folder).glob(".*.tmp") if re.fullmatch(r"\..+\.[0-9a-f]{8}\.tmp", p.name))
 
 
 def atomic_move(source: str | os.PathLike, target: str | os.PathLike) -> Path:
@@ -201,9 +299,9 @@ def atomic_write(path: str | os.PathLike, content: str | bytes | Callable,
     blocker = next((p for p in path.parents if p.exists()), None)
     if blocker is not None and not blocker.is_dir():  # mkdir would say only "File exists"
         raise NotADirectoryError(got_expected("path", str(path), f"a file in a folder; {str(blocker)!r} is a file"))
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(fd, "wb") as stream:
             if isinstance(content, str):
@@ -211,7 +309,13 @@ def atomic_write(path: str | os.PathLike, content: str | bytes | Callable,
             elif isinstance(content, bytes | bytearray | memoryview):
                 stream.write(content)
             elif callable(content):
-                content(stream)
+                recorder = _WriteErrors(stream)
+                try:
+                    content(recorder)
+                except Exception:
+                    if recorder.error is not None:  # torch.save says "unexpected pos"; the cause was this
+                        raise recorder.error from None
+                    raise
             else:
                 raise TypeError(got_expected("content", type(content).__name__, "str, bytes or a callable(stream)"))
             stream.flush()
@@ -221,11 +325,31 @@ def atomic_write(path: str | os.PathLike, content: str | bytes | Callable,
         with contextlib.suppress(FileNotFoundError):
             os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))  # a rewrite keeps the file's mode
         atomic_move(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as error:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(error, OSError) and error.errno is not None:  # the target named, not the temporary file
+            raise OSError(error.errno, f"cannot write {str(path)!r} ({os_error_reason(error)})") from None
         raise
     return path
+
+
+class _WriteErrors:
+    """A binary stream that keeps the OSError of a failed write (ENOSPC), which a writer such
+    as torch.save replaces with its own vaguer error."""
+
+    def __init__(self, stream):
+        self.stream, self.error = stream, None
+
+    def write(self, data) -> int:
+        try:
+            return self.stream.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
 
 
 def atomic_save(obj, path: str | os.PathLike) -> Path:

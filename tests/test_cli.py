@@ -54,7 +54,7 @@ def test_concept_modules_keep_no_command_line(name):
 
 @pytest.mark.parametrize("command", sorted(cli.COMMANDS))
 def test_every_usage_error_is_one_line_and_status_2(command, capsys):
-    argv = ["write", "--no-such-flag"] if command == "masks" else ["--no-such-flag"]
+    argv = ["write", "--out", "x", "--no-such-flag"] if command == "masks" else ["--no-such-flag"]
     assert cli.main([command, *argv]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()

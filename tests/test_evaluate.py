@@ -298,7 +298,7 @@ def test_errors_exit_2_with_one_line(checkpoint, tmp_path, capsys):
          "not a PyTorch checkpoint"),
         (["--checkpoint", str(checkpoint), *base, "--images", str(tmp_path / "nowhere")],
          "images: no such folder"),
-        (["--checkpoint", str(checkpoint), *base, "--images", str(empty)], "holds no .png"),
+        (["--checkpoint", str(checkpoint), *base, "--images", str(empty)], "expected a folder holding .png/.jpg"),
         (["--checkpoint", str(checkpoint), *base, "--masks", str(empty)], "expected a folder holding .png"),
         (["--checkpoint", str(checkpoint), *base, "--masks", str(tmp_path / "nowhere")],
          "masks: no such folder"),

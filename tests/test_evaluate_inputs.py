@@ -125,7 +125,7 @@ def test_load_photos_refusals_name_the_folder_or_photo(tmp_path, four_photos):
     with pytest.raises(ValueError, match="images: no such folder '.*absent'"):
         ev.load_photos(tmp_path / "absent")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match=r"images: folder '.*empty' holds no .png/.jpg"):
+    with pytest.raises(ValueError, match=r"images: got '.*empty', expected a folder holding .png/.jpg.*; it holds none"):
         ev.load_photos(tmp_path / "empty")
     (tmp_path / "small").mkdir()
     cv2.imwrite(str(tmp_path / "small" / "thumb.png"), np.zeros((20, 40, 3), np.uint8))

@@ -375,7 +375,7 @@ def test_cli_bad_inputs(files, checkpoint, capsys):
     assert "MASK: got 10x10, expected the size of IMAGE, 48x40" in bad_call([p, str(folder / "small.png"), "-o", str(out), *ck], capsys)
     Image.fromarray(np.zeros((48, 40), np.uint8)).save(folder / "empty.png")
     assert "all known" in bad_call([p, str(folder / "empty.png"), "-o", str(out), "--strict", *ck], capsys)
-    assert "it is an input file" in bad_call([p, m, "-o", p, *ck], capsys)
+    assert "it is the IMAGE file" in bad_call([p, m, "-o", p, *ck], capsys)
     assert "r.txt', expected a file name ending in one of .png" in bad_call([p, m, "-o", str(folder / "r.txt"), *ck], capsys)
     (folder / "corrupt.pt").write_bytes(b"PK\x03\x04garbage")
     assert "corrupt.pt" in bad_call([p, m, "-o", str(out), "--checkpoint", str(folder / "corrupt.pt")], capsys)
@@ -600,18 +600,21 @@ def test_cli_device_that_does_not_exist_is_one_line(files, checkpoint, capsys):
     assert "expected a device this machine has" in bad_call([*argv, "--device", "cuda:99"], capsys)
 
 
-def test_folder_mode_errors_never_name_a_staging_path(tmp_path, checkpoint, capsys):
-    """#16: errors in folder mode named out/.afile.txt.gui3zi5k/a.png."""
+def test_folder_mode_skips_a_result_it_cannot_write_and_names_it(tmp_path, checkpoint, capsys):
+    """#16: errors in folder mode named out/.afile.txt.gui3zi5k/a.png; #30.10: one result that
+    cannot be written aborted the whole batch."""
     images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
     images.mkdir()
     masks.mkdir()
-    Image.fromarray(photo()).save(images / "a.png")
-    Image.fromarray(box_mask() * 255).save(masks / "a.png")
+    for stem in "abc":
+        Image.fromarray(photo()).save(images / f"{stem}.png")
+        Image.fromarray(box_mask() * 255).save(masks / f"{stem}.png")
     out.mkdir()
     (out / "a.png").mkdir()  # the result's name is taken by a folder
-    assert main(["--images", str(images), "--masks", str(masks), "-o", str(out), "--checkpoint", str(checkpoint)]) == 2
+    assert main(["--images", str(images), "--masks", str(masks), "-o", str(out), "--checkpoint", str(checkpoint)]) == 1
     err = capsys.readouterr().err
-    assert str(out / "a.png") in err and "/." not in err.replace(str(tmp_path), "")
+    assert f"skipped a: cannot write {out / 'a.png'}" in err and "/." not in err.replace(str(tmp_path), "")
+    assert "Traceback" not in err and (out / "b.png").is_file() and (out / "c.png").is_file()
 
 
 def test_outputs_get_the_permissions_of_a_normal_write(files, checkpoint, tmp_path):

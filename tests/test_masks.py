@@ -283,9 +283,9 @@ def test_shipped_masks_regenerate_byte_for_byte(tmp_path):
     assert len(shipped) == 5 * 10 + 3 * 20 and shipped == fresh
     for rel in shipped:
         assert (SHIPPED / rel).read_bytes() == (out / rel).read_bytes(), rel
-    readme = (out / "README.md").read_text().replace(str(out), "bidsnet_lib/eval_masks")
+    readme = (out / "README.md").read_text().replace(str(out), "DIR")
     assert readme == (SHIPPED / "README.md").read_text()
-    assert "bidsnet masks write --out bidsnet_lib/eval_masks --size 256 --seed 0" in readme
+    assert "bidsnet masks write --out DIR --size 256 --seed 0" in readme
 
 
 def test_cli_reports_bad_input_and_draws_a_gallery(tmp_path, capsys):

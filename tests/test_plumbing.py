@@ -181,6 +181,20 @@ def test_temp_names_are_unique_so_two_writers_never_collide(tmp_path):
     assert stale_temps(tmp_path / "a.txt") == [leftover]
 
 
+def test_a_file_named_near_the_name_limit_is_written(tmp_path):
+    """#30.10: the temporary name added ~20 characters, so a 250-byte name failed (ENAMETOOLONG)."""
+    long, other = tmp_path / ("a" * 246 + ".png"), tmp_path / ("a" * 245 + ".png")
+    assert atomic_write(long, b"x").read_bytes() == b"x"
+    leftover = plumbing.temp_name(long)
+    assert len(leftover.name) <= plumbing.NAME_MAX
+    leftover.write_bytes(b"killed mid-write")
+    plumbing.temp_name(other).write_bytes(b"another file's")
+    assert stale_temps(long) == [leftover]
+    odd = tmp_path / "[x].txt"  # glob's special characters are names here
+    plumbing.temp_name(odd).write_text("left")
+    assert len(stale_temps(odd)) == 1
+
+
 def test_atomic_write_check_may_refuse_the_new_content(tmp_path):
     path = atomic_write(tmp_path / "a.txt", "old")
 

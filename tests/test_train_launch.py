@@ -51,7 +51,9 @@ def test_preflight_gives_what_the_trainer_builds_on(photos, tmp_path):
     checked = preflight(tiny(photos, data=(os.path.relpath(photos),)), tmp_path / "run")
     assert isinstance(checked, Preflight) and checked.config.data == (photos,)  # resolved
     assert checked.checkpoint is None and checked.photos == photo_identity([photos])
-    assert checked.loss_fn.vgg is None and not (tmp_path / "run").exists()  # checks write nothing
+    assert checked.loss_fn.vgg is None and sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock"]
+    checked.lock.release()
+    assert not (tmp_path / "run").exists()  # the checks write nothing but the folder's lock
 
 
 @pytest.mark.parametrize("config,error,message", [
@@ -148,7 +150,7 @@ def test_an_os_error_at_set_up_is_one_line(photos, tmp_path, capsys):
     assert main(["--data", photos, "--out", str(tmp_path / "file" / "run"), "--size", "32", "--batch-size", "1",
                  "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("bidsnet train: error: ") and err.count("\n") == 1 and "Not a directory" in err
+    assert err.startswith("bidsnet train: error: ") and err.count("\n") == 1 and "/file' is a file" in err
 
 
 def test_processes_split_the_batch_and_several_only_on_a_cpu():
@@ -182,6 +184,10 @@ RANK = textwrap.dedent("""
 
 def test_local_ranks_join_one_group_and_are_stopped(tmp_path, monkeypatch):
     (tmp_path / "rank_module.py").write_text(RANK)
+    # #30.4: `python -m` put the working directory on the ranks' sys.path: a torch.py there broke them.
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "cwd" / "torch.py").write_text("raise ImportError('the torch.py of the working directory')")
+    monkeypatch.chdir(tmp_path / "cwd")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     threads, share = torch.get_num_threads(), max(1, usable_cores() // 3)
     group = LocalRanks("rank_module", [str(share)], 3)
@@ -199,3 +205,17 @@ def test_local_ranks_join_one_group_and_are_stopped(tmp_path, monkeypatch):
 def test_alone_no_group_is_joined(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert init_distributed() is False and not dist.is_initialized()
+
+
+def test_a_rank_dying_before_the_group_forms_ends_rank_0_at_once(tmp_path, monkeypatch):
+    """#30.4: rank 0 waited up to 10 minutes in init_process_group, deaf to Ctrl-C."""
+    import time
+
+    from bidsnet_lib.train import RankFailed
+
+    start = time.monotonic()
+    with pytest.raises(RankFailed, match=r"rank 1 of 2 ended before joining the group \(exit code 1\): "
+                                         r".*No module named '?no_such_module_here"):
+        LocalRanks("no_such_module_here", [], 2)
+    assert time.monotonic() - start < 30 and not dist.is_initialized()
+

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bidsnet_lib.checkpoint import CheckpointError
+from bidsnet_lib.checkpoint import REQUIRED_KEYS, TRAIN_FORMAT, CheckpointError, save_checkpoint
 from bidsnet_lib.losses import LossConfig
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig
 from bidsnet_lib.train import (
@@ -127,7 +127,7 @@ def test_check_fresh_dir_with_overwrite_clears_the_old_log_and_samples_only(tmp_
 
 # ------------------------------------------------------------------------------ a resume
 def test_require_checkpoint_returns_latest_pt_and_removes_stale_temps(tmp_path):
-    (tmp_path / "latest.pt").write_bytes(b"x")
+    save_checkpoint(dict.fromkeys(REQUIRED_KEYS[TRAIN_FORMAT], 0), tmp_path / "latest.pt", TRAIN_FORMAT)
     (tmp_path / ".latest.pt.123.abcdef12.tmp").write_bytes(b"half")
     (tmp_path / ".other.pt.1.2.tmp").write_bytes(b"kept")
     assert require_checkpoint(tmp_path) == tmp_path / "latest.pt"

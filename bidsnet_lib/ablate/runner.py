@@ -74,9 +74,9 @@ from bidsnet_lib.checkpoint import export_inference
 from bidsnet_lib.colab import REPO_URL
 from bidsnet_lib.evaluate import evaluate, load_mask_groups, load_photos
 from bidsnet_lib.model import BIDSNetConfig, count_parameters
-from bidsnet_lib.plumbing import check_int, download_file
+from bidsnet_lib.plumbing import check_apart, check_int, download_file
 from bidsnet_lib.reports import machine_line
-from bidsnet_lib.train import TrainConfig, Trainer, read_metrics
+from bidsnet_lib.train import RunLock, TrainConfig, Trainer, read_metrics
 
 PUBLISHED_URL = REPO_URL.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main/docs/ablations"
 ABLATION_BASELINES = ("telea", "ns")  # scored once beside every study
@@ -366,6 +366,8 @@ def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, 
     # Cheap checks first: a wrong folder fails in a second, not after an hour of training.
     if not Path(settings.train_images).is_dir():
         raise ValueError(f"data: no such folder {settings.train_images!r}; expected the training photos")
+    check_apart(out, {"data": settings.train_images, "test images": settings.test_images, "masks": settings.masks},
+                "out")
     photos = load_photos(settings.test_images, settings.size)
     groups = load_mask_groups(settings.masks, settings.limit)
     make_lpips(settings)
@@ -403,6 +405,17 @@ def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, 
     if dry_run:
         return []
 
+    lock = RunLock(out).acquire()  # one ablation writes --out at a time (each run's folder has its own lock too)
+    try:
+        return _run_and_report(studies, settings, out, pending, finished, keys, jobs, threads, docs, command, log,
+                               started)
+    finally:
+        lock.release()
+
+
+def _run_and_report(studies, settings, out, pending, finished, keys, jobs, threads, docs, command, log,
+                    started) -> list[StudyReport]:
+    """The training, evaluation and reports of :func:`run_ablations`, done holding the lock of ``out``."""
     baselines = baseline_rows(settings, out)
     records = dict(finished)
     records.update(run_tasks(pending, jobs, threads, log))

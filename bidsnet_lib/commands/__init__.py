@@ -15,6 +15,8 @@ import sys
 import typing
 from collections.abc import Callable, Sequence
 
+from bidsnet_lib.plumbing import os_error_reason
+
 # What a command reports in one line: bad values, missing or unreadable files, foreign
 # checkpoints (CheckpointError is a ValueError). Anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, TypeError, OSError)
@@ -72,7 +74,10 @@ def given_fields(args: argparse.Namespace, config_class: type) -> dict:
 
 
 def fail(prog: str, error) -> int:
-    """Print ``error`` as the command's one line on stderr; the user-error status, 2."""
+    """Print ``error`` as the command's one line on stderr; the user-error status, 2. An OSError
+    reads ``PATH: cause`` ("no space left on the disk"), without Python's ``[Errno N]``."""
+    if isinstance(error, OSError) and error.errno is not None and error.strerror:
+        error = error.strerror if error.filename is None else f"{error.filename}: {os_error_reason(error)}"
     print(f"{prog}: error: {error}", file=sys.stderr)
     return 2
 

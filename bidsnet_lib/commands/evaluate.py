@@ -27,7 +27,13 @@ from bidsnet_lib.evaluate import (
 )
 from bidsnet_lib.fid import FID_WEIGHTS_FILE
 from bidsnet_lib.masks import HIRES_IMAGES, HIRES_MASKS, MIN_SIZE, SHIPPED_MASKS
-from bidsnet_lib.plumbing import SHIPPED_IMAGES, atomic_write, resolve_device
+from bidsnet_lib.plumbing import (
+    SHIPPED_IMAGES,
+    atomic_write,
+    check_apart,
+    check_writable_folder,
+    resolve_device,
+)
 
 SHIPPED_VAL = SHIPPED_IMAGES.parent / "val"  # the course's validation photos: the C2ST's default training set
 
@@ -160,6 +166,12 @@ def _run(args) -> EvalResult:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: got the file {str(out)!r}, expected a folder")
+    inputs = {"--images": args.images, "--masks": args.masks,
+              "--realism-train": (args.realism_train or SHIPPED_VAL) if args.realism else None}
+    check_apart(out, inputs)
+    if args.cache and not args.no_cache:  # the cache is written too
+        check_apart(args.cache, inputs, "--cache")
+    check_writable_folder(out)  # a read-only --out fails now, not after the work
     # The checkpoint, photos and masks first, then the metrics' weight files: every mistake fails
     # in seconds.
     device = resolve_device(args.device)  # one line naming the devices there are, not CUDA's traceback
@@ -167,7 +179,11 @@ def _run(args) -> EvalResult:
     inpainter = Inpainter.from_checkpoint(args.checkpoint, device=device, batch_size=args.batch_size,
                                           mirror=not args.no_mirror, **options)
     load_photos(args.images, limit=1)
-    groups = load_mask_groups(args.masks, args.limit)
+    with warnings.catch_warnings(record=True) as dropped:  # masks in no hole-ratio bin: a note, and in the protocol
+        warnings.simplefilter("always")
+        groups = load_mask_groups(args.masks, args.limit)
+    for warning in dropped:
+        print(f"note: {warning.message}", file=sys.stderr)
     realism = _realism(args)
     lpips, fid, skipped = _metrics(args, device)
     with warnings.catch_warnings(record=True) as left_out:  # said once, as a note, not as a warning
@@ -187,6 +203,7 @@ def _run(args) -> EvalResult:
         photos = load_photos(args.images, args.size)
         protocol = (f"{len(photos)} photos of {args.images}, centre-cropped to a square and resized "
                     f"to {args.size}x{args.size}; {through}.")
+    protocol += "".join(f" Masks: {warning.message}." for warning in dropped)
     if args.baselines is None and "patchmatch" not in names:
         protocol += " PatchMatch is left out: pypatchmatch is not installed."
     cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache_dir()
@@ -215,6 +232,8 @@ def _run_hires(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: got the file {str(out)!r}, expected a folder")
+    check_apart(out, {"--images": args.images or HIRES_IMAGES, "--masks": args.masks or HIRES_MASKS})
+    check_writable_folder(out)  # a read-only --out fails now, not after the work
     pairs = load_native_set(args.images or HIRES_IMAGES, args.masks or HIRES_MASKS, args.limit)
     device = resolve_device(args.device)
     options = dict(device=device, batch_size=args.batch_size, mirror=not args.no_mirror)

@@ -6,7 +6,7 @@ atomically as it is done and exits 1 when any image was skipped.
 
 from __future__ import annotations
 
-import os
+import errno
 import sys
 from pathlib import Path
 
@@ -18,39 +18,20 @@ from bidsnet_lib.inference import Inpainter, read_pair
 from bidsnet_lib.plumbing import (
     IMAGE_EXTENSIONS,
     LOSSY_EXTENSIONS,
-    describe_path,
+    check_apart,
     got_expected,
     image_size,
-    is_image_file,
+    images_by_stem,
+    os_error_reason,
     resolve_device,
     save_image,
 )
-
-
-def _image_files(folder: Path, name: str) -> tuple[dict[str, Path], dict[str, str]]:
-    """(stem -> image file in ``folder``, stem -> problem) where two files share a stem."""
-    if not folder.is_dir():
-        raise ValueError(got_expected(name, str(folder), f"a folder; there is {describe_path(folder)}"))
-    by_stem: dict[str, list[Path]] = {}
-    for path in sorted(folder.iterdir()):
-        if is_image_file(path):
-            by_stem.setdefault(path.stem, []).append(path)
-    if not by_stem:
-        raise ValueError(got_expected(name, str(folder), f"a folder holding {'/'.join(IMAGE_EXTENSIONS)} files; it holds none"))
-    files = {stem: paths[0] for stem, paths in by_stem.items() if len(paths) == 1}
-    shared = {stem: f"{' and '.join(p.name for p in paths)} in {folder} share the stem {stem!r}; pairing by "
-              "stem needs one file per stem" for stem, paths in by_stem.items() if len(paths) > 1}
-    return files, shared
 
 
 def _check_strict(holes: np.ndarray, name: str) -> None:
     if not holes.any() or holes.all():
         raise ValueError(f"{name} is all {'hole' if holes.all() else 'known'} (--strict wants a mask "
                          "with both holes and known pixels)")
-
-
-def _same(a: Path, b: Path) -> bool:
-    return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
 
 
 def _lossy_note(out: Path, prog: str) -> None:
@@ -66,10 +47,8 @@ def _run_single(args, inpainter_for, prog: str) -> int:
                              "photos use --images DIR --masks DIR -o DIR)"))
     if out.suffix.lower() not in IMAGE_EXTENSIONS or out.suffix.lower() not in Image.registered_extensions():
         raise ValueError(got_expected("-o", str(out), f"a file name ending in one of {', '.join(IMAGE_EXTENSIONS)}"))
-    for source in (image, mask):
-        if _same(out, source):
-            raise ValueError(got_expected("-o", str(out), "a new file; it is an input file, which is never overwritten"))
-    photo, holes = read_pair(image, mask, "IMAGE", "MASK")
+    photo, holes = read_pair(image, mask, "IMAGE", "MASK")  # first: a folder given as IMAGE is named as such
+    check_apart(out, {"IMAGE": image, "MASK": mask}, "-o")
     if args.strict:
         _check_strict(holes, f"mask {mask}")
     result = inpainter_for().inpaint(photo.rgb, holes)
@@ -86,12 +65,9 @@ def _run_folder(args, inpainter_for, prog: str) -> int:
     images_dir, masks_dir, out_dir = Path(args.images), Path(args.masks), Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(got_expected("-o", str(out_dir), "a folder for the results (folder mode); it is a file"))
-    for name, folder in (("--images", images_dir), ("--masks", masks_dir)):
-        if _same(out_dir, folder):
-            raise ValueError(got_expected("-o", str(out_dir), f"a folder for the results; it is the {name} folder, "
-                                 "whose files are never overwritten"))
-    images, skipped = _image_files(images_dir, "--images")
-    masks, mask_shared = _image_files(masks_dir, "--masks")
+    check_apart(out_dir, {"--images": images_dir, "--masks": masks_dir}, "-o")
+    images, skipped = images_by_stem(images_dir, "--images")
+    masks, mask_shared = images_by_stem(masks_dir, "--masks")
     todo = []
     for stem in sorted(images):  # headers only: a non-image or a size mismatch is found before the model loads
         try:
@@ -129,7 +105,16 @@ def _run_folder(args, inpainter_for, prog: str) -> int:
             if chunk:
                 results = inpainter.inpaint_many([p.rgb for _, p, _ in chunk], [h for _, _, h in chunk])
                 for (stem, photo, holes), result in zip(chunk, results, strict=True):
-                    save_image(photo.with_rgb(result, holes.astype(bool)), out_dir / f"{stem}.png")
+                    target = out_dir / f"{stem}.png"
+                    try:  # one photo that cannot be written (a name too long) is skipped, not the batch
+                        save_image(photo.with_rgb(result, holes.astype(bool)), target)
+                    except OSError as err:
+                        if err.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):  # every later one would fail too
+                            raise OSError(err.errno, f"-o: cannot write {str(target)!r} ({os_error_reason(err)}); "
+                                          f"{written} image(s) written before it") from None
+                        skipped[stem] = f"cannot write {target} ({os_error_reason(err)})"
+                        print(f"{prog}: skipped {stem}: {skipped[stem]}", file=sys.stderr)
+                        continue
                     written += 1
             bar.update(len(todo[start : start + inpainter.batch_size]))
     print(f"wrote {written} inpainted image(s) to {out_dir}" + (f"; skipped {len(skipped)} (reasons above)"

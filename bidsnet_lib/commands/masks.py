@@ -7,14 +7,15 @@ import numpy as np
 
 from bidsnet_lib.commands import Parser, run
 from bidsnet_lib.masks import EVAL_PRESETS, LARGE_MASK_PRESETS, mask_gallery, write_eval_set
-from bidsnet_lib.plumbing import IMAGE_EXTENSIONS, got_expected, image_files
+from bidsnet_lib.plumbing import IMAGE_EXTENSIONS, check_apart, got_expected, image_files
 
 
 def build_parser(prog: str = "bidsnet masks") -> Parser:
     parser = Parser(prog=prog, description="Inpainting masks (1 = hole).")
     commands = parser.add_subparsers(dest="command", required=True)  # subparsers are Parsers too
     write = commands.add_parser("write", help="write the fixed evaluation mask set as 0/255 PNGs")
-    write.add_argument("--out", default="bidsnet_lib/eval_masks", help="output folder (default: bidsnet_lib/eval_masks)")
+    write.add_argument("--out", required=True, help="output folder, new or holding a mask set, which is replaced "
+                       "whole at the end (the shipped bidsnet_lib/eval_masks stays read-only)")
     write.add_argument("--size", type=int, default=256, help="mask side in pixels (default: 256)")
     write.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     write.add_argument("--per-bin", type=int, default=10, help="Set I masks per ratio bin (default: 10)")
@@ -37,6 +38,7 @@ def _masks(args) -> int:
         return 0
     if not Path(args.photos).is_dir():
         raise ValueError(got_expected("--photos", args.photos, "a folder of photos"))
+    check_apart(args.out, {"--photos": args.photos})  # read recursively: its own tiles would come back
     photos = image_files(Path(args.photos), recursive=True)
     if not photos:
         raise ValueError(got_expected("--photos", args.photos, f"a folder holding {'/'.join(IMAGE_EXTENSIONS)} photos"))

@@ -15,6 +15,7 @@ import dataclasses
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch.distributed as dist
@@ -39,6 +40,7 @@ from bidsnet_lib.train import (
     checkpoint_model_config,
     init_distributed,
     model_config_differences,
+    newest_checkpoint,
     preflight,
     read_run_config,
     settle_processes,
@@ -120,7 +122,7 @@ def resume_base(args: argparse.Namespace) -> TrainConfig:
     """What flags are written onto on ``--resume``: the run's saved config, or, when the command
     names ``--preset`` (the command that started the run, repeated), that preset, so that what
     the preset says is compared with the run too."""
-    if not (Path(args.out) / "latest.pt").is_file():
+    if newest_checkpoint(args.out)[0] is None:
         return PRESETS[args.preset or "small"]()  # Trainer explains what the folder lacks
     saved = read_run_config(args.out)
     if not args.preset:
@@ -136,35 +138,49 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet train") -> int:
     except SystemExit as stop:
         return int(stop.code or 0)
     distributed = init_distributed()
-    ranks, trained = None, False
+    ranks, trained, checked, trainer = None, False, None, None
     try:
         try:
             base = resume_base(args) if args.resume else PRESETS[args.preset or "small"]()
             config = config_from_args(args, base)
             device = None if args.device is None else resolve_device(args.device)
-            checked = None
-            if not distributed:
-                config = settle_processes(config, device or resolve_device(None), auto=args.processes == "auto",
-                                          resume=args.resume)
-                if config.processes > 1:  # checked before the others start: a mistake is one line
-                    checked = preflight(config, args.out, resume=args.resume, overwrite=args.overwrite)
-                    command = [*(sys.argv[1:] if argv is None else argv), "--processes", str(config.processes)]
-                    ranks = LocalRanks("bidsnet_lib.commands.train", command, config.processes)
-                    distributed = True
-            trainer = Trainer(config, args.out, resume=args.resume, device=device,
-                              progress=not args.no_progress, overwrite=args.overwrite, checked=checked)
+            with warnings.catch_warnings(record=True) as notes:  # one line each (a damaged checkpoint skipped)
+                warnings.simplefilter("always")
+                if not distributed:
+                    config = settle_processes(config, device or resolve_device(None),
+                                              auto=args.processes == "auto", resume=args.resume)
+                    if config.processes > 1:  # checked before the others start: a mistake is one line
+                        checked = preflight(config, args.out, resume=args.resume, overwrite=args.overwrite)
+                        command = [*(sys.argv[1:] if argv is None else argv), "--processes", str(config.processes)]
+                        ranks = LocalRanks("bidsnet_lib.commands.train", command, config.processes)
+                        distributed = True
+                trainer = Trainer(config, args.out, resume=args.resume, device=device,
+                                  progress=not args.no_progress, overwrite=args.overwrite, checked=checked)
+            for note in notes if trainer.is_main else ():
+                print(f"{prog}: note: {note.message}", file=sys.stderr)
         except USER_ERRORS as error:
             # Bad flags, a missing folder, missing VGG-19 weights, an unusable --out: the message
             # is the whole story, told once (every process of a run finds the same).
             return fail(prog, error) if not distributed or dist.get_rank() == 0 else 2
         start, first = time.perf_counter(), trainer.step
         try:
-            trainer.train()
+            with warnings.catch_warnings():  # e.g. an unreadable photo skipped: one line, not Python's two
+                warnings.showwarning = lambda message, *_, **__: print(f"{prog}: warning: {message}", file=sys.stderr)
+                trainer.train()
             trained = True
         except FloatingPointError as error:
             if trainer.is_main:
                 print(f"{prog}: error: {error}", file=sys.stderr)
             return 1  # the run diverged: not a usage error
+        except OSError as error:  # a full disk at a checkpoint: said once, the last good checkpoint kept
+            return fail(prog, error) if trainer.is_main else 2
+        except RuntimeError as error:  # another rank died mid-run: gloo's error, then its own last words
+            if not ranks or ranks.failed() is None:
+                raise
+            del error  # gloo's "Connection closed by peer": the other rank's own line says why
+            print(f"{prog}: error: {ranks.failure(ranks.failed(), 'mid-run')}; the run stops at its last checkpoint, "
+                  f"continue with: bidsnet train --out {args.out} --resume", file=sys.stderr)
+            return 1
         if trainer.is_main:
             seconds = time.perf_counter() - start
             print(f"trained steps {first}-{trainer.step} in {seconds:.1f} s "
@@ -178,10 +194,16 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet train") -> int:
             return 128 + trainer.stopped_by  # the shell's convention for "ended by a signal"
         return 0
     finally:
+        if trainer is not None:  # the run folder's lock, also when set-up failed after the preflight
+            trainer.close()
+        elif checked is not None and checked.lock is not None:
+            checked.lock.release()
+        if ranks and not trained:  # the others end now, before they can add tracebacks to rank 0's line
+            ranks.stop(grace=0)
         if distributed:
             dist.destroy_process_group()
-        if ranks:
-            ranks.stop(grace=60 if trained else 5)
+        if ranks and trained:
+            ranks.stop(grace=60)
 
 
 if __name__ == "__main__":  # torchrun -m bidsnet_lib.commands.train ...

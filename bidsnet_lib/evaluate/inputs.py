@@ -8,6 +8,7 @@ Used by :func:`bidsnet_lib.evaluate.evaluate` and ``bidsnet evaluate``; taught i
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,9 +28,8 @@ from bidsnet_lib.masks import (
     write_eval_set,
 )
 from bidsnet_lib.plumbing import (
-    IMAGE_EXTENSIONS,
     check_int,
-    image_files,
+    images_by_stem,
     read_photo,
 )
 
@@ -135,8 +135,15 @@ def load_mask_groups(source, limit: int | None = None) -> list[MaskGroup]:
         return groups
     # Any folder of masks (searched recursively): grouped by each mask's hole ratio.
     folder = MaskFolder(root)
-    groups = []
-    for ratio_bin, indices in folder.by_bin().items():
+    groups, binned = [], folder.by_bin()
+    outside = sorted(set(range(len(folder))) - {i for indices in binned.values() for i in indices})
+    if outside and len(outside) < len(folder):  # said, not silently dropped (all outside is an error below)
+        ratios = folder.ratios()
+        warnings.warn(f"{len(outside)} of the {len(folder)} masks in {str(root)!r} are left out: their hole ratios "
+                      f"({', '.join(f'{ratios[i]:.1%}' for i in outside[:3])}{' ...' if len(outside) > 3 else ''}) "
+                      f"are in none of the bins {[bin_name(b) for b in RATIO_BINS]} (%), e.g. "
+                      f"{folder.paths[outside[0]].name}", stacklevel=2)
+    for ratio_bin, indices in binned.items():
         kept = indices if limit is None else indices[:limit]
         if kept:
             groups.append(MaskGroup("folder", bin_name(ratio_bin), [folder.load(i) for i in kept],
@@ -157,9 +164,10 @@ def load_photos(folder, size: int | None = None, limit: int | None = None) -> di
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"images: no such folder {str(folder)!r}")
-    paths = image_files(folder)
-    if not paths:
-        raise ValueError(f"images: folder {str(folder)!r} holds no {'/'.join(IMAGE_EXTENSIONS)} files")
+    by_stem, shared = images_by_stem(folder, "images")
+    if shared:  # results are keyed by stem: one of the two would silently be dropped
+        raise ValueError(f"images: {'; '.join(shared.values())} (rename one: results are labelled by stem)")
+    paths = sorted(by_stem.values())
     photos = {}
     for path in paths[:limit]:
         rgb = read_photo(path, f"images: {path.name}").rgb  # (H, W, 3)

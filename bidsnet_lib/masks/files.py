@@ -10,8 +10,9 @@ convention of :mod:`bidsnet_lib.masks`: 1 = hole, 0 = known, a mask is (H, W) ``
 from __future__ import annotations
 
 import numbers
-import re
+import os
 import shlex
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from bidsnet_lib.masks.draw import (
     EVAL_PRESETS,
     LARGE_MASK_PRESETS,
     RATIO_BINS,
+    SHIPPED_MASKS,
     _check_bin,
     _check_rng,
     _check_size,
@@ -35,13 +37,19 @@ from bidsnet_lib.plumbing import (
     DEFAULT_WORK_SIZE,
     IMAGE_EXTENSIONS,
     MASK_THRESHOLD,
+    atomic_move,
     atomic_write,
     check_fraction,
     check_int,
+    check_writable_folder,
     got_expected,
     image_files,
     read_mask,
+    stale_temps,
+    temp_name,
 )
+
+SET_ENTRIES = ("README.md", "set1", "set2")  # what a folder written by write_eval_set holds
 
 
 def _parse_size(size) -> tuple[int, int] | None:
@@ -133,16 +141,25 @@ def write_eval_set(out, size=DEFAULT_WORK_SIZE, seed=0, per_bin=10, per_preset=2
     ``out/set2/<preset>/NNN.png``: Mask Set II, `per_preset` masks per preset, masks over 50 %
     rejected as in LaMa's evaluation. Mask NNN of bin or preset number g in set s is drawn with
     ``numpy.random.default_rng([seed, s, g, NNN])``, so a file does not depend on which others are
-    written, and the same seed rewrites the same bytes. The set is drawn in memory before any file
-    is touched, each file replaced atomically, and old NNN.png files not in the new set removed
-    last: a failure midway leaves the previous set whole.
+    written, and the same seed rewrites the same bytes. The new set is written into a temporary
+    folder beside ``out`` and swapped in whole at the end: a failure or Ctrl-C midway leaves the
+    previous set as it was, never a mix. ``out`` must be new, empty or hold a mask set only (it is
+    replaced whole), and may not be the shipped set (``SHIPPED_MASKS``), which stays read-only.
     """
-    out = Path(out)
+    given, out = Path(out), Path(out).expanduser().resolve()  # the README names the folder as given
+    if out == SHIPPED_MASKS.resolve():
+        raise ValueError(got_expected("out", str(out), "a folder of your own; the shipped set is read-only (to "
+                                      "regenerate it, write elsewhere and compare or copy by hand)"))
     for name, value in (("seed", seed), ("per_bin", per_bin), ("per_preset", per_preset)):
         check_int(name, value, 0)
     _check_size(size, size, ("size", "size"))
     if out.exists() and not out.is_dir():
         raise ValueError(got_expected("out", str(out), "a folder for the mask set; it is a file"))
+    others = sorted(p.name for p in out.iterdir() if p.name not in SET_ENTRIES) if out.is_dir() else []
+    if others:
+        raise ValueError(got_expected("out", str(out), "a new or empty folder, or one holding a mask set only "
+                                      f"({', '.join(SET_ENTRIES)}), as it is replaced whole; it holds "
+                                      f"{', '.join(others[:5])}{' ...' if len(others) > 5 else ''}"))
     for name in presets:
         if name not in LARGE_MASK_PRESETS:
             raise ValueError(got_expected("presets", name, f"names from {sorted(LARGE_MASK_PRESETS)}"))
@@ -151,29 +168,43 @@ def write_eval_set(out, size=DEFAULT_WORK_SIZE, seed=0, per_bin=10, per_preset=2
               for g, b in enumerate(RATIO_BINS)]
     groups += [("set2", name, 2, list(LARGE_MASK_PRESETS).index(name), per_preset,
                 lambda rng, name=name: large_mask(size, size, name, rng, 0.5)) for name in presets]
-    # The whole set is drawn and encoded first: a failure or Ctrl-C meanwhile leaves the old set
-    # as it was. Then each file is replaced atomically, and only then are old extras removed.
-    new = {}
-    for set_name, group, set_number, group_number, count, make in groups:
-        for i in range(count):
-            mask = make(np.random.default_rng([seed, set_number, group_number, i]))
-            new[out / set_name / group / f"{i:03d}.png"] = _png_bytes(mask)
-    written = [atomic_write(path, data) for path, data in new.items()]
-    for old in sorted(out.glob("set[12]/*/*.png")):
-        if re.fullmatch(r"\d{3}\.png", old.name) and old not in new:
-            old.unlink()
+    check_writable_folder(out.parent, "out")  # a read-only place is named as such, not by a temporary path
+    for stale in stale_temps(out):  # what a killed write left beside it
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = temp_name(out)
+    try:
+        for set_name, group, set_number, group_number, count, make in groups:
+            for i in range(count):
+                mask = make(np.random.default_rng([seed, set_number, group_number, i]))
+                atomic_write(staging / set_name / group / f"{i:03d}.png", _png_bytes(mask))
+        atomic_write(staging / "README.md", _readme(given, size, seed, per_bin, per_preset, presets))
+        staging.mkdir(exist_ok=True)  # an empty set (per_bin and per_preset 0) is a folder too
+        if out.exists():  # the old set steps aside in one rename, the new one takes its place in another
+            old = temp_name(out)
+            os.replace(out, old)
+            atomic_move(staging, out)
+            shutil.rmtree(old)
+        else:
+            atomic_move(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return sorted(out.glob("set[12]/*/*.png"))
+
+
+def _readme(out: Path, size: int, seed: int, per_bin: int, per_preset: int, presets) -> str:
     command = (f"bidsnet masks write --out {shlex.quote(str(out))} --size {size} --seed {seed}"
                f" --per-bin {per_bin} --per-preset {per_preset}")
     if tuple(presets) != EVAL_PRESETS:
         command += f" --presets {' '.join(presets)}"
-    readme = f"""# Fixed evaluation masks
+    return f"""# Fixed evaluation masks
 
 Written by
 
     {command}
 
-from `bidsnet_lib/masks/files.py`; the same command rewrites these files byte for byte
-(`tests/test_masks.py` checks it). Every file is a {size}x{size} 8-bit PNG: 255 = hole, 0 = known.
+from `bidsnet_lib/masks/files.py`; the same command writes these files byte for byte into any
+folder (`tests/test_masks.py` compares them with the shipped set, which is read-only). Every file is a {size}x{size} 8-bit PNG: 255 = hole, 0 = known.
 
 - `set1/<low>-<high>/NNN.png`: Mask Set I (irregular strokes and polygons, rotated and flipped),
   {per_bin} masks per hole-ratio bin; a mask in `set1/10-20/` has 10 % <= hole ratio < 20 %.
@@ -184,5 +215,3 @@ Mask NNN of bin b (0 = 10-20, ..., 4 = 50-60) in set1 comes from
 `numpy.random.default_rng([seed, 1, b, NNN])`; mask NNN of preset p (0 = thin, 1 = medium,
 2 = thick, 3 = train) in set2 from `numpy.random.default_rng([seed, 2, p, NNN])`.
 """
-    atomic_write(out / "README.md", readme)
-    return written

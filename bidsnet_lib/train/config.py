@@ -14,6 +14,7 @@ from pathlib import Path
 from bidsnet_lib.checkpoint import (
     INFERENCE_FORMAT,
     TRAIN_FORMAT,
+    CheckpointError,
     load_checkpoint,
 )
 from bidsnet_lib.data import DEFAULT_MASK_MIX
@@ -27,6 +28,7 @@ from bidsnet_lib.plumbing import (
     check_choice,
     check_fraction,
     check_int,
+    check_multiple,
     got_expected,
 )
 
@@ -131,6 +133,8 @@ class TrainConfig:
                     "validate_every": 0, "keep_every": 0, "num_workers": 0, "seed": 0}
         for name, low in minimums.items():
             check_int(name, getattr(self, name), low)
+        # A model exported from the run works at this size: the Inpainter's rule, checked now.
+        check_multiple("size", self.size, self.model.stride, f"the model's stride {self.model.stride}")
         if self.batch_size % self.processes:
             raise ValueError(f"processes: got {self.processes}, expected a divisor of batch_size {self.batch_size} "
                              "(the processes split the batch)")
@@ -242,6 +246,25 @@ def checkpoint_model_config(path: str | os.PathLike) -> BIDSNetConfig:
     return BIDSNetConfig.from_dict(data["config"]["model"] if data["format"] == TRAIN_FORMAT else data["config"])
 
 
+def newest_checkpoint(out_dir: str | os.PathLike) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint of the run in ``out_dir`` that loads: ``latest.pt``, else the
+    milestones ``step_N.pt`` newest first (None when none does), and why each newer one was skipped
+    (empty, truncated, not a checkpoint). Only the file's structure is read (memory-mapped)."""
+    out_dir = Path(out_dir)
+    skipped = []
+    for path in [out_dir / "latest.pt", *sorted(out_dir.glob("step_*.pt"), reverse=True)]:
+        if not path.is_file():
+            continue
+        try:
+            load_checkpoint(path, TRAIN_FORMAT, mmap=True)
+            return path, skipped
+        except CheckpointError as error:
+            skipped.append(str(error))
+    return None, skipped
+
+
 def read_run_config(out_dir: str | os.PathLike) -> TrainConfig:
-    """The config saved in ``out_dir/latest.pt`` (memory-mapped: the weights are not read)."""
-    return TrainConfig.from_dict(load_checkpoint(Path(out_dir) / "latest.pt", TRAIN_FORMAT, mmap=True)["config"])
+    """The config saved in the run's newest checkpoint that loads, ``latest.pt`` unless it is
+    damaged (:func:`newest_checkpoint`; memory-mapped: the weights are not read)."""
+    found, _ = newest_checkpoint(out_dir)
+    return TrainConfig.from_dict(load_checkpoint(found or Path(out_dir) / "latest.pt", TRAIN_FORMAT, mmap=True)["config"])

@@ -38,6 +38,7 @@ import os
 import random
 import time
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -56,29 +57,30 @@ from bidsnet_lib.checkpoint import (
     CheckpointError,
     check_finite,
     load_checkpoint,
+    load_weights,
     save_checkpoint,
 )
 from bidsnet_lib.data import InpaintingDataset, fixed_validation_set
 from bidsnet_lib.losses import PatchDiscriminator, discriminator_loss
 from bidsnet_lib.metrics import psnr, ssim
 from bidsnet_lib.model import (
-    BIDSNetConfig,
     build_model,
     composite,
 )
 from bidsnet_lib.plumbing import atomic_write, check_int, got_expected, resolve_device
 from bidsnet_lib.train.config import (
     TrainConfig,
-    model_config_differences,
 )
 from bidsnet_lib.train.launch import Preflight, preflight
 from bidsnet_lib.train.runs import (
+    RunLock,
     StopRequest,
     ignore_stop_signals,
     resolve_paths,
 )
 from bidsnet_lib.train.utils import (
     ema_decay,
+    read_metrics,
     redraw_counters,
     rng_state,
     sample_grid,
@@ -178,6 +180,8 @@ class Trainer:
         elif (checked.config, checked.out_dir, checked.resume) != (resolve_paths(config), Path(out_dir), resume):
             raise ValueError(got_expected("checked", "the preflight of another run", "preflight() of this one"))
         config, checkpoint, self.photos = checked.config, checked.checkpoint, checked.photos
+        # The folder's lock lives as long as this Trainer (close() or the end of the process ends it).
+        self._release = weakref.finalize(self, RunLock.release, checked.lock) if checked.lock else lambda: None
         self.config, self.out_dir, self.progress = config, checked.out_dir, progress
         if config.processes > 1 and self.world_size != config.processes:
             raise ValueError(f"processes: got {config.processes} in the config, expected the {self.world_size} "
@@ -233,6 +237,16 @@ class Trainer:
         if checkpoint is not None:  # last, after everything that drew random numbers at set-up
             self._restore_rng(checkpoint["rng"])
 
+    def close(self) -> None:
+        """Let another process write the run folder (its lock released); the Trainer is done."""
+        self._release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     # -- set-up helpers ------------------------------------------------------------------------
 
     def _load_state(self, checkpoint: dict) -> None:
@@ -251,16 +265,11 @@ class Trainer:
 
     def _warm_start(self, path: Path) -> None:
         """Generator (and EMA) weights from ``path``, the critic's too when both have one."""
-        data = load_checkpoint(path, (INFERENCE_FORMAT, TRAIN_FORMAT))
+        data = load_checkpoint(path, (INFERENCE_FORMAT, TRAIN_FORMAT))  # checked by preflight's check_init
         is_train = data["format"] == TRAIN_FORMAT
-        source = BIDSNetConfig.from_dict(data["config"]["model"] if is_train else data["config"])
-        differ = model_config_differences(source, self.config.model)
-        if differ:
-            raise ValueError(f"init: {path} holds a different model; " + "; ".join(differ)
-                             + " (with --init the model config comes from the checkpoint)")
         weights = data["ema"] if is_train else data["model"]  # the EMA is what was validated
-        self.generator.load_state_dict(weights)
-        self.ema.load_state_dict(weights)
+        load_weights(self.generator, weights, path)
+        load_weights(self.ema, weights, path)
         if is_train and self.discriminator is not None and data.get("discriminator"):
             try:
                 self.discriminator.load_state_dict(data["discriminator"])
@@ -435,9 +444,9 @@ class Trainer:
     def _truncate_log(self, step: int) -> None:
         """Drop rows logged after ``step``: a resumed run re-logs those steps."""
         path = self.out_dir / "metrics.jsonl"
-        if path.is_file():
-            rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-            atomic_write(path, "".join(line + "\n" for line in rows))
+        if path.is_file():  # read_metrics leaves out a line torn by a crash
+            rows = [row for row in read_metrics(self.out_dir, skip_damaged=True) if row["step"] <= step]
+            atomic_write(path, "".join(json.dumps(row) + "\n" for row in rows))
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:

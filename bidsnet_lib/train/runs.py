@@ -9,17 +9,34 @@ SIGTERM end the loop at a step boundary, after a checkpoint of that step.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import os
+import shlex
 import signal
+import socket
+import sys
 import threading
+import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bidsnet_lib.checkpoint import check_finite, check_shapes, within_presets
+from bidsnet_lib.checkpoint import (
+    CheckpointError,
+    check_weights,
+)
 from bidsnet_lib.data import find_images
-from bidsnet_lib.plumbing import got_expected, stale_temps
+from bidsnet_lib.plumbing import got_expected, temp_files
+from bidsnet_lib.train.config import newest_checkpoint
+from bidsnet_lib.train.utils import read_metrics
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 if TYPE_CHECKING:
     from bidsnet_lib.train.config import TrainConfig
@@ -71,6 +88,86 @@ def config_differences(saved: TrainConfig, given: TrainConfig, skip=()) -> list[
     return out
 
 
+LOCK_FILE = ".lock"  # held by the one process writing a run folder (see RunLock)
+_HELD: dict[str, list] = {}  # folders this process holds: resolved path -> [fd, holders]
+
+
+class RunLock:
+    """One writer per run folder: an exclusive ``flock`` on ``out_dir/.lock``, which names the
+    holder (process id, host, command) for the message of whoever comes second. The kernel drops
+    it when the holder exits, however it ends (a killed run leaves no stale lock); a second
+    Trainer in the same process shares it (a notebook resuming its own run). Where ``fcntl`` is
+    missing (Windows) there is no lock."""
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.out_dir = Path(out_dir)
+        self.key = str(self.out_dir.resolve())
+        self.held = self.created = False
+
+    def acquire(self) -> RunLock:
+        if self.held or fcntl is None:
+            return self
+        if self.key in _HELD:
+            _HELD[self.key][1] += 1
+            self.held = True
+            return self
+        path = self.out_dir / LOCK_FILE
+        self.created = not self.out_dir.exists()  # then removed with the lock when the run wrote nothing
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 4096).decode("utf-8", "replace")
+                os.close(fd)
+                raise RunLocked(f"out_dir: {self.out_dir} is being written by another run ({_describe(holder)}); "
+                                "a run folder has one writer at a time: wait for that run to end (or stop it), "
+                                "or choose another out_dir") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # else its holder removed the file between our open and flock: open it anew
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        _HELD[self.key] = [fd, 1]
+        self.held = True
+        return self
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        entry = _HELD.get(self.key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _HELD[self.key]
+            with contextlib.suppress(OSError):  # removed while held: nobody can take the old file
+                (self.out_dir / LOCK_FILE).unlink()
+            os.close(entry[0])
+            if self.created:
+                with contextlib.suppress(OSError):  # only when empty
+                    self.out_dir.rmdir()
+
+
+class RunLocked(OSError):
+    """A run folder another process is writing."""
+
+
+def _describe(holder: str) -> str:
+    try:
+        info = json.loads(holder)
+        return f"process {info['pid']} on {info['host']} since {info['since']}: {info['command']}"
+    except (ValueError, KeyError, TypeError):
+        return "a process that has not yet written its name"
+
+
 class StopRequest:
     """SIGINT/SIGTERM set a flag instead of killing the process mid-step; the loop then saves a
     checkpoint at a step boundary and returns. A second signal acts as usual (stops at once)."""
@@ -112,9 +209,10 @@ def check_fresh_dir(out_dir: Path, overwrite: bool, clear: bool = True) -> None:
                          f"(--resume) to continue it, or choose another out_dir")
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(got_expected("out_dir", str(out_dir), "a folder for the run; it is a file"))
-    held = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    held = sorted(p.name for p in out_dir.iterdir() if p.name != LOCK_FILE) if out_dir.is_dir() else []
     if held and not overwrite:
-        what = ("the files of a run stopped before its first checkpoint" if set(held) <= set(RUN_FILES)
+        leftovers = set(RUN_FILES) | {p.name for p in temp_files(out_dir)}  # a killed write's temporary files too
+        what = ("the files of a run stopped before its first checkpoint" if set(held) <= leftovers
                 else "files that are not a run's")
         raise ValueError(got_expected("out_dir", str(out_dir), "a new or empty folder") +
                          f"; it holds {', '.join(held[:5])}{' ...' if len(held) > 5 else ''} ({what}): "
@@ -122,27 +220,38 @@ def check_fresh_dir(out_dir: Path, overwrite: bool, clear: bool = True) -> None:
                          "there, replacing config.json, metrics.jsonl and samples/")
     if held and clear:
         (out_dir / "metrics.jsonl").unlink(missing_ok=True)
-        for old in (out_dir / "samples").glob("step_*.png"):
+        for old in [*(out_dir / "samples").glob("step_*.png"), *temp_files(out_dir), *temp_files(out_dir / "samples")]:
             old.unlink()
 
 
 def require_checkpoint(out_dir: Path) -> Path:
-    """``out_dir/latest.pt``, after removing temporary files a killed write left; a missing one is
-    explained (no folder, no run, or a run stopped before its first checkpoint at step N)."""
-    latest = out_dir / "latest.pt"
-    for stale in stale_temps(latest):
-        stale.unlink(missing_ok=True)
+    """The newest checkpoint of the run in ``out_dir`` that loads (:func:`newest_checkpoint`; a
+    warning names each newer one skipped), after removing the temporary files killed writes left
+    (call it holding the folder's :class:`RunLock`). A missing one is explained (no folder, no run,
+    damaged files only, or a run stopped before its first checkpoint at step N)."""
     if not out_dir.is_dir():
         raise FileNotFoundError(got_expected("out_dir", str(out_dir), "the folder of a run to resume; "
                                              "there is no such folder (drop --resume to start one)"))
-    if latest.exists():
-        return latest
+    for stale in temp_files(out_dir) + temp_files(out_dir / "samples"):
+        stale.unlink(missing_ok=True)
+    found, skipped = newest_checkpoint(out_dir)
+    if found is not None:
+        for reason in skipped:
+            warnings.warn(f"skipped {reason}; resuming from {found.name}", stacklevel=2)
+        if found.name != "latest.pt" and not skipped:
+            warnings.warn(f"{out_dir} holds no latest.pt; resuming from {found.name}", stacklevel=2)
+        return found
+    if skipped:
+        raise CheckpointError(f"out_dir: {out_dir} holds no checkpoint that loads ({'; '.join(skipped)}); "
+                              "nothing can be resumed: start the run again with --overwrite (or another --out)")
     if not (out_dir / "config.json").is_file():
         raise FileNotFoundError(got_expected("out_dir", str(out_dir), "the folder of a run to resume; "
                                              "it holds no run (no latest.pt, no config.json): drop "
                                              "--resume to start one there"))
-    log = out_dir / "metrics.jsonl"
-    logged = [json.loads(line)["step"] for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    try:
+        logged = [row["step"] for row in read_metrics(out_dir)]
+    except (OSError, ValueError):
+        logged = []
     try:
         first = f" at step {json.loads((out_dir / 'config.json').read_text())['checkpoint_every']}"
     except (OSError, ValueError, KeyError, TypeError):
@@ -175,7 +284,5 @@ def check_resumable(checkpoint: dict, latest: Path, saved: TrainConfig, given: T
     if given.steps < checkpoint["step"]:
         raise ValueError(got_expected("steps", given.steps, f"at least the run's step {checkpoint['step']} "
                                       "(a larger --steps extends the run)"))
-    for key in ("model", "ema"):
-        check_finite(checkpoint[key], latest, f"{key} weights")
-    if not within_presets(given.model):  # a crafted config (width 10**6): shapes before memory
-        check_shapes(given.model, checkpoint["model"], latest)
+    for key in ("model", "ema"):  # a crafted config (width 10**6): shapes before memory
+        check_weights(given.model, checkpoint[key], latest, f"{key} weights")

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -87,12 +88,30 @@ def spread_items(length: int, n_images: int, count: int) -> list[int]:
     return picks
 
 
-def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
-    """The rows of ``run_dir/metrics.jsonl`` (training rows have "g_total", validation "val_psnr")."""
+def read_metrics(run_dir: str | os.PathLike, skip_damaged: bool = False) -> list[dict]:
+    """The rows of ``run_dir/metrics.jsonl`` (training rows have "g_total", validation "val_psnr");
+    a last line torn by a crash mid-append is left out, a damaged line before it is an error
+    (``skip_damaged``: left out too, with a warning naming it)."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"run_dir: {path} does not exist (no run has logged there)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            if number == len(lines):
+                break
+            problem = f"{path}: line {number} is not a JSON row with a step ({line[:60]!r})"
+            if not skip_damaged:
+                raise ValueError(f"{problem}; expected one JSON object a line")
+            warnings.warn(f"{problem}: left out", stacklevel=2)
+            continue
+        rows.append(row)
+    return rows
 
 
 def redraw_counters(model: torch.nn.Module) -> dict[str, int]:
