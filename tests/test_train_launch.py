@@ -188,6 +188,7 @@ def test_local_ranks_join_one_group_and_are_stopped(tmp_path, monkeypatch):
     (tmp_path / "cwd").mkdir()
     (tmp_path / "cwd" / "torch.py").write_text("raise ImportError('the torch.py of the working directory')")
     monkeypatch.chdir(tmp_path / "cwd")
+    # A trailing separator, as "dir:" leaves: an empty entry, which Python reads as the working directory.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     threads, share = torch.get_num_threads(), max(1, usable_cores() // 3)
     group = LocalRanks("rank_module", [str(share)], 3)

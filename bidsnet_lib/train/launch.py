@@ -171,7 +171,8 @@ RANK_0_PID = "BIDSNET_TRAIN_RANK_0_PID"
 READY_FD = "BIDSNET_TRAIN_READY_FD"
 # `python -m` puts the working directory first on sys.path, where a torch.py of the user's would
 # shadow torch in the other ranks alone: they start with it removed, then run the module as -m
-# does (runpy's own entry for -m; `python -P` does the same from 3.11 on).
+# does (runpy's own entry for -m; `python -P` does the same from 3.11 on). An empty entry of
+# PYTHONPATH ("dir:") means the working directory too: LocalRanks drops those from the ranks' env.
 _RUN_MODULE = "import sys; del sys.path[0]; import runpy; runpy._run_module_as_main(sys.argv.pop(1))"
 JOIN_TIMEOUT = 60.0  # seconds a rank may take from its start to joining the group
 
@@ -212,6 +213,8 @@ class LocalRanks:
         port = _free_port()
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(processes),
                "LOCAL_WORLD_SIZE": str(processes), "OMP_NUM_THREADS": str(threads), RANK_0_PID: str(os.getpid())}
+        if "PYTHONPATH" in env:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in env["PYTHONPATH"].split(os.pathsep) if p)
         self.ranks, self.logs, ready = [], [], []
         try:
             for r in range(1, processes):
