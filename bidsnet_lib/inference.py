@@ -200,7 +200,7 @@ class Inpainter:
     `coarse_to_fine` fills a crop larger than the working square level by level up to its own
     resolution, in tiles (:meth:`_fill_by_levels`), instead of from one thumbnail; it needs a
     model with a residual head. Off by default: on two high-resolution test photos it raised PSNR
-    under every mask kind, but cost 20-60 times the thumbnail's time on the CPU (issue 28's note).
+    under every mask kind, but cost 17-95 times the thumbnail's time on the CPU (issue 28's note).
     """
 
     def __init__(self, model, *, work_size: int = DEFAULT_WORK_SIZE, device=None, batch_size: int = 8,

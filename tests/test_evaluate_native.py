@@ -118,6 +118,8 @@ def test_bidsnet_evaluate_hires_runs_both_model_paths_and_the_baselines(hires, t
     assert main(["--hires", "--checkpoint", str(SHIPPED_CHECKPOINT), "--images", str(tmp_path),
                  "--masks", str(masks), "--out", str(tmp_path / "o2")]) == 2
     assert "expected subfolders" not in capsys.readouterr().err  # the photos are what is missing here
+    assert main(["--hires", "--realism", "--checkpoint", str(SHIPPED_CHECKPOINT), "--out", str(tmp_path / "o3")]) == 2
+    assert "--realism with --hires" in capsys.readouterr().err
 
 
 def test_native_result_means_a_photos_masks_first():

@@ -274,6 +274,9 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet evaluate") -> int:
             raise ValueError("--realism-train FOLDER needs --realism (it names the photos the "
                              "detectability classifier is trained on)")
         if args.hires:
+            if args.realism:
+                raise ValueError("--realism with --hires: detectability is measured on the 256-px protocol "
+                                 "only; drop one of them")
             return _run_hires(args)
         args.images = args.images or str(SHIPPED_IMAGES)
         args.masks = args.masks or str(SHIPPED_MASKS)
