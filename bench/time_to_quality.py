@@ -380,8 +380,8 @@ def score(models: dict, protocol: dict, cache) -> dict:
     masks, through ``evaluate``; {label: deltas}."""
     from bidsnet_lib.evaluate import evaluate, load_mask_groups, load_photos
 
-    photos = load_photos(protocol["images"], protocol["size"], limit=protocol["photo_limit"])
-    groups = [g for g in load_mask_groups(protocol["masks"], protocol["masks_per_group"]) if g.label in protocol["groups"]]
+    photos = load_photos(ROOT / protocol["images"], protocol["size"], limit=protocol["photo_limit"])
+    groups = [g for g in load_mask_groups(ROOT / protocol["masks"], protocol["masks_per_group"]) if g.label in protocol["groups"]]
     result = evaluate(models, photos, groups, baselines=list(BASELINES), lpips=None, fid_features=None,
                       skipped={"lpips": "not needed here", "fid": "not needed here"},
                       progress=sys.stderr.isatty(), cache=cache, n_resamples=protocol["resamples"])
@@ -713,8 +713,9 @@ def _protocol(quick: bool, out: Path) -> dict:
 
     size, limit = (64, 2) if quick else (256, None)
     photos = len(sorted(p for p in VAL.iterdir() if p.is_file() and p.suffix.lower() in (".jpg", ".png")))
-    return {"images": str(VAL), "size": size, "photo_limit": limit, "photos": min(photos, limit or photos),
-            "masks": str(SHIPPED_MASKS), "masks_per_group": 1 if quick else 2, "baselines": list(BASELINES),
+    # Paths relative to the checkout, so that results.json matches the protocol in any clone.
+    return {"images": str(VAL.relative_to(ROOT)), "size": size, "photo_limit": limit, "photos": min(photos, limit or photos),
+            "masks": str(SHIPPED_MASKS.resolve().relative_to(ROOT)), "masks_per_group": 1 if quick else 2, "baselines": list(BASELINES),
             "resamples": 100 if quick else 1000,  # only the means are used: intervals need few
             "plot": "time_to_quality/curve.png" if not quick else "curve.png", "headline": list(HEADLINE),
             # The headline groups only: at 256 px with the mirror average a model costs ~1.5 CPU-s a
