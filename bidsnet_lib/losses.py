@@ -4,8 +4,9 @@ Taught in ``notebooks/05_losses.ipynb``. The generator minimises
 
     L = w_valid·L_valid + w_hole·L_hole + w_adv·L_adv + w_perc·L_perc + w_style·L_style
 
-(:class:`GeneratorLoss`); a spectral-norm PatchGAN (:class:`PatchDiscriminator`) is trained
-against it with :func:`discriminator_loss`. Masks follow the course convention: 1 = hole.
+(:class:`GeneratorLoss`), optionally plus SSIM and feature matching on the critic's features;
+a spectral-norm PatchGAN (:class:`PatchDiscriminator`) is trained against it with
+:func:`discriminator_loss`. Masks follow the course convention: 1 = hole.
 
 The perceptual and style losses compare VGG-19 features from :mod:`bidsnet_lib.vgg`, whose
 pretrained weights are loaded only when asked; a random backbone needs ``vgg_weights="random"``.
@@ -22,7 +23,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from bidsnet_lib.metrics import ssim
-from bidsnet_lib.plumbing import check_choice, check_finite_float, check_positive_int
+from bidsnet_lib.plumbing import check_choice, check_finite_float, check_positive_int, got_expected
 from bidsnet_lib.vgg import PERCEPTUAL_LAYERS, STYLE_LAYERS, VGG19Features, load_vgg19_features
 
 # ----------------------------------------------------------------------------------------------
@@ -113,15 +114,38 @@ class PatchDiscriminator(nn.Module):
             field = field * s + (k - s)
         return field
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C, H, W) image [+ (B, 1, H, W) mask] -> (B, 1, h, w) patch logits."""
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None, return_features: bool = False):
+        """(B, C, H, W) image [+ (B, 1, H, W) mask] -> (B, 1, h, w) patch logits; with
+        ``return_features``, (logits, features): each hidden layer's activation (after its
+        LeakyReLU), first to last, as :func:`feature_matching_loss` compares them."""
         if self.with_mask:
             if mask is None:
                 raise ValueError(
                     "mask: got None, but this discriminator was built with with_mask=True"
                 )
             image = torch.cat([image, mask.to(image.dtype)], dim=1)  # (B, C+1, H, W)
-        return self.net(image)
+        x, features = image, []
+        for layer in self.net:
+            x = layer(x)
+            if return_features and isinstance(layer, nn.LeakyReLU):
+                features.append(x)  # (B, C_l, h_l, w_l)
+        return (x, features) if return_features else x
+
+    def hole_reach(self, mask: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 1, H, W) hole mask -> for each hidden layer, (B, 1, h_l, w_l): 1 where that
+        feature's receptive field holds a hole pixel, else 0 (for a soft mask, its largest value).
+
+        Max pooling with each conv's own (kernel, stride, padding) marks exactly those positions:
+        a position's pooling window is its conv window, and neither padding brings in a hole.
+        Area interpolation onto the feature grid would mark only the cells over the hole (the
+        rule of :func:`fake_labels`) and miss the features beside it whose fields see into it:
+        where a seam shows.
+        """
+        reach, out = mask if mask.is_floating_point() else mask.float(), []  # bool masks too
+        for kernel, stride, padding in self.geometry[:-1]:  # the last conv gives the logits
+            reach = F.max_pool2d(reach, kernel, stride, padding)  # (B, 1, h_l, w_l)
+            out.append(reach)
+        return out
 
 
 def fake_labels(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -200,6 +224,34 @@ def generator_adversarial_loss(
     return GAN_LOSSES[gan_loss][2](logits).mean()
 
 
+def feature_matching_loss(
+    D: PatchDiscriminator, real: torch.Tensor, comp: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Σ_l mean |D_l(comp) − D_l(real)| over the critic's hidden layers l, counted only where
+    layer l's receptive field holds hole pixels (:meth:`PatchDiscriminator.hole_reach`).
+
+    Feature matching (Wang et al. 2018, pix2pixHD; LaMa uses it too, on squared differences):
+    besides "real or not", the generator learns which features the critic finds in the real
+    photo, a dense target at every layer and position, which pix2pixHD found to stabilise GAN
+    training. The real photo's features are detached: they are the target, not something to
+    move. Each layer's mean is
+    over all its elements, as :func:`pixel_l1`, so a bigger hole weighs more. On an exact
+    composite the features out of the hole's reach are equal anyway (the critic is local and
+    sees the same pixels and mask there); the restriction makes the term the hole's whatever
+    ``comp`` holds outside it. The critic is not frozen here; the trainer freezes it for the
+    generator's step.
+    """
+    _check_images(real=real, comp=comp, mask=mask)
+    # One pass over both: in training mode spectral norm takes a power-iteration step at every
+    # call, so two calls would compare features under two slightly different weights.
+    _, features = D(torch.cat([real, comp]), torch.cat([mask, mask]), return_features=True)
+    total = 0.0
+    for feature, reach in zip(features, D.hole_reach(mask), strict=True):
+        feature_real, feature_comp = feature.chunk(2)  # (B, C_l, h_l, w_l) each
+        total = total + ((feature_comp - feature_real.detach()).abs() * reach).mean()
+    return total
+
+
 # ----------------------------------------------------------------------------------------------
 # Configuration and the generator's total loss
 
@@ -222,6 +274,10 @@ class LossConfig:
     - ``ssim`` 0 (not in the paper): weight of 1 − SSIM of the composite (:func:`ssim_loss`), the
       metric the evaluation reports beside PSNR; Zhao et al. 2017 (IEEE TCI) show an L1 + SSIM
       mix beating L1 alone on SSIM without losing PSNR.
+    - ``feature_matching`` 0 (not in the paper): weight of :func:`feature_matching_loss`, L1
+      between the critic's features of the photo and of the composite (pix2pixHD weighs it 10,
+      with its own normalisation).
+      It needs the critic, so ``adversarial`` > 0.
     """
 
     # A weight's ``term`` metadata: "generator" for a term of GeneratorLoss's sum (logged under the
@@ -241,6 +297,9 @@ class LossConfig:
         "help": "VGG-19 weights for the perceptual and style losses", "metavar": "imagenet|random|PATH"})
     ssim: float = field(default=0.0, metadata={
         "term": "generator", "help": "weight of 1 - SSIM of the composite"})
+    feature_matching: float = field(default=0.0, metadata={
+        "term": "generator", "help": "weight of the L1 between the critic's features of the photo and "
+                                     "of the composite, where they see the hole (needs --adversarial > 0)"})
 
     def __post_init__(self):
         for name in LOSS_TERMS:
@@ -249,6 +308,11 @@ class LossConfig:
             raise TypeError(
                 f"mask_aware_labels: got {self.mask_aware_labels!r}, expected True or False"
             )
+        if self.feature_matching > 0 and self.adversarial == 0:
+            raise ValueError(got_expected(
+                "feature_matching", self.feature_matching,
+                "0 while adversarial is 0: it compares the critic's features, and no critic is trained "
+                "without an adversarial weight; give adversarial > 0 too (e.g. 0.1)"))
         check_choice("gan_loss", self.gan_loss, sorted(GAN_LOSSES))
         if not isinstance(self.vgg_weights, str | os.PathLike):
             raise TypeError(
@@ -293,7 +357,8 @@ class GeneratorLoss(nn.Module):
 
     ``forward(pred, comp, target, mask, discriminator)`` with images (B, 3, H, W) in [0, 1] and
     mask (B, 1, H, W): L1 on the raw ``pred``; perceptual and style on ``pred`` (EdgeConnect);
-    adversarial on the composite ``comp`` (what the critic is trained on). Returns (total, logs):
+    adversarial and feature matching on the composite ``comp`` (what the critic is trained on),
+    SSIM too. Returns (total, logs):
     the unweighted terms and "total", as detached 0-dim tensors.
     """
 
@@ -331,6 +396,8 @@ class GeneratorLoss(nn.Module):
             terms["adversarial"] = generator_adversarial_loss(
                 discriminator, comp, mask, cfg.gan_loss
             )
+        if cfg.feature_matching > 0:  # LossConfig allows it only with adversarial > 0: D is here
+            terms["feature_matching"] = feature_matching_loss(discriminator, target, comp, mask)
         if self.vgg is not None:
             feats_pred = self.vgg(pred)
             with torch.no_grad():

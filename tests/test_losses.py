@@ -17,6 +17,7 @@ from bidsnet_lib.losses import (
     PatchDiscriminator,
     discriminator_loss,
     fake_labels,
+    feature_matching_loss,
     generator_adversarial_loss,
     gram_matrix,
     perceptual_loss,
@@ -252,6 +253,71 @@ def test_generator_adversarial_loss_values_and_gradient(gan_loss, batch):
 
 
 # ---------------------------------------------------------------------------------------------
+# Feature matching on the critic's features
+
+
+def test_critic_features_are_its_hidden_layers_and_lead_to_its_logits():
+    D = PatchDiscriminator(channels=8, n_layers=2)
+    image, mask = torch.rand(2, 3, 32, 32), torch.zeros(2, 1, 32, 32)
+    logits, features = D.eval()(image, mask, return_features=True)  # eval: the same weights each call
+    assert [tuple(f.shape) for f in features] == [(2, 8, 16, 16), (2, 16, 8, 8), (2, 32, 7, 7)]
+    torch.testing.assert_close(logits, D(image, mask))
+    torch.testing.assert_close(logits, D.net[-1](features[-1]))  # the last conv of the last feature map
+
+
+def test_hole_reach_marks_exactly_the_features_that_see_the_hole():
+    torch.manual_seed(0)
+    D = PatchDiscriminator(channels=8, n_layers=2)
+    image = torch.rand(1, 3, 32, 32)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 3:7, 20:29] = 1
+    changed = image + mask * torch.rand(1, 3, 32, 32)  # other pixels in the hole only
+    _, features = D(torch.cat([image, changed]), torch.cat([mask, mask]), return_features=True)
+    reach = D.hole_reach(mask)
+    assert [r.shape[-2:] for r in reach] == [f.shape[-2:] for f in features]
+    assert all(torch.equal(a, b) for a, b in zip(D.hole_reach(mask.bool()), reach, strict=True))
+    for feature, seen in zip(features, reach, strict=True):
+        before, after = feature.chunk(2)
+        moved = ((after - before).abs().amax(1, keepdim=True) > 0).float()  # (1, 1, h_l, w_l)
+        torch.testing.assert_close(moved, seen, rtol=0, atol=0)  # neither more nor fewer
+        assert 0 < seen.mean() < 1
+
+
+def test_feature_matching_is_zero_on_the_photo_and_trains_only_the_hole(batch):
+    pred, target, mask = batch
+    D = PatchDiscriminator(channels=8, n_layers=2)
+    assert feature_matching_loss(D, target, target, mask).item() == 0
+    pred = pred.clone().requires_grad_(True)
+    real = target.clone().requires_grad_(True)  # to catch a gradient through the real branch
+    value = feature_matching_loss(D, real, pred * mask + real.detach() * (1 - mask), mask)
+    assert value.item() > 0
+    value.backward()
+    assert pred.grad[mask.expand_as(pred) == 1].abs().sum() > 0
+    assert pred.grad[mask.expand_as(pred) == 0].abs().sum() == 0  # the composite's known part is fixed
+    assert not real.grad.any()  # the photo's features are the target, detached: no gradient through them
+    with pytest.raises(ValueError, match=r"comp: got shape \(2, 1, 32, 32\)"):
+        feature_matching_loss(D, target, mask, mask)
+
+
+def test_feature_matching_counts_only_what_the_critic_saw_of_the_hole():
+    torch.manual_seed(0)
+    D = PatchDiscriminator(channels=8, n_layers=2).eval()  # eval: the same weights each call
+    target = torch.rand(1, 3, 32, 32)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., :6, :6] = 1  # rows and columns 0-5; the deepest features see 22 px: up to 26
+    comp = target + mask * 0.5
+    region = torch.zeros_like(mask)
+    region[..., 28:, 28:] = 1
+    far = comp * (1 - region)  # a change in the bottom-right corner
+    for sees_hole, sees_change in zip(D.hole_reach(mask), D.hole_reach(region), strict=True):
+        assert not (sees_hole * sees_change).any()  # no feature sees both
+    torch.testing.assert_close(feature_matching_loss(D, target, far, mask),
+                               feature_matching_loss(D, target, comp, mask), rtol=0, atol=0)
+    everywhere = torch.ones_like(mask)  # every feature counted: the far change shows
+    assert feature_matching_loss(D, target, far, everywhere) > feature_matching_loss(D, target, comp, everywhere)
+
+
+# ---------------------------------------------------------------------------------------------
 # Config and GeneratorLoss
 
 
@@ -275,6 +341,7 @@ def test_config_defaults_presets_and_validation():
         "perceptual": 0,
         "style": 0,
         "ssim": 0,
+        "feature_matching": 0,
     }
     with pytest.raises(ValueError, match=r"ssim: got -0.5, expected a finite number >= 0"):
         LossConfig(ssim=-0.5)
@@ -290,14 +357,21 @@ def test_config_defaults_presets_and_validation():
         LossConfig(vgg_weights=None)
     with pytest.raises(TypeError, match="mask_aware_labels: got 'yes'"):
         LossConfig(mask_aware_labels="yes")
+    assert cfg.feature_matching == 0  # off unless asked for: nothing that exists changes
+    with pytest.raises(ValueError, match=r"feature_matching: got 1.0, expected 0 while adversarial is 0: "
+                                         r"it compares the critic's features.* give adversarial > 0 too"):
+        LossConfig(adversarial=0.0, feature_matching=1.0)
+    with pytest.raises(ValueError, match=r"feature_matching: got -1.0, expected a finite number >= 0"):
+        LossConfig(feature_matching=-1.0)
 
 
 def test_loss_terms_are_the_weight_fields_of_the_config(batch):
     """One list of the terms: each weight field once, the generator's keyed as in the logs."""
     assert LOSS_TERMS == {"valid": "generator", "hole": "generator", "adversarial": "generator",
-                          "perceptual": "generator", "style": "generator", "r1": "critic", "ssim": "generator"}
+                          "perceptual": "generator", "style": "generator", "r1": "critic", "ssim": "generator",
+                          "feature_matching": "generator"}
     assert set(LOSS_TERMS) == {name for name, hint in typing.get_type_hints(LossConfig).items() if hint is float}
-    every = LossConfig(vgg_weights="random", ssim=1.0)
+    every = LossConfig(vgg_weights="random", ssim=1.0, feature_matching=1.0)
     pred, target, mask = batch
     _, logs = GeneratorLoss(every)(pred, pred, target, mask, PatchDiscriminator(channels=8, n_layers=2))
     assert set(logs) - {"total"} == set(every.term_weights()) == {n for n, t in LOSS_TERMS.items() if t == "generator"}
@@ -322,7 +396,7 @@ def test_generator_loss_zero_for_identical_without_critic(vgg, batch):
 def test_generator_loss_total_is_weighted_sum_and_gradients_flow(vgg, batch):
     pred, target, mask = batch
     pred = pred.clone().requires_grad_(True)
-    cfg = dataclasses.replace(LossConfig.small(), ssim=0.5)  # every term on
+    cfg = dataclasses.replace(LossConfig.small(), ssim=0.5, feature_matching=2.0)  # every term on
     loss = GeneratorLoss(cfg, vgg=vgg)
     D = PatchDiscriminator(channels=8, n_layers=2)
     comp = pred * mask + target * (1 - mask)

@@ -221,6 +221,19 @@ def test_bfloat16_autocast_on_the_cpu_trains(photos, tmp_path):
     assert all(p.dtype == torch.float32 for p in trainer.generator.parameters())  # master weights stay fp32
 
 
+def test_feature_matching_trains_the_generator_and_leaves_the_critic_alone(photos, tmp_path):
+    loss = dataclasses.replace(TrainConfig.small().loss, feature_matching=1.0)
+    trainer = Trainer(tiny_config(photos, loss=loss, validate_every=0, sample_every=0), tmp_path, progress=False)
+    after_d_step = {}  # the critic's gradients as its own step left them
+    trainer.opt_d.register_step_post_hook(lambda *_: after_d_step.update(
+        {name: p.grad.clone() for name, p in trainer.discriminator.named_parameters()}))
+    logs = trainer.train_step(next(iter(trainer.loader())))
+    assert logs["feature_matching"] > 0
+    # The generator's step (feature matching included) added nothing to the critic's gradients.
+    for name, p in trainer.discriminator.named_parameters():
+        torch.testing.assert_close(p.grad, after_d_step[name], rtol=0, atol=0, msg=name)
+
+
 def test_a_random_vgg_is_recorded_in_the_checkpoint(photos, tmp_path):
     loss = LossConfig(perceptual=0.1, style=250.0, vgg_weights="random")
     with pytest.warns(vgg.RandomWeightsWarning):
@@ -290,6 +303,20 @@ def test_cli_trains_resumes_and_refuses_mixed_flags(photos, tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("bidsnet train: error: config: differs from the run")
     assert "  model.width: saved 32, given 64" in err and "  batch_size: saved 1, given 8" in err
+
+
+def test_cli_feature_matching_is_logged_and_needs_the_critic(photos, tmp_path, capsys):
+    common = ["--data", photos[0], "--val-data", photos[1], "--size", "32", "--batch-size", "1", "--no-progress",
+              "--validate-every", "0", "--sample-every", "0", "--feature-matching", "1"]
+    assert main([*common, "--out", str(tmp_path / "run"), "--adversarial", "0.1", "--steps", "2",
+                 "--log-every", "1"]) == 0
+    rows = [r for r in read_metrics(tmp_path / "run") if "g_total" in r]
+    assert [r["step"] for r in rows] == [1, 2] and all(r["feature_matching"] > 0 for r in rows)
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "none"), "--adversarial", "0"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "bidsnet train: error: feature_matching: got 1.0, expected 0 while adversarial is 0")
+    assert not (tmp_path / "none").exists()
 
 
 def test_two_process_gloo_torchrun_keeps_ranks_identical(photos, tmp_path):

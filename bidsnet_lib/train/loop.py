@@ -5,8 +5,9 @@ Taught in ``notebooks/06_training.ipynb``. One step (:meth:`Trainer.train_step`)
 1. the generator G predicts the holes: ``pred = G(image, mask)``; ``comp`` keeps known pixels;
 2. the critic D (a spectral-norm PatchGAN) learns real patches from generated ones
    (``losses.discriminator_loss``, in float32);
-3. G minimises ``losses.GeneratorLoss`` (hole/valid L1, adversarial, optionally perceptual and
-   style), with gradient clipping and, on CUDA, float16 autocast with a GradScaler;
+3. G minimises ``losses.GeneratorLoss`` (hole/valid L1, adversarial, optionally perceptual,
+   style, SSIM and feature matching on the critic's features), with gradient clipping and, on
+   CUDA, float16 autocast with a GradScaler;
 4. an exponential moving average (EMA) of G's weights is updated; it is what validation, sample
    grids and ``bidsnet export`` use, since averaging smooths the step-to-step jitter of a GAN.
 
@@ -200,7 +201,7 @@ class Trainer:
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=config.betas)
         self.discriminator = self.opt_d = None
-        if config.loss.adversarial > 0:
+        if config.loss.adversarial > 0:  # feature matching uses it too; LossConfig allows it only then
             self.discriminator = PatchDiscriminator(channels=config.d_channels, n_layers=config.d_layers).to(self.device)
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d, betas=config.betas)
         self.fp16 = config.amp and self.device.type == "cuda"
