@@ -255,7 +255,7 @@ class Inpainter:
         except (TypeError, ValueError) as error:
             raise ValueError(f"{path}: {error}") from None
         kwargs.setdefault("work_size", size)
-        kwargs.setdefault("label", f"BIDS-Net ({path.name})")
+        kwargs.setdefault("label", f"BIDS-Net ({model.config.form}, {path.name})")  # what the model is, which file
         kwargs.setdefault("mirror", True)
         return cls(model, device=device, **kwargs)
 

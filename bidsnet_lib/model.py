@@ -161,6 +161,12 @@ class BIDSNetConfig:
         return tuple(self.width * m - c for m, c in zip(self.channel_mults, self.cnn_widths, strict=True))
 
     @property
+    def form(self) -> str:
+        """How the network starts, in words for result tables: e.g. "Telea fill + residual head"."""
+        fill = {"zeros": "zero fill", "telea": "Telea fill"}[self.input_fill]
+        return f"{fill} + {self.output} head"
+
+    @property
     def stride(self) -> int:
         """Inputs are padded to a multiple of this; it is also the smallest accepted side."""
         return 2**self.num_scales * self.trans_downsample

@@ -27,7 +27,7 @@ IMAGES = Path()  # conftest's four_photos, set by _four_photos before any test r
 GROUPS = [("Set I", bin_name(b)) for b in RATIO_BINS] + [("Set II", p) for p in EVAL_PRESETS]
 TINY = dataclasses.replace(BIDSNetConfig.small(), width=8, channel_mults=(1, 2), cnn_depths=(1,),
                            trans_depths=(1,), heads=1, dim_head=8, nb_features=8)
-LABEL = "BIDS-Net (tiny.pt)"
+LABEL = "BIDS-Net (zero fill + image head, tiny.pt)"  # what the model is, which file
 BASELINES = ("Telea (r=3)", "Navier-Stokes (r=3)", "Biharmonic", "PatchMatch (p=3)")
 METHODS = (*BASELINES, LABEL)
 QUICK = ["--size", "32", "--limit", "1"]  # 8 groups x 1 mask x 4 photos = 32 pairs at 32x32
@@ -475,6 +475,6 @@ def test_bench_quick_mode_times_every_method_and_writes_its_table(tmp_path):
     output = tmp_path / "benchmarks.md"
     assert bench.main(["--quick", "--output", str(output)]) == 0
     text = output.read_text()
-    for method in [*BASELINES, "BIDS-Net (bidsnet_small.pt)", "metrics", "cache read"]:
+    for method in [*BASELINES, "BIDS-Net (Telea fill + residual head, bidsnet_small.pt)", "metrics", "cache read"]:
         assert f"| {method} | " in text, method
     assert "Estimated `bidsnet evaluate` on 30 photos x 110 shipped masks (3,300 pairs)" in text

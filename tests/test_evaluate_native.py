@@ -22,6 +22,8 @@ from bidsnet_lib.evaluate import (
 from bidsnet_lib.inference import SHIPPED_CHECKPOINT
 from bidsnet_lib.masks import NATIVE_KINDS, write_native_set
 
+SHIPPED_LABEL = "BIDS-Net (Telea fill + residual head, bidsnet_small.pt)"
+
 
 @pytest.fixture(scope="module")
 def hires(tmp_path_factory):
@@ -110,10 +112,9 @@ def test_bidsnet_evaluate_hires_runs_both_model_paths_and_the_baselines(hires, t
                  "--work-size", "64"])  # photos larger than the working square: coarse to fine has levels
     assert code == 0, capsys.readouterr().err
     rows = json.loads((tmp_path / "out" / "results_hires.json").read_text())["rows"]
-    assert {r["method"] for r in rows} == {"BIDS-Net (bidsnet_small.pt), thumbnail",
-                                           "BIDS-Net (bidsnet_small.pt), coarse to fine", "telea"}
+    assert {r["method"] for r in rows} == {f"{SHIPPED_LABEL}, thumbnail", f"{SHIPPED_LABEL}, coarse to fine", "telea"}
     assert all(np.isfinite(r["psnr"]) and r["seconds"] > 0 for r in rows)
-    assert "| blob | BIDS-Net (bidsnet_small.pt), coarse to fine | telea |" in (
+    assert f"| blob | {SHIPPED_LABEL}, coarse to fine | telea |" in (
         tmp_path / "out" / "results_hires.md").read_text()
     assert main(["--hires", "--checkpoint", str(SHIPPED_CHECKPOINT), "--images", str(tmp_path),
                  "--masks", str(masks), "--out", str(tmp_path / "o2")]) == 2

@@ -1,6 +1,5 @@
 """bidsnet_lib.evaluate's blind pair kit: pairs with a hidden key, picks, the score and its interval."""
 
-import csv
 import math
 
 import numpy as np
@@ -37,17 +36,13 @@ def kit(tmp_path, photos, masks):
     return folder, files
 
 
-def read_key(folder):
-    with open(folder / ".key.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def test_pairs_show_both_fills_on_random_sides_with_a_hidden_key(kit, photos, masks):
     folder, files = kit
     assert [f.name for f in files] == [f"pair_{i:03d}.png" for i in range(8)]
     assert sorted(p.name for p in folder.iterdir()) == [".key.csv", *(f.name for f in files)]
-    key = read_key(folder)
+    key = ev.read_key(folder)
     assert [r["photo"] for r in key] == list(photos)
+    assert [r["pair"] for r in key] == list(range(8)) and {r["mask"] for r in key} <= {0, 1}  # ints, not text
     assert {r["left"] for r in key} == {"grey", "Telea"}  # both sides used across 8 pairs
     assert all({r["left"], r["right"]} == {"grey", "Telea"} and (r["first"], r["second"]) == ("grey", "Telea")
                for r in key)
@@ -55,7 +50,7 @@ def test_pairs_show_both_fills_on_random_sides_with_a_hidden_key(kit, photos, ma
     for row, file in zip(key, files, strict=True):
         image = np.asarray(Image.open(file))
         assert image.shape == (40, 2 * 48 + 4, 3) and (image[:, 48:52] == 255).all()
-        hole = ev.fit_mask(masks[int(row["mask"])], (40, 48))
+        hole = ev.fit_mask(masks[row["mask"]], (40, 48))
         sides = {row["left"]: image[:, :48], row["right"]: image[:, 52:]}
         truth = photos[row["photo"]]
         assert (sides["grey"][hole == 1] == 128).all() and (sides["grey"][hole == 0] == truth[hole == 0]).all()
@@ -65,20 +60,20 @@ def test_pairs_show_both_fills_on_random_sides_with_a_hidden_key(kit, photos, ma
 def test_same_seed_same_pairs_other_seed_other_sides(tmp_path, photos, masks, kit):
     folder, files = kit
     again = ev.make_pairs(tmp_path / "again", photos, masks, {"grey": grey, "Telea": "telea"}, seed=3, gap=4)
-    assert read_key(tmp_path / "again") == read_key(folder)
+    assert ev.read_key(tmp_path / "again") == ev.read_key(folder)
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(files, again, strict=True))
     ev.make_pairs(tmp_path / "other", photos, masks, {"grey": grey, "Telea": "telea"}, seed=4)
-    assert [r["left"] for r in read_key(tmp_path / "other")] != [r["left"] for r in read_key(folder)]
+    assert [r["left"] for r in ev.read_key(tmp_path / "other")] != [r["left"] for r in ev.read_key(folder)]
 
 
 def test_picks_are_scored_against_the_key(kit):
     folder, _ = kit
-    key = read_key(folder)
+    key = ev.read_key(folder)
     assert str(ev.score_pairs(folder)) == "grey against Telea: no judgements yet"
     for row in key:  # judge "a" always picks Telea; judge "b" picks grey on the first two pairs
-        ev.record_pick(folder, int(row["pair"]), "left" if row["left"] == "Telea" else "right", judge="a")
-        pick = "left" if (row["left"] == "grey") == (int(row["pair"]) < 2) else "right"
-        ev.record_pick(folder, int(row["pair"]), pick, judge="b")
+        ev.record_pick(folder, row["pair"], "left" if row["left"] == "Telea" else "right", judge="a")
+        pick = "left" if (row["left"] == "grey") == (row["pair"] < 2) else "right"
+        ev.record_pick(folder, row["pair"], pick, judge="b")
     ev.record_pick(folder, 0, "left" if key[0]["left"] == "Telea" else "right", judge="a")  # replaces, not adds
     assert len(ev.read_picks(folder)) == 16
     score = ev.score_pairs(folder)
@@ -135,7 +130,7 @@ def test_pairs_of_a_photo_folder(tmp_path, masks):
     for name in ("b", "a"):
         Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(source / f"{name}.png")
     files = ev.make_pairs(tmp_path / "pairs", source, masks, {"grey": grey, "Telea": "telea"}, size=40)
-    assert [r["photo"] for r in read_key(tmp_path / "pairs")] == ["a", "b"]
+    assert [r["photo"] for r in ev.read_key(tmp_path / "pairs")] == ["a", "b"]
     assert all(np.asarray(Image.open(f)).shape == (40, 2 * 40 + 8, 3) for f in files)
     ev.make_pairs(tmp_path / "native", source, masks, {"grey": grey, "Telea": "telea"}, size=None)
     assert np.asarray(Image.open(tmp_path / "native" / "pair_000.png")).shape == (50, 2 * 70 + 8, 3)
@@ -162,6 +157,7 @@ def test_bad_inputs_are_refused(kit, tmp_path, photos, masks):
         (lambda: ev.record_pick(folder, 0, "middle"), "pick: got 'middle', expected 'left' or 'right'"),
         (lambda: ev.record_pick(tmp_path, 0, "left"), "folder: got .*, expected a folder of pairs made by make_pairs"),
         (lambda: ev.score_pairs(tmp_path), "folder: got .*, expected a folder of pairs made by make_pairs"),
+        (lambda: ev.read_key(tmp_path), "folder: got .*, expected a folder of pairs made by make_pairs"),
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message):

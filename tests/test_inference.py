@@ -286,7 +286,7 @@ def test_a_baseline_works_as_the_model():
 # ----------------------------------------------------------------------------- checkpoints
 def test_from_checkpoint_reads_the_working_size(checkpoint, tiny_model):
     inp = Inpainter.from_checkpoint(checkpoint, device="cpu")
-    assert inp.work_size == WORK and "tiny.pt" in inp.label and inp.mirror
+    assert inp.work_size == WORK and inp.label == "BIDS-Net (zero fill + image head, tiny.pt)" and inp.mirror
     rgb, holes = photo(), box_mask()
     np.testing.assert_array_equal(inp.inpaint(rgb, holes),
                                   Inpainter(tiny_model, work_size=WORK, mirror=True).inpaint(rgb, holes))

@@ -280,6 +280,13 @@ def test_a_residual_model_starts_as_its_telea_fill_and_keeps_a_zeros_fill_exact(
         torch.testing.assert_close(BIDSNet(zeros).eval()(image, mask), image * (1 - mask))
 
 
+@pytest.mark.parametrize("fill, output, form", [("telea", "residual", "Telea fill + residual head"),
+                                                ("zeros", "image", "zero fill + image head"),
+                                                ("telea", "image", "Telea fill + image head")])
+def test_form_names_the_input_fill_and_the_head(fill, output, form):
+    assert dataclasses.replace(BIDSNetConfig.small(), input_fill=fill, output=output).form == form
+
+
 @pytest.mark.parametrize("field, value", [("input_fill", "lama"), ("output", "delta")])
 def test_input_fill_and_output_are_checked(field, value):
     with pytest.raises(ValueError, match=f"{field}: got .*, expected one of"):

@@ -5,8 +5,9 @@ are scored with an interval (issue 29: for notebook 07's "you be the judge" exer
 :func:`make_pairs` writes ``pair_000.png`` ... (left | right, no names) and the hidden key
 ``.key.csv`` (which method is on which side) into a folder; the picks go into ``picks.csv``
 (columns ``pair, pick, judge``; pick = ``left`` or ``right``), by hand, by :func:`record_pick` or
-by the notebook widget :func:`judge_pairs`; :func:`score_pairs` reads both and gives each method's
-share of the judgements with a 95 % Wilson score interval (Wilson, 1927). Judgements of one pair
+by the notebook widget :func:`judge_pairs`; :func:`score_pairs` reads both (:func:`read_key` the
+key alone) and gives each method's share of the judgements with a 95 % Wilson score interval
+(Wilson, 1927). Judgements of one pair
 by several people are not independent; the interval treats them as if they were, so with several
 judges a pair also reports its majority (``PairScore.pair_wins``).
 """
@@ -147,6 +148,16 @@ def _pair_files(folder: Path) -> list[Path]:
     return files
 
 
+def read_key(folder) -> list[dict]:
+    """The hidden key of ``folder``, to be read after judging: one row per pair, ``pair`` (int),
+    ``file``, ``photo``, ``mask`` (int, the index into make_pairs' masks), which method is on the
+    ``left`` and the ``right``, and the two methods in make_pairs' order, ``first`` and ``second``."""
+    folder = Path(folder)
+    if not (folder / KEY_FILE).is_file():
+        raise ValueError(got_expected("folder", str(folder), f"a folder of pairs made by make_pairs (with {KEY_FILE})"))
+    return [{**row, "pair": int(row["pair"]), "mask": int(row["mask"])} for row in _read_csv(folder / KEY_FILE, _KEY_COLUMNS)]
+
+
 def read_picks(folder) -> list[dict]:
     """The picks recorded in ``folder/picks.csv`` (none yet: an empty list)."""
     path = Path(folder) / PICKS_FILE
@@ -194,10 +205,7 @@ class PairScore:
 
 def score_pairs(folder) -> PairScore:
     """Unblind: the picks of ``folder/picks.csv`` against the hidden key, as a :class:`PairScore`."""
-    folder = Path(folder)
-    if not (folder / KEY_FILE).is_file():
-        raise ValueError(got_expected("folder", str(folder), f"a folder of pairs made by make_pairs (with {KEY_FILE})"))
-    key = {int(r["pair"]): r for r in _read_csv(folder / KEY_FILE, _KEY_COLUMNS)}
+    key = {r["pair"]: r for r in read_key(folder)}
     methods = (key[min(key)]["first"], key[min(key)]["second"])  # the order given to make_pairs
     wins, per_pair = dict.fromkeys(methods, 0), {}
     for line, row in enumerate(read_picks(folder), start=2):  # line 1 is the header
