@@ -361,10 +361,11 @@ def training_memory(trainer: Trainer, batch: int) -> int:
 def t4_estimate(preset: str, size: int) -> dict:
     """Per-image and fixed training memory (fp32, autocast) and the batch each leaves on a T4.
 
-    The ``preset``'s training config at ``size`` px, its ``Trainer`` measured at batch 1 and 2
-    (``training_memory``); "autocast" is the trainer's bfloat16 autocast on the CPU (``cpu_bf16``).
+    The ``preset``'s training config with every step at ``size`` px (no smaller stages), its
+    ``Trainer`` measured at batch 1 and 2 (``training_memory``); "autocast" is the trainer's
+    bfloat16 autocast on the CPU (``cpu_bf16``).
     """
-    config = dataclasses.replace(PRESETS[preset](), size=size)
+    config = dataclasses.replace(PRESETS[preset](), size=size, stages=())
     out = {"preset": preset, "size": size, "batch_size": config.batch_size}
     with tempfile.TemporaryDirectory() as tmp:
         for label, autocast in (("fp32", False), ("autocast", True)):

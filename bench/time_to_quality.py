@@ -75,49 +75,46 @@ class Recipe:
     about: str
 
 
-def _today(**changes):
+def _small(**changes):
     from bidsnet_lib.train import TrainConfig
 
-    base = TrainConfig.small()
-    today = dataclasses.replace(base, model=dataclasses.replace(base.model, input_fill="telea", output="residual"),
-                                loss=dataclasses.replace(base.loss, adversarial=0.0, ssim=2.0), lr_g=2e-4,
-                                size=128, batch_size=4, validate_every=500, val_size=32)
-    return dataclasses.replace(today, **changes)
+    return dataclasses.replace(TrainConfig.small(), **changes)
 
 
-TODAY_FLAGS = ("--preset", "small", "--input-fill", "telea", "--output", "residual", "--adversarial", "0",
-               "--ssim", "2.0", "--lr-g", "2e-4", "--size", "128", "--batch-size", "4",
-               "--validate-every", "500", "--val-size", "32")
-# The levers (issue 25), each alone on top of "today", then together. Cosine decay after a short
-# linear warm-up lets a higher peak rate be used early (Loshchilov & Hutter, SGDR, ICLR 2017; Goyal
-# et al. 2017 for the warm-up); progressive resizing trains most steps on small crops, which cost a
-# quarter of the time each (fast.ai's DAWNBench entry; Tan & Le, EfficientNetV2, 2021).
-COSINE = {"lr_schedule": "cosine", "warmup_steps": 100, "lr_g": 8e-4}
-COSINE_FLAGS = ("--lr-schedule", "cosine", "--warmup-steps", "100", "--lr-g", "8e-4")
-STAGES = {"stages": ((64, 0.7),)}
-STAGES_FLAGS = ("--stages", "64:0.7")
+# The levers (issue 25), each alone, then together ("fast", which became TrainConfig.small(), the
+# default). Cosine decay after a short linear warm-up lets a higher peak rate be used early
+# (Loshchilov & Hutter, SGDR, ICLR 2017; Goyal et al. 2017 for the warm-up); progressive resizing
+# trains most steps on small crops, which cost a quarter of the time each (fast.ai's DAWNBench
+# entry; Tan & Le, EfficientNetV2, 2021). Each recipe is the default with the levers it lacks
+# undone: what the shipped model's last run had instead (bidsnet_lib/checkpoints/MODEL_CARD.md,
+# run 5: Adam 2e-4 constant, every step at 128 px).
+PRESET_FLAGS = ("--preset", "small")
+CONSTANT = {"lr_g": 2e-4, "lr_schedule": "constant", "warmup_steps": 0}
+CONSTANT_FLAGS = ("--lr-g", "2e-4", "--lr-schedule", "constant", "--warmup-steps", "0")
+ONE_SIZE = {"stages": ()}
+ONE_SIZE_FLAGS = ("--stages", "")
 
 RECIPES = {
     "today": Recipe(
-        flags=TODAY_FLAGS,
-        config=_today,
+        flags=PRESET_FLAGS + CONSTANT_FLAGS + ONE_SIZE_FLAGS,
+        config=lambda: _small(**CONSTANT, **ONE_SIZE),
         about="the shipped model's last run (bidsnet_lib/checkpoints/MODEL_CARD.md, run 5) from scratch: "
               "Telea input fill, residual head, hole/valid L1 + 2 x (1 - SSIM), no critic, Adam 2e-4 "
               "constant, 128 px, batch 4",
     ),
     "cosine": Recipe(
-        flags=TODAY_FLAGS + COSINE_FLAGS,
-        config=lambda: _today(**COSINE),
+        flags=PRESET_FLAGS + ONE_SIZE_FLAGS,
+        config=lambda: _small(**ONE_SIZE),
         about="today, with a 100-step linear warm-up to a 4x higher peak (8e-4) and a cosine decay to 0",
     ),
     "stages": Recipe(
-        flags=TODAY_FLAGS + STAGES_FLAGS,
-        config=lambda: _today(**STAGES),
+        flags=PRESET_FLAGS + CONSTANT_FLAGS,
+        config=lambda: _small(**CONSTANT),
         about="today, with the first 70 % of the steps on 64-px crops (progressive resizing), then 128 px",
     ),
     "fast": Recipe(
-        flags=TODAY_FLAGS + COSINE_FLAGS + STAGES_FLAGS,
-        config=lambda: _today(**COSINE, **STAGES),
+        flags=PRESET_FLAGS,
+        config=_small,
         about="today with both levers: cosine at a peak of 8e-4 after 100 warm-up steps, 70 % of the steps at 64 px",
     ),
 }

@@ -5,8 +5,9 @@
 
 Every variant runs ``bidsnet_lib.train.Trainer.train_step`` itself (data loading included: the
 loader is the trainer's own) in a fresh process, so thread counts, autocast and compilation
-caches never leak between variants. The config is ``TrainConfig.small()`` at the given size,
-batch 4 per process, on the shipped training photos. Variants: fp32; bfloat16 autocast
+caches never leak between variants. The config is ``TrainConfig.small()`` at the given size, every
+step at that size (its progressive-resizing stages left out), batch 4 per process, on the shipped
+training photos. Variants: fp32; bfloat16 autocast
 (``cpu_bf16``); ``channels_last``; ``torch.compile``; two intra-op threads; two gloo DDP
 processes of one thread each (``torchrun``), with batch 4 each (global batch 8) and with batch 2
 each (global batch 4, the one-process run split in two: GroupNorm is per sample). The variants take turns
@@ -58,8 +59,8 @@ def worker(spec: dict) -> dict | None:
     from bidsnet_lib.train import TrainConfig, Trainer, init_distributed
 
     distributed = init_distributed()
-    config = dataclasses.replace(TrainConfig.small(), size=spec["size"], data=(spec["data"],), steps=10**6,
-                                 validate_every=0, sample_every=0, **spec["changes"])
+    config = dataclasses.replace(TrainConfig.small(), size=spec["size"], stages=(), data=(spec["data"],),
+                                 steps=10**6, validate_every=0, sample_every=0, **spec["changes"])
     scratch = tempfile.TemporaryDirectory(prefix="bench_trainer.")
     trainer = Trainer(config, scratch.name, device="cpu", progress=False)
     batches = iter(trainer.loader())
@@ -162,7 +163,8 @@ def main(argv=None) -> int:
     if not args.quick:
         text = "\n".join([
             "## Training speed on the CPU (`bench/trainer.py`)", "",
-            "`TrainConfig.small()`, batch 4 per process unless the row says otherwise; timed steps after "
+            "`TrainConfig.small()` with every step at the row's size, batch 4 per process unless the row says "
+            "otherwise; timed steps after "
             "warm-up: " + ", ".join(f"{s} after {w} at {size} px" for size, (s, w) in plan.items())
             + f"; the fastest of {rounds} rounds ({', '.join(sorted(SLOW))}: one round, 1 step after 1); peak: {peaks[1]:.1f} GFLOP/s on 1 thread, {peaks[2]:.1f} on 2.", "",
             *lines, "",

@@ -72,7 +72,12 @@ def test_every_recipes_flags_make_its_config(bench):
         args = build_parser().parse_args([*recipe.flags, "--out", "unused"])
         made = config_from_args(args, TrainConfig.small())
         assert dataclasses.replace(made, processes=1) == recipe.config(), name
-    assert bench.RECIPES["fast"].config().stages and bench.RECIPES["fast"].config().lr_schedule == "cosine"
+    # "fast" is the default; "today" is still the shipped model's last run (constant 2e-4, 128 px throughout).
+    assert bench.RECIPES["fast"].config() == TrainConfig.small() and TrainConfig.small().stages
+    today = bench.RECIPES["today"].config()
+    assert (today.lr_g, today.lr_schedule, today.warmup_steps, today.stages, today.size) == (2e-4, "constant", 0, (), 128)
+    assert (today.model.input_fill, today.model.output, today.loss.adversarial, today.loss.ssim) == (
+        "telea", "residual", 0.0, 2.0)
 
 
 def test_the_calibration_line_and_the_step_count(bench):

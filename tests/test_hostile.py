@@ -191,7 +191,8 @@ def test_a_run_folder_has_one_writer_at_a_time(tmp_path, capsys):
                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
     try:
         assert holder.stdout.readline().strip() == "held"
-        args = ["--data", str(photos), "--out", str(out), "--steps", "1", "--processes", "1", "--size", "32"]
+        args = ["--data", str(photos), "--out", str(out), "--steps", "1", "--processes", "1", "--size", "32",
+                "--stages", ""]
         assert train_main(args) == 2
         err = capsys.readouterr().err
         assert f"is being written by another run (process {holder.pid} on" in err and len(err.splitlines()) == 1
@@ -215,8 +216,8 @@ def test_what_a_crash_leaves_in_a_run_folder_does_not_block_resume(tmp_path, cap
     from bidsnet_lib.commands.train import main as train_main
 
     photos, out = few_photos(tmp_path / "photos"), tmp_path / "run"
-    tiny = ["--data", str(photos), "--out", str(out), "--processes", "1", "--size", "32", "--adversarial", "0",
-            "--batch-size", "2", "--val-size", "2", "--validate-every", "0", "--sample-every", "0",
+    tiny = ["--data", str(photos), "--out", str(out), "--processes", "1", "--size", "32", "--stages", "",
+            "--adversarial", "0", "--batch-size", "2", "--val-size", "2", "--validate-every", "0", "--sample-every", "0",
             "--checkpoint-every", "1", "--keep-every", "1", "--log-every", "1", "--no-progress"]
     assert train_main([*tiny, "--steps", "2"]) == 0
     (out / "latest.pt").write_bytes(b"")  # killed by a full disk in a copy, or truncated by hand
@@ -290,7 +291,7 @@ def test_a_full_disk_at_a_checkpoint_is_named_and_the_old_one_kept(tmp_path, mon
     # The command: one line, exit 2 (the disk fills at the first checkpoint).
     photos = few_photos(tmp_path / "photos")
     assert train_main(["--data", str(photos), "--out", str(tmp_path / "run"), "--processes", "1", "--steps", "1",
-                       "--size", "32", "--batch-size", "1", "--val-size", "1", "--validate-every", "0",
+                       "--size", "32", "--stages", "", "--batch-size", "1", "--val-size", "1", "--validate-every", "0",
                        "--sample-every", "0", "--adversarial", "0", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "latest.pt' (no space left on the disk)" in err and len(err.splitlines()) == 1

@@ -43,8 +43,8 @@ def photos(tmp_path_factory) -> str:
 
 def tiny(photos: str, **changes) -> TrainConfig:
     return dataclasses.replace(TrainConfig.small(), **{
-        "model": TINY, "loss": LossConfig.pixel_only(), "size": 32, "batch_size": 2, "steps": 1, "data": (photos,),
-        "d_channels": 8, "d_layers": 2, "validate_every": 0, "sample_every": 0, "val_size": 2, **changes})
+        "model": TINY, "loss": LossConfig.pixel_only(), "size": 32, "stages": (), "lr_g": 5e-4, "batch_size": 2, "steps": 1,
+        "data": (photos,), "d_channels": 8, "d_layers": 2, "validate_every": 0, "sample_every": 0, "val_size": 2, **changes})
 
 
 def test_preflight_gives_what_the_trainer_builds_on(photos, tmp_path):
@@ -134,7 +134,7 @@ def test_bidsnet_train_checks_once_before_it_starts_processes(photos, tmp_path, 
     monkeypatch.setattr("bidsnet_lib.commands.train.preflight", counted)
     monkeypatch.setattr("bidsnet_lib.train.loop.preflight", counted)
     monkeypatch.setattr("bidsnet_lib.commands.train.LocalRanks", OneRank)
-    assert main(["--data", photos, "--out", str(tmp_path / "run"), "--size", "32", "--batch-size", "2",
+    assert main(["--data", photos, "--out", str(tmp_path / "run"), "--size", "32", "--stages", "", "--batch-size", "2",
                  "--processes", "2", "--device", "cpu", "--no-progress"]) == 2
     assert "expected the 1 process(es) running it" in capsys.readouterr().err  # the Trainer got that far
     assert len(calls) == 2 and calls[1] == "stopped" and not dist.is_initialized()
@@ -147,8 +147,8 @@ def test_bidsnet_train_checks_once_before_it_starts_processes(photos, tmp_path, 
 def test_an_os_error_at_set_up_is_one_line(photos, tmp_path, capsys):
     """Issue 30 #8's first cases: an --out that cannot be a folder ended in a traceback."""
     (tmp_path / "file").write_text("")
-    assert main(["--data", photos, "--out", str(tmp_path / "file" / "run"), "--size", "32", "--batch-size", "1",
-                 "--no-progress"]) == 2
+    assert main(["--data", photos, "--out", str(tmp_path / "file" / "run"), "--size", "32", "--stages", "",
+                 "--batch-size", "1", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("bidsnet train: error: ") and err.count("\n") == 1 and "/file' is a file" in err
 

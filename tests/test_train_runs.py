@@ -156,7 +156,7 @@ def resumable(config: TrainConfig, step: int = 3, photos=None) -> dict:
 
 
 def test_check_resumable_lets_overridable_fields_and_more_steps_through(tmp_path):
-    saved = dataclasses.replace(TrainConfig.small(), model=TINY, steps=3)
+    saved = dataclasses.replace(TrainConfig.small(), model=TINY, steps=3, lr_g=5e-4)
     given = dataclasses.replace(saved, steps=9, log_every=1, num_workers=1)
     check_resumable(resumable(saved), tmp_path / "latest.pt", saved, given, RESUME_OVERRIDABLE)
     with pytest.raises(ValueError, match=r"config: differs from the run in .*latest.pt in 2 field\(s\) a resumed "

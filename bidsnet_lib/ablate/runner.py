@@ -1,7 +1,7 @@
 """The paper's four ablations and the course's own at small scale: train, evaluate, judge each claim.
 
 Its tables and verdicts go to ``docs/ablations.md`` (``--docs``). Every variant of a study trains
-from ``TrainConfig.small()`` with one ``BIDSNetConfig`` field changed, on the same photos
+with ``TrainConfig.small()``'s recipe on ``BIDSNetConfig.small()`` with one field changed, on the same photos
 (``data/images/train``), for the same steps, with the same seeds and mask mix; its EMA generator
 is then scored by :func:`bidsnet_lib.evaluate.evaluate` on ``data/images/test`` under the shipped
 fixed masks (``bidsnet_lib/eval_masks``), beside Telea and Navier-Stokes (computed once).

@@ -79,7 +79,11 @@ def build_parser(prog: str = "bidsnet train") -> Parser:
         description="Train BIDS-Net (also: torchrun --nproc_per_node=N -m bidsnet_lib.commands.train ...). "
                     "Flags override the preset's TrainConfig fields.",
     )
-    p.add_argument("--preset", choices=sorted(PRESETS), help="config preset of a new run (default small)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help=(
+        "config preset of a new run: small (the default; TrainConfig.small(), the CPU recipe of "
+        "bench/time_to_quality.py: the small model on a Telea fill with a residual head, L1 + SSIM, a cosine "
+        "schedule, most steps on 64-px crops) or paper (TrainConfig.paper(), for a GPU: 256 px, the critic "
+        "and VGG-19 losses)"))
     p.add_argument("--out", required=True, metavar="DIR", help="run directory, e.g. runs/NAME")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest.pt; the command that started it plus "
