@@ -1,5 +1,6 @@
-"""bidsnet_lib.ablate (runner): the quick study end to end, resume, plans, docs sections, the published
-tables (the studies and the verdict rule: test_ablate_studies.py, test_ablate_tables.py)."""
+"""bidsnet_lib.ablate (runner): a quick study end to end, resume, the streams and start studies in quick
+mode, plans, docs sections, the published tables (the studies and the verdict rule:
+test_ablate_studies.py, test_ablate_tables.py)."""
 
 import contextlib
 import csv
