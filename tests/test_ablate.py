@@ -1,9 +1,14 @@
-"""bidsnet_lib.ablate (runner): the quick study end to end, resume, plans, docs sections, the published
-tables (the studies and the verdict rule: test_ablate_studies.py, test_ablate_tables.py)."""
+"""bidsnet_lib.ablate (runner): a quick study end to end, resume, the streams and start studies in quick
+mode, plans, docs sections, the published tables (the studies and the verdict rule:
+test_ablate_studies.py, test_ablate_tables.py)."""
 
+import contextlib
 import csv
 import dataclasses
+import io
+import json
 import shutil
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,13 +23,15 @@ from bidsnet_lib.ablate import (
     makespan,
     plan_tasks,
     resolve_studies,
+    run_ablations,
     section_markers,
     study_variants,
     training_seconds,
     write_docs_section,
 )
+from bidsnet_lib.checkpoint import load_inference_model
 from bidsnet_lib.commands.ablate import main
-from bidsnet_lib.model import BIDSNetConfig
+from bidsnet_lib.model import BIDSNet, BIDSNetConfig, SingleStream
 from bidsnet_lib.plumbing import SHIPPED_IMAGES, image_files
 from bidsnet_lib.train import Trainer
 
@@ -34,20 +41,33 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-def test_quick_study_end_to_end_then_resume(tmp_path, capsys):
-    out, docs = tmp_path / "out", tmp_path / "ablations.md"
-    # 4 of the test photos: the runner's plumbing is the same for 37, at a fraction of the time.
-    photos = tmp_path / "photos"
+@pytest.fixture(scope="module")
+def quick_fusion(tmp_path_factory):
+    """`bidsnet ablate --study fusion --quick --docs`, run once for this module's tests, training on
+    and scoring 2 test photos: the runner's plumbing is the same for 244 and 37, at a fraction of the
+    time. Returns its folders, the flags it shared with later invocations and what it printed."""
+    tmp = tmp_path_factory.mktemp("quick")
+    photos, docs = tmp / "photos", tmp / "ablations.md"
     photos.mkdir()
-    for path in image_files(SHIPPED_IMAGES)[:4]:
+    for path in image_files(SHIPPED_IMAGES)[:2]:
         shutil.copy2(path, photos / path.name)
-    images = ["--images", str(photos)]
     begin, end = section_markers("fusion")
     docs.write_text(f"# Ablations\n\n{section_markers('status')[0]}\nnot yet run\n{section_markers('status')[1]}\n"
                     f"intro kept\n\n{begin}\nStatus: not yet run.\n{end}\n\ntail kept\n")
-    assert main(["--study", "fusion", "--quick", *images, "--out", str(out), "--docs", str(docs)]) == 0
-    printed = capsys.readouterr().out
-    assert "runs: 4 (0 finished earlier, 4 to do)" in printed and "estimated time" in printed
+    flags = ["--quick", "--data", str(photos), "--images", str(photos), "--out", str(tmp / "out")]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main(["--study", "fusion", *flags, "--docs", str(docs)])
+    assert status == 0, printed.getvalue()
+    settings = AblationSettings.quick_preset(train_images=str(photos), test_images=str(photos))
+    return SimpleNamespace(tmp=tmp, out=tmp / "out", docs=docs, flags=flags, settings=settings,
+                           printed=printed.getvalue())
+
+
+def test_quick_study_writes_tables_verdicts_and_docs(quick_fusion):
+    out, docs, tmp_path = quick_fusion.out, quick_fusion.docs, quick_fusion.tmp
+    assert "runs: 4 (0 finished earlier, 4 to do)" in quick_fusion.printed
+    assert "2 steps at 64 px, batch 2" in quick_fusion.printed and "estimated time" in quick_fusion.printed
 
     summary = read_csv(out / "fusion.csv")
     assert [r["variant"] for r in summary] == ["fusion=sff", "fusion=add", "Telea (r=3)", "Navier-Stokes (r=3)"]
@@ -61,7 +81,8 @@ def test_quick_study_end_to_end_then_resume(tmp_path, capsys):
     assert len(groups) == 6 * 8 * 2 and {r["metric"] for r in groups} == {"psnr", "ssim"}
     table = (out / "fusion.md").read_text()
     assert "Quick mode" in table and "**Verdict:" in table and "| **fusion=sff** (paper) |" in table
-    assert "LPIPS: not measured (`--lpips off`" in table
+    assert "Not in this table: fusion=concat (quick mode runs the paper's choice and the first rival" in table
+    assert "LPIPS: not measured (`--lpips off`" in table and "batch 2, seeds 0, 1" in table
     assert (out / "fusion.png").stat().st_size > 0
     # --docs published the data beside the page; the JSON rebuilds the same table and verdict.
     published = tmp_path / "ablations"
@@ -73,32 +94,76 @@ def test_quick_study_end_to_end_then_resume(tmp_path, capsys):
     text = docs.read_text()
     assert "intro kept" in text and "tail kept" in text and "not yet run" not in text
     assert "](ablations/fusion.png)" in text
-    assert text.count(begin) == 1 and "Claim: Selective Feature Fusion" in text
+    assert text.count(section_markers("fusion")[0]) == 1 and "Claim: Selective Feature Fusion" in text
     assert "Status: quick mode only" in text and "Verdicts of the published studies: fusion: **" in text
     run = out / "runs" / "reference" / "seed0"
     assert (run / "results.json").is_file() and (run / "model.pt").is_file() and not (run / "latest.pt").exists()
 
+
+def test_quick_study_resumes_an_interrupted_run(quick_fusion, capsys):
     # Interrupted mid-run: one run only part-trained (a checkpoint, no results). The next
     # invocation reuses the three finished runs untouched and resumes that one (in a worker
     # process: --jobs 2 takes the process-pool path).
-    settings = AblationSettings.quick_preset()
+    out, flags = quick_fusion.out, quick_fusion.flags
+    summary = read_csv(out / "fusion.csv")
     partial = out / "runs" / "fusion=add" / "seed1"
     for path in partial.iterdir():
         path.unlink()
-    Trainer(settings.train_config(dataclasses.replace(BIDSNetConfig.small(), fusion="add"), 1), partial,
+    Trainer(quick_fusion.settings.train_config(dataclasses.replace(BIDSNetConfig.small(), fusion="add"), 1), partial,
             progress=False).train(until=1)
-    finished = sorted(p for p in out.glob("runs/*/seed*/results.json"))
+    finished = sorted(p for key in ("reference", "fusion=add") for p in (out / "runs" / key).glob("seed*/results.json"))
     stamps = {p: p.stat().st_mtime_ns for p in finished}
     assert len(finished) == 3
-    assert main(["--study", "fusion", "--quick", *images, "--jobs", "2", "--out", str(out)]) == 0
+    assert main(["--study", "fusion", *flags, "--jobs", "2"]) == 0
     assert "runs: 4 (3 finished earlier, 1 to do) in" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in finished} == stamps
     assert (partial / "results.json").is_file() and not (partial / "latest.pt").exists()
     assert read_csv(out / "fusion.csv")[0] == summary[0]  # the reference's numbers, reused
 
     # Other settings over the same runs: refused, naming what differs.
-    assert main(["--study", "fusion", "--quick", *images, "--steps", "3", "--out", str(out)]) == 2
+    assert main(["--study", "fusion", *flags, "--steps", "3"]) == 2
     assert "train.steps" in capsys.readouterr().err
+
+
+def test_quick_streams_and_start_studies_train_their_own_rivals(quick_fusion):
+    """#26: the course's two studies in quick mode, in one invocation over the fusion study's folder:
+    the unchanged model's runs are reused, each study's rival is the network its config names."""
+    out, lines = quick_fusion.out, []
+    streams, start = run_ablations([STUDIES["streams"], STUDIES["start"]], quick_fusion.settings, out,
+                                   log=lines.append)
+    assert "runs: 6 (2 finished earlier, 4 to do) in" in "\n".join(lines)
+
+    def run(key, seed=0):
+        folder = out / "runs" / key / f"seed{seed}"
+        model, _ = load_inference_model(folder / "model.pt", device="cpu")
+        return json.loads((folder / "results.json").read_text()), json.loads((folder / "config.json").read_text()), model
+
+    # streams: the CNN stream alone, sized to the two-stream reference's parameter count.
+    reference, _, dual = run("reference")
+    record, config, cnn = run("streams=cnn")
+    assert type(dual) is BIDSNet and type(cnn) is SingleStream and cnn.kind == "cnn"
+    assert config["model"]["streams"] == "cnn" and record["params"] != reference["params"]
+    assert abs(record["params"] - reference["params"]) <= 0.1 * reference["params"]
+    table = (out / "streams.md").read_text()
+    assert [v.name for v in streams.variants] == ["streams=dual", "streams=cnn"]
+    assert "| **streams=dual** (paper) |" in table and f"| streams=cnn | {record['params']:,} |" in table
+    assert "- vs streams=cnn (must win): PSNR" in table and f"**Verdict: {streams.verdicts()[0]}**" in table
+    assert "Not in this table: streams=transformer (quick mode" in table
+
+    # start: the same network, started differently: the fill of its input and the form of its output.
+    telea_residual = "input_fill=telea, output=residual"
+    (_, zeros_config, zeros), (_, telea_config, telea) = run("reference", 1), run(telea_residual, 1)
+    assert [(c["model"]["input_fill"], c["model"]["output"]) for c in (zeros_config, telea_config)] == [
+        ("zeros", "image"), ("telea", "residual")]
+    assert (zeros.config.input_fill, zeros.config.output, telea.config.input_fill, telea.config.output) == (
+        "zeros", "image", "telea", "residual")  # as the written checkpoints rebuild them
+    assert start.keys == {"input_fill=zeros, output=image": "reference", telea_residual: telea_residual}
+    table = (out / "start.md").read_text()
+    assert f"| **{telea_residual}** (paper) |" in table and "| input_fill=zeros, output=image |" in table
+    assert "- vs input_fill=zeros, output=image (must win): PSNR" in table
+    assert "Not in this table: input_fill=telea, output=image (quick mode" in table
+    assert [r["variant"] for r in read_csv(out / "start.csv")][:2] == [
+        "input_fill=zeros, output=image", telea_residual]  # the study's order, the paper's choice last
 
 
 def test_fetch_published_downloads_checks_and_keeps(tmp_path, made_up_fusion_report):

@@ -20,7 +20,14 @@ from bidsnet_lib.ablate import (
     resolve_studies,
     study_variants,
 )
-from bidsnet_lib.model import BIDSNetConfig
+from bidsnet_lib.model import (
+    BIDSNet,
+    BIDSNetConfig,
+    SingleStream,
+    UnifiedNet,
+    build_model,
+    count_parameters,
+)
 from bidsnet_lib.train import TrainConfig
 
 # Two scales, a few channels (as in test_model.py): the variants are configs, no model is built.
@@ -50,7 +57,7 @@ def test_settings_validate():
         with pytest.raises(ValueError, match=match):
             AblationSettings(**changes)
     quick = AblationSettings.quick_preset()
-    assert (quick.steps, quick.seeds, quick.size, quick.limit, quick.quick) == (2, 2, 64, 1, True)
+    assert (quick.steps, quick.seeds, quick.batch_size, quick.size, quick.limit, quick.quick) == (2, 2, 2, 64, 1, True)
     assert AblationSettings(lpips="random").metrics == ["psnr", "ssim", "lpips"]
 
 
@@ -74,6 +81,25 @@ def test_every_study_is_well_formed_and_every_variant_builds_a_valid_config():
         assert study.title and study.claim, study.name
         for variant in study.variants:
             assert isinstance(variant.config(BIDSNetConfig.small()), BIDSNetConfig)
+
+
+def test_the_rivals_at_equal_parameters_are_variants_like_the_others():
+    """#26: the one-stream rivals (streams) and the unified path (interaction) are a config value
+    each, which build_model turns into their own network at about the reference's parameter count."""
+    assert [v.changes for v in STUDIES["interaction"].variants] == [
+        (("interaction", value),) for value in ("bidirectional", "cnn_to_trans", "trans_to_cnn", "none", "unified")]
+    assert [v.changes for v in STUDIES["streams"].variants] == [
+        (("streams", value),) for value in ("dual", "cnn", "transformer")]
+    reference = count_parameters(build_model(BIDSNetConfig.small()))["total"]
+    rivals = {"streams=cnn": SingleStream, "streams=transformer": SingleStream, "interaction=unified": UnifiedNet}
+    for study in ("streams", "interaction"):
+        for variant in STUDIES[study].variants:
+            model = build_model(variant.config(BIDSNetConfig.small()))
+            assert type(model) is rivals.get(variant.name, BIDSNet), variant.name
+            if variant.name in rivals:
+                assert abs(count_parameters(model)["total"] - reference) <= 0.1 * reference, variant.name
+            if type(model) is SingleStream:
+                assert variant.changes == (("streams", model.kind),)
 
 
 def test_a_study_must_name_its_winner_and_matches_among_its_variants():

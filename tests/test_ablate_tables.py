@@ -1,6 +1,8 @@
 """bidsnet_lib.ablate (tables): the verdict rule on made-up numbers, a report's JSON round trip."""
 
 
+import dataclasses
+
 import pytest
 
 from bidsnet_lib.ablate import claim_verdict, compare, load_report, overall_verdict
@@ -85,3 +87,16 @@ def test_load_report_rejects_other_files(tmp_path):
     bad.write_text("not json")
     with pytest.raises(ValueError, match="bad.json: not JSON"):
         load_report(bad)
+
+
+def test_a_table_says_why_a_variant_is_not_in_it(made_up_fusion_report):
+    """A quick run leaves out all but two variants by design; a full one lacks only variants added
+    to the study after it ran."""
+    report = dataclasses.replace(made_up_fusion_report, variants=made_up_fusion_report.variants[:2])
+    assert report.settings.quick
+    assert ("Not in this table: fusion=concat (quick mode runs the paper's choice and the first rival; "
+            "without `--quick` every variant runs).") in report.markdown()
+    full = dataclasses.replace(report, settings=dataclasses.replace(report.settings, quick=False))
+    assert ("Not in this table: fusion=concat (added to the study after it was run; "
+            "`bidsnet ablate --study fusion --docs` runs them).") in full.markdown()
+    assert "Not in this table" not in made_up_fusion_report.markdown()

@@ -76,7 +76,7 @@ from bidsnet_lib.evaluate import evaluate, load_mask_groups, load_photos
 from bidsnet_lib.model import BIDSNetConfig, count_parameters
 from bidsnet_lib.plumbing import check_apart, check_int, download_file
 from bidsnet_lib.reports import machine_line
-from bidsnet_lib.train import RunLock, TrainConfig, Trainer, read_metrics
+from bidsnet_lib.train import RunLock, Trainer, read_metrics
 
 PUBLISHED_URL = REPO_URL.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main/docs/ablations"
 ABLATION_BASELINES = ("telea", "ns")  # scored once beside every study
@@ -257,8 +257,8 @@ class Probe:
 
 
 def probe(settings: AblationSettings, model: BIDSNetConfig) -> Probe:
-    """Time a Trainer's set-up, training steps (after a warm-up) and an evaluation of one mask
-    per photo, in a temporary folder, at the settings' size."""
+    """Time a Trainer's set-up, training steps (after a warm-up step, except in quick mode) and
+    an evaluation of one mask per photo, in a temporary folder, at the settings' size."""
     photos = load_photos(settings.test_images, settings.size)
     group = load_mask_groups(settings.masks, 1)[:1]
     with tempfile.TemporaryDirectory() as tmp:
@@ -266,7 +266,8 @@ def probe(settings: AblationSettings, model: BIDSNetConfig) -> Probe:
         trainer = Trainer(settings.train_config(model, 0), tmp, progress=False)
         setup = time.perf_counter() - start
         batches = iter(trainer.loader())
-        trainer.train_step(next(batches))  # the first step pays one-off allocations
+        if not settings.quick:  # quick mode times one cold step: its estimate need not be right, only printed
+            trainer.train_step(next(batches))  # the first step pays one-off allocations
         timed = 1 if settings.quick else 3
         start = time.perf_counter()
         for _ in range(timed):
@@ -379,7 +380,7 @@ def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, 
 
     names = ", ".join(s.name for s in studies)
     log(f"ablations: {names}; {settings.seeds} seeds, {settings.steps} steps at {settings.size} px, "
-        f"batch {TrainConfig.small().batch_size}; evaluation: {len(photos)} photos x "
+        f"batch {settings.batch_size}; evaluation: {len(photos)} photos x "
         f"{pairs // len(photos)} masks ({len(groups)} groups) = {pairs} pairs a run")
     log(f"runs: {len(tasks)} ({len(finished)} finished earlier, {len(pending)} to do) in {out}, "
         f"{min(jobs, max(len(pending), 1))} job(s) of {threads} torch thread(s)")

@@ -177,9 +177,11 @@ class StudyReport:
         if s.quick:
             lines += ["**Quick mode: a smoke test of the runner; these numbers mean nothing.**", ""]
         missing = [v.name for v in study.variants if v.name not in {r.name for r in self.variants}]
-        if missing:  # the study grew after this table was run: say so rather than judge without them
-            lines += [f"Not in this table: {', '.join(missing)} (added to the study after it was run; "
-                      f"`bidsnet ablate --study {study.name} --docs` runs them).", ""]
+        if missing:  # left out by quick mode, or the study grew after this table was run: say which
+            why = ("quick mode runs the paper's choice and the first rival; without `--quick` every variant runs"
+                   if s.quick else f"added to the study after it was run; `bidsnet ablate --study {study.name} "
+                                   f"--docs` runs them")
+            lines += [f"Not in this table: {', '.join(missing)} ({why}).", ""]
         lines += [f"Claim: {study.claim}.", "",
                   f"**Verdict: {verdict}** ("
                   + "; ".join(f"{HEADERS[m].split()[0]}: {v}" for m, (v, _) in per_metric.items()) + ").", "",

@@ -32,7 +32,7 @@ def build_parser(prog: str = "bidsnet ablate") -> Parser:
     p.add_argument("--size", type=int, help="training and evaluation size in px (default 128; quick 64)")
     p.add_argument("--limit", type=int, help="masks per evaluation group (default all; quick 1)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke test: 2 steps at 64 px, 1 mask per group, 2 seeds, 2 variants per study")
+                   help="smoke test: 2 steps of batch 2 at 64 px, 1 mask per group, 2 seeds, 2 variants per study")
     p.add_argument("--jobs", type=int,
                    help="runs at once, each with cores/jobs torch threads (default min(2, cores); quick 1)")
     p.add_argument("--lpips", choices=LPIPS_MODES, default="off",
