@@ -261,11 +261,32 @@ def test_coarse_to_fine_blends_tiles_that_disagree_without_seams():
     model = Residual(column_ramp)
     out = Inpainter(model, work_size=WORK, coarse_to_fine=True).inpaint(rgb, thin)
     assert not any(given for _, given in model.calls)  # one level, the model's own input fill
-    assert sum(shape[0] for shape, _ in model.calls) >= 7  # 400 px in 64-px tiles overlapping by 16
+    assert sum(shape[0] for shape, _ in model.calls) >= 7  # 400 px in 64-px tiles overlapping by 8
     steps = np.diff(out[30, 5:395, 0].astype(int))
     assert steps.min() < 0 < steps.max()  # each tile its own rising ramp: they disagree ...
-    assert np.abs(steps).max() <= 10  # ... yet cross-fade over the overlaps: no 255-to-0 seam
+    # ... yet cross-fade over the 8-px overlaps, at most 255/9 + the ramp's own slope a pixel: no 255-to-0 seam
+    assert np.abs(steps).max() <= 255 / 9 + 5
     np.testing.assert_array_equal(out[thin == 0], rgb[thin == 0])
+
+
+def test_coarse_to_fine_mirrors_a_coarse_first_level_only():
+    # The mirror average (each crop beside its mirror image in one call) is kept where a level
+    # starts from a thumbnail; not at a first level at the crop's own resolution (thin holes), whose
+    # tiles cover the whole photo, nor at the levels above the first.
+    def mirrored(image):
+        n = image.shape[0]
+        return n % 2 == 0 and torch.equal(image[n // 2 :], image[: n // 2].flip(-1))
+
+    thick = np.zeros((300, 300), np.uint8)
+    thick[40:260, 40:260] = 1
+    thin = np.zeros((64, 400), np.uint8)
+    thin[30:32, 5:395] = 1
+    for holes, levels in ((thick, {False: True, True: False}), (thin, {False: False})):
+        seen = []
+        model = Residual(lambda image, mask, fill: seen.append((fill is not None, mirrored(image))) or image)
+        Inpainter(model, work_size=WORK, batch_size=4, mirror=True, coarse_to_fine=True).inpaint(
+            photo(*holes.shape), holes)
+        assert dict(seen) == levels and len(set(seen)) == len(levels)  # each kind of level alike
 
 
 def test_coarse_to_fine_needs_a_residual_head_and_a_bool(tiny_model):
