@@ -22,6 +22,7 @@ from bidsnet_lib.ablate import (
     load_report,
     makespan,
     plan_tasks,
+    reference_model,
     resolve_studies,
     run_ablations,
     section_markers,
@@ -109,7 +110,7 @@ def test_quick_study_resumes_an_interrupted_run(quick_fusion, capsys):
     partial = out / "runs" / "fusion=add" / "seed1"
     for path in partial.iterdir():
         path.unlink()
-    Trainer(quick_fusion.settings.train_config(dataclasses.replace(BIDSNetConfig.small(), fusion="add"), 1), partial,
+    Trainer(quick_fusion.settings.train_config(dataclasses.replace(reference_model(), fusion="add"), 1), partial,
             progress=False).train(until=1)
     finished = sorted(p for key in ("reference", "fusion=add") for p in (out / "runs" / key).glob("seed*/results.json"))
     stamps = {p: p.stat().st_mtime_ns for p in finished}
@@ -138,10 +139,12 @@ def test_quick_streams_and_start_studies_train_their_own_rivals(quick_fusion):
         model, _ = load_inference_model(folder / "model.pt", device="cpu")
         return json.loads((folder / "results.json").read_text()), json.loads((folder / "config.json").read_text()), model
 
-    # streams: the CNN stream alone, sized to the two-stream reference's parameter count.
+    # streams: the CNN stream alone, sized to the two-stream reference's parameter count, started
+    # as the reference is (Telea fill, residual head).
     reference, _, dual = run("reference")
     record, config, cnn = run("streams=cnn")
     assert type(dual) is BIDSNet and type(cnn) is SingleStream and cnn.kind == "cnn"
+    assert cnn.config == dataclasses.replace(reference_model(), streams="cnn")
     assert config["model"]["streams"] == "cnn" and record["params"] != reference["params"]
     assert abs(record["params"] - reference["params"]) <= 0.1 * reference["params"]
     table = (out / "streams.md").read_text()
@@ -151,19 +154,21 @@ def test_quick_streams_and_start_studies_train_their_own_rivals(quick_fusion):
     assert "Not in this table: streams=transformer (quick mode" in table
 
     # start: the same network, started differently: the fill of its input and the form of its output.
-    telea_residual = "input_fill=telea, output=residual"
-    (_, zeros_config, zeros), (_, telea_config, telea) = run("reference", 1), run(telea_residual, 1)
+    # Its winner is the reference (the default recipe's model); its quick rival, the paper's start.
+    zeros_image, telea_residual = "input_fill=zeros, output=image", "input_fill=telea, output=residual"
+    (_, zeros_config, zeros), (_, telea_config, telea) = run(zeros_image, 1), run("reference", 1)
     assert [(c["model"]["input_fill"], c["model"]["output"]) for c in (zeros_config, telea_config)] == [
         ("zeros", "image"), ("telea", "residual")]
     assert (zeros.config.input_fill, zeros.config.output, telea.config.input_fill, telea.config.output) == (
         "zeros", "image", "telea", "residual")  # as the written checkpoints rebuild them
-    assert start.keys == {"input_fill=zeros, output=image": "reference", telea_residual: telea_residual}
+    assert telea.config == reference_model() and zeros.config == BIDSNetConfig.small()
+    assert start.keys == {zeros_image: zeros_image, telea_residual: "reference"}
     table = (out / "start.md").read_text()
-    assert f"| **{telea_residual}** (paper) |" in table and "| input_fill=zeros, output=image |" in table
-    assert "- vs input_fill=zeros, output=image (must win): PSNR" in table
+    assert f"| **{telea_residual}** (paper) |" in table and f"| {zeros_image} |" in table
+    assert f"- vs {zeros_image} (must win): PSNR" in table
     assert "Not in this table: input_fill=telea, output=image (quick mode" in table
-    assert [r["variant"] for r in read_csv(out / "start.csv")][:2] == [
-        "input_fill=zeros, output=image", telea_residual]  # the study's order, the paper's choice last
+    assert [(r["variant"], r["run"]) for r in read_csv(out / "start.csv")][:2] == [
+        (zeros_image, zeros_image), (telea_residual, "reference")]  # the study's order, the paper's choice last
 
 
 def test_fetch_published_downloads_checks_and_keeps(tmp_path, made_up_fusion_report):
@@ -195,15 +200,19 @@ def test_plan_shares_the_reference_run_and_keeps_width():
     tasks, keys = plan_tasks(resolve_studies("all"), settings, DOCS.parent / "unused")
     # 3 + 3 + 5 + 3 + 3 + 6 + 3 variants, the unchanged model and softmax once each, 2 seeds
     assert len(tasks) == 19 * 2
-    # The paper's choice is the unchanged small model; the course's own start study claims a change.
-    assert {keys[name][study.winner] for name, study in STUDIES.items() if name != "start"} == {"reference"}
-    assert keys["start"]["input_fill=zeros, output=image"] == "reference"
+    # The paper's choice is the unchanged reference model in every study, the start study's too: the
+    # default recipe's model (Telea fill, residual head), not the paper's zero-filled start.
+    assert {keys[name][study.winner] for name, study in STUDIES.items()} == {"reference"}
+    assert keys["start"]["input_fill=zeros, output=image"] == "input_fill=zeros, output=image"
+    references = [t for t in tasks if t.key == "reference"]
+    assert len(references) == 2 and all(t.model == reference_model() for t in references)
+    assert (references[0].model.input_fill, references[0].model.output) == ("telea", "residual")
     assert [t.folder.name for t in tasks[:2]] == ["seed0", "seed1"]
     for study in STUDIES.values():
         quick = study_variants(study, quick=True)
         assert len(quick) == 2 and study.winner in [v.name for v in quick]
     totals = {tuple(c + t for c, t in zip(cfg.cnn_widths, cfg.trans_widths, strict=True))
-              for cfg in (v.config(BIDSNetConfig.small()) for v in STUDIES["channel_split"].variants)}
+              for cfg in (v.config(reference_model()) for v in STUDIES["channel_split"].variants)}
     assert len(totals) == 1  # equal total width at every scale
     softmax = [t for t in tasks if t.key == "attention=softmax"][0]
     assert softmax.model.attention == "softmax" and settings.train_config(softmax.model, 0).steps == settings.steps

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from bidsnet_lib.ablate import (
     DEFAULT_STEPS,
@@ -17,15 +18,18 @@ from bidsnet_lib.ablate import (
     Study,
     Variant,
     ablation_variants,
+    reference_model,
     resolve_studies,
     study_variants,
 )
+from bidsnet_lib.baselines import make_baseline
 from bidsnet_lib.model import (
     BIDSNet,
     BIDSNetConfig,
     SingleStream,
     UnifiedNet,
     build_model,
+    composite,
     count_parameters,
 )
 from bidsnet_lib.train import TrainConfig
@@ -73,6 +77,18 @@ def test_a_variant_changes_only_its_fields_and_is_labelled_by_its_values():
         Variant("fusion=mean", (("fusion", "mean"),)).config(TINY)
 
 
+def test_the_reference_is_the_default_recipes_model_and_every_studys_winner():
+    """#26 §1: the studies vary the shipped configuration, not the paper's zero-filled start."""
+    reference = reference_model()
+    assert reference == TrainConfig.small().model
+    assert (reference.input_fill, reference.output) == ("telea", "residual")
+    assert dataclasses.replace(reference, input_fill="zeros", output="image") == BIDSNetConfig.small()
+    for study in STUDIES.values():
+        winner = next(v for v in study.variants if v.name == study.winner)
+        assert winner.config(reference) == reference, study.name
+        assert all(v.config(reference) != reference for v in study.variants if v is not winner), study.name
+
+
 def test_every_study_is_well_formed_and_every_variant_builds_a_valid_config():
     assert STUDY_NAMES == (*STUDIES, "all") and all(name == study.name for name, study in STUDIES.items())
     for study in STUDIES.values():
@@ -80,7 +96,29 @@ def test_every_study_is_well_formed_and_every_variant_builds_a_valid_config():
         assert len(set(names)) == len(names) and study.winner in names, study.name
         assert study.title and study.claim, study.name
         for variant in study.variants:
-            assert isinstance(variant.config(BIDSNetConfig.small()), BIDSNetConfig)
+            assert isinstance(variant.config(reference_model()), BIDSNetConfig)
+
+
+def test_every_variant_starts_as_the_reference_does_but_the_start_studys_rivals():
+    """A fair comparison: the rival networks (SingleStream, UnifiedNet) honour the reference's
+    Telea fill and residual head, so every variant, untrained, returns the Telea fill exactly;
+    only the start study's rivals start otherwise."""
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 32, 32)
+    mask = (torch.rand(2, 1, 32, 32) > 0.7).float()
+    telea = make_baseline("telea", radius=3)(image, mask)
+    other_starts = set()
+    for study in STUDIES.values():
+        for variant in study.variants:
+            config = variant.config(reference_model())
+            with torch.no_grad():
+                out = composite(build_model(config).eval()(image, mask), image, mask)
+            if (config.input_fill, config.output) == ("telea", "residual"):
+                torch.testing.assert_close(out, telea, msg=variant.name)
+            else:
+                assert not torch.allclose(out, telea), variant.name
+                other_starts.add(variant.name)
+    assert other_starts == {"input_fill=zeros, output=image", "input_fill=telea, output=image"}
 
 
 def test_the_rivals_at_equal_parameters_are_variants_like_the_others():
@@ -90,11 +128,11 @@ def test_the_rivals_at_equal_parameters_are_variants_like_the_others():
         (("interaction", value),) for value in ("bidirectional", "cnn_to_trans", "trans_to_cnn", "none", "unified")]
     assert [v.changes for v in STUDIES["streams"].variants] == [
         (("streams", value),) for value in ("dual", "cnn", "transformer")]
-    reference = count_parameters(build_model(BIDSNetConfig.small()))["total"]
+    reference = count_parameters(build_model(reference_model()))["total"]
     rivals = {"streams=cnn": SingleStream, "streams=transformer": SingleStream, "interaction=unified": UnifiedNet}
     for study in ("streams", "interaction"):
         for variant in STUDIES[study].variants:
-            model = build_model(variant.config(BIDSNetConfig.small()))
+            model = build_model(variant.config(reference_model()))
             assert type(model) is rivals.get(variant.name, BIDSNet), variant.name
             if variant.name in rivals:
                 assert abs(count_parameters(model)["total"] - reference) <= 0.1 * reference, variant.name
@@ -128,14 +166,15 @@ def test_study_variants_in_quick_mode_are_the_winner_and_the_first_rival():
     study = STUDIES["interaction"]
     assert study_variants(study, quick=False) == list(study.variants)
     assert [v.name for v in study_variants(study, quick=True)] == ["interaction=bidirectional", "interaction=cnn_to_trans"]
-    start = STUDIES["start"]  # the winner last: still the first rival and the winner, in study order
+    start = STUDIES["start"]  # the winner (the reference) last: the paper's start and it, in study order
     assert [v.name for v in study_variants(start, quick=True)] == ["input_fill=zeros, output=image",
                                                                     "input_fill=telea, output=residual"]
 
 
 def test_ablation_variants_leave_out_unchanged_configs_and_keep_the_first_of_a_name():
-    variants = ablation_variants(BIDSNetConfig.small())
-    assert "fusion=sff" not in variants and "input_fill=zeros, output=image" not in variants
+    variants = ablation_variants(reference_model())
+    assert "fusion=sff" not in variants and "input_fill=telea, output=residual" not in variants
+    assert variants["input_fill=zeros, output=image"] == BIDSNetConfig.small()
     assert variants["attention=softmax"].attention == "softmax"  # in two studies, one entry
     assert ablation_variants(dataclasses.replace(TINY, fusion="add"))["fusion=sff"].fusion == "sff"
 

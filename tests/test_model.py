@@ -262,6 +262,10 @@ def test_summary_prints_every_preset_and_variant(capsys):
     assert lines[0].split() == ["config", "total", "cnn", "transformer", "fusion", "head"]
     names = [line.split()[0] + " " + line.split()[1] for line in lines[1:]]
     assert "paper interaction=none" in names and "small attention=softmax" in names
+    # small is the ablations' reference (Telea fill, residual head): the paper's start is its variant.
+    full_names = {line.rsplit(None, 5)[0] for line in lines[1:]}
+    assert {"small input_fill=zeros, output=image", "paper input_fill=telea, output=residual"} <= full_names
+    assert "small input_fill=telea, output=residual" not in full_names
     assert len(lines) == 1 + 2 * (1 + len(ablation_variants(TINY)))
 
 

@@ -42,6 +42,7 @@ from bidsnet_lib.ablate.studies import (
     Study,
     Variant,
     ablation_variants,
+    reference_model,
     resolve_studies,
     study_variants,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "LPIPS_MODES",
     "Variant",
     "Study",
+    "reference_model",
     "STUDIES",
     "STUDY_NAMES",
     "resolve_studies",

@@ -1,15 +1,18 @@
 """The paper's four ablations and the course's own at small scale: train, evaluate, judge each claim.
 
 Its tables and verdicts go to ``docs/ablations.md`` (``--docs``). Every variant of a study trains
-with ``TrainConfig.small()``'s recipe on ``BIDSNetConfig.small()`` with one field changed, on the same photos
-(``data/images/train``), for the same steps, with the same seeds and mask mix; its EMA generator
-is then scored by :func:`bidsnet_lib.evaluate.evaluate` on ``data/images/test`` under the shipped
-fixed masks (``bidsnet_lib/eval_masks``), beside Telea and Navier-Stokes (computed once).
+with ``TrainConfig.small()``'s recipe on that recipe's own model (:func:`reference_model`: the small
+preset on a Telea fill with a residual head, the shipped model's configuration) with one field
+changed, on the same photos (``data/images/train``), for the same steps, with the same seeds and
+mask mix; its EMA generator is then scored by :func:`bidsnet_lib.evaluate.evaluate` on
+``data/images/test`` under the shipped fixed masks (``bidsnet_lib/eval_masks``), beside Telea and
+Navier-Stokes (computed once). The rivals of other networks (``SingleStream``, ``UnifiedNet``)
+share BIDS-Net's input and head, so they start from the same Telea fill with a residual head.
 
 Studies, with the paper's choice, in the order ``all`` runs them:
 
-- ``start`` (the course's): zero-filled input with an image head / Telea fill with an image head /
-  **a residual on a Telea fill**;
+- ``start`` (the course's): the paper's zero-filled input with an image head / Telea fill with an
+  image head / **a residual on a Telea fill** (the reference);
 - ``streams`` (the method's premise): **both streams** / the CNN stream alone / the Transformer
   stream alone, each rival at BIDS-Net's parameter count (``BIDSNetConfig.streams``);
 - ``interaction``: **bidirectional** / cnn_to_trans / trans_to_cnn / none / the paper's unified
@@ -19,7 +22,7 @@ Studies, with the paper's choice, in the order ``all`` runs them:
 - ``nb_features``: 16 / 32 / **72** / 128 / 256 random features, and exact softmax attention;
 - ``features`` (the course's, not the paper's): **FAVOR+** / FAVOR++ features at m = 72, and
   exact softmax attention (``bidsnet_lib.attention``, notebook 03);
-- ``all``: the seven (the unchanged small model is one run per seed, shared by all of them).
+- ``all``: the seven (the unchanged reference model is one run per seed, shared by all of them).
 
 Verdicts follow the rule of :mod:`bidsnet_lib.ablate.tables`, fixed before any run: the
 paper's choice beats a rival when the difference of their means over seeds exceeds twice the
@@ -60,6 +63,7 @@ from bidsnet_lib.ablate.studies import (
     AblationSettings,
     Study,
     Variant,
+    reference_model,
     study_variants,
 )
 from bidsnet_lib.ablate.tables import (
@@ -106,8 +110,8 @@ class RunTask:
 
 
 def run_key(variant: Variant) -> str:
-    """"reference" when the variant is the unchanged small model (shared by every study)."""
-    base = BIDSNetConfig.small()
+    """"reference" when the variant is the unchanged reference model (shared by every study)."""
+    base = reference_model()
     return "reference" if variant.config(base) == base else variant.name
 
 
@@ -335,7 +339,7 @@ def publish(report: StudyReport, docs) -> Path:
 # ----------------------------------------------------------------------------- the whole run
 def plan_tasks(studies: Sequence[Study], settings: AblationSettings, out: Path) -> tuple[list[RunTask], dict]:
     """Every distinct run the studies need (shared ones once) and {study: {variant: key}}."""
-    base, tasks, keys = BIDSNetConfig.small(), {}, {}
+    base, tasks, keys = reference_model(), {}, {}
     for study in studies:
         keys[study.name] = {}
         for variant in study_variants(study, settings.quick):

@@ -3,10 +3,11 @@
 SOLUTIONS = {
     1: '''\
 # Exercise 1: train and score the variant `fusion=add` with seed 0, as the runner does: build its
-# model config (the small preset with fusion="add"), an `ablate.RunTask` with the key "fusion=add",
-# `ablate.AblationSettings(**EXERCISE_SETTINGS)` and the folder EXERCISE_DIR / "fusion=add" / "seed0",
-# run it with `ablate.execute` and put the run's PSNR score (mean over the mask groups) in `answer`.
-model = dataclasses.replace(BIDSNetConfig.small(), fusion="add")
+# model config (the studies' reference model, `ablate.reference_model()`, with fusion="add"), an
+# `ablate.RunTask` with the key "fusion=add", `ablate.AblationSettings(**EXERCISE_SETTINGS)` and the
+# folder EXERCISE_DIR / "fusion=add" / "seed0", run it with `ablate.execute` and put the run's PSNR
+# score (mean over the mask groups) in `answer`.
+model = dataclasses.replace(ablate.reference_model(), fusion="add")
 task = ablate.RunTask("fusion=add", model, 0, ablate.AblationSettings(**EXERCISE_SETTINGS),
                       EXERCISE_DIR / "fusion=add" / "seed0")
 record = ablate.execute(task)
