@@ -186,6 +186,14 @@ def _reflect_to(array: np.ndarray, side: int) -> np.ndarray:
     return cv2.copyMakeBorder(array.astype(np.float32), 0, side - h, 0, side - w, cv2.BORDER_REFLECT)
 
 
+def _check_coarse_to_fine(model, coarse_to_fine) -> None:
+    if not isinstance(coarse_to_fine, bool):
+        raise TypeError(got_expected("coarse_to_fine", coarse_to_fine, "True or False"))
+    if coarse_to_fine and getattr(getattr(model, "config", None), "output", None) != "residual":
+        raise ValueError(got_expected("coarse_to_fine", True, "a model with a residual head (config.output "
+                                      "'residual'), which corrects the fill it is given"))
+
+
 # ----------------------------------------------------------------------------- the inpainter
 class Inpainter:
     """Inpaint photos of any size with a model ``model(image, mask) -> (B, 3, H, W)`` in [0, 1].
@@ -198,10 +206,13 @@ class Inpainter:
     the model time): on the validation split it added +0.0004 to +0.0013 SSIM and +0.03 to +0.08
     dB to the trained small model at 256 px (every mask group), so :meth:`from_checkpoint` turns it on.
     `coarse_to_fine` fills a crop larger than the working square level by level up to its own
-    resolution, in tiles (:meth:`_fill_by_levels`), instead of from one thumbnail; it needs a
-    model with a residual head. Off by default: on two high-resolution test photos (2-3 Mpx) it
-    raised PSNR over Telea's by +0.4 to +2.2 dB under every mask kind, but took 12-46 CPU-seconds
-    a photo (one thread), against issue 28's 10 s on two cores (its note).
+    resolution, in tiles (:meth:`_fill_by_levels`), instead of from one thumbnail upscaled
+    (blurry); it needs a model with a residual head. On two high-resolution test photos (2-3 Mpx)
+    it beat Telea's PSNR by +0.2 to +2.2 dB under every mask kind, and the thumbnail path too, at
+    12-46 CPU-seconds a photo on one thread (the thumbnail path: a few seconds). A crop that fits
+    the working square is filled alike either way (so 256-px evaluations do not change).
+    :meth:`from_checkpoint` turns it on for a model with a residual head; this constructor keeps
+    it off, as it takes any callable.
     """
 
     def __init__(self, model, *, work_size: int = DEFAULT_WORK_SIZE, device=None, batch_size: int = 8,
@@ -215,11 +226,7 @@ class Inpainter:
         check_finite_float("margin", margin, 0)
         if not isinstance(mirror, bool):
             raise TypeError(got_expected("mirror", mirror, "True or False"))
-        if not isinstance(coarse_to_fine, bool):
-            raise TypeError(got_expected("coarse_to_fine", coarse_to_fine, "True or False"))
-        if coarse_to_fine and getattr(getattr(model, "config", None), "output", None) != "residual":
-            raise ValueError(got_expected("coarse_to_fine", True, "a model with a residual head (config.output "
-                                          "'residual'), which corrects the fill it is given"))
+        _check_coarse_to_fine(model, coarse_to_fine)
         if isinstance(model, torch.nn.Module):
             first = next(model.parameters(), None)
             self.device = resolve_device(device, "device") if device is not None else (
@@ -233,7 +240,10 @@ class Inpainter:
 
     @classmethod
     def from_checkpoint(cls, path=None, device=None, **kwargs) -> Inpainter:
-        """Load an inference checkpoint; no `path`: the one shipped in the package (:data:`SHIPPED_CHECKPOINT`)."""
+        """Load an inference checkpoint; no `path`: the one shipped in the package (:data:`SHIPPED_CHECKPOINT`).
+
+        ``mirror`` is on, and ``coarse_to_fine`` too when the model has a residual head (the shipped
+        one does); pass either as False to turn it off."""
         from bidsnet_lib.checkpoint import load_inference_model, work_size
 
         if path is None:
@@ -258,28 +268,36 @@ class Inpainter:
         kwargs.setdefault("work_size", size)
         kwargs.setdefault("label", f"BIDS-Net ({model.config.form}, {path.name})")  # what the model is, which file
         kwargs.setdefault("mirror", True)
+        kwargs.setdefault("coarse_to_fine", model.config.output == "residual")
         return cls(model, device=device, **kwargs)
 
-    def inpaint(self, image, mask):
-        """Fill the holes of one image (uint8 (H, W, 3) out, known pixels unchanged); lists -> list."""
-        if isinstance(image, list | tuple):
-            return self.inpaint_many(image, mask)
-        return self._inpaint_pairs([_pair(image, mask)])[0]
+    def inpaint(self, image, mask, *, coarse_to_fine: bool | None = None):
+        """Fill the holes of one image (uint8 (H, W, 3) out, known pixels unchanged); lists -> list.
 
-    def inpaint_many(self, images, masks) -> list[np.ndarray]:
+        `coarse_to_fine`: this call's choice (None: the inpainter's own), e.g. False for a quick preview."""
+        if isinstance(image, list | tuple):
+            return self.inpaint_many(image, mask, coarse_to_fine=coarse_to_fine)
+        return self._inpaint_pairs([_pair(image, mask)], coarse_to_fine)[0]
+
+    def inpaint_many(self, images, masks, *, coarse_to_fine: bool | None = None) -> list[np.ndarray]:
         """`inpaint` for equally long sequences of images and masks, with the crops of all in batches."""
         if not isinstance(images, list | tuple) or not isinstance(masks, list | tuple):
             raise TypeError(f"images, masks: got {type(images).__name__} and {type(masks).__name__}, expected lists")
         if len(images) != len(masks):
             raise ValueError(f"images, masks: got {len(images)} images and {len(masks)} masks, expected equally long lists")
-        return self._inpaint_pairs([_pair(img, m, i) for i, (img, m) in enumerate(zip(images, masks, strict=True))])
+        return self._inpaint_pairs([_pair(img, m, i) for i, (img, m) in enumerate(zip(images, masks, strict=True))],
+                                   coarse_to_fine)
 
-    def _inpaint_pairs(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    def _inpaint_pairs(self, pairs: list[tuple[np.ndarray, np.ndarray]],
+                       coarse_to_fine: bool | None = None) -> list[np.ndarray]:
         """Inpaint checked (RGB (H, W, 3), holes (H, W)) pairs."""
+        if coarse_to_fine is None:
+            coarse_to_fine = self.coarse_to_fine
+        _check_coarse_to_fine(self.model, coarse_to_fine)
         outputs = [rgb.copy() for rgb, _ in pairs]
         jobs = [(i, crop) for i, (_, holes) in enumerate(pairs)
                 for crop in plan_crops(holes, self.work_size, self.margin)]
-        if self.coarse_to_fine:  # crops larger than the working square: level by level, in tiles
+        if coarse_to_fine:  # crops larger than the working square: level by level, in tiles
             fits = [max(crop.height, crop.width) <= self.work_size for _, crop in jobs]
             large = [job for job, fit in zip(jobs, fits, strict=True) if not fit]
             jobs = [job for job, fit in zip(jobs, fits, strict=True) if fit]
