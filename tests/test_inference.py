@@ -13,7 +13,14 @@ from bidsnet_lib import inference
 from bidsnet_lib.baselines import make_baseline
 from bidsnet_lib.checkpoint import INFERENCE_FORMAT, save_checkpoint
 from bidsnet_lib.commands.inpaint import main
-from bidsnet_lib.inference import Inpainter, plan_crops
+from bidsnet_lib.inference import (
+    TILE_OVERLAP_DIVISOR,
+    Inpainter,
+    blend_ramp,
+    level_scales,
+    plan_crops,
+    tile_starts,
+)
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig
 from bidsnet_lib.plumbing import read_mask, read_photo
 
@@ -235,6 +242,30 @@ class Residual(torch.nn.Module):
     def forward(self, image, mask, fill=None):
         self.calls.append((tuple(image.shape), fill is not None))
         return self.answer(image, mask, fill)
+
+
+def test_level_scales_follow_the_thickest_hole():
+    thick = np.zeros((800, 800), np.uint8)
+    thick[50:750, 50:750] = 1  # 700 px thick: never coarser than the whole crop in one square, 64 / 800
+    assert level_scales(thick, WORK) == pytest.approx([0.08, 0.16, 0.32, 0.64, 1.0])
+    band = np.zeros((800, 800), np.uint8)
+    band[390:410, :] = 1  # 20 px thick: at 64 / 40 it would be upscaled, so it starts at full resolution
+    assert level_scales(band, WORK) == [1.0]
+    band[350:450, 300:500] = 1  # 100 px thick: spans half the square at 64 / 200 (distances approximate)
+    first, second, last = level_scales(band, WORK)
+    assert first == pytest.approx(0.32, rel=0.06) and second == 2 * first and last == 1
+    with pytest.raises(ValueError, match="work_size: got 0"):
+        level_scales(band, 0)
+
+
+def test_tiles_cover_the_length_and_their_ramps_never_vanish():
+    for length in (64, 65, 200, 1000):
+        starts = tile_starts(length, WORK, WORK // TILE_OVERLAP_DIVISOR)
+        assert starts[0] == 0 and starts[-1] + WORK == max(length, WORK)
+        assert all(b - a <= WORK - WORK // TILE_OVERLAP_DIVISOR for a, b in zip(starts, starts[1:], strict=False))
+    ramp = blend_ramp(WORK, 8, before=True, after=False)
+    np.testing.assert_allclose(ramp[:9], np.arange(1, 10) / 9)  # rises over the shared 8 pixels ...
+    assert (ramp[8:] == 1).all() and (blend_ramp(WORK, 8, False, False) == 1).all()  # ... and only there
 
 
 def test_coarse_to_fine_returns_the_photo_bit_for_bit_through_every_level_and_tile():
