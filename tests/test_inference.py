@@ -315,7 +315,7 @@ def test_coarse_to_fine_mirrors_a_coarse_first_level_only():
     thin[30:32, 5:395] = 1
     for holes, levels in ((thick, {False: True, True: False}), (thin, {False: False})):
         seen = []
-        model = Residual(lambda image, mask, fill: seen.append((fill is not None, mirrored(image))) or image)
+        model = Residual(lambda image, mask, fill, seen=seen: seen.append((fill is not None, mirrored(image))) or image)
         Inpainter(model, work_size=WORK, batch_size=4, mirror=True, coarse_to_fine=True).inpaint(
             photo(*holes.shape), holes)
         assert dict(seen) == levels and len(set(seen)) == len(levels)  # each kind of level alike
