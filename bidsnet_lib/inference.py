@@ -6,9 +6,11 @@ the way users of inpainting tools expect:
 
 1. the holes are split into groups whose surroundings overlap (connected components, merged);
 2. each group gets a crop: its bounding box plus a margin of context, grown to at least the
-   working size so that a small hole is inpainted at full resolution (sharp), and shrunk to the
-   working size only when the hole itself is larger (then the hole is upscaled back);
+   working size so that a small hole is inpainted at full resolution (sharp);
 3. every crop is padded to working size x working size, all crops of all images run in batches;
+   a crop larger than the working square is filled coarse to fine at its own resolution, in
+   tiles (the default for a model with a residual head, :meth:`Inpainter._fill_by_levels`), or
+   else shrunk to the working square and its fill upscaled back (the thumbnail path, blurry);
 4. only the hole pixels of each group are pasted back: known pixels stay bit for bit.
 
 The command writes each result in its photo's own form (:meth:`bidsnet_lib.plumbing.Photo.with_rgb`):
