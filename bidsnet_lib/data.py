@@ -83,19 +83,20 @@ def course_photos(size: int | None, limit: int | None = None, first: str | None 
     return photos if size is None else [masks.square_photo(p, size) for p in photos]
 
 
-def large_photo(name: str = LARGE_PHOTO) -> tuple[np.ndarray, str]:
+def large_photo(name: str = LARGE_PHOTO, folder=None) -> tuple[np.ndarray, str]:
     """A photo of a few megapixels at its own size, RGB uint8 (H, W, 3), and a line naming it:
-    ``name`` from the high-resolution test photos (:data:`bidsnet_lib.masks.HIRES_IMAGES`; the
-    default, 2048x1364, a forest stream with fine detail everywhere). On a bare pip install
-    (Colab), which has no data/, scikit-image's largest bundled photo instead (retina, 1411x1411)."""
-    path = masks.HIRES_IMAGES / name
-    if path.is_file():
-        return read_photo(path, "photo").rgb, f"{name}, one of the high-resolution test photos"
-    if masks.HIRES_IMAGES.is_dir():  # a clone, where a wrong name is a mistake, not a bare install
-        raise ValueError(got_expected("name", name, f"a photo in {masks.HIRES_IMAGES}"))
+    ``name`` from ``folder``, by default the high-resolution test photos
+    (:data:`bidsnet_lib.masks.HIRES_IMAGES`; the default photo, 2048x1364, a forest stream with fine
+    detail everywhere). On a bare pip install (Colab), which has no data/, scikit-image's largest
+    bundled photo instead (retina, 1411x1411)."""
+    folder = masks.HIRES_IMAGES if folder is None else Path(folder)
+    if (folder / name).is_file():
+        return read_photo(folder / name, "photo").rgb, f"{name}, one of the high-resolution test photos"
+    if folder.is_dir():  # a clone, where a wrong name is a mistake, not a bare install
+        raise ValueError(got_expected("name", name, f"a photo in {folder}"))
     from skimage import data as skdata
 
-    return skdata.retina(), f"scikit-image's retina photo ({masks.HIRES_IMAGES} is absent: a bare install)"
+    return skdata.retina(), f"scikit-image's retina photo ({folder} is absent: a bare install)"
 
 
 # scikit-image's photos standing in for data/images where a bare pip install has none: the test

@@ -342,13 +342,12 @@ def test_course_photos_are_square_crops_with_the_chosen_one_first(monkeypatch, t
     assert len(standins) == 5 and all(p.shape == (32, 32, 3) for p in standins)
 
 
-def test_large_photo_is_a_high_resolution_test_photo_or_a_stand_in(monkeypatch, tmp_path):
+def test_large_photo_is_a_high_resolution_test_photo_or_a_stand_in(tmp_path):
     photo, about = large_photo()
     assert photo.shape == (1364, 2048, 3) and photo.dtype == np.uint8 and LARGE_PHOTO in about
     with pytest.raises(ValueError, match="name: got 'cat.jpg', expected a photo in"):
         large_photo("cat.jpg")
-    monkeypatch.setattr(masks, "HIRES_IMAGES", tmp_path / "absent")  # a bare pip install: no data/
-    standin, about = large_photo()
+    standin, about = large_photo(folder=tmp_path / "absent")  # a bare pip install: no data/
     assert standin.shape == (1411, 1411, 3) and "retina" in about
 
 
