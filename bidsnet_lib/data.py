@@ -54,6 +54,7 @@ DEFAULT_MASKS_DIR = masks.SHIPPED_MASKS
 # masks (Set II "train"): the paper evaluates on both kinds, so the model trains on both.
 DEFAULT_MASK_MIX = {"set1": 0.5, "set2/train": 0.5}
 CHECKS = ("header", "full", "none")
+LARGE_PHOTO = "lomiri_life_by_aitzol_berasategi.jpg"  # large_photo's default
 
 
 def mask_sources() -> list[str]:
@@ -80,6 +81,22 @@ def course_photos(size: int | None, limit: int | None = None, first: str | None 
         photos = [skdata.chelsea(), skdata.astronaut(), skdata.coffee(), skdata.rocket(),
                   skdata.stereo_motorcycle()[0]][:limit]
     return photos if size is None else [masks.square_photo(p, size) for p in photos]
+
+
+def large_photo(name: str = LARGE_PHOTO, folder=None) -> tuple[np.ndarray, str]:
+    """A photo of a few megapixels at its own size, RGB uint8 (H, W, 3), and a line naming it:
+    ``name`` from ``folder``, by default the high-resolution test photos
+    (:data:`bidsnet_lib.masks.HIRES_IMAGES`; the default photo, 2048x1364, a forest stream with fine
+    detail everywhere). On a bare pip install (Colab), which has no data/, scikit-image's largest
+    bundled photo instead (retina, 1411x1411)."""
+    folder = masks.HIRES_IMAGES if folder is None else Path(folder)
+    if (folder / name).is_file():
+        return read_photo(folder / name, "photo").rgb, f"{name}, one of the high-resolution test photos"
+    if folder.is_dir():  # a clone, where a wrong name is a mistake, not a bare install
+        raise ValueError(got_expected("name", name, f"a photo in {folder}"))
+    from skimage import data as skdata
+
+    return skdata.retina(), f"scikit-image's retina photo ({folder} is absent: a bare install)"
 
 
 # scikit-image's photos standing in for data/images where a bare pip install has none: the test

@@ -6,9 +6,11 @@ the way users of inpainting tools expect:
 
 1. the holes are split into groups whose surroundings overlap (connected components, merged);
 2. each group gets a crop: its bounding box plus a margin of context, grown to at least the
-   working size so that a small hole is inpainted at full resolution (sharp), and shrunk to the
-   working size only when the hole itself is larger (then the hole is upscaled back);
+   working size so that a small hole is inpainted at full resolution (sharp);
 3. every crop is padded to working size x working size, all crops of all images run in batches;
+   a crop larger than the working square is filled coarse to fine at its own resolution, in
+   tiles (the default for a model with a residual head, :meth:`Inpainter._fill_by_levels`), or
+   else shrunk to the working square and its fill upscaled back (the thumbnail path, blurry);
 4. only the hole pixels of each group are pasted back: known pixels stay bit for bit.
 
 The command writes each result in its photo's own form (:meth:`bidsnet_lib.plumbing.Photo.with_rgb`):
@@ -53,6 +55,9 @@ SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "bidsnet_
 LEARNER_EXPORT = "06_model.pt"
 COLAB_RUNS = Path("/content/drive/MyDrive/bidsnet_runs")
 MAX_GROUPS = 64  # more separate holes than this (speckle) are inpainted as one union crop
+# Coarse-to-fine tiles overlap by an eighth of their side, not a quarter: 20-30 % fewer tiles on
+# two 2-Mpx photos, -0.17 to +0.04 dB.
+TILE_OVERLAP_DIVISOR = 8
 
 
 def course_checkpoint(runs="runs", colab_runs=COLAB_RUNS) -> tuple[Path | None, str]:
@@ -158,7 +163,22 @@ def plan_crops(holes: np.ndarray, work_size: int, margin: float = 0.5, min_margi
     return crops
 
 
-def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+# ----------------------------------------------------------------------------- coarse to fine
+def level_scales(hole: np.ndarray, work_size: int) -> list[float]:
+    """The scales, coarsest first and ending at 1, at which coarse to fine fills a crop whose holes
+    are ``hole`` (h, w) 0/1: the first is the coarsest at which the thickest hole spans at most half
+    the working square (never coarser than the whole crop in one square; thin scribbles start, and
+    end, at full resolution); each next one doubles it."""
+    check_int("work_size", work_size, 1)
+    # Thickness: twice the largest distance from a hole pixel to known pixels.
+    thickness = 2 * float(cv2.distanceTransform(np.asarray(hole, np.uint8), cv2.DIST_L2, 3).max())
+    scales = [min(1.0, max(work_size / max(hole.shape), work_size / (2 * max(thickness, 1.0))))]
+    while scales[-1] < 1:
+        scales.append(min(1.0, 2 * scales[-1]))
+    return scales
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Starts of tiles of side ``tile`` covering [0, length), neighbours overlapping by at least ``overlap``."""
     if length <= tile:
         return [0]
@@ -166,9 +186,10 @@ def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return [round(i * (length - tile) / (count - 1)) for i in range(count)]
 
 
-def _ramp(length: int, overlap: int, before: bool, after: bool) -> np.ndarray:
-    """(length,) blending weights: rising linearly over ``overlap`` pixels at an edge shared with a
-    neighbour tile (``before``/``after``), 1 elsewhere; never 0, so every pixel is covered."""
+def blend_ramp(length: int, overlap: int, before: bool, after: bool) -> np.ndarray:
+    """(length,) blending weights of a tile along one axis: rising linearly over ``overlap`` pixels
+    at an edge shared with a neighbour tile (``before``/``after``), 1 elsewhere; never 0, so every
+    pixel is covered. A pixel's fill is the weighted mean of the tiles over it."""
     position = np.arange(length, dtype=np.float32)
     ramp = np.ones(length, np.float32)
     if before:
@@ -186,6 +207,14 @@ def _reflect_to(array: np.ndarray, side: int) -> np.ndarray:
     return cv2.copyMakeBorder(array.astype(np.float32), 0, side - h, 0, side - w, cv2.BORDER_REFLECT)
 
 
+def _check_coarse_to_fine(model, coarse_to_fine) -> None:
+    if not isinstance(coarse_to_fine, bool):
+        raise TypeError(got_expected("coarse_to_fine", coarse_to_fine, "True or False"))
+    if coarse_to_fine and getattr(getattr(model, "config", None), "output", None) != "residual":
+        raise ValueError(got_expected("coarse_to_fine", True, "a model with a residual head (config.output "
+                                      "'residual'), which corrects the fill it is given"))
+
+
 # ----------------------------------------------------------------------------- the inpainter
 class Inpainter:
     """Inpaint photos of any size with a model ``model(image, mask) -> (B, 3, H, W)`` in [0, 1].
@@ -198,10 +227,13 @@ class Inpainter:
     the model time): on the validation split it added +0.0004 to +0.0013 SSIM and +0.03 to +0.08
     dB to the trained small model at 256 px (every mask group), so :meth:`from_checkpoint` turns it on.
     `coarse_to_fine` fills a crop larger than the working square level by level up to its own
-    resolution, in tiles (:meth:`_fill_by_levels`), instead of from one thumbnail; it needs a
-    model with a residual head. Off by default: on two high-resolution test photos (2-3 Mpx) it
-    raised PSNR over Telea's by +0.4 to +2.2 dB under every mask kind, but took 12-46 CPU-seconds
-    a photo (one thread), against issue 28's 10 s on two cores (its note).
+    resolution, in tiles (:meth:`_fill_by_levels`), instead of from one thumbnail upscaled
+    (blurry); it needs a model with a residual head. On two high-resolution test photos (2-3 Mpx)
+    it beat Telea's PSNR by +0.2 to +2.2 dB under every mask kind, and the thumbnail path too, at
+    12-46 CPU-seconds a photo on one thread (the thumbnail path: a few seconds). A crop that fits
+    the working square is filled alike either way (so 256-px evaluations do not change).
+    :meth:`from_checkpoint` turns it on for a model with a residual head; this constructor keeps
+    it off, as it takes any callable.
     """
 
     def __init__(self, model, *, work_size: int = DEFAULT_WORK_SIZE, device=None, batch_size: int = 8,
@@ -215,11 +247,7 @@ class Inpainter:
         check_finite_float("margin", margin, 0)
         if not isinstance(mirror, bool):
             raise TypeError(got_expected("mirror", mirror, "True or False"))
-        if not isinstance(coarse_to_fine, bool):
-            raise TypeError(got_expected("coarse_to_fine", coarse_to_fine, "True or False"))
-        if coarse_to_fine and getattr(getattr(model, "config", None), "output", None) != "residual":
-            raise ValueError(got_expected("coarse_to_fine", True, "a model with a residual head (config.output "
-                                          "'residual'), which corrects the fill it is given"))
+        _check_coarse_to_fine(model, coarse_to_fine)
         if isinstance(model, torch.nn.Module):
             first = next(model.parameters(), None)
             self.device = resolve_device(device, "device") if device is not None else (
@@ -233,7 +261,10 @@ class Inpainter:
 
     @classmethod
     def from_checkpoint(cls, path=None, device=None, **kwargs) -> Inpainter:
-        """Load an inference checkpoint; no `path`: the one shipped in the package (:data:`SHIPPED_CHECKPOINT`)."""
+        """Load an inference checkpoint; no `path`: the one shipped in the package (:data:`SHIPPED_CHECKPOINT`).
+
+        ``mirror`` is on, and ``coarse_to_fine`` too when the model has a residual head (the shipped
+        one does); pass either as False to turn it off."""
         from bidsnet_lib.checkpoint import load_inference_model, work_size
 
         if path is None:
@@ -258,28 +289,36 @@ class Inpainter:
         kwargs.setdefault("work_size", size)
         kwargs.setdefault("label", f"BIDS-Net ({model.config.form}, {path.name})")  # what the model is, which file
         kwargs.setdefault("mirror", True)
+        kwargs.setdefault("coarse_to_fine", model.config.output == "residual")
         return cls(model, device=device, **kwargs)
 
-    def inpaint(self, image, mask):
-        """Fill the holes of one image (uint8 (H, W, 3) out, known pixels unchanged); lists -> list."""
-        if isinstance(image, list | tuple):
-            return self.inpaint_many(image, mask)
-        return self._inpaint_pairs([_pair(image, mask)])[0]
+    def inpaint(self, image, mask, *, coarse_to_fine: bool | None = None):
+        """Fill the holes of one image (uint8 (H, W, 3) out, known pixels unchanged); lists -> list.
 
-    def inpaint_many(self, images, masks) -> list[np.ndarray]:
+        `coarse_to_fine`: this call's choice (None: the inpainter's own), e.g. False for a quick preview."""
+        if isinstance(image, list | tuple):
+            return self.inpaint_many(image, mask, coarse_to_fine=coarse_to_fine)
+        return self._inpaint_pairs([_pair(image, mask)], coarse_to_fine)[0]
+
+    def inpaint_many(self, images, masks, *, coarse_to_fine: bool | None = None) -> list[np.ndarray]:
         """`inpaint` for equally long sequences of images and masks, with the crops of all in batches."""
         if not isinstance(images, list | tuple) or not isinstance(masks, list | tuple):
             raise TypeError(f"images, masks: got {type(images).__name__} and {type(masks).__name__}, expected lists")
         if len(images) != len(masks):
             raise ValueError(f"images, masks: got {len(images)} images and {len(masks)} masks, expected equally long lists")
-        return self._inpaint_pairs([_pair(img, m, i) for i, (img, m) in enumerate(zip(images, masks, strict=True))])
+        return self._inpaint_pairs([_pair(img, m, i) for i, (img, m) in enumerate(zip(images, masks, strict=True))],
+                                   coarse_to_fine)
 
-    def _inpaint_pairs(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    def _inpaint_pairs(self, pairs: list[tuple[np.ndarray, np.ndarray]],
+                       coarse_to_fine: bool | None = None) -> list[np.ndarray]:
         """Inpaint checked (RGB (H, W, 3), holes (H, W)) pairs."""
+        if coarse_to_fine is None:
+            coarse_to_fine = self.coarse_to_fine
+        _check_coarse_to_fine(self.model, coarse_to_fine)
         outputs = [rgb.copy() for rgb, _ in pairs]
         jobs = [(i, crop) for i, (_, holes) in enumerate(pairs)
                 for crop in plan_crops(holes, self.work_size, self.margin)]
-        if self.coarse_to_fine:  # crops larger than the working square: level by level, in tiles
+        if coarse_to_fine:  # crops larger than the working square: level by level, in tiles
             fits = [max(crop.height, crop.width) <= self.work_size for _, crop in jobs]
             large = [job for job, fit in zip(jobs, fits, strict=True) if not fit]
             jobs = [job for job, fit in zip(jobs, fits, strict=True) if fit]
@@ -315,20 +354,15 @@ class Inpainter:
     def _fill_by_levels(self, rgb, holes, crop: Crop) -> np.ndarray:
         """The crop's fill at its own resolution, (height, width, 3) in [0, 1], coarse to fine.
 
-        The first level is the coarsest scale at which the crop's thickest hole spans at most half
-        the working square (never coarser than the whole crop in one square; thin scribbles start,
-        and end, at full resolution). Each next level doubles the scale: the fill of the level
-        below, upscaled, is the input fill, and the residual head adds the detail of this scale.
-        Every level runs in overlapping working-size tiles, so memory follows the tile, not the photo."""
+        One level at each scale of :func:`level_scales`, coarsest first: a level above the first
+        takes the fill of the level below, upscaled, as its input fill, and the residual head adds
+        the detail of this scale. Every level runs in overlapping working-size tiles
+        (:meth:`_tiled`), so memory follows the tile, not the photo."""
         window = (slice(crop.top, crop.top + crop.height), slice(crop.left, crop.left + crop.width))
         patch = rgb[window].astype(np.float32) / 255  # (H, W, 3)
         hole = holes[window].astype(np.uint8)  # (H, W): every hole in the window is hidden
-        # Thickness: twice the largest distance from a hole pixel to known pixels.
-        thickness = 2 * float(cv2.distanceTransform(hole, cv2.DIST_L2, 3).max())
-        longest = max(crop.height, crop.width)
-        scale = min(1.0, max(self.work_size / longest, self.work_size / (2 * max(thickness, 1.0))))
         fill = None
-        while True:
+        for scale in level_scales(hole, self.work_size):
             size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
             if scale < 1:
                 level_patch = np.clip(cv2.resize(patch, size, interpolation=cv2.INTER_AREA), 0, 1)
@@ -343,9 +377,7 @@ class Inpainter:
             # +0.06 to +0.25 dB on two 2-Mpx photos.
             mirror = self.mirror and fill is None and scale < 1
             fill = self._tiled(level_patch, level_hole.astype(np.float32), fill, mirror)
-            if scale == 1:
-                return fill
-            scale = min(1.0, 2 * scale)
+        return fill  # the last level's, at the crop's own resolution
 
     def _tiled(self, patch: np.ndarray, hole: np.ndarray, fill: np.ndarray | None, mirror: bool) -> np.ndarray:
         """``patch`` (h, w, 3) with its holes (h, w) filled by the model in working-size tiles that
@@ -354,9 +386,8 @@ class Inpainter:
         model's own); ``mirror``: average each tile's fill with its mirror image's."""
         s = self.work_size
         h, w = hole.shape
-        # An eighth, not a quarter: 20-30 % fewer tiles on two 2-Mpx photos, -0.17 to +0.04 dB.
-        overlap = s // 8
-        starts = [_tile_starts(length, s, overlap) for length in (h, w)]
+        overlap = s // TILE_OVERLAP_DIVISOR
+        starts = [tile_starts(length, s, overlap) for length in (h, w)]
         tiles = [(y, x) for y in starts[0] for x in starts[1] if hole[y : y + s, x : x + s].any()]
         total = np.zeros((h, w, 3), np.float32)
         weight = np.zeros((h, w, 1), np.float32)
@@ -376,7 +407,8 @@ class Inpainter:
                 pred = self._predict(image, mask, given, mirror=mirror)
             for (y, x), p in zip(batch, pred.permute(0, 2, 3, 1).cpu().numpy(), strict=True):
                 th, tw = min(s, h - y), min(s, w - x)
-                ramp = _ramp(th, overlap, y > 0, y + s < h)[:, None] * _ramp(tw, overlap, x > 0, x + s < w)[None]
+                ramp = (blend_ramp(th, overlap, y > 0, y + s < h)[:, None]
+                        * blend_ramp(tw, overlap, x > 0, x + s < w)[None])
                 total[y : y + th, x : x + tw] += p[:th, :tw] * ramp[..., None]
                 weight[y : y + th, x : x + tw] += ramp[..., None]
         filled = np.where(weight > 0, total / np.maximum(weight, 1e-12), patch)

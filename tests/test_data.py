@@ -13,10 +13,12 @@ from bidsnet_lib import masks, plumbing
 from bidsnet_lib.data import (
     COURSE_IMAGES,
     DEFAULT_MASKS_DIR,
+    LARGE_PHOTO,
     InpaintingDataset,
     course_photos,
     find_images,
     fixed_validation_set,
+    large_photo,
     mask_sources,
 )
 
@@ -338,6 +340,15 @@ def test_course_photos_are_square_crops_with_the_chosen_one_first(monkeypatch, t
     monkeypatch.setattr(data_module, "COURSE_IMAGES", tmp_path)  # a bare pip install: no data/
     standins = course_photos(32, first="skimage_chelsea.jpg")
     assert len(standins) == 5 and all(p.shape == (32, 32, 3) for p in standins)
+
+
+def test_large_photo_is_a_high_resolution_test_photo_or_a_stand_in(tmp_path):
+    photo, about = large_photo()
+    assert photo.shape == (1364, 2048, 3) and photo.dtype == np.uint8 and LARGE_PHOTO in about
+    with pytest.raises(ValueError, match="name: got 'cat.jpg', expected a photo in"):
+        large_photo("cat.jpg")
+    standin, about = large_photo(folder=tmp_path / "absent")  # a bare pip install: no data/
+    assert standin.shape == (1411, 1411, 3) and "retina" in about
 
 
 # ------------------------------------------------------------------ downloadable sets

@@ -240,6 +240,19 @@ def test_native_size_runs_the_any_size_path(checkpoint, tmp_path):
     assert "at their own sizes" in (out / "results.md").read_text()
 
 
+def test_protocol_says_coarse_to_fine_only_where_a_crop_can_exceed_the_working_square(tmp_path):
+    torch.manual_seed(0)
+    residual = dataclasses.replace(TINY, output="residual")
+    checkpoint = save_checkpoint({"model": BIDSNet(residual).state_dict(), "config": residual.to_dict(),
+                                  "meta": {"image_size": 32}}, tmp_path / "residual.pt", INFERENCE_FORMAT)
+    for size, said in (("32", False), ("48", True)):
+        out = tmp_path / size
+        assert evaluate_command.main(["--checkpoint", str(checkpoint), "--images", str(IMAGES), *SET2, "--out", str(out),
+                                      "--size", size, "--limit", "1", "--baselines", "telea", "--lpips", "off",
+                                      "--no-fid", "--no-cache"]) == 0
+        assert ("a larger crop filled coarse to fine" in (out / "results.md").read_text()) == said
+
+
 def test_command_runs_the_model_through_the_inpainter_at_256_by_default(checkpoint, tmp_path, monkeypatch,
                                                                        cache_home):
     from bidsnet_lib.inference import Inpainter

@@ -114,6 +114,10 @@ def test_bidsnet_evaluate_hires_runs_both_model_paths_and_the_baselines(hires, t
     rows = json.loads((tmp_path / "out" / "results_hires.json").read_text())["rows"]
     assert {r["method"] for r in rows} == {f"{SHIPPED_LABEL}, thumbnail", f"{SHIPPED_LABEL}, coarse to fine", "telea"}
     assert all(np.isfinite(r["psnr"]) and r["seconds"] > 0 for r in rows)
+    # The thumbnail row is the old path, not coarse to fine again (from_checkpoint's default now).
+    psnr = {(r["method"], r["kind"], r["photo"], r["mask"]): r["psnr"] for r in rows}
+    assert any(psnr[(f"{SHIPPED_LABEL}, thumbnail", *key[1:])] != value for key, value in psnr.items()
+               if key[0] == f"{SHIPPED_LABEL}, coarse to fine")
     assert f"| blob | {SHIPPED_LABEL}, coarse to fine | telea |" in (
         tmp_path / "out" / "results_hires.md").read_text()
     assert main(["--hires", "--checkpoint", str(SHIPPED_CHECKPOINT), "--images", str(tmp_path),

@@ -1,5 +1,6 @@
 """bidsnet_lib.inference: input forms, crops of large images, batching, checkpoints, the CLI."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -12,7 +13,14 @@ from bidsnet_lib import inference
 from bidsnet_lib.baselines import make_baseline
 from bidsnet_lib.checkpoint import INFERENCE_FORMAT, save_checkpoint
 from bidsnet_lib.commands.inpaint import main
-from bidsnet_lib.inference import Inpainter, plan_crops
+from bidsnet_lib.inference import (
+    TILE_OVERLAP_DIVISOR,
+    Inpainter,
+    blend_ramp,
+    level_scales,
+    plan_crops,
+    tile_starts,
+)
 from bidsnet_lib.model import BIDSNet, BIDSNetConfig
 from bidsnet_lib.plumbing import read_mask, read_photo
 
@@ -236,6 +244,30 @@ class Residual(torch.nn.Module):
         return self.answer(image, mask, fill)
 
 
+def test_level_scales_follow_the_thickest_hole():
+    thick = np.zeros((800, 800), np.uint8)
+    thick[50:750, 50:750] = 1  # 700 px thick: never coarser than the whole crop in one square, 64 / 800
+    assert level_scales(thick, WORK) == pytest.approx([0.08, 0.16, 0.32, 0.64, 1.0])
+    band = np.zeros((800, 800), np.uint8)
+    band[390:410, :] = 1  # 20 px thick: at 64 / 40 it would be upscaled, so it starts at full resolution
+    assert level_scales(band, WORK) == [1.0]
+    band[350:450, 300:500] = 1  # 100 px thick: spans half the square at 64 / 200 (distances approximate)
+    first, second, last = level_scales(band, WORK)
+    assert first == pytest.approx(0.32, rel=0.06) and second == 2 * first and last == 1
+    with pytest.raises(ValueError, match="work_size: got 0"):
+        level_scales(band, 0)
+
+
+def test_tiles_cover_the_length_and_their_ramps_never_vanish():
+    for length in (64, 65, 200, 1000):
+        starts = tile_starts(length, WORK, WORK // TILE_OVERLAP_DIVISOR)
+        assert starts[0] == 0 and starts[-1] + WORK == max(length, WORK)
+        assert all(b - a <= WORK - WORK // TILE_OVERLAP_DIVISOR for a, b in zip(starts, starts[1:], strict=False))
+    ramp = blend_ramp(WORK, 8, before=True, after=False)
+    np.testing.assert_allclose(ramp[:9], np.arange(1, 10) / 9)  # rises over the shared 8 pixels ...
+    assert (ramp[8:] == 1).all() and (blend_ramp(WORK, 8, False, False) == 1).all()  # ... and only there
+
+
 def test_coarse_to_fine_returns_the_photo_bit_for_bit_through_every_level_and_tile():
     yy, xx = np.mgrid[0:700, 0:900]
     smooth = np.dstack([xx * 255 // 900, yy * 255 // 700, (xx + yy) * 255 // 1600]).astype(np.uint8)
@@ -295,7 +327,38 @@ def test_coarse_to_fine_needs_a_residual_head_and_a_bool(tiny_model):
         Inpainter(tiny_model, work_size=WORK, coarse_to_fine=True)
     with pytest.raises(TypeError, match="coarse_to_fine: got 'yes', expected True or False"):
         Inpainter(Residual(), coarse_to_fine="yes")
-    assert not Inpainter(Residual()).coarse_to_fine  # off unless asked for
+    assert not Inpainter(Residual()).coarse_to_fine  # the plain constructor: off unless asked for
+
+
+def test_one_call_can_choose_the_thumbnail_path():
+    holes = np.zeros((300, 300), np.uint8)
+    holes[40:260, 40:260] = 1  # a crop larger than the working square
+    model = Residual()
+    inpainter = Inpainter(model, work_size=WORK, coarse_to_fine=True)
+    inpainter.inpaint(photo(300, 300), holes, coarse_to_fine=False)
+    assert model.calls == [((1, 3, WORK, WORK), False)]  # one thumbnail, no levels
+    assert inpainter.coarse_to_fine  # the inpainter's own choice is unchanged
+    inpainter.inpaint([photo(300, 300)], [holes])
+    assert len(model.calls) > 2 and model.calls[-1][1]  # levels, the last given the fill below
+    with pytest.raises(TypeError, match="coarse_to_fine: got 1, expected True or False"):
+        inpainter.inpaint(photo(300, 300), holes, coarse_to_fine=1)
+    with pytest.raises(ValueError, match="coarse_to_fine: got True, expected a model with a residual head"):
+        Inpainter(Oracle(), work_size=WORK).inpaint(photo(), box_mask(), coarse_to_fine=True)
+
+
+def test_photos_that_fit_the_working_square_are_filled_alike_either_way():
+    # bidsnet evaluate at 256 px with the shipped model (working size 256, coarse to fine on by
+    # default): every crop fits the square, so the model card's 256-px results cannot change.
+    from bidsnet_lib.masks import SHIPPED_MASKS
+
+    shipped = Inpainter.from_checkpoint(device="cpu")
+    assert shipped.coarse_to_fine and shipped.work_size == 256
+    masks = [read_mask(SHIPPED_MASKS / name) for name in ("set1/50-60/000.png", "set2/thick/000.png")]
+    assert all(m.shape == (256, 256) and m.mean() > 0.1 for m in masks)  # holes whose crops span the photo
+    photos = [photo(256, 256, seed=1), np.full((256, 256, 3), 90, np.uint8)]
+    by_levels = shipped.inpaint(photos, masks)
+    for filled, expected in zip(by_levels, shipped.inpaint(photos, masks, coarse_to_fine=False), strict=True):
+        np.testing.assert_array_equal(filled, expected)
 
 
 def test_a_baseline_works_as_the_model():
@@ -312,6 +375,27 @@ def test_from_checkpoint_reads_the_working_size(checkpoint, tiny_model):
     np.testing.assert_array_equal(inp.inpaint(rgb, holes),
                                   Inpainter(tiny_model, work_size=WORK, mirror=True).inpaint(rgb, holes))
     assert not Inpainter.from_checkpoint(checkpoint, device="cpu", mirror=False).mirror
+
+
+@pytest.fixture(scope="module")
+def residual_checkpoint(tmp_path_factory):
+    """A tiny model with a residual head whose correction is not zero, and its checkpoint."""
+    torch.manual_seed(1)
+    config = dataclasses.replace(tiny_config(), output="residual")
+    model = BIDSNet(config).eval()
+    with torch.no_grad():
+        model.head[-1].weight.normal_(0, 0.05)
+    path = tmp_path_factory.mktemp("ckpt") / "residual.pt"
+    save_checkpoint({"model": model.state_dict(), "config": config.to_dict(), "meta": {"image_size": WORK}},
+                    path, INFERENCE_FORMAT)
+    return model, path
+
+
+def test_from_checkpoint_fills_coarse_to_fine_with_a_residual_head(residual_checkpoint, checkpoint):
+    model, path = residual_checkpoint
+    assert Inpainter.from_checkpoint(path, device="cpu").coarse_to_fine
+    assert not Inpainter.from_checkpoint(path, device="cpu", coarse_to_fine=False).coarse_to_fine
+    assert not Inpainter.from_checkpoint(checkpoint, device="cpu").coarse_to_fine  # an image head cannot
 
 
 def test_missing_shipped_checkpoint_says_how_to_get_one(monkeypatch, tmp_path):
@@ -345,6 +429,26 @@ def test_cli_mirrors_unless_told_not_to(files, checkpoint, tiny_model):
                      "--checkpoint", str(checkpoint), *flags]) == 0
         expected = Inpainter(tiny_model, work_size=WORK, mirror=mirror).inpaint(rgb, holes)
         np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)
+
+
+def test_cli_fills_coarse_to_fine_unless_told_not_to(tmp_path, residual_checkpoint, checkpoint, capsys):
+    model, path = residual_checkpoint
+    rgb, holes = photo(160, 200), box_mask(160, 200, (20, 30, 140, 170))  # larger than the working square
+    Image.fromarray(rgb).save(tmp_path / "photo.png")
+    Image.fromarray(holes * 255).save(tmp_path / "mask.png")
+    outputs = {}
+    for flags, levels in (([], True), (["--no-coarse-to-fine"], False), (["--coarse-to-fine"], True)):
+        out = tmp_path / f"{len(flags)}{levels}.png"
+        assert main([str(tmp_path / "photo.png"), str(tmp_path / "mask.png"), "-o", str(out),
+                     "--checkpoint", str(path), *flags]) == 0
+        outputs[levels] = np.asarray(Image.open(out))
+        expected = Inpainter(model, work_size=WORK, mirror=True, coarse_to_fine=levels).inpaint(rgb, holes)
+        np.testing.assert_array_equal(outputs[levels], expected)
+    assert (outputs[True] != outputs[False]).any()
+    # Asked for a model without a residual head: one line, status 2.
+    assert main([str(tmp_path / "photo.png"), str(tmp_path / "mask.png"), "-o", str(tmp_path / "no.png"),
+                 "--checkpoint", str(checkpoint), "--coarse-to-fine"]) == 2
+    assert "coarse_to_fine: got True, expected a model with a residual head" in capsys.readouterr().err
 
 
 def test_cli_single_image(files, checkpoint, capsys):

@@ -240,3 +240,52 @@ def test_demo_records_to_the_environment_folder_only_for_the_canvas(tmp_path, mo
     assert InpaintDemo(GreyFill(), photos(), canvas=True, record_dir=tmp_path / "x").record_dir == tmp_path / "x"
     monkeypatch.delenv(widgets.RECORD_ENV)
     assert InpaintDemo(GreyFill(), photos(), canvas=True).record_dir is None
+
+
+class Recorder(GreyFill):
+    """A stand-in inpainter that fills coarse to fine (it says so) and records each call."""
+
+    coarse_to_fine = True
+
+    def __init__(self):
+        self.calls = []
+
+    def inpaint(self, image, mask, **options):
+        self.calls.append((image.shape, mask.shape, options))
+        return super().inpaint(image, mask)
+
+
+def test_a_phone_photo_is_painted_and_previewed_at_screen_size_and_filled_in_full_on_demand():
+    rng = np.random.default_rng(1)
+    phone = rng.integers(0, 100, (3024, 4032, 3), dtype=np.uint8)  # a 12-Mpx photo
+    recorder = Recorder()
+    demo = InpaintDemo(recorder, {"phone": phone}, canvas=True, max_side=1008, brush_size=10)
+    assert demo.image.shape == (756, 1008, 3) and demo.photo.shape == phone.shape  # exactly 4x
+    assert "4032x3024 photo, shown at 1008x756" in demo.status.value
+    demo._on_canvas_message(demo.canvas, {"event": "stroke", "points": [[100, 300], [700, 400]],
+                                          "size": 10, "erase": False}, [])
+    demo.stroke([(500, 100)], size=30)
+    assert not recorder.calls, "a stroke never starts a fill"
+    demo.run_button.click()  # the preview: the screen-size copy, the thumbnail path
+    assert recorder.calls == [((756, 1008, 3), (756, 1008), {"coarse_to_fine": False})]
+    assert demo.result.shape == demo.image.shape and demo.full_result is None
+    demo.full_button.click()  # the photo at its own size, the inpainter's own way
+    assert recorder.calls[1] == ((3024, 4032, 3), (3024, 4032), {})
+    # The drawn mask scaled up by nearest neighbour: each painted canvas pixel a 4 x 4 hole, no more.
+    np.testing.assert_array_equal(demo.full_mask, np.kron(demo.mask, np.ones((4, 4), np.uint8)))
+    holes = demo.full_mask.astype(bool)
+    assert demo.full_result.shape == phone.shape and (demo.full_result[holes] == 128).all()
+    np.testing.assert_array_equal(demo.full_result[~holes], phone[~holes])
+    shown = np.asarray(Image.open(io.BytesIO(demo.output.value)))
+    assert shown.shape == demo.image.shape and not demo.full_button.disabled  # shown shrunk; ready again
+    assert "full resolution: 4032x3024" in demo.status.value
+    demo.set_image(phone[:100, :80])  # a new photo resets both results
+    assert demo.photo.shape == demo.image.shape == (100, 80, 3) and demo.full_result is None
+
+
+def test_the_preview_asks_nothing_of_an_inpainter_without_coarse_to_fine():
+    demo = InpaintDemo(GreyFill(), photos(), canvas=False)  # GreyFill.inpaint takes no options
+    demo.stroke([(20, 20)])
+    demo.run_button.click()
+    demo.full_button.click()
+    np.testing.assert_array_equal(demo.full_result, demo.result)  # a photo that fits: one size

@@ -193,8 +193,13 @@ def _run(args) -> EvalResult:
         print(f"note: {warning.message}", file=sys.stderr)
     baselines = [make_baseline(n, patch_size=args.patch_size) if n == "patchmatch" else n for n in names]
     mirrored = "" if args.no_mirror else ", each fill averaged with that of the mirrored crop"
+    # Only a crop larger than the working square is filled coarse to fine: never when the photos fit it
+    # (the default 256 px), whose protocol and results stay as they were.
+    larger = args.size == "native" or args.size > inpainter.work_size
+    levels = ", a larger crop filled coarse to fine" if inpainter.coarse_to_fine and larger else ""
     through = (f"the model through bidsnet inpaint's Inpainter (crops around the holes at its working "
-               f"size {inpainter.work_size}x{inpainter.work_size}{mirrored}), the baselines on the whole image")
+               f"size {inpainter.work_size}x{inpainter.work_size}{mirrored}{levels}), the baselines on the "
+               "whole image")
     if args.size == "native":
         photos = load_photos(args.images)
         protocol = (f"{len(photos)} photos of {args.images} at their own sizes; masks stretched to each "
@@ -239,7 +244,8 @@ def _run_hires(args) -> int:
     options = dict(device=device, batch_size=args.batch_size, mirror=not args.no_mirror)
     if args.work_size:
         options["work_size"] = args.work_size
-    thumbnail = Inpainter.from_checkpoint(args.checkpoint, **options)
+    # The old thumbnail path's row beside coarse to fine (bidsnet inpaint's default for a residual head).
+    thumbnail = Inpainter.from_checkpoint(args.checkpoint, coarse_to_fine=False, **options)
     methods = {f"{thumbnail.label}, thumbnail": thumbnail.inpaint}
     if getattr(thumbnail.model, "config", None) is not None and thumbnail.model.config.output == "residual":
         methods[f"{thumbnail.label}, coarse to fine"] = Inpainter.from_checkpoint(

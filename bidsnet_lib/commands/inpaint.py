@@ -6,6 +6,7 @@ atomically as it is done and exits 1 when any image was skipped.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import sys
 from pathlib import Path
@@ -139,9 +140,12 @@ def build_parser(prog: str = "bidsnet inpaint") -> Parser:
     parser.add_argument("--no-mirror", action="store_true",
                         help="one model call per crop: half the time (default: each fill is averaged with the "
                              "model's fill of the mirrored crop, +0.0004 to +0.0013 SSIM on the validation split)")
-    parser.add_argument("--coarse-to-fine", action="store_true",
+    parser.add_argument("--coarse-to-fine", action=argparse.BooleanOptionalAction, default=None,
                         help="fill holes larger than the working size level by level up to the photo's own "
-                             "resolution, in tiles (sharper, much slower on a CPU), not from one thumbnail")
+                             "resolution, in tiles, not from one thumbnail upscaled (default: on for a model "
+                             "with a residual head, such as the shipped one). Measured on 2-3 Mpx photos: "
+                             "+0.2 to +2.2 dB PSNR over Telea, above the thumbnail path too, at 12-46 "
+                             "CPU-seconds a photo instead of a few; --no-coarse-to-fine: the fast thumbnail path")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     return parser
 
@@ -156,9 +160,11 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet inpaint") -> int:
         if not folder and (args.image is None or args.mask is None):
             raise ValueError("give IMAGE MASK -o OUT, or --images DIR --masks DIR -o DIR")
         device = resolve_device(args.device)  # before any work: one line, not CUDA's traceback
+        # Neither flag: the checkpoint decides (on for a residual head, Inpainter.from_checkpoint).
+        choice = {} if args.coarse_to_fine is None else {"coarse_to_fine": args.coarse_to_fine}
         return (_run_folder if folder else _run_single)(
             args, lambda: Inpainter.from_checkpoint(args.checkpoint, device=device, mirror=not args.no_mirror,
-                                                            coarse_to_fine=args.coarse_to_fine), prog)
+                                                    **choice), prog)
 
     return run(build_parser(prog), argv, inpaint, errors=(*USER_ERRORS, Image.DecompressionBombError))
 
