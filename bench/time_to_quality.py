@@ -81,40 +81,39 @@ def _small(**changes):
     return dataclasses.replace(TrainConfig.small(), **changes)
 
 
-# The levers (issue 25), each alone, then together ("fast", which became TrainConfig.small(), the
-# default). Cosine decay after a short linear warm-up lets a higher peak rate be used early
+# The levers (issue 25), each alone on top of "today" (TrainConfig.small(), the default: the
+# shipped model's last run, bidsnet_lib/checkpoints/MODEL_CARD.md run 5, from scratch), then
+# together. Cosine decay after a short linear warm-up lets a higher peak rate be used early
 # (Loshchilov & Hutter, SGDR, ICLR 2017; Goyal et al. 2017 for the warm-up); progressive resizing
 # trains most steps on small crops, which cost a quarter of the time each (fast.ai's DAWNBench
-# entry; Tan & Le, EfficientNetV2, 2021). Each recipe is the default with the levers it lacks
-# undone: what the shipped model's last run had instead (bidsnet_lib/checkpoints/MODEL_CARD.md,
-# run 5: Adam 2e-4 constant, every step at 128 px).
+# entry; Tan & Le, EfficientNetV2, 2021).
 PRESET_FLAGS = ("--preset", "small")
-CONSTANT = {"lr_g": 2e-4, "lr_schedule": "constant", "warmup_steps": 0}
-CONSTANT_FLAGS = ("--lr-g", "2e-4", "--lr-schedule", "constant", "--warmup-steps", "0")
-ONE_SIZE = {"stages": ()}
-ONE_SIZE_FLAGS = ("--stages", "")
+COSINE = {"lr_schedule": "cosine", "warmup_steps": 100, "lr_g": 8e-4}
+COSINE_FLAGS = ("--lr-schedule", "cosine", "--warmup-steps", "100", "--lr-g", "8e-4")
+STAGES = {"stages": ((64, 0.7),)}
+STAGES_FLAGS = ("--stages", "64:0.7")
 
 RECIPES = {
     "today": Recipe(
-        flags=PRESET_FLAGS + CONSTANT_FLAGS + ONE_SIZE_FLAGS,
-        config=lambda: _small(**CONSTANT, **ONE_SIZE),
+        flags=PRESET_FLAGS,
+        config=_small,
         about="the shipped model's last run (bidsnet_lib/checkpoints/MODEL_CARD.md, run 5) from scratch: "
               "Telea input fill, residual head, hole/valid L1 + 2 x (1 - SSIM), no critic, Adam 2e-4 "
-              "constant, 128 px, batch 4",
+              "constant, 128 px, batch 4 (TrainConfig.small(), the default)",
     ),
     "cosine": Recipe(
-        flags=PRESET_FLAGS + ONE_SIZE_FLAGS,
-        config=lambda: _small(**ONE_SIZE),
+        flags=PRESET_FLAGS + COSINE_FLAGS,
+        config=lambda: _small(**COSINE),
         about="today, with a 100-step linear warm-up to a 4x higher peak (8e-4) and a cosine decay to 0",
     ),
     "stages": Recipe(
-        flags=PRESET_FLAGS + CONSTANT_FLAGS,
-        config=lambda: _small(**CONSTANT),
+        flags=PRESET_FLAGS + STAGES_FLAGS,
+        config=lambda: _small(**STAGES),
         about="today, with the first 70 % of the steps on 64-px crops (progressive resizing), then 128 px",
     ),
     "fast": Recipe(
-        flags=PRESET_FLAGS,
-        config=_small,
+        flags=PRESET_FLAGS + COSINE_FLAGS + STAGES_FLAGS,
+        config=lambda: _small(**COSINE, **STAGES),
         about="today with both levers: cosine at a peak of 8e-4 after 100 warm-up steps, 70 % of the steps at 64 px",
     ),
 }

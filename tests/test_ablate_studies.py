@@ -220,9 +220,6 @@ def test_train_config_is_the_small_preset_with_the_settings():
     assert dataclasses.replace(config, model=preset.model, steps=preset.steps, size=preset.size,
                                batch_size=preset.batch_size, seed=preset.seed, data=(),
                                validate_every=preset.validate_every, sample_every=preset.sample_every) == preset
-    # At or below the preset's 64-px stage a study trains every step at its own size.
-    assert config.stages == preset.stages != ()
-    assert AblationSettings(size=64).train_config(TINY, seed=0).stages == ()
 
 
 def test_fingerprints_hold_what_a_runs_numbers_depend_on():

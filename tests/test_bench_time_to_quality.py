@@ -72,8 +72,10 @@ def test_every_recipes_flags_make_its_config(bench):
         args = build_parser().parse_args([*recipe.flags, "--out", "unused"])
         made = config_from_args(args, TrainConfig.small())
         assert dataclasses.replace(made, processes=1) == recipe.config(), name
-    # "fast" is the default; "today" is still the shipped model's last run (constant 2e-4, 128 px throughout).
-    assert bench.RECIPES["fast"].config() == TrainConfig.small() and TrainConfig.small().stages
+    # "today", the shipped model's last run (constant 2e-4, 128 px throughout), is the default.
+    assert bench.RECIPES["today"].config() == TrainConfig.small()
+    fast = bench.RECIPES["fast"].config()
+    assert (fast.lr_g, fast.lr_schedule, fast.warmup_steps, fast.stages) == (8e-4, "cosine", 100, ((64, 0.7),))
     today = bench.RECIPES["today"].config()
     assert (today.lr_g, today.lr_schedule, today.warmup_steps, today.stages, today.size) == (2e-4, "constant", 0, (), 128)
     assert (today.model.input_fill, today.model.output, today.loss.adversarial, today.loss.ssim) == (

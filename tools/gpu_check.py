@@ -5,7 +5,7 @@
 1. the machine: GPU, memory, torch and CUDA versions;
 2. the training step timed at 256 px, batch 8: the paper preset (``TrainConfig.paper()``, the
    default recipe, what notebook 06 trains on a GPU) in float32 and under float16 autocast, and the
-   small preset (the CPU default) at its final 128 px, batch 4; median seconds a step and peak GPU memory;
+   small preset (the CPU default) at its 128 px, batch 4; median seconds a step and peak GPU memory;
 3. notebook 06's full run projected from (2): its 20,000 paper-preset steps on this GPU, and on a
    T4 (Colab's free GPU) by the ratio of the two GPUs' published float16 tensor-core throughput
    (``GPU_SPECS``; the conversion is written into the report);

@@ -189,13 +189,11 @@ class AblationSettings:
 
     def train_config(self, model: BIDSNetConfig, seed: int) -> TrainConfig:
         """The small preset (the default recipe) with this model, seed, data, size, batch and steps;
-        no validation or samples (the evaluation replaces them). Of its progressive-resizing stages
-        only those below ``size`` are kept: a study at 64 px trains every step at 64 px."""
+        no validation or samples (the evaluation replaces them)."""
         from bidsnet_lib.train import TrainConfig
 
         preset = TrainConfig.small()
         return dataclasses.replace(preset, model=model, data=(self.train_images,), size=self.size,
-                                   stages=tuple(stage for stage in preset.stages if stage[0] < self.size),
                                    batch_size=self.batch_size, steps=self.steps, seed=seed, validate_every=0,
                                    sample_every=0)
 

@@ -81,8 +81,8 @@ def build_parser(prog: str = "bidsnet train") -> Parser:
     )
     p.add_argument("--preset", choices=sorted(PRESETS), help=(
         "config preset of a new run: small (the default; TrainConfig.small(), the CPU recipe of "
-        "bench/time_to_quality.py: the small model on a Telea fill with a residual head, L1 + SSIM, a cosine "
-        "schedule, most steps on 64-px crops) or paper (TrainConfig.paper(), for a GPU: 256 px, the critic "
+        "bench/time_to_quality.py: the small model on a Telea fill with a residual head, L1 + SSIM, Adam "
+        "2e-4 constant, 128-px crops) or paper (TrainConfig.paper(), for a GPU: 256 px, the critic "
         "and VGG-19 losses)"))
     p.add_argument("--out", required=True, metavar="DIR", help="run directory, e.g. runs/NAME")
     p.add_argument("--resume", action="store_true",
