@@ -226,7 +226,7 @@ def test_bfloat16_autocast_on_the_cpu_trains(photos, tmp_path):
 
 
 def test_feature_matching_trains_the_generator_and_leaves_the_critic_alone(photos, tmp_path):
-    loss = dataclasses.replace(TrainConfig.small().loss, feature_matching=1.0)
+    loss = dataclasses.replace(TrainConfig.small().loss, adversarial=0.1, feature_matching=1.0)
     trainer = Trainer(tiny_config(photos, loss=loss, validate_every=0, sample_every=0), tmp_path, progress=False)
     after_d_step = {}  # the critic's gradients as its own step left them
     trainer.opt_d.register_step_post_hook(lambda *_: after_d_step.update(
@@ -268,9 +268,10 @@ def test_flags_map_onto_the_dataclass():
         "--lr-g", "0.01", "--no-amp", "--deterministic", "--vgg-weights", "random", "--perceptual", "0.2",
         "--mask-mix", "set1=1,set2/thin=3", "--keep-every", "5", "--stages", "",
     ])
-    config = config_from_args(args, TrainConfig.small())
+    staged_preset = dataclasses.replace(TrainConfig.small(), stages=((64, 0.7),))
+    config = config_from_args(args, staged_preset)
     assert config.data == ("a", "b") and config.steps == 9 and config.batch_size == 3 and config.size == 48
-    assert config.stages == () != TrainConfig.small().stages  # "" turns the preset's stages off
+    assert config.stages == () != staged_preset.stages  # "" turns a preset's stages off
     assert config.lr_g == 0.01 and config.amp is False and config.deterministic is True
     assert config.loss.vgg_weights == "random" and config.loss.perceptual == 0.2
     assert config.mask_mix == {"set1": 1.0, "set2/thin": 3.0} and config.keep_every == 5
