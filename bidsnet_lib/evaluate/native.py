@@ -12,7 +12,6 @@ it ran. Means carry 95 % bootstrap intervals over photos (a photo's masks averag
 every method is compared photo by photo with each baseline.
 """
 
-import gc
 import math
 import threading
 import time
@@ -100,9 +99,6 @@ class PeakMemory:
             self.peak_mb = max(self.peak_mb, (self._process.memory_info().rss - start) / 2**20)
 
     def __enter__(self) -> "PeakMemory":
-        # Garbage left by earlier work, freed by a collection inside the block, would hide the
-        # block's own growth (seen: 0 MB for a 64 MB array in a test worker): collect it first.
-        gc.collect()
         self._start = self._process.memory_info().rss
         self._thread = threading.Thread(target=self._sample, args=(self._start,), daemon=True)
         self._thread.start()
