@@ -49,7 +49,7 @@ def hub_checkpoints(monkeypatch, tmp_path) -> Path:
 
 @pytest.fixture
 def made_up_fusion_report():
-    """A fusion report with made-up scores: 8 mask groups, 2 seeds, Telea as the baseline."""
+    """A fusion report with made-up scores: 8 mask groups, 6 photos, 2 seeds, Telea as the baseline."""
     from bidsnet_lib.ablate import STUDIES, AblationSettings, StudyReport
 
     study = STUDIES["fusion"]
@@ -59,8 +59,13 @@ def made_up_fusion_report():
                  "metric": metric, "value": value - g / 10, "std": 0.5}
                 for g in range(8) for metric, value in (("psnr", psnr), ("ssim", psnr / 40))]
 
+    def photos(psnr):  # 6 photos around the run's score, the same spread for every run
+        return {metric: {f"p{k}.png": value + (k - 2.5) / 5 for k in range(6)}
+                for metric, value in (("psnr", psnr - 0.35), ("ssim", psnr / 40 - 0.35 / 40))}
+
     records = {v.name: [{"key": v.name, "seed": seed, "params": 1000 + i, "train_seconds": 60.0,
-                         "eval_seconds": 5.0, "rows": rows(v.name, 25 + i + seed / 10)}
+                         "eval_seconds": 5.0, "rows": rows(v.name, 25 + i + seed / 10),
+                         "photos": photos(25 + i + seed / 10)}
                         for seed in range(2)] for i, v in enumerate(study.variants)}
     return StudyReport(study, list(study.variants), {v.name: v.name for v in study.variants}, records,
                        rows("Telea (r=3)", 24), AblationSettings.quick_preset(), "made up")

@@ -223,9 +223,11 @@ def test_train_config_is_the_small_preset_with_the_settings():
 
 
 def test_fingerprints_hold_what_a_runs_numbers_depend_on():
-    settings = AblationSettings(limit=3, size=64)
-    assert settings.eval_fingerprint() == {"images": settings.test_images, "masks": settings.masks, "size": 64,
+    settings = AblationSettings(limit=3, size=64, eval_size=96)
+    assert settings.eval_fingerprint() == {"images": settings.test_images, "masks": settings.masks, "size": 96,
                                            "limit": 3, "lpips": "off"}
+    assert AblationSettings().eval_size == 256  # scored at the model card's size, whatever the crops'
+    assert AblationSettings.quick_preset().eval_size == 64
     fingerprint = settings.fingerprint(TINY, 0)
     assert fingerprint == json.loads(json.dumps(fingerprint))  # plain JSON, as read back from a file
     assert fingerprint["train"]["model"]["width"] == 8 and fingerprint["train"]["seed"] == 0

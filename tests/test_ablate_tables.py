@@ -5,7 +5,14 @@ import dataclasses
 
 import pytest
 
-from bidsnet_lib.ablate import claim_verdict, compare, load_report, overall_verdict
+from bidsnet_lib.ablate import (
+    claim_verdict,
+    compare,
+    load_report,
+    overall_verdict,
+    photo_difference,
+    photo_scores,
+)
 
 
 @pytest.mark.parametrize("values, winner_wins", [
@@ -40,6 +47,68 @@ def test_verdict_margin_lower_is_better_and_trade_off():
         compare([1.0], [2.0, 3.0])
     with pytest.raises(ValueError, match=r"no scores for \['c'\]"):
         claim_verdict({"paper": [1.0, 2.0], "b": [1.0, 2.0]}, "paper", ["b", "c"])
+
+
+def test_photo_difference_and_its_interval():
+    paper = {"a": 11.0, "b": 12.0, "c": 13.5, "d": 10.2}
+    rival = {"a": 10.0, "b": 11.2, "c": 12.0, "d": 10.0, "only_here": 0.0}  # photos in common only
+    mean, low, high = photo_difference(paper, rival)
+    assert mean == pytest.approx((1 + 0.8 + 1.5 + 0.2) / 4) and 0 < low < mean < high
+    assert photo_difference(paper, rival, higher_is_better=False)[0] == pytest.approx(-mean)  # LPIPS: lower wins
+    _, low, high = photo_difference({"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 2.0, "b": 1.0, "c": 3.0})
+    assert low < 0 < high
+    with pytest.raises(ValueError, match="1 photo"):
+        photo_difference({"a": 1.0}, {"a": 2.0, "b": 3.0})
+
+
+def test_an_outcome_needs_the_photos_to_agree_with_the_seeds():
+    values = {"paper": [10.0, 10.01], "b": [9.0, 9.01], "c": [11.0, 11.01]}
+    # The seeds alone: paper beats b and loses to c.
+    assert claim_verdict(values, "paper", ["b", "c"])[1]["b"][0] == "better"
+    agree = {"b": (0.8, 1.2), "c": (-1.2, -0.8)}
+    assert claim_verdict(values, "paper", ["b", "c"], intervals=agree)[0] == "not reproduced"
+    # An interval over photos that holds zero makes either a tie: a few photos carried the mean.
+    straddle = {"b": (-0.1, 2.0), "c": (-2.0, 0.1)}
+    verdict, comparisons = claim_verdict(values, "paper", ["b", "c"], intervals=straddle)
+    assert verdict == "within noise" and comparisons["b"][0] == comparisons["c"][0] == "tie"
+    assert comparisons["b"][1] == pytest.approx(1.0)  # the delta is still the seeds' difference of means
+
+
+def test_photo_scores_average_a_photos_groups():
+    rows = [{"photo": "a", "metric": "psnr", "value": 20.0}, {"photo": "a", "metric": "psnr", "value": 22.0},
+            {"photo": "b", "metric": "psnr", "value": 30.0}, {"photo": "a", "metric": "ssim", "value": 0.5}]
+    assert photo_scores(rows, "psnr") == {"a": 21.0, "b": 30.0}
+
+
+def test_report_shows_intervals_third_seed_flags_and_the_references_lead(made_up_fusion_report):
+    table = made_up_fusion_report.markdown()
+    # SFF is 1 dB below add on every photo: an interval wholly below zero, far beyond the margin.
+    assert "- vs fusion=add (must win): PSNR Δ -1.00 [-1.00, -1.00] (margin 0.14): worse" in table
+    assert "third seed" not in table
+    assert "The paper's choice leads" not in table  # the made-up groups are not Set I's bins
+    close = dataclasses.replace(made_up_fusion_report, records={
+        name: [{**r, "rows": [{**row, "value": row["value"] + (0.9 if name == "fusion=sff" else 0)}
+                              for row in r["rows"]]} for r in runs]
+        for name, runs in made_up_fusion_report.records.items()})
+    assert "- vs fusion=add (must win): PSNR Δ -0.10" in close.markdown() and "a third seed" in close.markdown()
+    telea = [{**row, "group": ("30-40", "40-50", "50-60")[i % 3]} for i, row in enumerate(
+        r for r in made_up_fusion_report.baselines if r["group"] in ("g0", "g1", "g2"))]
+    winners = {name: [{**r, "rows": [{**row, "group": {"g0": "30-40", "g1": "40-50", "g2": "50-60"}.get(row["group"], row["group"])}
+                                     for row in r["rows"]]} for r in runs]
+               for name, runs in made_up_fusion_report.records.items()}
+    lead = dataclasses.replace(made_up_fusion_report, baselines=telea, records=winners)
+    # SFF's psnr is 25 (+0.1 in seed 1) minus g/10 in each group, Telea's 24 minus g/10: +1.05 dB.
+    assert lead.reference_lead() == pytest.approx(1.05)
+    assert "leads the best classical baseline of each group by +1.05 dB" in lead.markdown()
+
+
+def test_a_report_without_per_photo_scores_is_judged_on_the_seeds(made_up_fusion_report):
+    old = dataclasses.replace(made_up_fusion_report, records={
+        name: [{k: v for k, v in r.items() if k != "photos"} for r in runs]
+        for name, runs in made_up_fusion_report.records.items()})
+    assert old.differences("psnr") == {}
+    assert old.verdicts() == made_up_fusion_report.verdicts()  # these made-up photos agree with the seeds
+    assert "the seeds alone decide" in old.markdown()
 
 
 def test_overall_verdict_over_metrics():

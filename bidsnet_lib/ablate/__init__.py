@@ -33,6 +33,7 @@ from bidsnet_lib.ablate.runner import (
     write_status,
 )
 from bidsnet_lib.ablate.studies import (
+    DEFAULT_EVAL_SIZE,
     DEFAULT_STEPS,
     LPIPS_MODES,
     STUDIES,
@@ -59,6 +60,8 @@ from bidsnet_lib.ablate.tables import (
     format_duration,
     load_report,
     overall_verdict,
+    photo_difference,
+    photo_scores,
     pooled_std,
     seed_scores,
     short_path,
@@ -68,6 +71,7 @@ from bidsnet_lib.ablate.tables import (
 
 __all__ = [
     "TRAIN_IMAGES",
+    "DEFAULT_EVAL_SIZE",
     "DEFAULT_STEPS",
     "LPIPS_MODES",
     "Variant",
@@ -89,6 +93,8 @@ __all__ = [
     "pooled_std",
     "claim_verdict",
     "overall_verdict",
+    "photo_difference",
+    "photo_scores",
     "seed_scores",
     "StudyReport",
     "write_text",

@@ -71,12 +71,14 @@ from bidsnet_lib.ablate.tables import (
     StudyReport,
     format_duration,
     load_report,
+    photo_scores,
     seed_scores,
     write_text,
 )
 from bidsnet_lib.checkpoint import export_inference
 from bidsnet_lib.colab import REPO_URL
 from bidsnet_lib.evaluate import evaluate, load_mask_groups, load_photos
+from bidsnet_lib.inference import Inpainter
 from bidsnet_lib.model import BIDSNetConfig, count_parameters
 from bidsnet_lib.plumbing import check_apart, check_int, download_file
 from bidsnet_lib.reports import machine_line
@@ -174,10 +176,14 @@ def execute(task: RunTask) -> dict:
     trainer.train()
     if trainer.stopped_by is not None:
         raise RunInterrupted(task.folder, trainer.step, settings.steps, trainer.stopped_by)
-    photos = load_photos(settings.test_images, settings.size)
+    # Scored as the model card scores the shipped model: the float16 export at the evaluation's
+    # working size, through Inpainter (its defaults: mirror, coarse to fine for a residual head).
+    export_inference(task.folder / "latest.pt", task.folder / "model.pt", work_size=settings.eval_size)
+    inpainter = Inpainter.from_checkpoint(task.folder / "model.pt", device=trainer.device, label=task.key)
+    photos = load_photos(settings.test_images, settings.eval_size)
     groups = load_mask_groups(settings.masks, settings.limit)
     start = time.perf_counter()
-    result = evaluate(trainer.ema, photos, groups, label=task.key, baselines=(),
+    result = evaluate(inpainter, photos, groups, label=task.key, baselines=(),
                       lpips=make_lpips(settings, trainer.device), progress=False,
                       skipped={"lpips": "--lpips off", "fid": "not used by the ablations"})
     record = {
@@ -187,8 +193,9 @@ def execute(task: RunTask) -> dict:
         "train_seconds": training_seconds(read_metrics(task.folder)),
         "eval_seconds": time.perf_counter() - start, "torch_threads": torch.get_num_threads(),
         "finished": time.strftime("%Y-%m-%d %H:%M"), "rows": _score_rows(result, settings.metrics),
+        "photos": {m: photo_scores([r for r in result.per_photo if r["method"] == task.key], m)
+                   for m in settings.metrics},  # the verdicts' intervals over photos
     }
-    export_inference(task.folder / "latest.pt", task.folder / "model.pt")
     write_text(task.folder / "results.json", json.dumps(record, indent=1))
     (task.folder / "latest.pt").unlink()  # 10x the size of model.pt, and no longer needed
     return record
@@ -202,7 +209,7 @@ def baseline_rows(settings: AblationSettings, out: Path) -> list[dict]:
         cached = json.loads(path.read_text(encoding="utf-8"))
         if cached["fingerprint"] == fingerprint:
             return cached["rows"]
-    result = evaluate(None, load_photos(settings.test_images, settings.size),
+    result = evaluate(None, load_photos(settings.test_images, settings.eval_size),
                       load_mask_groups(settings.masks, settings.limit), baselines=ABLATION_BASELINES,
                       lpips=make_lpips(settings), progress=False, skipped={"lpips": "--lpips off"})
     rows = _score_rows(result, settings.metrics)
@@ -263,7 +270,7 @@ class Probe:
 def probe(settings: AblationSettings, model: BIDSNetConfig) -> Probe:
     """Time a Trainer's set-up, training steps (after a warm-up step, except in quick mode) and
     an evaluation of one mask per photo, in a temporary folder, at the settings' size."""
-    photos = load_photos(settings.test_images, settings.size)
+    photos = load_photos(settings.test_images, settings.eval_size)
     group = load_mask_groups(settings.masks, 1)[:1]
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -278,7 +285,8 @@ def probe(settings: AblationSettings, model: BIDSNetConfig) -> Probe:
             trainer.train_step(next(batches))
         step = (time.perf_counter() - start) / timed
         start = time.perf_counter()
-        evaluate(trainer.ema, photos, group, baselines=(), lpips=make_lpips(settings), progress=False)
+        evaluate(Inpainter(trainer.ema, work_size=settings.eval_size, mirror=True), photos, group, baselines=(),
+                 lpips=make_lpips(settings), progress=False)
         return Probe(setup, step, (time.perf_counter() - start) / len(photos))
 
 
@@ -373,7 +381,7 @@ def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, 
         raise ValueError(f"data: no such folder {settings.train_images!r}; expected the training photos")
     check_apart(out, {"data": settings.train_images, "test images": settings.test_images, "masks": settings.masks},
                 "out")
-    photos = load_photos(settings.test_images, settings.size)
+    photos = load_photos(settings.test_images, settings.eval_size)
     groups = load_mask_groups(settings.masks, settings.limit)
     make_lpips(settings)
     pairs = len(photos) * sum(len(g.masks) for g in groups)
@@ -384,7 +392,7 @@ def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, 
 
     names = ", ".join(s.name for s in studies)
     log(f"ablations: {names}; {settings.seeds} seeds, {settings.steps} steps at {settings.size} px, "
-        f"batch {settings.batch_size}; evaluation: {len(photos)} photos x "
+        f"batch {settings.batch_size}; evaluation at {settings.eval_size} px: {len(photos)} photos x "
         f"{pairs // len(photos)} masks ({len(groups)} groups) = {pairs} pairs a run")
     log(f"runs: {len(tasks)} ({len(finished)} finished earlier, {len(pending)} to do) in {out}, "
         f"{min(jobs, max(len(pending), 1))} job(s) of {threads} torch thread(s)")

@@ -5,15 +5,24 @@ each study's table, plot and verdict, and into the ``<study>.json`` that rebuild
 09 teaches how to read them).
 
 Verdict rule. A run's score for a metric is the mean over the mask groups of its per-group
-means; a variant's is the mean and the sample standard deviation (ddof 1) over its seeds. The
-paper's choice *beats* a rival when the difference of the means, signed so that positive
-favours the paper's choice, exceeds ``2 * max(s_paper, s_rival, s_pool)`` (``s_pool``: root mean
-square of all the study's deviations; with two seeds a deviation has one degree of freedom and
-can be small by luck, the pool keeps the margin from collapsing); it *loses* when the difference
-is below minus that margin, and *ties* otherwise. Per metric, a claim is "reproduced" when the
-paper's choice beats every rival it should beat and loses to none, "not reproduced" when it
-loses to any, "within noise" otherwise. Over the metrics: "reproduced" only when every metric
-says so, "not reproduced" when one does and none says "reproduced", else "within noise".
+means; a variant's is the mean and the sample standard deviation (ddof 1) over its seeds. Two
+sources of noise are checked, and a difference must clear both (issue 26):
+
+- the seeds: the difference of the means, signed so that positive favours the paper's choice,
+  must exceed the margin ``2 * max(s_paper, s_rival, s_pool)`` (``s_pool``: root mean square of
+  all the study's deviations; with two seeds a deviation has one degree of freedom and can be
+  small by luck, the pool keeps the margin from collapsing);
+- the photos: each test photo's score (mean over the mask groups, then over the seeds) is taken
+  for both variants, and the 95 % percentile bootstrap interval of the mean per-photo difference
+  (photos resampled, :func:`bidsnet_lib.bootstrap.bootstrap_interval`) must lie wholly on that side
+  of zero. Reports made before per-photo scores were recorded are judged on the seeds alone.
+
+The paper's choice *beats* a rival when both say so, *loses* when both say the opposite, and
+*ties* otherwise. A difference within 1.5 × the seed margin is flagged for a third seed
+(``--seeds 3``: finished runs are reused). Per metric, a claim is "reproduced" when the paper's
+choice beats every rival it should beat and loses to none, "not reproduced" when it loses to any,
+"within noise" otherwise. Over the metrics: "reproduced" only when every metric says so, "not
+reproduced" when one does and none says "reproduced", else "within noise".
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from bidsnet_lib.ablate.studies import AblationSettings, Study, Variant, resolve_studies
+from bidsnet_lib.bootstrap import bootstrap_interval
 from bidsnet_lib.evaluate import HIGHER_IS_BETTER
 from bidsnet_lib.plumbing import REPO_ROOT as ROOT
 from bidsnet_lib.plumbing import atomic_write
@@ -39,6 +49,9 @@ FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}"}
 VERDICTS = ("reproduced", "not reproduced", "within noise")
 REPORT_FORMAT = "bidsnet-ablation-study"
 DOCS = ROOT / "docs" / "ablations.md"
+THIRD_SEED_FACTOR = 1.5  # a difference within this many seed margins asks for a third seed
+# The groups where issue 26 asks the reference to lead the best classical baseline (>= +0.5 dB PSNR).
+REFERENCE_GROUPS = (("Set I", "30-40"), ("Set I", "40-50"), ("Set I", "50-60"))
 # Each study's data from the last full run, committed beside DOCS (`bidsnet ablate --docs` writes
 # it) and read by notebook 09; a bare pip install (Colab) has no docs/, so
 # ablate.fetch_published() downloads it.
@@ -65,19 +78,41 @@ def pooled_std(values: Mapping[str, Sequence[float]]) -> float:
     return float(np.sqrt(np.mean([np.var(v, ddof=1) for v in values.values()])))
 
 
+def photo_difference(paper: Mapping[str, float], rival: Mapping[str, float], *,
+                     higher_is_better: bool = True, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high): the mean over the photos both score of the paper's choice's score minus
+    the rival's, signed so that > 0 favours the paper's choice, and its 95 % bootstrap interval."""
+    photos = sorted(set(paper) & set(rival))
+    if len(photos) < 2:
+        raise ValueError(f"per-photo scores: {len(photos)} photo(s) in common, expected at least 2")
+    sign = 1 if higher_is_better else -1
+    differences = [sign * (paper[p] - rival[p]) for p in photos]
+    low, high = bootstrap_interval(differences, seed=seed)
+    return float(np.mean(differences)), low, high
+
+
 def claim_verdict(values: Mapping[str, Sequence[float]], winner: str, beat: Sequence[str],
-                  match: Sequence[str] = (), *, higher_is_better: bool = True) -> tuple[str, dict]:
+                  match: Sequence[str] = (), *, higher_is_better: bool = True,
+                  intervals: Mapping[str, tuple[float, float]] | None = None) -> tuple[str, dict]:
     """The verdict on one metric (see the module docstring) and {rival: (outcome, delta, margin)}.
 
     ``values``: each variant's scores over seeds; the paper's choice ``winner`` must beat every
-    variant of ``beat`` and must not lose to any of ``match``.
+    variant of ``beat`` and must not lose to any of ``match``. ``intervals``: {rival: (low, high)},
+    the bootstrap interval over photos of the difference (:func:`photo_difference`); a seed
+    outcome whose interval holds zero becomes a tie. None: the seeds alone decide.
     """
     missing = [n for n in (winner, *beat, *match) if n not in values]
     if missing:
         raise ValueError(f"values: no scores for {missing}; got {sorted(values)}")
     pool = pooled_std(values)
-    comparisons = {n: compare(values[winner], values[n], higher_is_better=higher_is_better, pooled_std=pool)
-                   for n in (*beat, *match)}
+    comparisons = {}
+    for n in (*beat, *match):
+        outcome, delta, margin = compare(values[winner], values[n], higher_is_better=higher_is_better, pooled_std=pool)
+        if intervals is not None:
+            low, high = intervals[n]
+            if (outcome == "better" and not low > 0) or (outcome == "worse" and not high < 0):
+                outcome = "tie"
+        comparisons[n] = (outcome, delta, margin)
     if any(c[0] == "worse" for c in comparisons.values()):
         return "not reproduced", comparisons
     if all(comparisons[n][0] == "better" for n in beat):
@@ -102,6 +137,16 @@ def overall_verdict(per_metric: Mapping[str, str]) -> str:
 def seed_scores(record: dict, metrics: Sequence[str]) -> dict[str, float]:
     """A run's score per metric: the mean over the mask groups of the per-group means."""
     return {m: float(np.mean([r["value"] for r in record["rows"] if r["metric"] == m])) for m in metrics}
+
+
+def photo_scores(per_photo: Sequence[dict], metric: str) -> dict[str, float]:
+    """{photo: the mean over the mask groups of its per-group mean} from an evaluation's per-photo
+    rows of one method (``EvalResult.per_photo``): a photo's share of :func:`seed_scores`."""
+    by_photo: dict[str, list[float]] = {}
+    for row in per_photo:
+        if row["metric"] == metric:
+            by_photo.setdefault(row["photo"], []).append(row["value"])
+    return {photo: float(np.mean(values)) for photo, values in by_photo.items()}
 
 
 @dataclass
@@ -134,11 +179,51 @@ class StudyReport:
         return {m: {k: float(np.mean([r["value"] for r in self.baselines if r["method"] == m and r["metric"] == k]))
                     for k in self.metrics} for m in methods}
 
+    def photo_means(self, metric: str) -> dict[str, dict[str, float]] | None:
+        """{variant: {photo: score, mean over seeds}}; None when a run recorded no per-photo scores
+        (a report made before they were kept)."""
+        if not all("photos" in r for runs in self.records.values() for r in runs):
+            return None
+        means = {}
+        for v in self.variants:
+            runs = [r["photos"][metric] for r in self.records[v.name]]
+            means[v.name] = {p: float(np.mean([run[p] for run in runs])) for p in runs[0]}
+        return means
+
+    def differences(self, metric: str) -> dict[str, tuple[float, float, float]]:
+        """{rival: (mean, low, high)} of the paper's choice minus the rival per photo, pooled over
+        seeds (:func:`photo_difference`); {} without per-photo scores."""
+        means = self.photo_means(metric)
+        if means is None:
+            return {}
+        return {v.name: photo_difference(means[self.study.winner], means[v.name],
+                                         higher_is_better=HIGHER_IS_BETTER[metric])
+                for v in self.variants if v.name != self.study.winner}
+
     def verdicts(self) -> tuple[str, dict[str, tuple[str, dict]]]:
         beat, match = self.study.rivals([v.name for v in self.variants])
-        per_metric = {m: claim_verdict(self.scores(m), self.study.winner, beat, match,
-                                       higher_is_better=HIGHER_IS_BETTER[m]) for m in self.metrics}
+        per_metric = {}
+        for m in self.metrics:
+            differences = self.differences(m)
+            intervals = {n: (low, high) for n, (_, low, high) in differences.items()} if differences else None
+            per_metric[m] = claim_verdict(self.scores(m), self.study.winner, beat, match,
+                                          higher_is_better=HIGHER_IS_BETTER[m], intervals=intervals)
         return overall_verdict({m: v for m, (v, _) in per_metric.items()}), per_metric
+
+    def reference_lead(self) -> float | None:
+        """The paper's choice's PSNR minus the best classical baseline's, per group, averaged over
+        :data:`REFERENCE_GROUPS` and the seeds (issue 26 asks >= +0.5 dB); None when the groups
+        were not scored."""
+        best: dict = {}
+        for row in self.baselines:
+            key = (row["set"], row["group"])
+            if row["metric"] == "psnr" and key in REFERENCE_GROUPS:
+                best[key] = max(best.get(key, -np.inf), row["value"])
+        if len(best) < len(REFERENCE_GROUPS):
+            return None
+        leads = [row["value"] - best[(row["set"], row["group"])] for r in self.records[self.study.winner]
+                 for row in r["rows"] if row["metric"] == "psnr" and (row["set"], row["group"]) in best]
+        return float(np.mean(leads))
 
     def summary_rows(self) -> list[dict]:
         rows = []
@@ -198,24 +283,40 @@ class StudyReport:
                          *(f"{FORMATS[m].format(row[f'{m}_mean'])} ± {FORMATS[m].format(row[f'{m}_std'])}"
                            for m in self.metrics)]
             lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "The paper's choice against each rival (Δ > 0 favours the paper's choice; margin "
-                      "= 2 × max(std of the two, pooled std of the study)):", ""]
+        differences = {m: self.differences(m) for m in self.metrics}
+        photo_note = ("95 % bootstrap interval over the test photos of the per-photo difference, pooled over seeds"
+                      if any(differences.values()) else "no per-photo scores in this report: the seeds alone decide")
+        lines += ["", "The paper's choice against each rival (Δ > 0 favours the paper's choice; [interval]: "
+                      f"{photo_note}; margin = 2 × max(std of the two over seeds, pooled std of the study); an "
+                      "outcome needs both):", ""]
         _, match = study.rivals([v.name for v in self.variants])
+        seeds_run = min(len(runs) for runs in self.records.values())
         for rival in next(iter(per_metric.values()))[1]:
             need = "must not lose" if rival in match else "must win"
-            parts = []
+            parts, close = [], False
             for m, (_, c) in per_metric.items():
                 outcome, delta, margin = c[rival]
-                signed = FORMATS[m].replace("{:", "{:+").format(delta)
-                parts.append(f"{HEADERS[m].split()[0]} Δ {signed} (margin {FORMATS[m].format(margin)}): {outcome}")
-            lines.append(f"- vs {rival} ({need}): " + "; ".join(parts))
+                signed = FORMATS[m].replace("{:", "{:+")
+                interval = (f" [{signed.format(differences[m][rival][1])}, {signed.format(differences[m][rival][2])}]"
+                            if differences[m] else "")
+                parts.append(f"{HEADERS[m].split()[0]} Δ {signed.format(delta)}{interval} "
+                             f"(margin {FORMATS[m].format(margin)}): {outcome}")
+                close = close or abs(delta) <= THIRD_SEED_FACTOR * margin
+            flag = (f" — within {THIRD_SEED_FACTOR}× the margin: a third seed would decide it (`--seeds 3`)"
+                    if close and seeds_run < 3 else "")
+            lines.append(f"- vs {rival} ({need}): " + "; ".join(parts) + flag)
+        lead = self.reference_lead()
+        if lead is not None:
+            lines += ["", f"The paper's choice leads the best classical baseline of each group by {lead:+.2f} dB PSNR "
+                          "over Set I 30–60 % (issue 26 asks at least +0.5 dB of a trained reference: "
+                          f"{'met' if lead >= 0.5 else 'NOT met, so the verdicts speak of an undertrained model'})."]
         seeds = ", ".join(str(r["seed"]) for r in self.records[self.variants[0].name])
         first = self.baselines[0]["method"]
         pairs = sum(r["n"] for r in self.baselines if r["metric"] == "psnr" and r["method"] == first)
         masks = "every mask" if s.limit is None else f"{s.limit} mask(s)"
         lines += ["", f"Setting: {s.steps} training steps of `TrainConfig.small()` at {s.size} px, batch "
                       f"{s.batch_size}, seeds {seeds}, on `{short_path(s.train_images)}`; "
-                      f"scored on `{short_path(s.test_images)}` at {s.size} px under `{short_path(s.masks)}` "
+                      f"scored on `{short_path(s.test_images)}` at {s.eval_size} px through `Inpainter` under `{short_path(s.masks)}` "
                       f"({masks} per group, {pairs} pairs a run), composited, 8-bit. A run's score is the mean "
                       f"over the mask groups; mean ± sample std (ddof 1) over the seeds. Per-group "
                       f"numbers: `{study.name}_groups.csv` in the output folder."]
@@ -335,6 +436,7 @@ def load_report(path) -> StudyReport:
     settings = dict(data["settings"])
     for name in ("train_images", "test_images", "masks"):  # stored relative to the repository
         settings[name] = str(ROOT / settings.get(name, ""))
+    settings.setdefault("eval_size", settings.get("size", 128))  # before eval_size, runs were scored at their size
     try:
         settings = AblationSettings(**settings)
     except TypeError as error:  # a key this version does not know

@@ -5,6 +5,7 @@ import shlex
 import sys
 
 from bidsnet_lib.ablate import (
+    DEFAULT_EVAL_SIZE,
     DEFAULT_STEPS,
     DOCS,
     LPIPS_MODES,
@@ -29,7 +30,9 @@ def build_parser(prog: str = "bidsnet ablate") -> Parser:
     p.add_argument("--out", default="runs/ablations", help="folder for runs and tables (default runs/ablations)")
     p.add_argument("--steps", type=int, help=f"training steps per run (default {DEFAULT_STEPS}; quick 2)")
     p.add_argument("--seeds", type=int, help="seeds per variant, 0..N-1 (default 2, at least 2)")
-    p.add_argument("--size", type=int, help="training and evaluation size in px (default 128; quick 64)")
+    p.add_argument("--size", type=int, help="side of the training crops in px (default 128; quick 64)")
+    p.add_argument("--eval-size", type=int,
+                   help=f"side of the test photos scored, in px (default {DEFAULT_EVAL_SIZE}, the model card's; quick 64)")
     p.add_argument("--limit", type=int, help="masks per evaluation group (default all; quick 1)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 2 steps of batch 2 at 64 px, 1 mask per group, 2 seeds, 2 variants per study")
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None, prog: str = "bidsnet ablate") -> int:
 
     def ablate(args) -> int:
         studies = resolve_studies(args.study)
-        knobs = {k: getattr(args, k) for k in ("steps", "seeds", "size", "limit") if getattr(args, k) is not None}
+        knobs = {k: getattr(args, k) for k in ("steps", "seeds", "size", "eval_size", "limit") if getattr(args, k) is not None}
         knobs.update(lpips=args.lpips, lpips_weights=args.lpips_weights, train_images=args.data,
                      test_images=args.images, masks=args.masks)
         settings = AblationSettings.quick_preset(**knobs) if args.quick else AblationSettings(**knobs)
