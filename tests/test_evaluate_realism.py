@@ -310,3 +310,30 @@ def test_command_reports_realism(tmp_path, capsys, monkeypatch):
     assert f"3 photos of {folders['val']}" in text and "| Set II | thick | Telea (r=3) |" in text
     with open(tmp_path / "out" / "results.csv", newline="") as f:
         assert sum(r["metric"] == "detectability" for r in csv.DictReader(f)) == 3 * 2
+
+
+def test_tradeoff_points_measure_each_method_against_the_best_baseline_per_group():
+    from bidsnet_lib.evaluate.realism import plot_tradeoff, tradeoff_points
+
+    scores = {  # method: {group: (psnr, detectability, sharpness)}
+        "Telea": {"a": (20.0, 0.90, 0.5), "b": (18.0, 0.92, 0.5)},
+        "PatchMatch": {"a": (19.8, 0.65, 0.9), "b": (18.4, 0.60, 0.8)},
+        "model": {"a": (21.0, 0.88, 0.45), "b": (19.0, 0.90, 0.4)},
+    }
+    rows = [{"set": "Set I", "group": g, "method": m, "metric": metric, "value": v}
+            for m, groups in scores.items() for g, values in groups.items()
+            for metric, v in zip(("psnr", "detectability", "sharpness"), values, strict=True)]
+    points = {p["method"]: p for p in tradeoff_points(rows, ["Telea", "PatchMatch"])}
+    # the best baseline is Telea in group a (20.0) and PatchMatch in b (18.4)
+    assert points["model"]["delta_psnr"] == pytest.approx((1.0 + 0.6) / 2)
+    assert points["Telea"]["delta_psnr"] == pytest.approx(-0.2) and points["PatchMatch"]["delta_psnr"] == pytest.approx(-0.1)
+    assert points["PatchMatch"]["detectability"] == pytest.approx(0.625) and points["model"]["sharpness"] == pytest.approx(0.425)
+    assert not points["model"]["baseline"] and points["Telea"]["baseline"]
+    only_a = {p["method"]: p for p in tradeoff_points(rows, ["Telea", "PatchMatch"], groups=[("Set I", "a")])}
+    assert only_a["model"]["delta_psnr"] == pytest.approx(1.0) and only_a["model"]["groups"] == 1
+    with pytest.raises(ValueError, match="groups"):
+        tradeoff_points(rows, ["Telea"], groups=[("Set I", "c")])
+    with pytest.raises(ValueError, match="baselines"):
+        tradeoff_points(rows, ["NS"])
+    ax = plot_tradeoff(list(points.values()))
+    assert {t.get_text() for t in ax.texts} == set(scores)

@@ -582,3 +582,52 @@ def realism_markdown(result) -> list[str]:
                          f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]{' ✓' if c['beats'] else ''}"
                          f"{' †' if c['best'] else ''} |")
     return lines
+
+
+# ----------------------------------------------------------------------------- the trade-off
+def tradeoff_points(rows: Sequence[dict], baselines: Sequence[str],
+                    groups: Sequence[tuple[str, str]] | None = None) -> list[dict]:
+    """Fidelity against realism per method, from the rows of ``bidsnet evaluate --realism``:
+    ``delta_psnr`` (its PSNR minus the best baseline's in each group), ``detectability`` (C2ST
+    AUC) and ``sharpness``, each the mean over ``groups`` ((set, group) pairs; None: every group
+    with detectability rows). A baseline's own ``delta_psnr`` is <= 0 (0 for the best)."""
+    cells = {(r["set"], r["group"], r["method"], r["metric"]): r["value"] for r in rows}
+    scored = [(s, g) for s, g, _, metric in cells if metric == "detectability"]
+    chosen = list(dict.fromkeys(scored)) if groups is None else [tuple(g) for g in groups]
+    missing = [g for g in chosen if g not in set(scored)]
+    if missing or not chosen:
+        raise ValueError(got_expected("groups", missing or chosen, f"groups scored with --realism, among {sorted(set(scored))}"))
+    methods = list(dict.fromkeys(m for (_, _, m, metric) in cells if metric == "detectability"))
+    unknown = [b for b in baselines if b not in methods]
+    if unknown or not baselines:
+        raise ValueError(got_expected("baselines", list(baselines), f"one or more of the methods scored, {methods}"))
+    points = []
+    for method in methods:
+        deltas = [cells[(s, g, method, "psnr")] - max(cells[(s, g, b, "psnr")] for b in baselines) for s, g in chosen]
+        points.append({"method": method, "baseline": method in baselines, "groups": len(chosen),
+                       "delta_psnr": float(np.mean(deltas)),
+                       **{metric: float(np.mean([cells[(s, g, method, metric)] for s, g in chosen]))
+                          for metric in ("detectability", "sharpness")}})
+    return points
+
+
+def plot_tradeoff(points: Sequence[dict], ax=None):
+    """ΔPSNR over the best baseline (up: more faithful) against detectability (left: harder to tell
+    from a photo), one labelled point per method; the models joined in the order given. Returns the axes."""
+    if ax is None:
+        from matplotlib.figure import Figure  # no pyplot: headless, no global state
+
+        ax = Figure(figsize=(6.0, 4.2), layout="constrained").subplots()
+    models = [p for p in points if not p["baseline"]]
+    ax.plot([p["detectability"] for p in models], [p["delta_psnr"] for p in models], "-o", color="C0", label="models")
+    for p in points:
+        if p["baseline"]:
+            ax.plot(p["detectability"], p["delta_psnr"], "s", color="0.4")
+        ax.annotate(p["method"], (p["detectability"], p["delta_psnr"]), textcoords="offset points", xytext=(4, 4),
+                    fontsize=7)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.axvline(0.5, color="0.6", lw=0.8, ls=":")  # a fill no classifier tells from a photo
+    ax.set_xlabel("detectability (C2ST AUC; 0.5 = indistinguishable) ← more realistic")
+    ax.set_ylabel("PSNR minus the best baseline (dB) ↑")
+    ax.grid(alpha=0.3)
+    return ax
