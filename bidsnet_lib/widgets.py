@@ -35,6 +35,7 @@ import io
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -398,6 +399,7 @@ class InpaintDemo:
         """Paint one stroke as if drawn on the canvas (used by the canvas and by scripts)."""
         self.painter.stroke(points, size, erase)
         self.strokes += 1
+        self.full_result = None  # it filled another mask: "demo.full_result holds it" no longer holds
         self._refresh()
 
     def inpaint(self) -> np.ndarray:
@@ -470,8 +472,8 @@ class InpaintDemo:
         self.upload.observe(self._on_upload, "value")
         self.undo_button.on_click(lambda _: self._on_undo())
         self.clear_button.on_click(lambda _: self._on_clear())
-        self.run_button.on_click(lambda _: self.inpaint())
-        self.full_button.on_click(lambda _: self.inpaint_full())
+        self.run_button.on_click(lambda _: self._on_fill(self.inpaint))
+        self.full_button.on_click(lambda _: self._on_fill(self.inpaint_full))
         self.widget = ipywidgets.VBox([
             self.title,
             ipywidgets.HBox([self.choose, self.upload]),
@@ -533,11 +535,23 @@ class InpaintDemo:
         if self.canvas_mode:
             self.canvas.erase = self.painter.erase
 
+    def _on_fill(self, fill: Callable[[], np.ndarray]) -> None:
+        # Any failure of the model (a photo too large for memory, a broken checkpoint) would
+        # otherwise vanish into the widget log while the buttons look as if nothing happened.
+        try:
+            fill()
+        except Exception as err:  # noqa: BLE001 - shown to the person who pressed the button
+            self.status.value = f"inpainting failed: {type(err).__name__}: {err}"
+
     def _on_undo(self) -> None:
-        self._refresh(None if self.painter.undo() else "nothing to undo")
+        undone = self.painter.undo()
+        if undone:
+            self.full_result = None
+        self._refresh(None if undone else "nothing to undo")
 
     def _on_clear(self) -> None:
         self.painter.clear()
+        self.full_result = None
         self._refresh()
 
     def _on_choose(self, change) -> None:

@@ -289,3 +289,24 @@ def test_the_preview_asks_nothing_of_an_inpainter_without_coarse_to_fine():
     demo.run_button.click()
     demo.full_button.click()
     np.testing.assert_array_equal(demo.full_result, demo.result)  # a photo that fits: one size
+
+
+def test_a_changed_mask_forgets_the_full_result_and_a_failed_fill_says_why():
+    demo = InpaintDemo(GreyFill(), photos(), canvas=True)
+    for change in (lambda: demo.stroke([(30, 30)]), demo.undo_button.click, demo.clear_button.click):
+        demo.stroke([(10, 10)])
+        demo.full_button.click()
+        assert demo.full_result is not None
+        change()
+        assert demo.full_result is None, "full_result would claim to fill a mask it did not"
+
+    class Broken(GreyFill):
+        def inpaint(self, image, mask):
+            raise MemoryError("a 50-Mpx photo")
+
+    demo = InpaintDemo(Broken(), photos(), canvas=True)
+    demo.stroke([(10, 10)])
+    for button in (demo.run_button, demo.full_button):
+        button.click()  # raises nothing: a callback's exception would vanish into the widget log
+        assert demo.status.value == "inpainting failed: MemoryError: a 50-Mpx photo"
+    assert not demo.full_button.disabled and demo.result is None
