@@ -13,8 +13,10 @@ from skimage import data as skdata
 
 from bidsnet_lib.commands.evaluate import main
 from bidsnet_lib.evaluate import (
+    HIRES_JOURNAL,
     NativePair,
     NativeResult,
+    RowJournal,
     evaluate_native,
     load_native_set,
     score_fill,
@@ -99,6 +101,35 @@ def test_evaluate_native_refuses_unknown_baselines_and_empty_methods(hires):
         evaluate_native({}, pairs)
 
 
+def test_an_interrupted_evaluation_goes_on_from_its_journal(hires, tmp_path):
+    pairs = load_native_set(*hires)
+    calls = []
+
+    def truth(rgb, holes):
+        calls.append(holes.shape)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # stopped in the middle of the fourth fill
+        return rgb.copy()
+
+    methods = {"truth": truth, "telea": whole_photo_baseline("telea")}
+    journal = RowJournal(tmp_path / "rows.jsonl", {"weights": "abc"})
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_native(methods, pairs, baselines=("telea",), journal=journal)
+    with open(tmp_path / "rows.jsonl", "a") as f:
+        f.write('{"kind": "blob", "meth')  # a line cut short by the kill
+    kept = RowJournal(tmp_path / "rows.jsonl", {"weights": "abc"})
+    assert len(kept.rows) == 3 + 3  # three fills of each method were written before the stop
+    calls.clear()
+    result = evaluate_native(methods, pairs, baselines=("telea",), journal=kept)
+    assert len(calls) == len(pairs) - 3  # only the fills not kept are made again
+    assert len(result.rows) == 2 * len(pairs)
+    lines = (tmp_path / "rows.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + 2 * len(pairs) and all(json.loads(line) for line in lines)  # the torn line cut off
+    assert len(RowJournal(tmp_path / "rows.jsonl", {"weights": "abc"}).rows) == 2 * len(pairs)
+    with pytest.raises(ValueError, match=r"other settings \(differing: \['weights'\]\)"):
+        RowJournal(tmp_path / "rows.jsonl", {"weights": "another checkpoint"})
+
+
 def test_peak_memory_sees_an_allocation_while_it_lives():
     # In a fresh process: in a test worker, memory freed by earlier tests stays resident and a new
     # 64 MB array can reuse it without the RSS growing (seen in CI: 0 MB).
@@ -123,6 +154,17 @@ def test_bidsnet_evaluate_hires_runs_both_model_paths_and_the_baselines(hires, t
                if key[0] == f"{SHIPPED_LABEL}, coarse to fine")
     assert f"| blob | {SHIPPED_LABEL}, coarse to fine | telea |" in (
         tmp_path / "out" / "results_hires.md").read_text()
+    assert (tmp_path / "out" / HIRES_JOURNAL).is_file()
+    capsys.readouterr()
+    assert main(["--hires", "--checkpoint", str(SHIPPED_CHECKPOINT), "--images", str(photos), "--masks", str(masks),
+                 "--baselines", "telea", "--out", str(tmp_path / "out"), "--device", "cpu", "--no-mirror",
+                 "--work-size", "64"]) == 0  # the same command again: every fill read back
+    err = capsys.readouterr().err
+    assert f"{len(rows)} of {len(rows)} fills kept" in err and " dB, " not in err
+    assert json.loads((tmp_path / "out" / "results_hires.json").read_text())["rows"] == rows
+    assert main(["--hires", "--checkpoint", str(SHIPPED_CHECKPOINT), "--images", str(photos), "--masks", str(masks),
+                 "--baselines", "telea", "--out", str(tmp_path / "out"), "--device", "cpu", "--work-size", "64"]) == 2
+    assert "differing: ['mirror']" in capsys.readouterr().err
     assert main(["--hires", "--checkpoint", str(SHIPPED_CHECKPOINT), "--images", str(tmp_path),
                  "--masks", str(masks), "--out", str(tmp_path / "o2")]) == 2
     assert "expected subfolders" not in capsys.readouterr().err  # the photos are what is missing here

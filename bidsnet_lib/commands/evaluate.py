@@ -13,8 +13,10 @@ from bidsnet_lib.baselines import BASELINES, make_baseline
 from bidsnet_lib.bootstrap import N_RESAMPLES
 from bidsnet_lib.commands import USER_ERRORS, Parser, positive_int, run
 from bidsnet_lib.evaluate import (
+    HIRES_JOURNAL,
     EvalResult,
     RealismCheck,
+    RowJournal,
     default_baselines,
     default_cache_dir,
     evaluate,
@@ -26,6 +28,7 @@ from bidsnet_lib.evaluate import (
     write_outputs,
 )
 from bidsnet_lib.fid import FID_WEIGHTS_FILE
+from bidsnet_lib.train.utils import weights_digest
 from bidsnet_lib.masks import HIRES_IMAGES, HIRES_MASKS, MIN_SIZE, SHIPPED_MASKS
 from bidsnet_lib.plumbing import (
     SHIPPED_IMAGES,
@@ -254,13 +257,21 @@ def _run_hires(args) -> int:
     for name in names:
         methods[name] = whole_photo_baseline(name, args.radius if name in ("telea", "ns") else None)
     photos = len({p.photo for p in pairs})
+    out.mkdir(parents=True, exist_ok=True)
+    # What the rows depend on, beside the photos and masks each row names: a rerun with other
+    # weights or options is refused rather than mixed in.
+    journal = RowJournal(out / HIRES_JOURNAL, {
+        "weights_sha256": weights_digest(thumbnail.model), "methods": list(methods), "work_size": thumbnail.work_size,
+        "mirror": thumbnail.mirror, "margin": thumbnail.margin, "radius": args.radius,
+        "images": str(Path(args.images or HIRES_IMAGES).resolve()), "masks": str(Path(args.masks or HIRES_MASKS).resolve())})
+    total = sum(len(p.masks) for p in pairs) * len(methods)
     print(f"{photos} photos x {len(pairs) // photos} mask kinds, {sum(len(p.masks) for p in pairs)} masks, "
-          f"{len(methods)} methods", file=sys.stderr)
-    result = evaluate_native(methods, pairs, baselines=names, progress=lambda row: print(
+          f"{len(methods)} methods; {len(journal.rows)} of {total} fills kept from an earlier run in "
+          f"{journal.path}", file=sys.stderr)
+    result = evaluate_native(methods, pairs, baselines=names, journal=journal, progress=lambda row: print(
         f"{row['kind']} {row['photo']} {row['mask']} {row['method']}: {row['psnr']:.2f} dB, "
         f"{row['seconds']:.1f} s", file=sys.stderr, flush=True))
     table = result.markdown(seed=args.seed)
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "results_hires.md", table)
     atomic_write(out / "results_hires.json", json.dumps({"rows": result.rows, "baselines": list(names)}, indent=1))
     print(table)

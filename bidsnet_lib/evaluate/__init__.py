@@ -25,10 +25,12 @@ from bidsnet_lib.evaluate.inputs import (
     write_standin_data,
 )
 from bidsnet_lib.evaluate.native import (
+    HIRES_JOURNAL,
     NATIVE_METRICS,
     NativePair,
     NativeResult,
     PeakMemory,
+    RowJournal,
     evaluate_native,
     load_native_set,
     score_fill,
@@ -77,6 +79,8 @@ __all__ = [
     "NativeResult",
     "PeakMemory",
     "evaluate_native",
+    "RowJournal",
+    "HIRES_JOURNAL",
     "load_native_set",
     "score_fill",
     "whole_photo_baseline",

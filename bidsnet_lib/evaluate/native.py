@@ -10,9 +10,15 @@ differences come from the hole) and by its hole sharpness (:func:`bidsnet_lib.ev
 1 = as detailed as the truth), with its seconds and the peak memory the process grew by while
 it ran. Means carry 95 % bootstrap intervals over photos (a photo's masks averaged first), and
 every method is compared photo by photo with each baseline.
+
+A run is long (an hour on 2 cores for the 27 photos), so each scored fill is appended to a
+:class:`RowJournal` in the output folder as it is made: a run that is stopped goes on, with the
+same command, from the fill it was at.
 """
 
+import json
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +37,7 @@ from bidsnet_lib.masks import NATIVE_KINDS
 from bidsnet_lib.plumbing import IMAGE_EXTENSIONS, check_int, got_expected, read_mask, read_photo
 
 NATIVE_METRICS = ("psnr", "ssim", "sharpness", "seconds", "peak_mb")
+HIRES_JOURNAL = "rows_hires.jsonl"  # bidsnet evaluate --hires's RowJournal in --out
 
 
 @dataclass(frozen=True)
@@ -187,10 +194,59 @@ def _difference(d: dict, form: str) -> str:
     return f"{d['diff']:{form}} [{d['ci_low']:{form}}, {d['ci_high']:{form}}], {d['wins']:.0%}"
 
 
-def evaluate_native(methods: dict[str, Callable], pairs: list[NativePair], baselines=(), progress=None) -> NativeResult:
+class RowJournal:
+    """Scored fills kept one JSON line each in ``path``, as they are made, after a first line with
+    the ``settings`` that made them; a rerun with the same settings reads them back instead of
+    filling again. Other settings are refused (a row of another checkpoint would be mixed in).
+    A line cut short by a kill (the last, with no newline) is cut off: that fill is made again."""
+
+    def __init__(self, path, settings: dict):
+        self.path, self.settings = Path(path), json.loads(json.dumps(settings))
+        self.rows: dict[tuple, dict] = {}
+        if not self.path.is_file():
+            self._write(json.dumps({"settings": self.settings}) + "\n", "w")
+            return
+        text = self.path.read_text(encoding="utf-8")
+        if not text.endswith("\n"):  # a kill while a line was written: cut it, or the next row would join it
+            text = text[:text.rfind("\n") + 1]
+            with open(self.path, "r+", encoding="utf-8") as f:
+                f.truncate(len(text.encode("utf-8")))
+        lines = text.splitlines()
+        header = json.loads(lines[0]).get("settings") if lines else None
+        if header != self.settings:
+            differing = sorted(k for k in set(header or {}) | set(self.settings)
+                               if (header or {}).get(k) != self.settings.get(k))
+            raise ValueError(got_expected(str(self.path), f"rows made with other settings (differing: {differing})",
+                                          "rows of this run's settings: choose another --out, or delete the file "
+                                          "to evaluate afresh"))
+        for number, line in enumerate(lines[1:], 2):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise ValueError(f"{self.path}: line {number} is not JSON; expected one scored fill a line") from None
+            self.rows[self.key(row)] = row
+
+    @staticmethod
+    def key(row: dict) -> tuple:
+        return row["kind"], row["method"], row["photo"], row["mask"]
+
+    def append(self, row: dict) -> None:
+        self._write(json.dumps(row) + "\n", "a")
+        self.rows[self.key(row)] = row
+
+    def _write(self, text: str, mode: str) -> None:
+        with open(self.path, mode, encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the next fill starts: a kill loses at most that one
+
+
+def evaluate_native(methods: dict[str, Callable], pairs: list[NativePair], baselines=(), progress=None,
+                    journal: RowJournal | None = None) -> NativeResult:
     """Run every method on every photo and mask of ``pairs`` at the photo's own size and score it.
     ``baselines``: the names in ``methods`` the others are compared with. ``progress(row)``: called
-    after each fill (a print, a bar)."""
+    after each fill (a print, a bar). ``journal``: fills it holds are taken from it, new ones are
+    appended to it."""
     if not methods or not all(callable(m) for m in methods.values()):
         raise ValueError(got_expected("methods", methods, "a non-empty {name: fill(rgb, holes)} dict"))
     unknown = [b for b in baselines if b not in methods]
@@ -205,6 +261,10 @@ def evaluate_native(methods: dict[str, Callable], pairs: list[NativePair], basel
                 raise ValueError(got_expected(str(mask_path), f"a {holes.shape[1]}x{holes.shape[0]} mask",
                                               f"the photo's own size {truth.shape[1]}x{truth.shape[0]}"))
             for name, fill in methods.items():
+                kept = None if journal is None else journal.rows.get((pair.kind, name, pair.photo.stem, mask_path.name))
+                if kept is not None:
+                    result.rows.append(kept)
+                    continue
                 with PeakMemory() as memory:
                     start = time.perf_counter()
                     output = fill(truth, holes)
@@ -212,6 +272,8 @@ def evaluate_native(methods: dict[str, Callable], pairs: list[NativePair], basel
                 row = {"kind": pair.kind, "method": name, "photo": pair.photo.stem, "mask": mask_path.name,
                        **score_fill(output, truth, holes), "seconds": seconds, "peak_mb": memory.peak_mb}
                 result.rows.append(row)
+                if journal is not None:
+                    journal.append(row)
                 if progress is not None:
                     progress(row)
     return result
