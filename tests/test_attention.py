@@ -1,6 +1,5 @@
 """FAVOR+ and FAVOR++ attention, the exact reference, the Transformer block and the Transformer stream."""
 
-import importlib.util
 import math
 import os
 import subprocess
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from scripts import load_script
 from torch.nn import functional as F
 
 from bidsnet_lib.attention import (
@@ -330,10 +330,7 @@ def test_transformer_stream_is_a_ustream_at_reduced_resolution():
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_attention", ROOT / "bench" / "attention.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load_script("bench/attention.py", "bench_attention")
 
 
 def test_bench_quick_mode_runs_and_writes_its_table(tmp_path):

@@ -2,12 +2,12 @@
 
 import argparse
 import dataclasses
-import importlib.util
 import warnings
 
 import pytest
 import torch
 from course_files import ROOT
+from scripts import load_script
 from torch import nn
 
 from bidsnet_lib.attention import SoftmaxAttention
@@ -27,10 +27,7 @@ TINY_TRAIN = dataclasses.replace(TrainConfig.small(), model=TINY, loss=LossConfi
 @pytest.fixture(scope="module")
 def bench():
     """bench/model.py as a module."""
-    spec = importlib.util.spec_from_file_location("bench_model", BENCH / "model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/model.py", "bench_model")
 
 
 def test_tokens_at_first_scale_of_the_bench_models(bench):

@@ -1,21 +1,17 @@
 """bench/time_to_quality.py: the quick run end to end through `bidsnet train`, and its pieces."""
 
 import dataclasses
-import importlib.util
 import json
 import math
 
 import pytest
 import torch
-from course_files import ROOT
+from scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_time_to_quality", ROOT / "bench" / "time_to_quality.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/time_to_quality.py", "bench_time_to_quality")
 
 
 def test_the_quick_run_trains_through_the_command_scores_milestones_and_keeps_them(bench, tmp_path):

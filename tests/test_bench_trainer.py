@@ -1,18 +1,14 @@
 """bench/trainer.py: one variant timed in this process through Trainer.train_step, and its table."""
 
-import importlib.util
 
 import pytest
 import torch
-from course_files import ROOT
+from scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_trainer", ROOT / "bench" / "trainer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/trainer.py", "bench_trainer")
 
 
 @pytest.mark.parametrize("changes", [{}, {"channels_last": True}])

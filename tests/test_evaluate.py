@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from scripts import load_script
 
 from bidsnet_lib import evaluate as ev
 from bidsnet_lib import fid, metrics, plumbing
@@ -480,11 +481,8 @@ def test_a_run_folder_as_checkpoint_says_what_to_pass(tmp_path, capsys):
 
 
 def test_bench_quick_mode_times_every_method_and_writes_its_table(tmp_path):
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_evaluate", ROOT / "bench" / "evaluate.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench/evaluate.py", "bench_evaluate")
     output = tmp_path / "benchmarks.md"
     assert bench.main(["--quick", "--output", str(output)]) == 0
     text = output.read_text()

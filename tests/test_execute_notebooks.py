@@ -2,18 +2,16 @@
 wake-up by more than one poll slice."""
 
 import asyncio
-import importlib.util
 import time
 from pathlib import Path
 from queue import Empty
 
 import nbformat
 import pytest
+from scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("execute_notebooks", ROOT / "tools" / "execute_notebooks.py")
-execute_notebooks = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(execute_notebooks)
+execute_notebooks = load_script("tools/execute_notebooks.py")
 
 
 class MissedWakeUpSocket:

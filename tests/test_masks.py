@@ -1,15 +1,14 @@
 """bidsnet_lib.masks (draw): Set I bins, Set II = LaMa's presets, determinism, bad inputs, the shipped
 set rewritten by `bidsnet masks` (masks as files: test_masks_files.py)."""
 
-import importlib.util
 import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from course_files import ROOT
 from mask_checks import assert_binary, rng
+from scripts import load_script
 
 from bidsnet_lib import masks as M
 from bidsnet_lib.commands import masks as masks_command
@@ -319,9 +318,7 @@ def test_mask_gallery_takes_arrays_and_overlay_paints_holes(tmp_path):
 
 
 def test_bench_quick_runs(capsys):
-    spec = importlib.util.spec_from_file_location("bench_masks", ROOT / "bench" / "masks.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench/masks.py", "bench_masks")
     assert bench.main(["--quick"]) == 0
     table = capsys.readouterr().out
     assert "| masks | masks/s |" in table and "Set I 50-60 %" in table and "Set II thick" in table

@@ -3,7 +3,6 @@ outside the repository (tools/bare_install.py says how the dev set stays reachab
 editable install does not), it inpaints with its own checkpoint from any working directory."""
 
 import ast
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,14 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from course_files import ROOT
+from scripts import load_script
 
 from bidsnet_lib.inference import SHIPPED_CHECKPOINT, Inpainter
 from bidsnet_lib.masks import SHIPPED_MASKS, square_photo
 from bidsnet_lib.plumbing import read_mask
 
-spec = importlib.util.spec_from_file_location("bare_install", ROOT / "tools" / "bare_install.py")
-bare_install = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bare_install)
+bare_install = load_script("tools/bare_install.py")
 
 MASK = "set1/30-40/000.png"
 # Run by the bare install's python, from an empty folder: a photo, a shipped mask, the default model.

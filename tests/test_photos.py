@@ -2,10 +2,8 @@
 set (test_hires/) and tools/make_photos.py."""
 
 import csv
-import importlib.util
 import os
 import struct
-import sys
 import zlib
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "data" / "images"
@@ -20,11 +19,7 @@ LICENSES = ROOT / "data" / "LICENSES.md"
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location("make_photos", ROOT / "tools" / "make_photos.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/make_photos.py")
 
 
 make_photos = _load_tool()

@@ -3,7 +3,6 @@ the stand-in downloads read through the real download code, the memory and time 
 verdicts; and gpu-check's CPU side (its GPU table, projection, report) with a made-up timing."""
 
 import dataclasses
-import importlib.util
 import json
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 import torch
 from course_files import ROOT
 from PIL import Image
+from scripts import load_script
 
 import bidsnet_lib
 from bidsnet_lib import masks
@@ -26,11 +26,7 @@ from bidsnet_lib.data import download_set, hold_out
 
 def load_tool(name):
     sys.path.insert(0, str(ROOT / "tools"))
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"tools/{name}.py")
 
 
 rehearsal = load_tool("rehearsal")

@@ -11,7 +11,6 @@ tools/build_site.py lays out the pages, in a moment. Executed notebooks are reus
 build/site while nothing they depend on changed. Chromium missing: skipped, failed under CI.
 """
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -22,13 +21,12 @@ from urllib.parse import urlparse
 import nbformat
 import pytest
 from course_files import NOTEBOOKS, ROOT
+from scripts import load_script
 from test_widget_browser import CHROMIUM, CHROMIUM_FLAGS, require_browser
 
 from bidsnet_lib.colab import colab_url
 
-spec = importlib.util.spec_from_file_location("build_site", ROOT / "tools" / "build_site.py")
-build_site = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(build_site)
+build_site = load_script("tools/build_site.py")
 
 OUT = ROOT / "build" / "site"
 TRACEBACK = "Traceback (most recent call last)"
@@ -177,9 +175,7 @@ def test_what_notebook_09_downloads_on_colab_is_laid_out_beforehand(tmp_path):
 def test_the_nbval_run_leaves_a_copy_for_the_site_once_every_cell_ran(tmp_path, monkeypatch):
     """notebooks/conftest.py: outputs kept cell by cell; the copy is written after the last code
     cell, current (the site build reuses it) when all passed, marked failed when one did not."""
-    spec = importlib.util.spec_from_file_location("notebooks_conftest", ROOT / "notebooks" / "conftest.py")
-    hooks = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hooks)
+    hooks = load_script("notebooks/conftest.py", "notebooks_conftest")
     monkeypatch.setattr(hooks.build_site, "EXECUTED", tmp_path)
     notebook = NOTEBOOKS[0]
 

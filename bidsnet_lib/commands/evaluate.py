@@ -28,7 +28,6 @@ from bidsnet_lib.evaluate import (
     write_outputs,
 )
 from bidsnet_lib.fid import FID_WEIGHTS_FILE
-from bidsnet_lib.train.utils import weights_digest
 from bidsnet_lib.masks import HIRES_IMAGES, HIRES_MASKS, MIN_SIZE, SHIPPED_MASKS
 from bidsnet_lib.plumbing import (
     SHIPPED_IMAGES,
@@ -37,6 +36,7 @@ from bidsnet_lib.plumbing import (
     check_writable_folder,
     resolve_device,
 )
+from bidsnet_lib.train.utils import weights_digest
 
 SHIPPED_VAL = SHIPPED_IMAGES.parent / "val"  # the course's validation photos: the C2ST's default training set
 
