@@ -326,7 +326,9 @@ class InpaintDemo:
 
     `inpainter` is anything with ``inpaint(image, mask) -> (H, W, 3) uint8`` (an
     ``bidsnet_lib.inference.Inpainter``, or a baseline wrapped alike); its ``label`` attribute,
-    if any, is shown so that nobody mistakes an untrained model for a trained one. `photos` maps
+    if any, is shown so that nobody mistakes an untrained model for a trained one. A dict
+    ``{name: inpainter}`` adds a "Model" menu (the first is chosen): the same mask filled by
+    another model, e.g. the fidelity and the realism checkpoints, or BIDS-Net against PatchMatch. `photos` maps
     names to paths, skimage loaders or arrays (default: ``shipped_photos()``). The photo is kept
     at its own size in ``photo``; the canvas shows ``image``, its longer side shrunk to
     `max_side`, on which the mask is painted. "Inpaint" fills ``image`` as a quick preview
@@ -342,9 +344,15 @@ class InpaintDemo:
 
     def __init__(self, inpainter, photos=None, *, canvas: bool | None = None, brush_size: int = 24,
                  max_side: int = 1024, display_width: int = 448, record_dir=None):
-        if not callable(getattr(inpainter, "inpaint", None)):
-            raise TypeError(f"inpainter: got {type(inpainter).__name__}, expected an object with an inpaint(image, mask) method")
-        self.inpainter = inpainter
+        self.inpainters = dict(inpainter) if isinstance(inpainter, dict) else {"": inpainter}
+        if not self.inpainters:
+            raise ValueError("inpainter: got an empty dict, expected {name: inpainter} with at least one")
+        for name, each in self.inpainters.items():
+            if not callable(getattr(each, "inpaint", None)):
+                where = f"[{name!r}]" if name else ""
+                raise TypeError(f"inpainter{where}: got {type(each).__name__}, expected an object with an "
+                                "inpaint(image, mask) method")
+        self.inpainter = next(iter(self.inpainters.values()))
         self.photos = shipped_photos() if photos is None else dict(photos)
         if not self.photos:
             raise ValueError("photos: got none, expected at least one photo")
@@ -432,9 +440,22 @@ class InpaintDemo:
         return self.full_result
 
     # -- widgets
+    def choose_model(self, name: str) -> None:
+        """Fill with the inpainter ``name`` of the dict given (the mask stays; results are cleared)."""
+        if name not in self.inpainters or not name:
+            raise ValueError(f"model: got {name!r}, expected one of {[n for n in self.inpainters if n]}")
+        self.inpainter = self.inpainters[name]
+        self.title.value = self._title()
+        self.result = self.full_result = None
+        self._refresh(f"model: {name}; press Inpaint or Full resolution")
+
+    def _title(self) -> str:
+        return f"<b>Model:</b> {getattr(self.inpainter, 'label', type(self.inpainter).__name__)}"
+
     def _build(self, brush_size: int) -> None:
-        label = getattr(self.inpainter, "label", type(self.inpainter).__name__)
-        self.title = ipywidgets.HTML(f"<b>Model:</b> {label}")
+        self.title = ipywidgets.HTML(self._title())
+        named = [n for n in self.inpainters if n]
+        self.model_menu = ipywidgets.Dropdown(options=named, description="Model") if named else None
         self.choose = ipywidgets.Dropdown(options=list(self.photos), description="Photo")
         self.upload = ipywidgets.FileUpload(accept="image/*", multiple=False, description="Upload")
         self.size = ipywidgets.IntSlider(brush_size, min=2, max=128, description="Brush")
@@ -469,6 +490,8 @@ class InpaintDemo:
         self.size.observe(self._on_size, "value")
         self.mode.observe(self._on_mode, "value")
         self.choose.observe(self._on_choose, "value")
+        if self.model_menu is not None:
+            self.model_menu.observe(lambda change: self.choose_model(change["new"]), "value")
         self.upload.observe(self._on_upload, "value")
         self.undo_button.on_click(lambda _: self._on_undo())
         self.clear_button.on_click(lambda _: self._on_clear())
@@ -476,7 +499,7 @@ class InpaintDemo:
         self.full_button.on_click(lambda _: self._on_fill(self.inpaint_full))
         self.widget = ipywidgets.VBox([
             self.title,
-            ipywidgets.HBox([self.choose, self.upload]),
+            ipywidgets.HBox([self.choose, self.upload, *([self.model_menu] if self.model_menu else [])]),
             ipywidgets.HBox([self.size, self.mode]),
             *place,
             ipywidgets.HBox([self.undo_button, self.clear_button, self.run_button, self.full_button]),

@@ -310,3 +310,31 @@ def test_a_changed_mask_forgets_the_full_result_and_a_failed_fill_says_why():
         button.click()  # raises nothing: a callback's exception would vanish into the widget log
         assert demo.status.value == "inpainting failed: MemoryError: a 50-Mpx photo"
     assert not demo.full_button.disabled and demo.result is None
+
+
+def test_a_model_menu_fills_the_same_mask_with_another_model():
+    class Black(GreyFill):
+        label = "black fill (test)"
+
+        def inpaint(self, image, mask):
+            out = image.copy()
+            out[mask.astype(bool)] = 0
+            return out
+
+    demo = InpaintDemo({"grey": GreyFill(), "black": Black()}, photos(), canvas=True)
+    assert demo.model_menu.options == ("grey", "black") and "grey fill (test)" in demo.title.value
+    demo.stroke([(30, 30)], size=9)
+    demo.run_button.click()
+    holes = demo.mask.astype(bool)
+    assert (demo.result[holes] == 128).all()
+    demo.model_menu.value = "black"
+    assert "black fill (test)" in demo.title.value and demo.result is None and demo.mask[30, 30] == 1
+    demo.run_button.click()
+    assert (demo.result[holes] == 0).all()
+    with pytest.raises(ValueError, match=r"model: got 'white', expected one of \['grey', 'black'\]"):
+        demo.choose_model("white")
+    assert InpaintDemo(GreyFill(), photos()).model_menu is None  # one inpainter: no menu
+    with pytest.raises(TypeError, match=r"inpainter\['bad'\]: got object"):
+        InpaintDemo({"grey": GreyFill(), "bad": object()}, photos())
+    with pytest.raises(ValueError, match="empty dict"):
+        InpaintDemo({}, photos())
