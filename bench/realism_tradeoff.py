@@ -20,11 +20,15 @@ import math
 import sys
 from pathlib import Path
 
-from bidsnet_lib.evaluate.realism import plot_tradeoff, tradeoff_points
+from bidsnet_lib.evaluate.realism import (
+    TRADEOFF_FORMAT,
+    load_tradeoff,
+    plot_tradeoff,
+    tradeoff_points,
+)
 from bidsnet_lib.plumbing import atomic_write
 
 GOAL_GROUPS = (("Set I", "30-40"), ("Set I", "40-50"), ("Set I", "50-60"), ("Set II", "medium"), ("Set II", "thick"))
-FORMAT = "bidsnet-realism-tradeoff"
 
 
 def read_run(spec: str) -> tuple[str, dict]:
@@ -94,8 +98,8 @@ def main(argv=None) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "tradeoff.json", json.dumps({
-        "format": FORMAT, "groups": [list(g) for g in groups], "points": points,
+    atomic_write(out / "tradeoff.json", check=load_tradeoff, content=json.dumps({
+        "format": TRADEOFF_FORMAT, "groups": [list(g) for g in groups], "points": points,
         "runs": {label: spec.rpartition("=")[2] for (label, _), spec in zip(runs, args.run, strict=True)},
         "protocol": runs[0][1]["protocol"]}, indent=1) + "\n")
     figure = plot_tradeoff(points).figure

@@ -96,6 +96,13 @@ def colab_url(notebook: str) -> str:
     return f"{colab}/blob/main/notebooks/{notebook}"
 
 
+def published_url(relative: str) -> str:
+    """The raw address of ``relative`` (e.g. "docs/ablations/fusion.json") on the repository's main
+    branch: what a bare install (Colab) downloads of the results committed beside the code."""
+    raw = REPO_URL.replace("https://github.com/", "https://raw.githubusercontent.com/")
+    return f"{raw}/main/{relative.lstrip('/')}"
+
+
 def in_colab() -> bool:
     """True inside a Google Colab runtime."""
     try:

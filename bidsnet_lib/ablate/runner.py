@@ -76,7 +76,7 @@ from bidsnet_lib.ablate.tables import (
     write_text,
 )
 from bidsnet_lib.checkpoint import export_inference
-from bidsnet_lib.colab import REPO_URL
+from bidsnet_lib.colab import REPO_URL, published_url
 from bidsnet_lib.evaluate import evaluate, load_mask_groups, load_photos
 from bidsnet_lib.inference import Inpainter
 from bidsnet_lib.model import BIDSNetConfig, count_parameters
@@ -84,7 +84,7 @@ from bidsnet_lib.plumbing import check_apart, check_int, download_file
 from bidsnet_lib.reports import machine_line
 from bidsnet_lib.train import RunLock, Trainer, read_metrics
 
-PUBLISHED_URL = REPO_URL.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main/docs/ablations"
+PUBLISHED_URL = published_url("docs/ablations")
 ABLATION_BASELINES = ("telea", "ns")  # scored once beside every study
 RESULTS_FORMAT = "bidsnet-ablation-run"
 

@@ -56,8 +56,11 @@ from bidsnet_lib.evaluate.realism import (
     detectability,
     detectability_difference,
     hole_sharpness,
+    load_tradeoff,
     patch_centres,
     patch_features,
+    plot_tradeoff,
+    tradeoff_points,
 )
 from bidsnet_lib.evaluate.results import (
     COMPARED,
@@ -109,6 +112,9 @@ __all__ = [
     "default_baselines",
     "evaluate",
     "hole_sharpness",
+    "load_tradeoff",
+    "plot_tradeoff",
+    "tradeoff_points",
     "C2STProtocol",
     "FEATURES",
     "patch_centres",

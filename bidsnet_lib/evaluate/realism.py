@@ -68,7 +68,13 @@ import torch.nn.functional as F
 
 from bidsnet_lib.bootstrap import CONFIDENCE, N_RESAMPLES, bootstrap_interval
 from bidsnet_lib.model import check_inputs
-from bidsnet_lib.plumbing import check_finite_float, check_int, got_expected
+from bidsnet_lib.plumbing import (
+    REPO_ROOT,
+    check_finite_float,
+    check_int,
+    download_file,
+    got_expected,
+)
 
 SHARPNESS_FLOOR = 0.5 / 255  # added to both means: a one-level step gives a Sobel magnitude of 0.5/255
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601
@@ -78,6 +84,9 @@ FEATURES = ("log |∇| q05", "log |∇| q25", "log |∇| q50", "log |∇| q75", 
             "MSCN diagonal product", "coherence", "log luma std", "log Cb std", "log Cr std",
             "log mean |∇ chroma|")
 _EPS = 1 / 255
+# bench/realism_tradeoff.py's published points (notebook 07), and their format tag.
+TRADEOFF = REPO_ROOT / "docs" / "realism" / "tradeoff.json"
+TRADEOFF_FORMAT = "bidsnet-realism-tradeoff"
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -631,3 +640,27 @@ def plot_tradeoff(points: Sequence[dict], ax=None):
     ax.set_ylabel("PSNR minus the best baseline (dB) ↑")
     ax.grid(alpha=0.3)
     return ax
+
+
+def load_tradeoff(path=None, download_to="runs/published") -> dict:
+    """The fidelity-realism points ``bench/realism_tradeoff.py`` wrote (``tradeoff.json``): ``path``,
+    else the published ``docs/realism/tradeoff.json`` of a checkout, else (a bare install, Colab)
+    that file downloaded from the repository into ``download_to``."""
+    import json
+    from pathlib import Path
+
+    from bidsnet_lib.colab import published_url
+
+    if path is None:
+        path = TRADEOFF
+        if not path.is_file():
+            path = Path(download_to) / TRADEOFF.name
+            if not path.is_file():
+                download_file(published_url("docs/realism/tradeoff.json"), path, "the published realism trade-off",
+                              progress=False)
+    path = Path(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or data.get("format") != TRADEOFF_FORMAT or not data.get("points"):
+        raise ValueError(got_expected(str(path), data.get("format") if isinstance(data, dict) else type(data).__name__,
+                                      f"a {TRADEOFF_FORMAT!r} file with points, written by bench/realism_tradeoff.py"))
+    return data
