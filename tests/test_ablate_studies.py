@@ -3,7 +3,6 @@ name, and the settings every run of an invocation shares."""
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -234,4 +233,7 @@ def test_fingerprints_hold_what_a_runs_numbers_depend_on():
     assert fingerprint["train"]["betas"] == [0.5, 0.999]  # lists, as JSON reads tuples back
     assert settings.fingerprint(TINY, 1) != fingerprint
     assert AblationSettings(limit=4, size=64).fingerprint(TINY, 0)["eval"]["limit"] == 4
-    assert Path(fingerprint["eval"]["images"]).is_absolute()
+    # Folders in the repository are stored relative to it: a run committed from one clone is reused by another.
+    assert fingerprint["eval"]["images"] == "data/images/test" and fingerprint["train"]["data"] == ["data/images/train"]
+    outside = AblationSettings(test_images="/elsewhere/photos").fingerprint(TINY, 0)
+    assert outside["eval"]["images"] == "/elsewhere/photos"

@@ -15,10 +15,11 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bidsnet_lib.masks import SHIPPED_MASKS
-from bidsnet_lib.plumbing import DATA_DIR, SHIPPED_IMAGES, check_choice, check_int
+from bidsnet_lib.plumbing import DATA_DIR, REPO_ROOT, SHIPPED_IMAGES, check_choice, check_int
 
 if TYPE_CHECKING:
     from bidsnet_lib.model import BIDSNetConfig
@@ -206,9 +207,22 @@ class AblationSettings:
                 "lpips": self.lpips}
 
     def fingerprint(self, model: BIDSNetConfig, seed: int) -> dict:
-        """Everything a run's numbers depend on, as JSON would read it back."""
+        """Everything a run's numbers depend on, as JSON would read it back; folders inside the
+        repository relative to it, so that a finished run committed from one checkout is reused
+        by another (another machine, another clone)."""
         data = {"train": self.train_config(model, seed).to_dict(), "eval": self.eval_fingerprint()}
-        return json.loads(json.dumps(data))
+        return _portable(json.loads(json.dumps(data)))
+
+
+def _portable(value):
+    """``value`` (JSON data) with every absolute path inside the repository made relative to it."""
+    if isinstance(value, dict):
+        return {k: _portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value) and Path(value).is_relative_to(REPO_ROOT):
+        return Path(value).relative_to(REPO_ROOT).as_posix()
+    return value
 
 
 def ablation_variants(base: BIDSNetConfig) -> dict[str, BIDSNetConfig]:
