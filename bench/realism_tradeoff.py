@@ -45,6 +45,13 @@ def read_run(spec: str) -> tuple[str, dict]:
     return label, data
 
 
+def same(a, b) -> bool:
+    """Equal scores; results.json writes a metric that was not measured (NaN) as null."""
+    if a is None or b is None:
+        return a is b
+    return isinstance(b, float | int) and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
 def merge(runs: list[tuple[str, dict]]) -> tuple[list[dict], list[str]]:
     """The baselines' rows once (the same in every run, or refused) and each run's model rows
     under its label: (rows, baseline names)."""
@@ -56,9 +63,7 @@ def merge(runs: list[tuple[str, dict]]) -> tuple[list[dict], list[str]]:
     for label, data in runs:
         theirs = {(r["set"], r["group"], r["method"], r["metric"]): r["value"]
                   for r in data["rows"] if r["method"] in baselines}
-        differ = sorted(k for k in reference if not math.isclose(theirs.get(k, math.nan), reference[k],
-                                                                 rel_tol=1e-9, abs_tol=1e-9)
-                        and not (math.isnan(reference[k]) and math.isnan(theirs.get(k, 0.0))))
+        differ = sorted(k for k in reference if not same(reference[k], theirs.get(k, "missing")))
         if list(data["baselines"]) != baselines or differ:
             raise ValueError(f"--run {label}: its baselines ({data['baselines']}) scored otherwise than those of "
                              f"{first_label} (first differing: {differ[:3]}); expected runs on the same photos, "

@@ -15,10 +15,10 @@ def bench():
 
 def write_run(folder, model: str, scores: dict, baselines=("Telea", "PatchMatch")):
     """A results.json as `bidsnet evaluate --realism` writes it, with made-up scores
-    ({method: (psnr, detectability, sharpness)}, the same in every group)."""
+    ({method: (psnr, detectability, sharpness)}, the same in every group; LPIPS not measured: null)."""
     rows = [{"set": s, "group": g, "method": m, "metric": metric, "value": v}
             for s, g in GROUPS for m, values in scores.items()
-            for metric, v in zip(("psnr", "detectability", "sharpness"), values, strict=True)]
+            for metric, v in zip(("psnr", "detectability", "sharpness", "lpips"), (*values, None), strict=True)]
     folder.mkdir(parents=True)
     (folder / "results.json").write_text(json.dumps({
         "format": "bidsnet-evaluation", "protocol": "made up", "methods": [model, *baselines],
