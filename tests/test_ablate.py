@@ -125,6 +125,16 @@ def test_quick_study_resumes_an_interrupted_run(quick_fusion, capsys):
     assert main(["--study", "fusion", *flags, "--steps", "3"]) == 2
     assert "train.steps" in capsys.readouterr().err
 
+    # A part-trained run goes before a fresh one, whatever their lengths: a stop after it loses no training.
+    fresh = out / "runs" / "reference" / "seed0"
+    shutil.rmtree(fresh)
+    shutil.rmtree(partial)
+    Trainer(quick_fusion.settings.train_config(dataclasses.replace(reference_model(), fusion="add"), 1), partial,
+            progress=False).train(until=1)
+    assert main(["--study", "fusion", *flags, "--jobs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("[1/2] fusion=add seed 1") < printed.index("[2/2] reference seed 0")
+
 
 def test_quick_streams_and_start_studies_train_their_own_rivals(quick_fusion):
     """#26: the course's two studies in quick mode, in one invocation over the fusion study's folder:

@@ -409,7 +409,9 @@ def run_ablations(studies: Sequence[Study], settings: AblationSettings, out, *, 
         finally:
             torch.set_num_threads(saved)
         durations = {(t.key, t.seed): probes[t.key].run_seconds(settings.steps, pairs) for t in pending}
-        pending.sort(key=lambda t: -durations[(t.key, t.seed)])  # longest first: the jobs end together
+        # Part-trained runs first (a stop after them loses no training), then the longest first:
+        # the jobs end together.
+        pending.sort(key=lambda t: (not (t.folder / "latest.pt").is_file(), -durations[(t.key, t.seed)]))
         estimate = makespan([durations[(t.key, t.seed)] for t in pending], jobs)
         resumed = sum((t.folder / "latest.pt").is_file() for t in pending)
         log(f"estimated time: {format_duration(estimate)} for the runs"
