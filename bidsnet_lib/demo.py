@@ -4,6 +4,7 @@ Mask galleries of Set I and Set II over the shipped test photos (notebook 01), t
 checkpoint inpainting those photos under shipped fixed masks, beside OpenCV's Telea (notebook 08).
 """
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +40,15 @@ def shipped_photos(split: str = "test") -> list[Path]:
     return photos
 
 
-def demo_fills(photos: list[Path], size: int = DEFAULT_WORK_SIZE):
-    """The demo's (photo, mask) rows and their fills by the shipped BIDS-Net and by Telea."""
-    inpainter = Inpainter.from_checkpoint()
+def shipped_inpainter() -> Inpainter:
+    """The shipped checkpoint the demo fills with (its label names what it is)."""
+    return Inpainter.from_checkpoint()
+
+
+def demo_fills(photos: list[Path], size: int = DEFAULT_WORK_SIZE, inpainter: Inpainter | None = None):
+    """The demo's (photo, mask) rows and their fills by BIDS-Net (default: the shipped checkpoint)
+    and by Telea."""
+    inpainter = inpainter or shipped_inpainter()
     telea = Inpainter(make_baseline("telea"), work_size=size)
     images = [square_photo(read_photo(p).rgb, size) for p in photos]
     masks = [read_mask(SHIPPED_MASKS / name) for name in DEMO_MASKS]
@@ -55,8 +62,10 @@ def inpainting_grid(photos: list[Path], out_path: Path, size: int = DEFAULT_WORK
     """Write a before/after grid: input with holes, Telea, BIDS-Net (shipped checkpoint), original."""
     from matplotlib.figure import Figure
 
-    rows, ours, theirs = demo_fills(photos, size)
-    titles = ("input", "OpenCV Telea", "BIDS-Net (shipped small)", "original")
+    inpainter = shipped_inpainter()
+    rows, ours, theirs = demo_fills(photos, size, inpainter)
+    # The model's own label ("BIDS-Net (Telea fill + residual head, bidsnet_small.pt)"), wrapped to the column.
+    titles = ("input", "OpenCV Telea", textwrap.fill(inpainter.label, 24), "original")
     fig = Figure(figsize=(2.4 * len(titles), 2.5 * len(rows)), layout="constrained")
     axes = fig.subplots(len(rows), len(titles), squeeze=False)
     for row, ((image, mask), fill_ours, fill_telea) in enumerate(zip(rows, ours, theirs, strict=True)):
