@@ -20,7 +20,7 @@ import math
 import sys
 from pathlib import Path
 
-from bidsnet_lib.evaluate.realism import (
+from bidsnet_lib.evaluate import (
     TRADEOFF_FORMAT,
     load_tradeoff,
     plot_tradeoff,

@@ -55,17 +55,17 @@ def test_runs_that_scored_the_baselines_otherwise_are_refused(bench, tmp_path, c
 
 def test_the_published_points_are_read_or_downloaded_and_checked(bench, tmp_path, monkeypatch):
     from bidsnet_lib import colab
-    from bidsnet_lib.evaluate import realism
+    from bidsnet_lib.evaluate import load_tradeoff
 
     run = write_run(tmp_path / "a", "m", {"m": (21.0, 0.88, 0.45), "Telea": (20.0, 0.90, 0.5), "PatchMatch": (19.8, 0.65, 0.9)})
     assert bench.main(["--run", f"model={run}", "--out", str(tmp_path / "docs")]) == 0
-    made = realism.load_tradeoff(tmp_path / "docs" / "tradeoff.json")
+    made = load_tradeoff(tmp_path / "docs" / "tradeoff.json")
     assert [p["method"] for p in made["points"]] == ["Telea", "PatchMatch", "model"]
     # A bare install has no docs/: the file comes from the repository (here a file:// copy of it).
-    monkeypatch.setattr(realism, "TRADEOFF", tmp_path / "missing" / "tradeoff.json")
+    monkeypatch.setattr("bidsnet_lib.evaluate.realism.TRADEOFF", tmp_path / "missing" / "tradeoff.json")
     monkeypatch.setattr(colab, "published_url", lambda relative: (tmp_path / "docs" / "tradeoff.json").as_uri())
-    assert realism.load_tradeoff(download_to=tmp_path / "published") == made
+    assert load_tradeoff(download_to=tmp_path / "published") == made
     assert (tmp_path / "published" / "tradeoff.json").is_file()
     (tmp_path / "bad.json").write_text(json.dumps({"format": "bidsnet-evaluation", "rows": []}))
     with pytest.raises(ValueError, match="written by bench/realism_tradeoff.py"):
-        realism.load_tradeoff(tmp_path / "bad.json")
+        load_tradeoff(tmp_path / "bad.json")

@@ -313,7 +313,7 @@ def test_command_reports_realism(tmp_path, capsys, monkeypatch):
 
 
 def test_tradeoff_points_measure_each_method_against_the_best_baseline_per_group():
-    from bidsnet_lib.evaluate.realism import plot_tradeoff, tradeoff_points
+    from bidsnet_lib.evaluate import plot_tradeoff, tradeoff_points
 
     scores = {  # method: {group: (psnr, detectability, sharpness)}
         "Telea": {"a": (20.0, 0.90, 0.5), "b": (18.0, 0.92, 0.5)},

@@ -36,7 +36,7 @@ from bidsnet_lib.plumbing import (
     check_writable_folder,
     resolve_device,
 )
-from bidsnet_lib.train.utils import weights_digest
+from bidsnet_lib.train import weights_digest
 
 SHIPPED_VAL = SHIPPED_IMAGES.parent / "val"  # the course's validation photos: the C2ST's default training set
 

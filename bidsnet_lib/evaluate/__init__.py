@@ -49,6 +49,8 @@ from bidsnet_lib.evaluate.pairs import (
 from bidsnet_lib.evaluate.realism import (
     C2ST,
     FEATURES,
+    TRADEOFF,
+    TRADEOFF_FORMAT,
     C2STProtocol,
     Detectability,
     RealismCheck,
@@ -113,6 +115,8 @@ __all__ = [
     "evaluate",
     "hole_sharpness",
     "load_tradeoff",
+    "TRADEOFF",
+    "TRADEOFF_FORMAT",
     "plot_tradeoff",
     "tradeoff_points",
     "C2STProtocol",
