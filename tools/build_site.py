@@ -39,7 +39,8 @@ NOTEBOOKS = ROOT / "notebooks"
 MODEL_CARD = ROOT / PACKAGE / "checkpoints" / "MODEL_CARD.md"
 # What notebooks download on Colab, laid into each working folder as the download leaves it
 # (this machine is offline): notebook 09 reads the published ablation tables from runs/09_published.
-DOWNLOADS = {"runs/09_published": sorted((ROOT / "docs" / "ablations").glob("*.json"))}
+DOWNLOADS = {"runs/09_published": sorted((ROOT / "docs" / "ablations").glob("*.json")),
+             "runs/published": [ROOT / "docs" / "realism" / "tradeoff.json"]}  # notebook 07's trade-off
 KEY = "course_site_key"  # metadata of an executed copy: what it was executed from
 RAN_IN = "course_site_ran_in"  # ... and where: BARE_INSTALL, or the checkout under nbval
 BARE_INSTALL = "a bare pip install of the wheel"

@@ -108,6 +108,8 @@ def lay_downloads(folder) -> Path:
     published.mkdir(parents=True)
     for table in sorted((ROOT / "docs" / "ablations").glob("*.json")):
         shutil.copy2(table, published / table.name)
+    (folder / "runs" / "published").mkdir()  # notebook 07's realism trade-off (evaluate.load_tradeoff)
+    shutil.copy2(ROOT / "docs" / "realism" / "tradeoff.json", folder / "runs" / "published" / "tradeoff.json")
     places_archive(folder / "datasets" / "val_256.tar")
     pconv_archive(folder / "runs" / "mask_sets" / "test_mask.zip")
     return folder
