@@ -69,3 +69,6 @@ def test_the_published_points_are_read_or_downloaded_and_checked(bench, tmp_path
     (tmp_path / "bad.json").write_text(json.dumps({"format": "bidsnet-evaluation", "rows": []}))
     with pytest.raises(ValueError, match="written by bench/realism_tradeoff.py"):
         load_tradeoff(tmp_path / "bad.json")
+    (tmp_path / "torn.json").write_text('{"format": "bidsnet-realism-tr')
+    with pytest.raises(ValueError, match="not JSON"):
+        load_tradeoff(tmp_path / "torn.json")

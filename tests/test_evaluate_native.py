@@ -126,6 +126,9 @@ def test_an_interrupted_evaluation_goes_on_from_its_journal(hires, tmp_path):
     lines = (tmp_path / "rows.jsonl").read_text().splitlines()
     assert len(lines) == 1 + 2 * len(pairs) and all(json.loads(line) for line in lines)  # the torn line cut off
     assert len(RowJournal(tmp_path / "rows.jsonl", {"weights": "abc"}).rows) == 2 * len(pairs)
+    (tmp_path / "junk.jsonl").write_text("not a journal\n")
+    with pytest.raises(ValueError, match="not a settings header"):
+        RowJournal(tmp_path / "junk.jsonl", {"weights": "abc"})
     with pytest.raises(ValueError, match=r"other settings \(differing: \['weights'\]\)"):
         RowJournal(tmp_path / "rows.jsonl", {"weights": "another checkpoint"})
 

@@ -212,7 +212,12 @@ class RowJournal:
             with open(self.path, "r+", encoding="utf-8") as f:
                 f.truncate(len(text.encode("utf-8")))
         lines = text.splitlines()
-        header = json.loads(lines[0]).get("settings") if lines else None
+        try:
+            header = json.loads(lines[0]).get("settings") if lines else None
+        except (json.JSONDecodeError, AttributeError):
+            raise ValueError(got_expected(str(self.path), "a first line that is not a settings header",
+                                          "a journal written by bidsnet evaluate --hires: choose another --out, "
+                                          "or delete the file")) from None
         if header != self.settings:
             differing = sorted(k for k in set(header or {}) | set(self.settings)
                                if (header or {}).get(k) != self.settings.get(k))

@@ -659,7 +659,11 @@ def load_tradeoff(path=None, download_to="runs/published") -> dict:
                 download_file(published_url("docs/realism/tradeoff.json"), path, "the published realism trade-off",
                               progress=False)
     path = Path(path)
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(got_expected(str(path), f"text that is not JSON ({error})",
+                                      f"a {TRADEOFF_FORMAT!r} file written by bench/realism_tradeoff.py")) from None
     if not isinstance(data, dict) or data.get("format") != TRADEOFF_FORMAT or not data.get("points"):
         raise ValueError(got_expected(str(path), data.get("format") if isinstance(data, dict) else type(data).__name__,
                                       f"a {TRADEOFF_FORMAT!r} file with points, written by bench/realism_tradeoff.py"))
